@@ -1,0 +1,132 @@
+// Package config turns cluster.hcl into the typed desired state of a cluster.
+//
+// Parsing and validation report hcl.Diagnostics that carry file:line:col so
+// that a reader can be pointed at the exact place to fix. Secrets are held in
+// Secret values that refuse to print.
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Cluster is the desired state declared by one cluster "NAME" block.
+type Cluster struct {
+	Name    string
+	Primary string
+
+	Postgres    Postgres
+	Runtime     Runtime
+	Nodes       []*Node // in file order
+	Replication Replication
+	Failover    Failover
+	Catalog     *Catalog // nil when no catalog block
+
+	// File is the absolute path of the cluster file, Dir its directory;
+	// relative paths in the file resolve against Dir.
+	File string
+	Dir  string
+	// Hash is "sha256:<hex>" of the file's bytes; saved plans carry it.
+	Hash string
+
+	// Ranges of declarations, for diagnostics raised after decoding.
+	PrimaryRange hcl.Range
+}
+
+// Node returns the node with that name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// PrimaryNode returns the declared primary.
+func (c *Cluster) PrimaryNode() *Node { return c.Node(c.Primary) }
+
+// Postgres holds server-wide settings.
+type Postgres struct {
+	Version   int    // expected major version; 0 = whatever the runtime has
+	Superuser string // default "postgres"
+	Password  Secret // required
+	// Parameters are postgresql.conf settings applied to every node, as
+	// strings exactly as written (numbers and bools converted to text).
+	Parameters map[string]string
+}
+
+// Runtime says where nodes run. Only "local" exists in this version.
+type Runtime struct {
+	Kind    string // "local"
+	DataDir string // absolute; default <Dir>/data
+	BinDir  string // absolute; "" = find PostgreSQL binaries automatically
+	RunAs   string // OS user running servers; default "postgres" when pgha runs as root, else ""
+}
+
+// Node is one PostgreSQL server.
+type Node struct {
+	Name string
+	Host string // default "127.0.0.1"
+	Port int    // required
+	// Slot is the physical replication slot this node streams through when
+	// it is a standby; "" = none.
+	Slot string
+	// Parameters override Postgres.Parameters for this node.
+	Parameters     map[string]string
+	PreventDestroy bool
+	// DataDir is absolute: <Runtime.DataDir>/<Name>.
+	DataDir string
+
+	DeclRange hcl.Range
+}
+
+// Replication is the streaming replication user.
+type Replication struct {
+	User     string // default "replicator"
+	Password Secret // required
+}
+
+// Failover is the failover policy. Declared now; acted upon by later versions.
+type Failover struct {
+	Automatic        bool          // default false
+	CheckInterval    time.Duration // default 1s
+	FailureThreshold int           // default 3
+	MaximumLag       int64         // bytes; default 16MB
+	Failback         string        // "manual" (default) | "automatic"
+}
+
+// Catalog is the Redis catalog: backup metadata, cluster record, apply lock.
+type Catalog struct {
+	Kind     string // "redis"
+	Address  string // host:port, required
+	Password Secret // optional
+	DB       int
+	// Managed makes the runtime start and keep a redis-server with
+	// persistence on (appendonly) under <Runtime.DataDir>/redis.
+	Managed bool
+	DataDir string // absolute, for managed Redis
+
+	DeclRange hcl.Range
+}
+
+// Secret is a value that must never be printed: String, GoString,
+// MarshalJSON and MarshalText all return a placeholder.
+type Secret struct{ v string }
+
+// NewSecret wraps a secret value.
+func NewSecret(v string) Secret { return Secret{v: v} }
+
+// Reveal returns the secret for use in a connection, never for display.
+func (s Secret) Reveal() string { return s.v }
+
+// IsSet reports whether a non-empty value was given.
+func (s Secret) IsSet() bool { return s.v != "" }
+
+const redacted = "(sensitive)"
+
+func (s Secret) String() string               { return redacted }
+func (s Secret) GoString() string             { return redacted }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }

@@ -1,0 +1,215 @@
+// Package state holds plain data describing what pgha observed of a cluster.
+//
+// A snapshot is a set of facts, never an error: an unreachable node or catalog
+// is recorded (Reachable=false, Error set) so that the planner can reason about
+// it. The types here import nothing of pgha's so every layer can share them.
+package state
+
+import (
+	"fmt"
+	"time"
+)
+
+// LSN is a PostgreSQL write-ahead log position.
+type LSN uint64
+
+// String formats the LSN the way PostgreSQL does (X/X).
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+// ParseLSN reads PostgreSQL's X/X notation.
+func ParseLSN(s string) (LSN, error) {
+	var hi, lo uint32
+	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
+		return 0, fmt.Errorf("parse LSN %q: %w", s, err)
+	}
+	return LSN(uint64(hi)<<32 | uint64(lo)), nil
+}
+
+// Role is what a node is, as PostgreSQL reports it.
+type Role string
+
+const (
+	RolePrimary Role = "primary"
+	RoleStandby Role = "standby"
+	RoleUnknown Role = "unknown"
+)
+
+// Cluster is one observation of every declared node and the catalog.
+type Cluster struct {
+	Name       string    `json:"name"`
+	ObservedAt time.Time `json:"observed_at"`
+	// Nodes in the order the cluster file declares them.
+	Nodes   []*Node `json:"nodes"`
+	Catalog Catalog `json:"catalog"`
+}
+
+// Node returns the observed node with the given name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Node is what the runtime and PostgreSQL say about one declared node.
+type Node struct {
+	Name string `json:"name"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+
+	// Runtime facts.
+	DataDir       string `json:"data_dir"`
+	DirExists     bool   `json:"dir_exists"`     // the data directory exists
+	Initialized   bool   `json:"initialized"`    // PG_VERSION present
+	StandbySignal bool   `json:"standby_signal"` // standby.signal present
+	Running       bool   `json:"running"`        // postmaster alive
+	PID           int    `json:"pid,omitempty"`
+	RuntimeError  string `json:"runtime_error,omitempty"`
+
+	// PostgreSQL facts; zero when not Reachable.
+	Reachable     bool               `json:"reachable"`
+	Error         string             `json:"error,omitempty"`
+	ServerVersion int                `json:"server_version,omitempty"` // server_version_num, e.g. 150018
+	InRecovery    bool               `json:"in_recovery"`
+	SystemID      string             `json:"system_id,omitempty"`
+	Timeline      int                `json:"timeline,omitempty"`
+	CurrentLSN    LSN                `json:"current_lsn,omitempty"` // primary: pg_current_wal_lsn
+	ReceiveLSN    LSN                `json:"receive_lsn,omitempty"` // standby: pg_last_wal_receive_lsn
+	ReplayLSN     LSN                `json:"replay_lsn,omitempty"`  // standby: pg_last_wal_replay_lsn
+	ReplayAge     time.Duration      `json:"replay_age,omitempty"`  // standby: now() - pg_last_xact_replay_timestamp()
+	Upstream      *Upstream          `json:"upstream,omitempty"`
+	Slots         []Slot             `json:"slots,omitempty"`
+	Replicas      []Replica          `json:"replicas,omitempty"`
+	Settings      map[string]Setting `json:"settings,omitempty"`
+	Roles         map[string]DBRole  `json:"roles,omitempty"`
+}
+
+// Role derives primary/standby/unknown from what PostgreSQL said.
+func (n *Node) Role() Role {
+	switch {
+	case n == nil || !n.Reachable:
+		return RoleUnknown
+	case n.InRecovery:
+		return RoleStandby
+	default:
+		return RolePrimary
+	}
+}
+
+// LSN is the node's newest known WAL position: written on a primary,
+// replayed on a standby.
+func (n *Node) LSN() LSN {
+	if n.InRecovery {
+		return n.ReplayLSN
+	}
+	return n.CurrentLSN
+}
+
+// Slot returns the replication slot of that name, or nil.
+func (n *Node) Slot(name string) *Slot {
+	for i := range n.Slots {
+		if n.Slots[i].Name == name {
+			return &n.Slots[i]
+		}
+	}
+	return nil
+}
+
+// Replica returns the pg_stat_replication row whose application_name is name, or nil.
+func (n *Node) Replica(name string) *Replica {
+	for i := range n.Replicas {
+		if n.Replicas[i].ApplicationName == name {
+			return &n.Replicas[i]
+		}
+	}
+	return nil
+}
+
+// Upstream is a standby's WAL receiver (pg_stat_wal_receiver).
+type Upstream struct {
+	Status string `json:"status"` // streaming, catchup, ...
+	Host   string `json:"host"`
+	Port   int    `json:"port"`
+	Slot   string `json:"slot,omitempty"`
+}
+
+// Slot is a replication slot (pg_replication_slots).
+type Slot struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"` // physical or logical
+	Active     bool   `json:"active"`
+	ActivePID  int    `json:"active_pid,omitempty"`
+	RestartLSN LSN    `json:"restart_lsn,omitempty"`
+}
+
+// Replica is one row of pg_stat_replication on a primary.
+type Replica struct {
+	ApplicationName string        `json:"application_name"`
+	ClientAddr      string        `json:"client_addr,omitempty"`
+	State           string        `json:"state"`
+	SentLSN         LSN           `json:"sent_lsn"`
+	ReplayLSN       LSN           `json:"replay_lsn"`
+	ReplayLag       time.Duration `json:"replay_lag,omitempty"`
+	SyncState       string        `json:"sync_state"`
+}
+
+// Setting is one row of pg_settings.
+type Setting struct {
+	Value          string `json:"value"`          // pg_settings.setting, in Unit
+	Unit           string `json:"unit,omitempty"` // e.g. "8kB", "MB", "ms"
+	Context        string `json:"context"`        // postmaster (restart), sighup (reload), ...
+	VarType        string `json:"vartype"`        // bool, integer, real, string, enum
+	PendingRestart bool   `json:"pending_restart"`
+	Source         string `json:"source,omitempty"`
+}
+
+// DBRole is a database role relevant to pgha (the superuser, the replication user).
+type DBRole struct {
+	CanLogin    bool `json:"can_login"`
+	Replication bool `json:"replication"`
+	Superuser   bool `json:"superuser"`
+	HasPassword bool `json:"has_password"`
+	// PasswordMatches: the stored SCRAM verifier matches the desired
+	// password (checked by the observer without sending the password).
+	PasswordMatches bool `json:"password_matches"`
+}
+
+// Catalog is what pgha observed of its Redis catalog.
+type Catalog struct {
+	Configured bool           `json:"configured"`
+	Address    string         `json:"address,omitempty"`
+	Managed    bool           `json:"managed"`
+	Reachable  bool           `json:"reachable"`
+	Error      string         `json:"error,omitempty"`
+	Record     *ClusterRecord `json:"record,omitempty"`
+	Lock       *Lock          `json:"lock,omitempty"`
+}
+
+// ClusterRecord is the cluster as last recorded in the catalog by an apply.
+type ClusterRecord struct {
+	Name       string    `json:"name"`
+	Primary    string    `json:"primary"`
+	Nodes      []string  `json:"nodes"`
+	Generation int64     `json:"generation"`
+	SystemID   string    `json:"system_id,omitempty"`
+	Timeline   int       `json:"timeline,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Lock is the holder of the cluster's apply lock.
+type Lock struct {
+	ID        string    `json:"id"`
+	Owner     string    `json:"owner"` // OS user
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	Operation string    `json:"operation"`
+	Created   time.Time `json:"created"`
+}
+
+// String says who holds the lock in one line, for error messages.
+func (l *Lock) String() string {
+	return fmt.Sprintf("ID %s, %s@%s pid %d, operation %q, since %s",
+		l.ID, l.Owner, l.Host, l.PID, l.Operation, l.Created.UTC().Format(time.RFC3339))
+}
