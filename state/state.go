@@ -178,13 +178,15 @@ type DBRole struct {
 
 // Catalog is what pgha observed of its Redis catalog.
 type Catalog struct {
-	Configured bool           `json:"configured"`
-	Address    string         `json:"address,omitempty"`
-	Managed    bool           `json:"managed"`
-	Reachable  bool           `json:"reachable"`
-	Error      string         `json:"error,omitempty"`
-	Record     *ClusterRecord `json:"record,omitempty"`
-	Lock       *Lock          `json:"lock,omitempty"`
+	Configured bool   `json:"configured"`
+	Address    string `json:"address,omitempty"`
+	Managed    bool   `json:"managed"`
+	// DirExists: the managed Redis's directory exists (local runtime).
+	DirExists bool           `json:"dir_exists,omitempty"`
+	Reachable bool           `json:"reachable"`
+	Error     string         `json:"error,omitempty"`
+	Record    *ClusterRecord `json:"record,omitempty"`
+	Lock      *Lock          `json:"lock,omitempty"`
 }
 
 // ClusterRecord is the cluster as last recorded in the catalog by an apply.

@@ -1,0 +1,57 @@
+# pgha — make demo · make test · make bench · make lint
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+BIN     := bin/pgha
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all setup build test demo demo-down secrets bench lint fuzz clean
+
+all: build
+
+## setup: install what is missing (PostgreSQL, redis-server) with apt-get
+setup:
+	@scripts/setup
+
+## build: compile bin/pgha
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgha
+
+## secrets: generate the demo's passwords (mode 0600, git-ignored) once
+secrets:
+	@mkdir -p .secrets && chmod 700 .secrets
+	@for s in superuser replication; do \
+	  [ -s .secrets/$$s ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > .secrets/$$s); \
+	done
+
+## demo: bring up the default cluster.hcl (3 local nodes + Redis) and show it
+demo: setup build secrets
+	$(BIN) apply -auto-approve
+	@echo
+	$(BIN) status
+
+## demo-down: destroy the demo cluster (stops nodes, deletes ./data)
+demo-down: build
+	$(BIN) destroy -auto-approve
+
+## test: unit, golden, integration and end-to-end tests (real PostgreSQL and Redis)
+test: setup lint
+	$(GO) test -count=1 -timeout 45m ./...
+
+## bench: time `pgha plan` on a converged three-node cluster beside a shell baseline
+bench: setup build
+	$(GO) test -run '^$$' -bench . -benchtime 30x ./plan/
+	$(GO) run ./bench -pgha $(BIN)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: run the config decoder fuzzer for a minute
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,54 @@
+# The default cluster: three PostgreSQL nodes as local processes on this
+# machine, db1 primary, db2 and db3 streaming standbys, and a Redis catalog
+# that pgha starts and keeps. `make demo` brings it up.
+#
+# Passwords are read from files `make secrets` generates (mode 0600, never
+# committed); point them at env("...") or your own files for real use.
+
+cluster "demo" {
+  primary = "db1"
+
+  postgres {
+    superuser = "postgres"
+    password  = file("./.secrets/superuser")
+    parameters = {
+      wal_keep_size   = "256MB"
+      max_connections = 100
+      shared_buffers  = "128MB"
+    }
+  }
+
+  runtime "local" {
+    data_dir = "./data"
+  }
+
+  node "db1" {
+    port = 5441
+    slot = "db1"
+  }
+
+  node "db2" {
+    port = 5442
+    slot = "db2"
+  }
+
+  node "db3" {
+    port = 5443
+    slot = "db3"
+  }
+
+  replication {
+    user     = "replicator"
+    password = file("./.secrets/replication")
+  }
+
+  failover {
+    maximum_lag = "16MB"
+    failback    = "manual"
+  }
+
+  catalog "redis" {
+    address = "127.0.0.1:6390"
+    managed = true
+  }
+}

@@ -1,0 +1,171 @@
+// Package plan computes, purely, the ordered actions that turn an observed
+// cluster (state) into the declared one (config), and renders them.
+//
+// Nothing here touches the network or the disk: Build is a function of its
+// two inputs, which is what makes plans reviewable, testable with golden
+// files, and safe to run as a dry-run audit.
+package plan
+
+import "fmt"
+
+// Change is what an action does to its target, shown with Terraform's symbols.
+type Change string
+
+const (
+	Create  Change = "create"
+	Update  Change = "update"
+	Delete  Change = "delete"
+	Replace Change = "replace"
+)
+
+// Symbol is the one-column mark a Terraform user reads at once.
+func (c Change) Symbol() string {
+	switch c {
+	case Create:
+		return "+"
+	case Update:
+		return "~"
+	case Delete:
+		return "-"
+	case Replace:
+		return "-/+"
+	}
+	return "?"
+}
+
+// Kind is the closed set of things apply knows how to do.
+type Kind string
+
+const (
+	CatalogStart   Kind = "catalog.start"   // start the managed Redis
+	NodeCreate     Kind = "node.create"     // create an empty data directory
+	PrimaryInit    Kind = "primary.init"    // initdb with data checksums + pgha's configuration
+	NodeStart      Kind = "node.start"      // write configuration, start, wait until ready (standbys: streaming)
+	NodeStop       Kind = "node.stop"       // clean (fast) shutdown
+	NodeRestart    Kind = "node.restart"    // restart for settings that need one
+	NodeDestroy    Kind = "node.destroy"    // stop and delete the data directory
+	RoleEnsure     Kind = "role.ensure"     // replication role with LOGIN REPLICATION and the declared password
+	SlotCreate     Kind = "slot.create"     // physical slot on the primary
+	SlotDrop       Kind = "slot.drop"       // drop an undeclared slot that holds WAL back
+	StandbyClone   Kind = "standby.clone"   // pg_basebackup through the node's slot
+	StandbyFollow  Kind = "standby.follow"  // re-point primary_conninfo / primary_slot_name, reload
+	SettingsUpdate Kind = "settings.update" // write pgha.conf and reload (restart when required)
+	CatalogRecord  Kind = "catalog.record"  // write the cluster record (nodes, primary, generation)
+	CatalogDestroy Kind = "catalog.destroy" // stop the managed Redis and remove its files
+)
+
+// Kinds lists every action kind, in documentation order.
+var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeDestroy,
+	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, SettingsUpdate, CatalogRecord, CatalogDestroy}
+
+// Action is one step of a plan. It is data: apply looks at Kind and the
+// attributes, nothing else.
+type Action struct {
+	// ID is unique in a plan: kind[target], e.g. node.start[db2].
+	ID     string `json:"id"`
+	Kind   Kind   `json:"kind"`
+	Change Change `json:"change"`
+	// Node is the node acted upon (the primary for role and slot actions);
+	// empty for catalog actions.
+	Node string `json:"node,omitempty"`
+	// Target names the object: a node, a slot, a role, "redis".
+	Target string `json:"target"`
+	// Reason is a sentence a person can check against reality.
+	Reason string            `json:"reason"`
+	Before map[string]string `json:"before,omitempty"`
+	After  map[string]string `json:"after,omitempty"`
+	// DataLoss marks actions that discard data; they need explicit approval.
+	DataLoss  bool     `json:"data_loss"`
+	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+func newAction(kind Kind, change Change, node, target, reason string) Action {
+	return Action{ID: fmt.Sprintf("%s[%s]", kind, target), Kind: kind, Change: change, Node: node, Target: target, Reason: reason}
+}
+
+// Severity of a plan diagnostic.
+type Severity string
+
+const (
+	Warning  Severity = "warning"
+	Critical Severity = "critical"
+)
+
+// Diagnostic is something the plan cannot fix by itself, or that the
+// operator must know before approving.
+type Diagnostic struct {
+	Severity Severity `json:"severity"`
+	Node     string   `json:"node,omitempty"`
+	Summary  string   `json:"summary"`
+	Detail   string   `json:"detail,omitempty"`
+}
+
+// FormatVersion is the version of the JSON plan format. Additive changes
+// keep the major number; anything else bumps it.
+const FormatVersion = "1.0"
+
+// Plan is the ordered list of actions for one cluster.
+type Plan struct {
+	FormatVersion string `json:"format_version"`
+	Cluster       string `json:"cluster"`
+	// Operation is what produced the plan: "apply" or "destroy".
+	Operation string `json:"operation"`
+	// ConfigHash is the cluster file's hash; Fingerprint the hash of Facts.
+	ConfigHash  string `json:"config_hash"`
+	Fingerprint string `json:"fingerprint"`
+	// Facts are the observed facts the plan depends on, so that a saved plan
+	// can say exactly what moved since it was made.
+	Facts       map[string]string `json:"facts"`
+	Actions     []Action          `json:"actions"`
+	Diagnostics []Diagnostic      `json:"diagnostics"`
+}
+
+// Summary counts actions the way Terraform does: a replace is one add and
+// one destroy.
+type Summary struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+}
+
+// Summary counts the plan's actions.
+func (p *Plan) Summary() Summary {
+	var s Summary
+	for _, a := range p.Actions {
+		switch a.Change {
+		case Create:
+			s.Add++
+		case Update:
+			s.Change++
+		case Delete:
+			s.Destroy++
+		case Replace:
+			s.Add++
+			s.Destroy++
+		}
+	}
+	return s
+}
+
+// Empty reports whether the plan has nothing to do.
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// DataLoss reports whether any action discards data.
+func (p *Plan) DataLoss() bool {
+	for _, a := range p.Actions {
+		if a.DataLoss {
+			return true
+		}
+	}
+	return false
+}
+
+// Critical reports whether a diagnostic is critical.
+func (p *Plan) Critical() bool {
+	for _, d := range p.Diagnostics {
+		if d.Severity == Critical {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,409 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// testCluster is the three-node cluster of the root cluster.hcl, built in
+// Go so that plan tests do not depend on the parser.
+func testCluster() *config.Cluster {
+	c := &config.Cluster{
+		Name: "demo", Primary: "db1", File: "/srv/pgha/cluster.hcl", Dir: "/srv/pgha", Hash: "sha256:test",
+		Postgres:    config.Postgres{Superuser: "postgres", Password: config.NewSecret("su-secret-1"), Parameters: map[string]string{"shared_buffers": "128MB"}},
+		Runtime:     config.Runtime{Kind: "local", DataDir: "/srv/pgha/data", RunAs: "postgres"},
+		Replication: config.Replication{User: "replicator", Password: config.NewSecret("repl-secret-2")},
+		Catalog:     &config.Catalog{Kind: "redis", Address: "127.0.0.1:6390", Managed: true, DataDir: "/srv/pgha/data/redis"},
+	}
+	for i, name := range []string{"db1", "db2", "db3"} {
+		c.Nodes = append(c.Nodes, &config.Node{Name: name, Host: "127.0.0.1", Port: 5441 + i, Slot: name, DataDir: "/srv/pgha/data/" + name})
+	}
+	return c
+}
+
+// settingsOf returns what pg_settings would say for a node configured
+// exactly as desired.
+func settingsOf(c *config.Cluster, n *config.Node) map[string]state.Setting {
+	out := map[string]state.Setting{}
+	for k, v := range DesiredSettings(c, n) {
+		s := state.Setting{Value: v, Context: "sighup", VarType: "string"}
+		switch k {
+		case "port", "max_wal_senders", "max_replication_slots":
+			s.VarType, s.Context = "integer", "postmaster"
+		case "shared_buffers":
+			s.VarType, s.Context, s.Unit, s.Value = "integer", "postmaster", "8kB", "16384"
+		case "wal_keep_size":
+			s.VarType, s.Unit, s.Value = "integer", "MB", "128"
+		case "hot_standby", "wal_log_hints":
+			s.VarType, s.Context = "bool", "postmaster"
+		case "wal_level", "password_encryption":
+			s.VarType = "enum"
+		case "listen_addresses", "unix_socket_directories":
+			s.Context = "postmaster"
+		}
+		out[k] = s
+	}
+	return out
+}
+
+// converged is the observation of a cluster that matches testCluster.
+func converged(c *config.Cluster) *state.Cluster {
+	s := &state.Cluster{Name: c.Name, Catalog: state.Catalog{Configured: true, Address: c.Catalog.Address, Managed: true, Reachable: true, DirExists: true,
+		Record: &state.ClusterRecord{Name: "demo", Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 1}}}
+	for _, cn := range c.Nodes {
+		n := &state.Node{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir, DirExists: true, Initialized: true,
+			Running: true, PID: 100, Reachable: true, ServerVersion: 150018, SystemID: "7311111111111111111", Timeline: 1,
+			Settings: settingsOf(c, cn), Roles: map[string]state.DBRole{"replicator": {CanLogin: true, Replication: true, HasPassword: true, PasswordMatches: true}}}
+		if cn.Name == c.Primary {
+			n.CurrentLSN = 0x3000148
+			n.Slots = []state.Slot{{Name: "db2", Type: "physical", Active: true, ActivePID: 200, RestartLSN: 0x3000148}, {Name: "db3", Type: "physical", Active: true, ActivePID: 201, RestartLSN: 0x3000148}}
+			n.Replicas = []state.Replica{{ApplicationName: "db2", State: "streaming"}, {ApplicationName: "db3", State: "streaming"}}
+		} else {
+			n.InRecovery, n.StandbySignal = true, true
+			n.ReceiveLSN, n.ReplayLSN = 0x3000148, 0x3000148
+			n.Upstream = &state.Upstream{Status: "streaming", Host: "127.0.0.1", Port: 5441, Slot: cn.Name}
+		}
+		s.Nodes = append(s.Nodes, n)
+	}
+	return s
+}
+
+func empty(c *config.Cluster) *state.Cluster {
+	s := &state.Cluster{Name: c.Name, Catalog: state.Catalog{Configured: true, Address: c.Catalog.Address, Managed: true, Error: "dial tcp 127.0.0.1:6390: connect: connection refused"}}
+	for _, cn := range c.Nodes {
+		s.Nodes = append(s.Nodes, &state.Node{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir, Error: "not running"})
+	}
+	return s
+}
+
+func stop(n *state.Node) {
+	*n = state.Node{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Initialized: true, StandbySignal: n.StandbySignal, Error: "not running"}
+}
+
+type planCase struct {
+	name   string
+	mutate func(c *config.Cluster, s *state.Cluster)
+	start  func(c *config.Cluster) *state.Cluster
+	// kinds is the expected action sequence, as "kind[target]" IDs.
+	ids   []string
+	diags []string // expected diagnostic summaries (substrings)
+}
+
+var planCases = []planCase{
+	{name: "empty_cluster", start: empty, ids: []string{
+		"catalog.start[redis]", "node.create[db1]", "primary.init[db1]", "node.start[db1]", "role.ensure[replicator]",
+		"slot.create[db1/db2]", "slot.create[db1/db3]", "standby.clone[db2]", "node.start[db2]", "standby.clone[db3]", "node.start[db3]",
+		"catalog.record[cluster]"}},
+	{name: "converged"},
+	{name: "stopped_standby", mutate: func(c *config.Cluster, s *state.Cluster) {
+		stop(s.Node("db2"))
+		p := s.Node("db1")
+		p.Slots[0].Active, p.Slots[0].ActivePID = false, 0
+	}, ids: []string{"node.start[db2]"}},
+	{name: "stopped_primary", mutate: func(c *config.Cluster, s *state.Cluster) {
+		stop(s.Node("db1"))
+		for _, n := range s.Nodes[1:] {
+			n.Upstream = &state.Upstream{Status: "waiting"}
+		}
+	}, ids: []string{"node.start[db1]"}},
+	{name: "missing_slot", mutate: func(c *config.Cluster, s *state.Cluster) {
+		p := s.Node("db1")
+		p.Slots = p.Slots[1:]
+		s.Node("db2").Upstream.Status = "waiting"
+	}, ids: []string{"slot.create[db1/db2]"}},
+	{name: "orphaned_slot", mutate: func(c *config.Cluster, s *state.Cluster) {
+		p := s.Node("db1")
+		p.Slots = append(p.Slots, state.Slot{Name: "old_backup_slot", Type: "physical", RestartLSN: 0x1000000}, state.Slot{Name: "busy", Type: "physical", Active: true, ActivePID: 999})
+	}, ids: []string{"slot.drop[db1/old_backup_slot]"}, diags: []string{"undeclared slot busy on db1 is in use (pid 999)"}},
+	{name: "changed_parameter_reload", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Postgres.Parameters["wal_keep_size"] = "1GB"
+	}, ids: []string{"settings.update[db1]", "settings.update[db2]", "settings.update[db3]"}},
+	{name: "changed_parameter_restart", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Node("db2").Parameters = map[string]string{"shared_buffers": "256MB"}
+	}, ids: []string{"settings.update[db2]"}},
+	{name: "pending_restart", mutate: func(c *config.Cluster, s *state.Cluster) {
+		st := s.Node("db1").Settings["shared_buffers"]
+		st.PendingRestart = true
+		s.Node("db1").Settings["shared_buffers"] = st
+	}, ids: []string{"settings.update[db1]"}},
+	{name: "redis_unreachable", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Catalog.Managed = false
+		s.Catalog = state.Catalog{Configured: true, Address: c.Catalog.Address, Error: "dial tcp 127.0.0.1:6390: connect: connection refused"}
+		stop(s.Node("db3"))
+		p := s.Node("db1")
+		p.Slots[1].Active = false
+	}, ids: []string{"node.start[db3]"}, diags: []string{"the Redis catalog at 127.0.0.1:6390 is unreachable"}},
+	{name: "managed_redis_down", mutate: func(c *config.Cluster, s *state.Cluster) {
+		s.Catalog.Reachable, s.Catalog.Record = false, nil
+	}, ids: []string{"catalog.start[redis]", "catalog.record[cluster]"}},
+	{name: "wrong_upstream", mutate: func(c *config.Cluster, s *state.Cluster) {
+		st := s.Node("db3").Settings["primary_conninfo"]
+		st.Value = strings.Replace(st.Value, "port=5441", "port=5442", 1)
+		s.Node("db3").Settings["primary_conninfo"] = st
+		s.Node("db3").Settings["primary_slot_name"] = state.Setting{Value: "", VarType: "string", Context: "sighup"}
+	}, ids: []string{"standby.follow[db3]"}},
+	{name: "replication_password_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		r := s.Node("db1").Roles["replicator"]
+		r.PasswordMatches = false
+		s.Node("db1").Roles["replicator"] = r
+	}, ids: []string{"role.ensure[replicator]"}},
+	{name: "standby_data_lost", mutate: func(c *config.Cluster, s *state.Cluster) {
+		n := s.Node("db3")
+		*n = state.Node{Name: "db3", Host: n.Host, Port: n.Port, DataDir: n.DataDir, Error: "not running"}
+		s.Node("db1").Slots[1].Active = false
+	}, ids: []string{"standby.clone[db3]", "node.start[db3]"}},
+	{name: "primary_lost_standbys_have_data", mutate: func(c *config.Cluster, s *state.Cluster) {
+		n := s.Node("db1")
+		*n = state.Node{Name: "db1", Host: n.Host, Port: n.Port, DataDir: n.DataDir, Error: "not running"}
+	}, diags: []string{"primary db1 has no data, but db2 has"}},
+	{name: "split_brain", mutate: func(c *config.Cluster, s *state.Cluster) {
+		n := s.Node("db2")
+		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
+	}, diags: []string{"split brain: db1 and db2 both accept writes"}},
+	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Postgres.Parameters["shared_bufers"] = "1GB"
+	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},
+}
+
+func TestBuild(t *testing.T) {
+	for _, tc := range planCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCluster()
+			start := converged
+			if tc.start != nil {
+				start = tc.start
+			}
+			s := start(c)
+			if tc.mutate != nil {
+				tc.mutate(c, s)
+			}
+			p := Build(c, s)
+			var ids []string
+			for _, a := range p.Actions {
+				ids = append(ids, a.ID)
+			}
+			if strings.Join(ids, " ") != strings.Join(tc.ids, " ") {
+				t.Errorf("actions:\n got  %v\n want %v", ids, tc.ids)
+			}
+			for _, want := range tc.diags {
+				found := false
+				for _, d := range p.Diagnostics {
+					found = found || strings.Contains(d.Summary, want)
+				}
+				if !found {
+					t.Errorf("no diagnostic %q in %+v", want, p.Diagnostics)
+				}
+			}
+			if len(tc.diags) == 0 && len(p.Diagnostics) > 0 {
+				t.Errorf("unexpected diagnostics: %+v", p.Diagnostics)
+			}
+			checkDependencies(t, p)
+			var buf bytes.Buffer
+			Text(&buf, p)
+			js, err := JSON(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{"su-secret-1", "repl-secret-2"} {
+				if strings.Contains(buf.String(), secret) || strings.Contains(string(js), secret) {
+					t.Fatalf("plan output leaks a secret")
+				}
+			}
+			golden(t, filepath.Join("testdata", tc.name+".txt"), buf.Bytes())
+		})
+	}
+}
+
+// checkDependencies asserts every dependency names an earlier action, so
+// that executing in order is always valid.
+func checkDependencies(t *testing.T, p *Plan) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, a := range p.Actions {
+		if seen[a.ID] {
+			t.Errorf("duplicate action ID %s", a.ID)
+		}
+		for _, d := range a.DependsOn {
+			if !seen[d] {
+				t.Errorf("%s depends on %s, which does not come before it", a.ID, d)
+			}
+		}
+		seen[a.ID] = true
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./plan -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test ./plan -update after checking):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestConvergedSaysNoChanges(t *testing.T) {
+	c := testCluster()
+	var buf bytes.Buffer
+	Text(&buf, Build(c, converged(c)))
+	if got := buf.String(); got != "No changes. The cluster matches the configuration.\n" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestSummaryLine(t *testing.T) {
+	c := testCluster()
+	var buf bytes.Buffer
+	Text(&buf, Build(c, empty(c)))
+	if !strings.Contains(buf.String(), "\nPlan: 12 to add, 0 to change, 0 to destroy.\n") {
+		t.Fatalf("summary missing:\n%s", buf.String())
+	}
+}
+
+func TestJSONFormat(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	stop(s.Node("db2"))
+	b, err := JSON(Build(c, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		FormatVersion string `json:"format_version"`
+		Actions       []struct {
+			ID, Kind, Change, Node, Reason string
+			DataLoss                       bool `json:"data_loss"`
+		}
+		Summary Summary
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.FormatVersion != FormatVersion || len(doc.Actions) != 1 || doc.Actions[0].Kind != "node.start" ||
+		doc.Actions[0].Node != "db2" || doc.Actions[0].Change != "update" || doc.Summary.Change != 1 {
+		t.Fatalf("unexpected JSON: %s", b)
+	}
+}
+
+func TestSavedPlanRoundTripAndMoved(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	stop(s.Node("db2"))
+	p := Build(c, s)
+	path := filepath.Join(t.TempDir(), "plan.json")
+	if err := WriteFile(path, p); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Fingerprint != p.Fingerprint || len(back.Actions) != 1 {
+		t.Fatalf("round trip lost data: %+v", back)
+	}
+	s2 := converged(c)
+	stop(s2.Node("db3"))
+	now := Facts(c, s2)
+	if Fingerprint(now) == back.Fingerprint {
+		t.Fatal("fingerprint did not change after drift")
+	}
+	moved := strings.Join(Moved(back.Facts, now), "\n")
+	for _, want := range []string{`node.db2.running: "false" → "true"`, `node.db3.running: "true" → "false"`} {
+		if !strings.Contains(moved, want) {
+			t.Errorf("moved lacks %q:\n%s", want, moved)
+		}
+	}
+	// LSNs move with every write and must not make a plan stale.
+	s3 := converged(c)
+	stop(s3.Node("db2"))
+	s3.Node("db1").CurrentLSN += 1 << 20
+	if Fingerprint(Facts(c, s3)) != p.Fingerprint {
+		t.Fatal("an LSN change made the plan stale")
+	}
+}
+
+func TestDestroy(t *testing.T) {
+	c := testCluster()
+	p, err := BuildDestroy(c, converged(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range p.Actions {
+		ids = append(ids, a.ID)
+	}
+	want := "node.stop[db2] node.destroy[db2] node.stop[db3] node.destroy[db3] node.stop[db1] node.destroy[db1] catalog.destroy[redis]"
+	if strings.Join(ids, " ") != want {
+		t.Fatalf("got %v", ids)
+	}
+	if !p.DataLoss() || p.Summary().Destroy != 7 {
+		t.Fatalf("destroy must be data loss with 7 destroys: %+v", p.Summary())
+	}
+	checkDependencies(t, p)
+	c.Node("db1").PreventDestroy = true
+	if _, err := BuildDestroy(c, converged(c)); err == nil || !strings.Contains(err.Error(), "db1 has prevent_destroy") {
+		t.Fatalf("prevent_destroy not honoured: %v", err)
+	}
+	var buf bytes.Buffer
+	Text(&buf, mustDestroyEmpty(t, c))
+	if !strings.HasPrefix(buf.String(), "No changes.") {
+		t.Fatalf("destroying nothing: %s", buf.String())
+	}
+}
+
+func mustDestroyEmpty(t *testing.T, c *config.Cluster) *Plan {
+	c.Node("db1").PreventDestroy = false
+	p, err := BuildDestroy(c, empty(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSettingEqual(t *testing.T) {
+	cases := []struct {
+		desired, value, unit, vartype string
+		want                          bool
+	}{
+		{"128MB", "16384", "8kB", "integer", true},
+		{"256MB", "16384", "8kB", "integer", false},
+		{"1GB", "1024", "MB", "integer", true},
+		{"1024", "1024", "MB", "integer", true},
+		{"30s", "30000", "ms", "integer", true},
+		{"1min", "60", "s", "integer", true},
+		{"-1", "-1", "kB", "integer", true},
+		{"on", "on", "", "bool", true},
+		{"true", "on", "", "bool", true},
+		{"off", "on", "", "bool", false},
+		{"Replica", "replica", "", "enum", true},
+		{"127.0.0.1", "127.0.0.1", "", "string", true},
+		{"", "", "", "string", true},
+		{"0.5", "0.5", "", "real", true},
+		{"garbage", "10", "MB", "integer", false},
+	}
+	for _, tc := range cases {
+		if got := settingEqual(tc.desired, tc.value, tc.unit, tc.vartype); got != tc.want {
+			t.Errorf("settingEqual(%q, %q %s %s) = %v, want %v", tc.desired, tc.value, tc.unit, tc.vartype, got, tc.want)
+		}
+	}
+	if got := displaySetting("16384", "8kB"); got != "128MB" {
+		t.Errorf("displaySetting = %q", got)
+	}
+}

@@ -1,0 +1,122 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Text renders a plan the way Terraform users read plans: a symbol per
+// action, a # line saying why, attribute changes, and a closing summary.
+// It renders from the same data as JSON, so the two never disagree.
+func Text(w io.Writer, p *Plan) {
+	for _, d := range p.Diagnostics {
+		label := "Warning"
+		if d.Severity == Critical {
+			label = "Critical"
+		}
+		fmt.Fprintf(w, "%s: %s\n", label, d.Summary)
+		if d.Detail != "" {
+			fmt.Fprintf(w, "\n  %s\n", strings.ReplaceAll(d.Detail, "\n", "\n  "))
+		}
+		fmt.Fprintln(w)
+	}
+	if p.Empty() {
+		if p.Operation == "destroy" {
+			fmt.Fprintln(w, "No changes. Nothing of this cluster is left to destroy.")
+		} else {
+			fmt.Fprintln(w, "No changes. The cluster matches the configuration.")
+		}
+		return
+	}
+	fmt.Fprintln(w, "pgha will perform the following actions:")
+	for _, a := range p.Actions {
+		fmt.Fprintf(w, "\n  # %s\n", a.Reason)
+		if a.DataLoss {
+			fmt.Fprintln(w, "  # !! this discards data")
+		}
+		fmt.Fprintf(w, "%*s %s\n", 3, a.Change.Symbol(), a.ID)
+		renderAttrs(w, a)
+		switch n := len(a.DependsOn); {
+		case n > 3:
+			fmt.Fprintf(w, "      (after the %d actions above)\n", n)
+		case n > 0:
+			fmt.Fprintf(w, "      (after %s)\n", strings.Join(a.DependsOn, ", "))
+		}
+	}
+	s := p.Summary()
+	fmt.Fprintf(w, "\nPlan: %d to add, %d to change, %d to destroy.\n", s.Add, s.Change, s.Destroy)
+}
+
+func renderAttrs(w io.Writer, a Action) {
+	keys := map[string]bool{}
+	for k := range a.Before {
+		keys[k] = true
+	}
+	for k := range a.After {
+		keys[k] = true
+	}
+	names := make([]string, 0, len(keys))
+	width := 0
+	for k := range keys {
+		names = append(names, k)
+		width = max(width, len(k))
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		b, hasB := a.Before[k]
+		af, hasA := a.After[k]
+		switch {
+		case hasB && hasA && b == af:
+			continue
+		case hasB && hasA:
+			fmt.Fprintf(w, "      ~ %-*s = %q -> %q\n", width, k, b, af)
+		case hasA:
+			fmt.Fprintf(w, "      + %-*s = %q\n", width, k, af)
+		default:
+			fmt.Fprintf(w, "      - %-*s = %q\n", width, k, b)
+		}
+	}
+}
+
+// jsonPlan is the documented machine format (see README, "JSON plan").
+type jsonPlan struct {
+	*Plan
+	Summary Summary `json:"summary"`
+}
+
+// JSON renders the plan in the stable machine format.
+func JSON(p *Plan) ([]byte, error) {
+	return json.MarshalIndent(jsonPlan{Plan: p, Summary: p.Summary()}, "", "  ")
+}
+
+// WriteFile saves a plan for a later `pgha apply FILE`.
+func WriteFile(path string, p *Plan) error {
+	b, err := JSON(p)
+	if err != nil {
+		return fmt.Errorf("encode plan: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
+}
+
+// ReadFile loads a saved plan, refusing formats it does not understand.
+func ReadFile(path string) (*Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	var p Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("read plan %s: not a pgha plan file: %w", path, err)
+	}
+	if !strings.HasPrefix(p.FormatVersion, "1.") {
+		return nil, fmt.Errorf("read plan %s: format_version %q is not supported by this pgha (wants 1.x)", path, p.FormatVersion)
+	}
+	return &p, nil
+}

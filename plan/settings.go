@@ -1,0 +1,219 @@
+package plan
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgha/pgha/config"
+)
+
+// Managed settings pgha always writes, before the operator's parameters.
+// They are what streaming replication and pg_rewind need.
+func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
+	return map[string]string{
+		"listen_addresses":        n.Host,
+		"port":                    strconv.Itoa(n.Port),
+		"unix_socket_directories": "",
+		"cluster_name":            c.Name + "/" + n.Name,
+		"wal_level":               "replica",
+		"max_wal_senders":         "10",
+		"max_replication_slots":   "10",
+		"wal_keep_size":           "128MB",
+		"hot_standby":             "on",
+		"wal_log_hints":           "on",
+		"password_encryption":     "scram-sha-256",
+	}
+}
+
+// PassfilePath is where pgha keeps the replication credentials that
+// primary_conninfo and pg_basebackup read, so no password is written into a
+// PostgreSQL configuration file.
+func PassfilePath(c *config.Cluster) string { return c.Runtime.DataDir + "/.pgha/pgpass" }
+
+// LogFile is where a local node's server log goes.
+func LogFile(c *config.Cluster, n *config.Node) string {
+	return c.Runtime.DataDir + "/log/" + n.Name + ".log"
+}
+
+// PrimaryConninfo is the connection string a standby uses to follow primary.
+func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
+	return fmt.Sprintf("host=%s port=%d user=%s application_name=%s passfile=%s sslmode=prefer",
+		primary.Host, primary.Port, c.Replication.User, standby.Name, PassfilePath(c))
+}
+
+// DesiredSettings is the full set of settings pgha writes to a node's
+// pgha.conf: the managed base, the cluster's parameters, the node's own
+// parameters, and the replication settings of its role.
+func DesiredSettings(c *config.Cluster, n *config.Node) map[string]string {
+	s := baseSettings(c, n)
+	for k, v := range c.Postgres.Parameters {
+		s[k] = v
+	}
+	for k, v := range n.Parameters {
+		s[k] = v
+	}
+	if n.Name == c.Primary {
+		s["primary_conninfo"] = ""
+		s["primary_slot_name"] = ""
+	} else {
+		s["primary_conninfo"] = PrimaryConninfo(c, n, c.PrimaryNode())
+		s["primary_slot_name"] = n.Slot
+	}
+	return s
+}
+
+// HBA is the pg_hba.conf pgha writes: peer for local sockets, scram over TCP
+// for everyone and for replication by the replication user from every node's
+// host. Never trust over TCP.
+func HBA(c *config.Cluster) []string {
+	lines := []string{"local all all peer"}
+	hosts := map[string]bool{"127.0.0.1": true}
+	for _, n := range c.Nodes {
+		hosts[hostCIDR(n.Host)] = true
+	}
+	var hs []string
+	for h := range hosts {
+		hs = append(hs, hostCIDR(h))
+	}
+	sort.Strings(hs)
+	hs = dedupe(hs)
+	for _, h := range hs {
+		lines = append(lines, fmt.Sprintf("host all all %s scram-sha-256", h))
+	}
+	for _, h := range hs {
+		lines = append(lines, fmt.Sprintf("host replication %s %s scram-sha-256", c.Replication.User, h))
+	}
+	return lines
+}
+
+func hostCIDR(h string) string {
+	switch {
+	case h == "localhost":
+		return "127.0.0.1/32"
+	case strings.Contains(h, "/"):
+		return h
+	case strings.Contains(h, ":"):
+		return h + "/128"
+	case h != "" && (h[0] >= '0' && h[0] <= '9'):
+		return h + "/32"
+	}
+	return h // a host name: pg_hba accepts it as is
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// settingEqual compares a desired value, as written in cluster.hcl, with
+// pg_settings' view of it, understanding units ("512MB" equals setting 65536
+// with unit 8kB) and boolean spellings.
+func settingEqual(desired, value, unit, vartype string) bool {
+	desired = strings.TrimSpace(desired)
+	switch vartype {
+	case "bool":
+		d, ok1 := parseBool(desired)
+		v, ok2 := parseBool(value)
+		return ok1 && ok2 && d == v
+	case "integer", "real":
+		d, ok1 := toBase(desired, unit)
+		v, ok2 := toBase(value, unit)
+		return ok1 && ok2 && math.Abs(d-v) <= 1e-9*math.Max(1, math.Abs(v))
+	case "enum":
+		return strings.EqualFold(desired, value)
+	}
+	return desired == value
+}
+
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(s) {
+	case "on", "true", "yes", "1", "t", "y":
+		return true, true
+	case "off", "false", "no", "0", "f", "n":
+		return false, true
+	}
+	return false, false
+}
+
+var memUnits = map[string]float64{"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+var timeUnits = map[string]float64{"us": 1, "ms": 1e3, "s": 1e6, "min": 60e6, "h": 3600e6, "d": 86400e6}
+
+// unitFactor returns the multiplier of a pg_settings unit such as "8kB".
+func unitFactor(unit string) (float64, bool) {
+	if unit == "" {
+		return 1, true
+	}
+	i := 0
+	for i < len(unit) && unit[i] >= '0' && unit[i] <= '9' {
+		i++
+	}
+	mult := 1.0
+	if i > 0 {
+		m, _ := strconv.Atoi(unit[:i])
+		mult = float64(m)
+	}
+	if f, ok := memUnits[unit[i:]]; ok {
+		return mult * f, true
+	}
+	if f, ok := timeUnits[unit[i:]]; ok {
+		return mult * f, true
+	}
+	return 0, false
+}
+
+// toBase converts "512MB", "30s" or a bare number (in unit) to base units.
+func toBase(s, unit string) (float64, bool) {
+	i := 0
+	for i < len(s) && (s[i] == '-' || s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
+		i++
+	}
+	num, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil {
+		return 0, false
+	}
+	suffix := strings.TrimSpace(s[i:])
+	if num == -1 && suffix == "" {
+		return -1, true // "disabled" sentinel in many settings
+	}
+	if suffix == "" {
+		f, ok := unitFactor(unit)
+		return num * f, ok
+	}
+	f, ok := unitFactor(suffix)
+	return num * f, ok
+}
+
+// displaySetting renders an observed setting with its unit, for before/after.
+func displaySetting(value, unit string) string {
+	if unit == "" || value == "-1" {
+		return value
+	}
+	f, ok := unitFactor(unit)
+	n, err := strconv.ParseFloat(value, 64)
+	if !ok || err != nil {
+		return value + unit
+	}
+	base := n * f
+	if _, mem := memUnits[strings.TrimLeft(unit, "0123456789")]; mem {
+		for _, u := range []string{"TB", "GB", "MB", "kB"} {
+			if base >= memUnits[u] && math.Mod(base, memUnits[u]) == 0 {
+				return strconv.FormatFloat(base/memUnits[u], 'f', -1, 64) + u
+			}
+		}
+		return strconv.FormatFloat(base, 'f', -1, 64) + "B"
+	}
+	for _, u := range []string{"d", "h", "min", "s", "ms"} {
+		if base >= timeUnits[u] && math.Mod(base, timeUnits[u]) == 0 {
+			return strconv.FormatFloat(base/timeUnits[u], 'f', -1, 64) + u
+		}
+	}
+	return strconv.FormatFloat(base, 'f', -1, 64) + "us"
+}
