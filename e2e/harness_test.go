@@ -1,0 +1,207 @@
+// Package e2e runs the pgha binary the way an operator does, against real
+// PostgreSQL servers and a real Redis started on free loopback ports.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgha/pgha/internal/testenv"
+)
+
+var pghaBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgha-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pghaBin = filepath.Join(dir, "pgha")
+	build := exec.Command("go", "build", "-o", pghaBin, "../cmd/pgha")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build pgha:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	superPW = "e2e-Super-s3cret"
+	replPW  = "e2e-Repl-s3cret"
+)
+
+// cluster is one cluster file in its own directory, with its ports.
+type cluster struct {
+	t         *testing.T
+	dir, file string
+	ports     []int // nodes db1..dbN
+	redis     int
+	names     []string
+}
+
+// newCluster writes a cluster file for n local nodes and a managed Redis.
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	testenv.PGBinDir(t) // fail early, with the install hint, when PostgreSQL is missing
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found; run `make setup` (apt-get install redis-server)")
+	}
+	ports := testenv.FreePorts(t, n+1)
+	c := &cluster{t: t, dir: testenv.Dir(t), ports: ports[:n], redis: ports[n]}
+	c.file = filepath.Join(c.dir, "cluster.hcl")
+	var nodes strings.Builder
+	for i := range n {
+		name := fmt.Sprintf("db%d", i+1)
+		c.names = append(c.names, name)
+		fmt.Fprintf(&nodes, "  node %q {\n    port = %d\n    slot = \"%s_slot\"\n  }\n", name, c.ports[i], name)
+	}
+	src := fmt.Sprintf(`cluster "e2e" {
+  primary = "db1"
+  postgres {
+    password   = env("E2E_SUPER_PW")
+    parameters = { fsync = "off", shared_buffers = "32MB" }
+  }
+  runtime "local" {
+    data_dir = "./data"
+  }
+%s  replication {
+    password = env("E2E_REPL_PW")
+  }
+  catalog "redis" {
+    address = "127.0.0.1:%d"
+    managed = true
+  }
+}
+`, nodes.String(), c.redis)
+	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.teardown)
+	return c
+}
+
+// teardown stops whatever the test left running, even after a failure.
+func (c *cluster) teardown() {
+	if r := c.pgha("destroy", "-auto-approve"); r.code != 0 {
+		c.t.Logf("destroy at cleanup: %s%s", r.stdout, r.stderr)
+	}
+	for _, name := range c.names {
+		_ = testenv.Command(c.t, filepath.Join(testenv.PGBinDir(c.t), "pg_ctl"), "-D", c.dataDir(name), "-m", "immediate", "stop").Run()
+	}
+	if pid, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.pid")); err == nil {
+		_ = exec.Command("kill", strings.TrimSpace(string(pid))).Run()
+	}
+}
+
+func (c *cluster) dataDir(node string) string { return filepath.Join(c.dir, "data", node) }
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// pgha runs the binary with -f set to the cluster file and asserts that no
+// secret appears in what it prints.
+func (c *cluster) pgha(args ...string) result {
+	c.t.Helper()
+	return c.pghaCtx(context.Background(), args...)
+}
+
+func (c *cluster) pghaCtx(ctx context.Context, args ...string) result {
+	c.t.Helper()
+	full := append([]string{args[0], "-f", c.file}, args[1:]...)
+	cmd := exec.CommandContext(ctx, pghaBin, full...)
+	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
+	cmd.Dir = c.dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		c.t.Fatalf("run pgha %v: %v", args, err)
+	}
+	for _, s := range []string{superPW, replPW} {
+		if strings.Contains(r.stdout+r.stderr, s) {
+			c.t.Fatalf("pgha %v printed a secret:\n%s", args, r)
+		}
+	}
+	return r
+}
+
+func (c *cluster) mustPgha(args ...string) result {
+	c.t.Helper()
+	r := c.pgha(args...)
+	if r.code != 0 {
+		c.t.Fatalf("pgha %v:\n%s", args, r)
+	}
+	return r
+}
+
+// conn opens a superuser connection to a node.
+func (c *cluster) conn(ctx context.Context, node string) *pgx.Conn {
+	c.t.Helper()
+	i := -1
+	for j, n := range c.names {
+		if n == node {
+			i = j
+		}
+	}
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", c.ports[i]))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Password = superPW
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		c.t.Fatalf("connect to %s: %v", node, err)
+	}
+	c.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// pgctl runs pg_ctl on a node by hand, the way an operator makes drift.
+func (c *cluster) pgctl(node string, args ...string) {
+	c.t.Helper()
+	full := append([]string{"-D", c.dataDir(node), "-w"}, args...)
+	out, err := testenv.Command(c.t, filepath.Join(testenv.PGBinDir(c.t), "pg_ctl"), full...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("pg_ctl %v: %v\n%s", args, err, out)
+	}
+}
+
+// eventually retries f until it returns nil or the deadline passes.
+func eventually(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/state"
+)
+
+// TestLocalCluster walks one three-node cluster through an operator's day:
+// apply from nothing, no changes, drift by hand, stale saved plans, locks,
+// replication of a row, destroy. The steps share the cluster because
+// building it is the slow part; each step leaves it converged.
+func TestLocalCluster(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx := context.Background()
+
+	t.Run("invalid file touches nothing", func(t *testing.T) {
+		good, _ := os.ReadFile(c.file)
+		bad := strings.Replace(string(good), `primary = "db1"`, `primary = "db9"`, 1)
+		if err := os.WriteFile(c.file, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := c.pgha("apply", "-auto-approve")
+		os.WriteFile(c.file, good, 0o644)
+		if r.code == 0 {
+			t.Fatalf("apply accepted an invalid file:\n%s", r)
+		}
+		if !strings.Contains(r.stderr, "cluster.hcl:2:") || !strings.Contains(r.stderr, "db9") {
+			t.Errorf("diagnostic lacks file:line or the bad name:\n%s", r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, "data")); !os.IsNotExist(err) {
+			t.Fatalf("apply on an invalid file touched the data directory: %v", err)
+		}
+	})
+
+	t.Run("apply from nothing", func(t *testing.T) {
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "primary.init[db1]") {
+			t.Fatalf("plan of an empty cluster:\n%s", r)
+		}
+		r = c.mustPgha("apply", "-auto-approve")
+		for _, want := range []string{"primary.init[db1]: done", "standby.clone[db3]: done", "Apply complete!"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("apply output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		var checksums string
+		if err := c.conn(ctx, "db1").QueryRow(ctx, "SHOW data_checksums").Scan(&checksums); err != nil || checksums != "on" {
+			t.Fatalf("data_checksums = %q, %v", checksums, err)
+		}
+	})
+
+	t.Run("second plan says no changes", func(t *testing.T) {
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
+			t.Fatalf("plan after apply:\n%s", r)
+		}
+	})
+
+	t.Run("status json", func(t *testing.T) {
+		var st struct {
+			Cluster string `json:"cluster"`
+			Nodes   []struct {
+				Name, Role, Host, DataDir, LSN string
+				Running                        bool
+				Port, Timeline                 int
+				LagBytes                       *int64 `json:"lag_bytes"`
+				Streaming                      bool
+				DataDirJSON                    string `json:"data_dir"`
+				LSNJSON                        string `json:"lsn"`
+			} `json:"nodes"`
+		}
+		r := c.mustPgha("status", "-json")
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status -json: %v\n%s", err, r.stdout)
+		}
+		if st.Cluster != "e2e" || len(st.Nodes) != 3 {
+			t.Fatalf("status: %s", r.stdout)
+		}
+		for i, n := range st.Nodes {
+			wantRole := "standby"
+			if i == 0 {
+				wantRole = "primary"
+			}
+			if n.Role != wantRole || !n.Running || n.Port != c.ports[i] || n.Host != "127.0.0.1" || n.Timeline != 1 ||
+				n.LSNJSON == "" || n.LagBytes == nil || n.DataDirJSON != c.dataDir(n.Name) {
+				t.Errorf("node %d: %+v", i, n)
+			}
+			if i > 0 && !n.Streaming {
+				t.Errorf("%s is not streaming", n.Name)
+			}
+		}
+		table := c.mustPgha("status").stdout
+		if !strings.Contains(table, "streaming from 127.0.0.1:") {
+			t.Errorf("status table:\n%s", table)
+		}
+	})
+
+	t.Run("row written on primary is read on both standbys", func(t *testing.T) {
+		p := c.conn(ctx, "db1")
+		if _, err := p.Exec(ctx, "CREATE TABLE IF NOT EXISTS e2e (id int primary key, note text); INSERT INTO e2e VALUES (1, 'replicated')"); err != nil {
+			t.Fatal(err)
+		}
+		for _, node := range []string{"db2", "db3"} {
+			s := c.conn(ctx, node)
+			eventually(t, 10*time.Second, func() error {
+				var note string
+				if err := s.QueryRow(ctx, "SELECT note FROM e2e WHERE id = 1").Scan(&note); err != nil {
+					return fmt.Errorf("%s: %w", node, err)
+				}
+				if note != "replicated" {
+					return fmt.Errorf("%s: note %q", node, note)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("stopped standby is planned and fixed", func(t *testing.T) {
+		c.pgctl("db2", "-m", "fast", "stop")
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "~ node.start[db2]") || !strings.Contains(r.stdout, "standby db2 is not running") {
+			t.Fatalf("plan after stopping db2:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged after apply:\n%s", r)
+		}
+	})
+
+	t.Run("saved plan refused after drift", func(t *testing.T) {
+		c.pgctl("db3", "-m", "fast", "stop")
+		planFile := filepath.Join(c.dir, "db3.plan")
+		c.mustPgha("plan", "-out", planFile)
+		c.pgctl("db2", "-m", "fast", "stop")
+		r := c.pgha("apply", planFile)
+		if r.code == 0 || !strings.Contains(r.stderr, "stale") || !strings.Contains(r.stderr, `node.db2.running: "true" → "false"`) {
+			t.Fatalf("stale plan was not refused with what moved:\n%s", r)
+		}
+		if strings.Contains(r.stdout, "done in") {
+			t.Fatalf("a stale plan executed actions:\n%s", r)
+		}
+		// A fresh saved plan applies without a prompt.
+		c.mustPgha("plan", "-out", planFile)
+		r = c.mustPgha("apply", planFile)
+		if !strings.Contains(r.stdout, "node.start[db2]: done") || !strings.Contains(r.stdout, "node.start[db3]: done") {
+			t.Fatalf("saved plan output:\n%s", r)
+		}
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged:\n%s", r)
+		}
+	})
+
+	t.Run("lock held by someone else", func(t *testing.T) {
+		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), "", 0, "e2e")
+		defer cat.Close()
+		holder := state.Lock{ID: "e2e-holder-1", Owner: "alice", Host: "ops-host", PID: 4242, Operation: "apply", Created: time.Now()}
+		lease, err := cat.Acquire(ctx, holder, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(ctx)
+		c.pgctl("db3", "-m", "fast", "stop")
+		r := c.pgha("apply", "-auto-approve", "-lock-timeout", "500ms")
+		if r.code == 0 {
+			t.Fatalf("apply ran under someone else's lock:\n%s", r)
+		}
+		for _, want := range []string{"e2e-holder-1", "alice@ops-host", "4242", "force-unlock"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("lock error lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		if r := c.pgha("force-unlock", "wrong-id"); r.code == 0 {
+			t.Fatalf("force-unlock with a wrong ID succeeded:\n%s", r)
+		}
+		c.mustPgha("force-unlock", "e2e-holder-1")
+		c.mustPgha("apply", "-auto-approve")
+	})
+
+	t.Run("two applies at once", func(t *testing.T) {
+		c.pgctl("db2", "-m", "fast", "stop")
+		c.pgctl("db3", "-m", "fast", "stop")
+		var wg sync.WaitGroup
+		results := make([]result, 2)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = c.pgha("apply", "-auto-approve")
+			}()
+		}
+		wg.Wait()
+		var ok, locked int
+		for _, r := range results {
+			switch {
+			case r.code == 0:
+				ok++
+			case strings.Contains(r.stderr, "the cluster lock is held by") && strings.Contains(r.stderr, "operation \"apply\""):
+				locked++
+			default:
+				t.Errorf("unexpected result:\n%s", r)
+			}
+		}
+		if ok != 1 || locked != 1 {
+			t.Fatalf("want one apply to run and one to report the lock; got %d ran, %d locked:\n%s\n%s", ok, locked, results[0], results[1])
+		}
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged:\n%s", r)
+		}
+	})
+
+	t.Run("destroy", func(t *testing.T) {
+		r := c.mustPgha("destroy", "-auto-approve")
+		if !strings.Contains(r.stdout, "node.destroy[db1]") {
+			t.Fatalf("destroy output:\n%s", r)
+		}
+		for _, n := range c.names {
+			if _, err := os.Stat(c.dataDir(n)); !os.IsNotExist(err) {
+				t.Errorf("%s still has a data directory", n)
+			}
+		}
+		if r := c.pgha("plan", "-destroy", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("destroy did not finish:\n%s", r)
+		}
+	})
+}
