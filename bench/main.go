@@ -1,0 +1,187 @@
+// Command bench measures `pgha plan` on a converged three-node local cluster
+// (observe + diff + render, as an operator runs it) beside the baseline it
+// replaces: a shell health check running psql on each node and redis-cli.
+// It prints a table with the median of repeated runs and the target.
+//
+//	go run ./bench -pgha bin/pgha [-runs 30]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+func main() {
+	bin := flag.String("pgha", "bin/pgha", "the pgha binary to measure")
+	runs := flag.Int("runs", 30, "timed runs per row")
+	flag.Parse()
+	if err := run(*bin, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, runs int) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "pgha-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "cluster.hcl")
+	src := fmt.Sprintf(`cluster "bench" {
+  primary = "db1"
+  postgres {
+    password = env("BENCH_PW")
+  }
+  node "db1" {
+    port = %d
+  }
+  node "db2" {
+    port = %d
+    slot = "db2"
+  }
+  node "db3" {
+    port = %d
+    slot = "db3"
+  }
+  replication {
+    password = env("BENCH_PW")
+  }
+  catalog "redis" {
+    address = "127.0.0.1:%d"
+    managed = true
+  }
+}
+`, ports[0], ports[1], ports[2], ports[3])
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		return err
+	}
+	env := append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")
+	pgha := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, append([]string{args[0], "-f", file}, args[1:]...)...)
+		cmd.Env = env
+		return cmd
+	}
+	fmt.Println("setting up a three-node cluster and a managed Redis...")
+	if out, err := pgha("apply", "-auto-approve").CombinedOutput(); err != nil {
+		return fmt.Errorf("apply: %v\n%s", err, out)
+	}
+	defer pgha("destroy", "-auto-approve").Run()
+	if out, err := pgha("plan", "-detailed-exitcode").CombinedOutput(); err != nil {
+		return fmt.Errorf("the cluster did not converge: %v\n%s", err, out)
+	}
+
+	psql, err := findPsql()
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
+	for _, p := range ports[:3] {
+		fmt.Fprintf(&script, "%s -h 127.0.0.1 -p %d -U postgres -d postgres -Atc 'select pg_is_in_recovery(), pg_last_wal_replay_lsn()' >/dev/null\n", psql, p)
+	}
+	fmt.Fprintf(&script, "redis-cli -p %d ping >/dev/null\n", ports[3])
+	baseline := func() *exec.Cmd {
+		cmd := exec.Command("bash", "-ec", script.String())
+		cmd.Env = env
+		return cmd
+	}
+
+	rows := []row{
+		{name: "pgha plan (observe 3 nodes + Redis, diff, render)", target: 100 * time.Millisecond, cmd: func() *exec.Cmd { return pgha("plan", "-detailed-exitcode") }},
+		{name: "pgha status", cmd: func() *exec.Cmd { return pgha("status") }},
+		{name: "baseline: shell check (psql x3 + redis-cli)", cmd: baseline},
+	}
+	for i := range rows {
+		if err := rows[i].measure(runs); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\n%d runs each, wall time per command (process start included)\n\n", runs)
+	fmt.Printf("%-52s %9s %9s %9s  %s\n", "command", "median", "p90", "min", "target")
+	for _, r := range rows {
+		target := "-"
+		if r.target > 0 {
+			verdict := "met"
+			if r.median > r.target {
+				verdict = "MISSED"
+			}
+			target = fmt.Sprintf("<= %s (%s)", r.target, verdict)
+		}
+		fmt.Printf("%-52s %9s %9s %9s  %s\n", r.name, ms(r.median), ms(r.p90), ms(r.min), target)
+	}
+	return nil
+}
+
+type row struct {
+	name             string
+	target           time.Duration
+	cmd              func() *exec.Cmd
+	median, p90, min time.Duration
+}
+
+func (r *row) measure(runs int) error {
+	var d []time.Duration
+	for range runs + 2 { // two warm-up runs
+		start := time.Now()
+		out, err := r.cmd().CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", r.name, err, out)
+		}
+		d = append(d, time.Since(start))
+	}
+	d = d[2:]
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	r.median, r.p90, r.min = d[len(d)/2], d[len(d)*9/10], d[0]
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func findPsql() (string, error) {
+	if p, err := exec.LookPath("psql"); err == nil {
+		return p, nil
+	}
+	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/psql")
+	if len(m) == 0 {
+		return "", fmt.Errorf("psql not found; run `make setup`")
+	}
+	sort.Strings(m)
+	return m[len(m)-1], nil
+}
