@@ -1,0 +1,141 @@
+// Package redis is pgha's catalog in Redis: the cluster record, its history,
+// and the apply lock. One Catalog serves one cluster; its keys share a hash
+// tag ({cluster}) so that they stay together on a Redis Cluster too.
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/pgha/pgha/state"
+)
+
+// Catalog is one cluster's keys in one Redis database.
+type Catalog struct {
+	client  *goredis.Client
+	cluster string
+	lockTTL time.Duration
+}
+
+// New connects lazily to addr. Timeouts are short: an unreachable catalog is
+// a fact to report, not something to wait for.
+func New(addr, password string, db int, cluster string) *Catalog {
+	c := goredis.NewClient(&goredis.Options{
+		Addr: addr, Password: password, DB: db,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
+	})
+	return &Catalog{client: c, cluster: cluster, lockTTL: 15 * time.Second}
+}
+
+// Close releases the connection pool.
+func (c *Catalog) Close() error { return c.client.Close() }
+
+// SetLockTTL changes the lease length (tests use short ones).
+func (c *Catalog) SetLockTTL(d time.Duration) { c.lockTTL = d }
+
+func (c *Catalog) key(name string) string { return "pgha:{" + c.cluster + "}:" + name }
+
+// Ping checks that the catalog answers.
+func (c *Catalog) Ping(ctx context.Context) error {
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis %s: %w", c.client.Options().Addr, err)
+	}
+	return nil
+}
+
+// Observe reads the record and the lock in one round trip.
+func (c *Catalog) Observe(ctx context.Context) (bool, *state.ClusterRecord, *state.Lock, error) {
+	vals, err := c.client.MGet(ctx, c.key("record"), c.key("lock")).Result()
+	if err != nil {
+		return false, nil, nil, fmt.Errorf("redis %s: %w", c.client.Options().Addr, err)
+	}
+	var rec *state.ClusterRecord
+	var lock *state.Lock
+	if s, ok := vals[0].(string); ok {
+		rec = &state.ClusterRecord{}
+		if err := json.Unmarshal([]byte(s), rec); err != nil {
+			return true, nil, nil, fmt.Errorf("decode cluster record %s: %w", c.key("record"), err)
+		}
+	}
+	if s, ok := vals[1].(string); ok {
+		lock = &state.Lock{}
+		if err := json.Unmarshal([]byte(s), lock); err != nil {
+			return true, rec, nil, fmt.Errorf("decode lock %s: %w", c.key("lock"), err)
+		}
+	}
+	return true, rec, lock, nil
+}
+
+// PutRecord stores the cluster record.
+func (c *Catalog) PutRecord(ctx context.Context, rec state.ClusterRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode cluster record: %w", err)
+	}
+	if err := c.client.Set(ctx, c.key("record"), b, 0).Err(); err != nil {
+		return fmt.Errorf("store cluster record: %w", err)
+	}
+	return nil
+}
+
+// DeleteCluster removes the record and history (the lock is released by its holder).
+func (c *Catalog) DeleteCluster(ctx context.Context) error {
+	if err := c.client.Del(ctx, c.key("record"), c.key("history")).Err(); err != nil {
+		return fmt.Errorf("delete cluster record: %w", err)
+	}
+	return nil
+}
+
+// Event is one entry of the cluster's history: what pgha did and why.
+type Event struct {
+	Time       time.Time         `json:"time"`
+	Kind       string            `json:"kind"`
+	Message    string            `json:"message"`
+	Generation int64             `json:"generation"`
+	Details    map[string]string `json:"details,omitempty"`
+}
+
+// historyCap bounds the history list; old events fall off.
+const historyCap = 1000
+
+// AppendHistory records an event, keeping the newest historyCap.
+func (c *Catalog) AppendHistory(ctx context.Context, e Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	pipe := c.client.TxPipeline()
+	pipe.LPush(ctx, c.key("history"), b)
+	pipe.LTrim(ctx, c.key("history"), 0, historyCap-1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("append history: %w", err)
+	}
+	return nil
+}
+
+// History returns up to n events, newest first.
+func (c *Catalog) History(ctx context.Context, n int) ([]Event, error) {
+	vals, err := c.client.LRange(ctx, c.key("history"), 0, int64(n)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	out := make([]Event, 0, len(vals))
+	for _, v := range vals {
+		var e Event
+		if err := json.Unmarshal([]byte(v), &e); err != nil {
+			return nil, fmt.Errorf("decode event: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+var errNil = goredis.Nil
+
+func isNil(err error) bool { return errors.Is(err, errNil) }
