@@ -31,7 +31,7 @@ type Cluster struct {
 	Hash string
 
 	// Ranges of declarations, for diagnostics raised after decoding.
-	PrimaryRange hcl.Range
+	PrimaryRange hcl.Range `json:"-"`
 }
 
 // Node returns the node with that name, or nil.
@@ -79,7 +79,7 @@ type Node struct {
 	// DataDir is absolute: <Runtime.DataDir>/<Name>.
 	DataDir string
 
-	DeclRange hcl.Range
+	DeclRange hcl.Range `json:"-"`
 }
 
 // Replication is the streaming replication user.
@@ -108,7 +108,7 @@ type Catalog struct {
 	Managed bool
 	DataDir string // absolute, for managed Redis
 
-	DeclRange hcl.Range
+	DeclRange hcl.Range `json:"-"`
 }
 
 // Secret is a value that must never be printed: String, GoString,

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/reconcile"
+)
+
+// flags is a FlagSet with the -f flag every command shares.
+func newFlags(name string, errw io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("pgha "+name, flag.ContinueOnError)
+	fs.SetOutput(errw)
+	file := fs.String("f", "cluster.hcl", "the cluster file")
+	return fs, file
+}
+
+// load reads and validates the cluster file, printing diagnostics with
+// their source lines. A nil cluster means the command must stop here.
+func load(path string, errw io.Writer) *config.Cluster {
+	r := config.Load(path)
+	if len(r.Diags) > 0 {
+		_ = r.WriteDiagnostics(errw)
+	}
+	if r.Diags.HasErrors() {
+		return nil
+	}
+	return r.Cluster
+}
+
+func open(path string, errw io.Writer) (*reconcile.Env, int) {
+	c := load(path, errw)
+	if c == nil {
+		return nil, exitError
+	}
+	env, err := reconcile.Open(c)
+	if err != nil {
+		return nil, fail(errw, err)
+	}
+	return env, exitOK
+}
+
+func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("validate", errw)
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	c := load(*file, errw)
+	if c == nil {
+		return exitError
+	}
+	fmt.Fprintf(out, "Success! %s is valid: cluster %q, %d nodes, primary %s.\n", *file, c.Name, len(c.Nodes), c.Primary)
+	return exitOK
+}
+
+func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("fmt", errw)
+	check := fs.Bool("check", false, "do not write; exit 3 when a file is not formatted")
+	diff := fs.Bool("diff", false, "print the changes as a unified diff")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		files = []string{*file}
+	}
+	code := exitOK
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return fail(errw, fmt.Errorf("fmt: %w", err))
+		}
+		formatted := config.Format(src)
+		if bytes.Equal(src, formatted) {
+			continue
+		}
+		fmt.Fprintln(out, f)
+		if *diff {
+			printDiff(out, f, src, formatted)
+		}
+		if *check {
+			code = exitFormat
+			continue
+		}
+		if err := os.WriteFile(f, formatted, 0o644); err != nil {
+			return fail(errw, fmt.Errorf("fmt: %w", err))
+		}
+	}
+	return code
+}
+
+// printDiff shows a unified diff with diff(1), which every Debian has.
+func printDiff(out io.Writer, name string, a, b []byte) {
+	dir, err := os.MkdirTemp("", "pgha-fmt")
+	if err != nil {
+		return
+	}
+	defer os.RemoveAll(dir)
+	pa, pb := dir+"/old", dir+"/new"
+	_ = os.WriteFile(pa, a, 0o600)
+	_ = os.WriteFile(pb, b, 0o600)
+	d, _ := exec.Command("diff", "-u", "--label", name, "--label", name+" (formatted)", pa, pb).Output()
+	out.Write(d)
+}
+
+func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("plan", errw)
+	asJSON := fs.Bool("json", false, "print the plan as JSON (format documented in README)")
+	outFile := fs.String("out", "", "save the plan to this file for `pgha apply FILE`")
+	detailed := fs.Bool("detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes")
+	destroy := fs.Bool("destroy", false, "plan the destruction of the cluster")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	s := env.Observe(ctx)
+	var p *plan.Plan
+	if *destroy {
+		var err error
+		if p, err = plan.BuildDestroy(env.Cfg, s); err != nil {
+			return fail(errw, err)
+		}
+	} else {
+		p = plan.Build(env.Cfg, s)
+	}
+	if *asJSON {
+		b, err := plan.JSON(p)
+		if err != nil {
+			return fail(errw, err)
+		}
+		fmt.Fprintln(out, string(b))
+	} else {
+		plan.Text(out, p)
+	}
+	if *outFile != "" {
+		if err := plan.WriteFile(*outFile, p); err != nil {
+			return fail(errw, err)
+		}
+		if !*asJSON {
+			fmt.Fprintf(out, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", *outFile, *file, *outFile)
+		}
+	}
+	if *detailed && !p.Empty() {
+		return exitChanges
+	}
+	return exitOK
+}
+
+func cmdApply(ctx context.Context, args []string, out, errw io.Writer) int {
+	return runApply(ctx, "apply", args, out, errw)
+}
+
+func cmdDestroy(ctx context.Context, args []string, out, errw io.Writer) int {
+	return runApply(ctx, "destroy", args, out, errw)
+}
+
+func runApply(ctx context.Context, op string, args []string, out, errw io.Writer) int {
+	fs, file := newFlags(op, errw)
+	auto := fs.Bool("auto-approve", false, "do not ask for approval")
+	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the cluster lock (e.g. 30s)")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
+	if op == "apply" && fs.NArg() > 0 {
+		saved, err := plan.ReadFile(fs.Arg(0))
+		if err != nil {
+			return fail(errw, err)
+		}
+		o.Saved = saved // a saved plan was reviewed already: no prompt, as in Terraform
+	} else if !*auto {
+		o.Approve = func(p *plan.Plan) (bool, error) { return approve(op, p, out) }
+	}
+	_, err := env.Run(ctx, o)
+	switch {
+	case errors.Is(err, reconcile.ErrCancelled):
+		fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
+		return exitError
+	case err != nil:
+		return fail(errw, err)
+	}
+	return exitOK
+}
+
+// approve asks for "yes" on the terminal, as Terraform does.
+func approve(op string, p *plan.Plan, out io.Writer) (bool, error) {
+	q := "Do you want to perform these actions?"
+	if op == "destroy" {
+		q = "Do you really want to destroy the cluster " + p.Cluster + "?"
+	}
+	fmt.Fprintf(out, "\n%s\n", q)
+	if p.DataLoss() {
+		fmt.Fprintln(out, "  Some actions DISCARD DATA (marked !! above); they cannot be undone.")
+	}
+	fmt.Fprint(out, "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read approval: %w", err)
+	}
+	return strings.TrimSpace(line) == "yes", nil
+}
+
+func cmdForceUnlock(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("force-unlock", errw)
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(errw, "Usage: pgha force-unlock [-f FILE] LOCK_ID (the ID is in the error of the blocked command)")
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := env.ForceUnlock(ctx, fs.Arg(0)); err != nil {
+		return fail(errw, err)
+	}
+	fmt.Fprintf(out, "The cluster lock %s was removed.\n", fs.Arg(0))
+	return exitOK
+}

@@ -1,0 +1,94 @@
+// Command pgha keeps a PostgreSQL high-availability cluster in the state
+// declared in cluster.hcl. This file holds flags, prompts and exit codes;
+// everything else lives in the packages it calls.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set by the Makefile with -ldflags.
+var version = "dev"
+
+// Exit codes, as Terraform users expect them.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitChanges = 2 // plan -detailed-exitcode: the plan has changes
+	exitFormat  = 3 // fmt -check: files need formatting
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, out, errw io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"validate", "Check cluster.hcl without touching anything", cmdValidate},
+		{"fmt", "Rewrite cluster files in the canonical format", cmdFmt},
+		{"plan", "Show what apply would change, and why", cmdPlan},
+		{"apply", "Make the cluster match cluster.hcl", cmdApply},
+		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
+		{"destroy", "Stop every node and delete its data", cmdDestroy},
+		{"force-unlock", "Remove a cluster lock whose holder is gone", cmdForceUnlock},
+		{"version", "Print the pgha version", cmdVersion},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: pgha <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery command takes -f FILE (default ./cluster.hcl). Run `pgha <command> -h` for its flags.")
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, out, errw io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(out)
+		if len(args) == 0 {
+			return exitError
+		}
+		return exitOK
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args[0] = "version"
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], out, errw)
+		}
+	}
+	fmt.Fprintf(errw, "pgha: unknown command %q\n\n", args[0])
+	usage(errw)
+	return exitError
+}
+
+func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
+	fmt.Fprintf(out, "pgha %s\n", version)
+	return exitOK
+}
+
+// fail prints an error the way every command does and returns exitError.
+func fail(errw io.Writer, err error) int {
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(errw, "Error: interrupted")
+		return exitError
+	}
+	fmt.Fprintf(errw, "Error: %v\n", err)
+	return exitError
+}

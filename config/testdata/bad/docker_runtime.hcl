@@ -1,0 +1,14 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  runtime "docker" {
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+}

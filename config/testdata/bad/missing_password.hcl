@@ -1,0 +1,12 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    superuser = "postgres"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = ""
+  }
+}

@@ -1,0 +1,9 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  replication {
+    password = "r"
+  }
+}

@@ -1,0 +1,3 @@
+cluster "x" {
+  primary = "db1
+}

@@ -1,0 +1,6 @@
+cluster "a" {
+  primary = "db1"
+}
+cluster "b" {
+  primary = "db1"
+}

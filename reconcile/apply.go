@@ -1,0 +1,238 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/local"
+	"github.com/pgha/pgha/providers/postgres"
+	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/state"
+)
+
+// StreamTimeout bounds the wait for a started standby to stream.
+const StreamTimeout = 60 * time.Second
+
+// ApplyError reports a stopped apply: what was done, what failed and what
+// was not attempted, so the operator knows the next plan shows the rest.
+type ApplyError struct {
+	Done, NotAttempted []string
+	Failed             string
+	Err                error
+}
+
+func (e *ApplyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %v\n", e.Failed, e.Err)
+	fmt.Fprintf(&b, "  done:          %d %s\n", len(e.Done), list(e.Done))
+	fmt.Fprintf(&b, "  failed:        1 (%s)\n", e.Failed)
+	fmt.Fprintf(&b, "  not attempted: %d %s\n", len(e.NotAttempted), list(e.NotAttempted))
+	b.WriteString("Run `pgha plan` to see what is left; `pgha apply` continues from there.")
+	return b.String()
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+func list(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(ids, ", ") + ")"
+}
+
+// Execute runs the actions of p in order, one progress line each, and
+// stops at the first failure.
+func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
+	done := map[string]bool{}
+	var doneIDs []string
+	for i, a := range p.Actions {
+		for _, d := range a.DependsOn {
+			if !done[d] {
+				return e.stopped(p, i, doneIDs, fmt.Errorf("dependency %s has not run", d))
+			}
+		}
+		start := time.Now()
+		err := e.do(ctx, a)
+		took := time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			fmt.Fprintf(out, "[%d/%d] %s %s: failed after %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
+			return e.stopped(p, i, doneIDs, err)
+		}
+		fmt.Fprintf(out, "[%d/%d] %s %s: done in %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
+		done[a.ID] = true
+		doneIDs = append(doneIDs, a.ID)
+	}
+	return nil
+}
+
+func (e *Env) stopped(p *plan.Plan, i int, done []string, err error) error {
+	var rest []string
+	for _, a := range p.Actions[i+1:] {
+		rest = append(rest, a.ID)
+	}
+	return &ApplyError{Done: done, Failed: p.Actions[i].ID, NotAttempted: rest, Err: err}
+}
+
+// do executes one action. Each executor is idempotent where it can be, so
+// that re-running an interrupted apply converges.
+func (e *Env) do(ctx context.Context, a plan.Action) error {
+	c := e.Cfg
+	n := c.Node(a.Node)
+	switch a.Kind {
+	case plan.CatalogStart:
+		return e.Runtime.StartRedis(ctx, e.redisOptions())
+	case plan.CatalogDestroy:
+		if err := e.Runtime.StopRedis(ctx, e.redisOptions()); err != nil {
+			return err
+		}
+		return os.RemoveAll(c.Catalog.DataDir)
+	case plan.CatalogRecord:
+		return e.record(ctx, a)
+	case plan.NodeCreate:
+		return e.Runtime.CreateDataDir(n.DataDir)
+	case plan.PrimaryInit:
+		if err := e.Runtime.InitDB(ctx, n.DataDir, c.Postgres.Superuser, c.Postgres.Password.Reveal()); err != nil {
+			return err
+		}
+		return e.configure(n)
+	case plan.NodeStart:
+		return e.start(ctx, n)
+	case plan.NodeStop:
+		return e.Runtime.Stop(ctx, n.DataDir, "fast")
+	case plan.NodeRestart:
+		return e.restart(ctx, n)
+	case plan.NodeDestroy:
+		if err := e.Runtime.Stop(ctx, n.DataDir, "fast"); err != nil {
+			return err
+		}
+		return e.Runtime.RemoveDataDir(n.DataDir)
+	case plan.RoleEnsure:
+		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
+	case plan.SlotCreate:
+		return postgres.CreateSlot(ctx, e.superuser(n), a.After["slot"])
+	case plan.SlotDrop:
+		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
+	case plan.StandbyClone:
+		if err := e.passfile(); err != nil {
+			return err
+		}
+		p := c.PrimaryNode()
+		return e.Runtime.Clone(ctx, n.DataDir, local.CloneSource{Host: p.Host, Port: p.Port, User: c.Replication.User,
+			Slot: n.Slot, Passfile: plan.PassfilePath(c), AppName: n.Name})
+	case plan.StandbyFollow:
+		if err := e.configure(n); err != nil {
+			return err
+		}
+		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
+			return err
+		}
+		return e.waitStreaming(ctx, n)
+	case plan.SettingsUpdate:
+		if err := e.configure(n); err != nil {
+			return err
+		}
+		if a.After["apply_by"] == "restart" {
+			return e.restart(ctx, n)
+		}
+		return postgres.Reload(ctx, e.superuser(n))
+	}
+	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
+}
+
+func (e *Env) redisOptions() local.RedisOptions {
+	c := e.Cfg.Catalog
+	return local.RedisOptions{Addr: c.Address, Password: c.Password.Reveal(), Dir: c.DataDir}
+}
+
+// configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl.
+func (e *Env) configure(n *config.Node) error {
+	if err := e.Runtime.Configure(n.DataDir, plan.DesiredSettings(e.Cfg, n), plan.HBA(e.Cfg)); err != nil {
+		return fmt.Errorf("configure %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// passfile writes the replication credentials standbys read.
+func (e *Env) passfile() error {
+	c := e.Cfg
+	return e.Runtime.WritePassfile(plan.PassfilePath(c), []local.PassEntry{{User: c.Replication.User, Password: c.Replication.Password.Reveal()}})
+}
+
+func (e *Env) start(ctx context.Context, n *config.Node) error {
+	standby := n.Name != e.Cfg.Primary
+	if standby {
+		if err := e.passfile(); err != nil {
+			return err
+		}
+	}
+	if err := e.configure(n); err != nil {
+		return err
+	}
+	if err := e.Runtime.SetStandby(n.DataDir, standby); err != nil {
+		return err
+	}
+	if err := e.Runtime.Start(ctx, n.DataDir, plan.LogFile(e.Cfg, n)); err != nil {
+		return err
+	}
+	return e.ready(ctx, n)
+}
+
+func (e *Env) restart(ctx context.Context, n *config.Node) error {
+	if err := e.Runtime.Restart(ctx, n.DataDir, plan.LogFile(e.Cfg, n)); err != nil {
+		return err
+	}
+	return e.ready(ctx, n)
+}
+
+// ready waits until the node answers and, for a standby, streams: the next
+// plan must see what this apply did, not a node still starting.
+func (e *Env) ready(ctx context.Context, n *config.Node) error {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := postgres.WaitReady(wctx, e.superuser(n)); err != nil {
+		return fmt.Errorf("wait for %s to accept connections: %w", n.Name, err)
+	}
+	if n.Name != e.Cfg.Primary {
+		return e.waitStreaming(ctx, n)
+	}
+	return nil
+}
+
+func (e *Env) waitStreaming(ctx context.Context, n *config.Node) error {
+	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
+	defer cancel()
+	if err := postgres.WaitStreaming(wctx, e.superuser(n)); err != nil {
+		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, e.Cfg.Primary, plan.LogFile(e.Cfg, n), err)
+	}
+	return nil
+}
+
+func (e *Env) record(ctx context.Context, a plan.Action) error {
+	if e.Catalog == nil {
+		return ErrNoCatalog
+	}
+	if a.Change == plan.Delete {
+		return e.Catalog.DeleteCluster(ctx)
+	}
+	gen, _ := strconv.ParseInt(a.After["generation"], 10, 64)
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: strings.Split(a.After["nodes"], ","),
+		Generation: gen, UpdatedAt: time.Now().UTC()}
+	// The primary's identity makes later split-brain checks possible.
+	p := &state.Node{}
+	postgres.Observe(ctx, e.superuser(e.Cfg.PrimaryNode()), p, nil)
+	if p.Reachable {
+		rec.SystemID, rec.Timeline = p.SystemID, p.Timeline
+	}
+	if err := e.Catalog.PutRecord(ctx, rec); err != nil {
+		return err
+	}
+	return e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: "record", Generation: gen,
+		Message: fmt.Sprintf("cluster recorded: primary %s, nodes %s", rec.Primary, a.After["nodes"])})
+}

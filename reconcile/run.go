@@ -1,0 +1,150 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pgha/pgha/plan"
+)
+
+// ErrCancelled is returned when the operator does not approve.
+var ErrCancelled = errors.New("apply cancelled")
+
+// StalePlanError refuses a saved plan the cluster or the file moved away from.
+type StalePlanError struct {
+	ConfigChanged bool
+	Moved         []string
+}
+
+func (e *StalePlanError) Error() string {
+	var b strings.Builder
+	b.WriteString("the saved plan is stale")
+	if e.ConfigChanged {
+		b.WriteString("; the cluster file changed since it was made")
+	}
+	if len(e.Moved) > 0 {
+		b.WriteString("; the cluster changed since it was made:\n")
+		for _, m := range e.Moved {
+			b.WriteString("  " + m + "\n")
+		}
+	} else {
+		b.WriteString("\n")
+	}
+	b.WriteString("Make a new plan with `pgha plan -out FILE` and review it.")
+	return b.String()
+}
+
+// RunOptions steer one apply or destroy.
+type RunOptions struct {
+	Operation   string     // "apply" or "destroy"
+	Saved       *plan.Plan // a saved plan to apply instead of planning now
+	LockTimeout time.Duration
+	// Approve is asked after the plan is shown; nil means auto-approve.
+	Approve func(p *plan.Plan) (bool, error)
+	Out     io.Writer
+}
+
+// Run is `pgha apply` and `pgha destroy`: lock, observe, plan, show, ask,
+// execute, unlock. The plan is made under the lock so that what is shown
+// is what runs.
+func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
+	var lock Unlocker = noLock{}
+	if e.lockable(o.Operation) {
+		if err := e.startCatalog(ctx, o.Out); err != nil {
+			return nil, err
+		}
+		var err error
+		if lock, err = e.Lock(ctx, o.Operation, o.LockTimeout, o.Out); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = lock.Release(rctx) // after catalog.destroy there is nothing left to release
+	}()
+
+	s := e.Observe(ctx)
+	var p *plan.Plan
+	var err error
+	switch {
+	case o.Saved != nil:
+		p = o.Saved
+		now := plan.Facts(e.Cfg, s)
+		if p.ConfigHash != e.Cfg.Hash || plan.Fingerprint(now) != p.Fingerprint {
+			return nil, &StalePlanError{ConfigChanged: p.ConfigHash != e.Cfg.Hash, Moved: plan.Moved(p.Facts, now)}
+		}
+	case o.Operation == "destroy":
+		if p, err = plan.BuildDestroy(e.Cfg, s); err != nil {
+			return nil, err
+		}
+		plan.Text(o.Out, p)
+	default:
+		p = plan.Build(e.Cfg, s)
+		plan.Text(o.Out, p)
+	}
+	if p.Empty() {
+		return p, nil
+	}
+	if o.Approve != nil {
+		ok, err := o.Approve(p)
+		if err != nil {
+			return p, err
+		}
+		if !ok {
+			return p, ErrCancelled
+		}
+	}
+	fmt.Fprintln(o.Out)
+	if err := e.Execute(ctx, p, o.Out); err != nil {
+		return p, err
+	}
+	s2 := p.Summary()
+	verb := "Apply"
+	if o.Operation == "destroy" {
+		verb = "Destroy"
+	}
+	fmt.Fprintf(o.Out, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", verb, s2.Add, s2.Change, s2.Destroy)
+	return p, nil
+}
+
+// lockable is false only when destroying a cluster whose managed catalog is
+// already gone: starting Redis just to lock would recreate what destroy removed.
+func (e *Env) lockable(op string) bool {
+	c := e.Cfg.Catalog
+	if c == nil || !c.Managed || op != "destroy" {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), ObserveTimeout)
+	defer cancel()
+	if e.Catalog.Ping(pctx) == nil {
+		return true
+	}
+	_, err := os.Stat(c.DataDir)
+	return err == nil
+}
+
+// startCatalog starts a managed catalog that is down before taking the lock
+// that lives in it. Starting Redis is idempotent and touches no cluster data.
+func (e *Env) startCatalog(ctx context.Context, out io.Writer) error {
+	c := e.Cfg.Catalog
+	if c == nil || !c.Managed {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
+	err := e.Catalog.Ping(pctx)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	fmt.Fprintf(out, "Starting the managed Redis catalog at %s (the cluster lock lives there)...\n", c.Address)
+	if err := e.Runtime.StartRedis(ctx, e.redisOptions()); err != nil {
+		return fmt.Errorf("start the managed catalog: %w", err)
+	}
+	return nil
+}
