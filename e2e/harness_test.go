@@ -106,6 +106,14 @@ func (c *cluster) teardown() {
 	}
 }
 
+// with returns the cluster bound to a subtest's t, so that helpers fail
+// the subtest, not its parent.
+func (c *cluster) with(t *testing.T) *cluster {
+	cc := *c
+	cc.t = t
+	return &cc
+}
+
 func (c *cluster) dataDir(node string) string { return filepath.Join(c.dir, "data", node) }
 
 type result struct {

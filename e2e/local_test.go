@@ -24,6 +24,7 @@ func TestLocalCluster(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("invalid file touches nothing", func(t *testing.T) {
+		c := c.with(t)
 		good, _ := os.ReadFile(c.file)
 		bad := strings.Replace(string(good), `primary = "db1"`, `primary = "db9"`, 1)
 		if err := os.WriteFile(c.file, []byte(bad), 0o644); err != nil {
@@ -43,6 +44,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("apply from nothing", func(t *testing.T) {
+		c := c.with(t)
 		r := c.pgha("plan", "-detailed-exitcode")
 		if r.code != 2 || !strings.Contains(r.stdout, "primary.init[db1]") {
 			t.Fatalf("plan of an empty cluster:\n%s", r)
@@ -60,6 +62,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("second plan says no changes", func(t *testing.T) {
+		c := c.with(t)
 		r := c.pgha("plan", "-detailed-exitcode")
 		if r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
 			t.Fatalf("plan after apply:\n%s", r)
@@ -67,6 +70,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("status json", func(t *testing.T) {
+		c := c.with(t)
 		var st struct {
 			Cluster string `json:"cluster"`
 			Nodes   []struct {
@@ -106,6 +110,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("row written on primary is read on both standbys", func(t *testing.T) {
+		c := c.with(t)
 		p := c.conn(ctx, "db1")
 		if _, err := p.Exec(ctx, "CREATE TABLE IF NOT EXISTS e2e (id int primary key, note text); INSERT INTO e2e VALUES (1, 'replicated')"); err != nil {
 			t.Fatal(err)
@@ -126,6 +131,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("stopped standby is planned and fixed", func(t *testing.T) {
+		c := c.with(t)
 		c.pgctl("db2", "-m", "fast", "stop")
 		r := c.pgha("plan", "-detailed-exitcode")
 		if r.code != 2 || !strings.Contains(r.stdout, "~ node.start[db2]") || !strings.Contains(r.stdout, "standby db2 is not running") {
@@ -138,6 +144,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("saved plan refused after drift", func(t *testing.T) {
+		c := c.with(t)
 		c.pgctl("db3", "-m", "fast", "stop")
 		planFile := filepath.Join(c.dir, "db3.plan")
 		c.mustPgha("plan", "-out", planFile)
@@ -161,6 +168,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("lock held by someone else", func(t *testing.T) {
+		c := c.with(t)
 		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), "", 0, "e2e")
 		defer cat.Close()
 		holder := state.Lock{ID: "e2e-holder-1", Owner: "alice", Host: "ops-host", PID: 4242, Operation: "apply", Created: time.Now()}
@@ -187,6 +195,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("two applies at once", func(t *testing.T) {
+		c := c.with(t)
 		c.pgctl("db2", "-m", "fast", "stop")
 		c.pgctl("db3", "-m", "fast", "stop")
 		var wg sync.WaitGroup
@@ -219,6 +228,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	t.Run("destroy", func(t *testing.T) {
+		c := c.with(t)
 		r := c.mustPgha("destroy", "-auto-approve")
 		if !strings.Contains(r.stdout, "node.destroy[db1]") {
 			t.Fatalf("destroy output:\n%s", r)

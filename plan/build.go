@@ -53,8 +53,8 @@ type builder struct {
 	primaryUp string
 	// primaryNew: the primary is initialised by this plan.
 	primaryNew bool
-	roleID    string
-	slotIDs   map[string]string // slot name → slot.create ID
+	roleID     string
+	slotIDs    map[string]string // slot name → slot.create ID
 	// blocked holds nodes that an unresolved problem keeps pgha's hands off.
 	blocked map[string]bool
 }

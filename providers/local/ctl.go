@@ -46,10 +46,7 @@ func (r *Runtime) Restart(ctx context.Context, dir, logFile string) error {
 
 func (r *Runtime) prepareLog(logFile string) error {
 	dir := filepath.Dir(logFile)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create log directory %s: %w", dir, err)
-	}
-	if err := r.chown(dir); err != nil {
+	if err := r.mkdirOwned(dir, 0o750); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)

@@ -74,16 +74,7 @@ func (r *Runtime) CreateDataDir(dir string) error {
 	if err := r.checkReachable(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create data directory %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return err
-	}
-	return r.chown(dir)
+	return r.mkdirOwned(dir, 0o700)
 }
 
 // checkReachable walks up from dir and fails on the first existing
@@ -231,10 +222,7 @@ type PassEntry struct {
 // WritePassfile writes a libpq passfile (0600, owned by RunAs) so that
 // replication passwords never appear in PostgreSQL's configuration.
 func (r *Runtime) WritePassfile(path string, entries []PassEntry) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
-	}
-	if err := r.chown(filepath.Dir(path)); err != nil {
+	if err := r.mkdirOwned(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)

@@ -40,10 +40,7 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 	if err := r.checkReachable(filepath.Dir(o.Dir)); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", o.Dir, err)
-	}
-	if err := r.chown(o.Dir); err != nil {
+	if err := r.mkdirOwned(o.Dir, 0o700); err != nil {
 		return err
 	}
 	conf := fmt.Sprintf(`# Managed by pgha: edit cluster.hcl instead.

@@ -152,3 +152,18 @@ func (r *Runtime) writeFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// mkdirOwned creates dir (mode, owned by RunAs) and any missing parents
+// (0755, so that RunAs can traverse them).
+func (r *Runtime) mkdirOwned(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, mode); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return err
+	}
+	return r.chown(dir)
+}

@@ -15,6 +15,16 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
+func init() {
+	// go-redis logs dial failures itself; pgha reports an unreachable
+	// catalog as a fact in the plan instead.
+	goredis.SetLogger(quietLogger{})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...interface{}) {}
+
 // Catalog is one cluster's keys in one Redis database.
 type Catalog struct {
 	client  *goredis.Client
