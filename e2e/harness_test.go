@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,12 +133,24 @@ func (c *cluster) pgha(args ...string) result {
 	return c.pghaCtx(context.Background(), args...)
 }
 
+// pghaInput runs pgha with stdin, as an operator answering the prompt.
+func (c *cluster) pghaInput(stdin string, args ...string) result {
+	c.t.Helper()
+	return c.pghaRun(context.Background(), strings.NewReader(stdin), args...)
+}
+
 func (c *cluster) pghaCtx(ctx context.Context, args ...string) result {
+	c.t.Helper()
+	return c.pghaRun(ctx, nil, args...)
+}
+
+func (c *cluster) pghaRun(ctx context.Context, stdin io.Reader, args ...string) result {
 	c.t.Helper()
 	full := append([]string{args[0], "-f", c.file}, args[1:]...)
 	cmd := exec.CommandContext(ctx, pghaBin, full...)
 	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
 	cmd.Dir = c.dir
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +141,107 @@ func TestLocalCluster(t *testing.T) {
 		c.mustPgha("apply", "-auto-approve")
 		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 			t.Fatalf("not converged after apply:\n%s", r)
+		}
+	})
+
+	t.Run("parameter changes reload or restart", func(t *testing.T) {
+		c := c.with(t)
+		good, _ := os.ReadFile(c.file)
+		defer os.WriteFile(c.file, good, 0o644)
+		edit := strings.Replace(string(good), `shared_buffers = "32MB"`, `shared_buffers = "48MB", work_mem = "6MB"`, 1)
+		if err := os.WriteFile(c.file, []byte(edit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || strings.Count(r.stdout, "~ settings.update[") != 3 || !strings.Contains(r.stdout, `~ shared_buffers = "32MB" -> "48MB"`) ||
+			!strings.Contains(r.stdout, "apply by restart (shared_buffers needs one)") {
+			t.Fatalf("plan after editing parameters:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged after a restart:\n%s", r)
+		}
+		var sb, wm string
+		conn := c.conn(ctx, "db3")
+		if err := conn.QueryRow(ctx, "SELECT current_setting('shared_buffers'), current_setting('work_mem')").Scan(&sb, &wm); err != nil || sb != "48MB" || wm != "6MB" {
+			t.Fatalf("db3 runs with shared_buffers=%s work_mem=%s (%v)", sb, wm, err)
+		}
+		// A reload-only change does not restart.
+		edit2 := strings.Replace(edit, `work_mem = "6MB"`, `work_mem = "7MB"`, 1)
+		os.WriteFile(c.file, []byte(edit2), 0o644)
+		r = c.pgha("plan")
+		if !strings.Contains(r.stdout, "apply by reload") || strings.Contains(r.stdout, "restart") {
+			t.Fatalf("work_mem change:\n%s", r)
+		}
+		var before, after time.Time
+		conn.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&before)
+		c.mustPgha("apply", "-auto-approve")
+		conn2 := c.conn(ctx, "db3")
+		conn2.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&after)
+		if !before.Equal(after) {
+			t.Fatal("a reload-only change restarted the server")
+		}
+		os.WriteFile(c.file, good, 0o644)
+		c.mustPgha("apply", "-auto-approve")
+	})
+
+	t.Run("orphaned slot is shown and dropped", func(t *testing.T) {
+		c := c.with(t)
+		p := c.conn(ctx, "db1")
+		if _, err := p.Exec(ctx, "SELECT pg_create_physical_replication_slot('forgotten_backup', true)"); err != nil {
+			t.Fatal(err)
+		}
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "- slot.drop[db1/forgotten_backup]") || !strings.Contains(r.stdout, "declared by no node") ||
+			!strings.Contains(r.stdout, "0 to add, 0 to change, 1 to destroy") {
+			t.Fatalf("plan with an orphaned slot:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		var n int
+		p.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'forgotten_backup'").Scan(&n)
+		if n != 0 {
+			t.Fatal("slot not dropped")
+		}
+	})
+
+	t.Run("apply asks and no means nothing happens", func(t *testing.T) {
+		c := c.with(t)
+		c.pgctl("db3", "-m", "fast", "stop")
+		r := c.pghaInput("no\n", "apply")
+		if r.code != 1 || !strings.Contains(r.stdout, "Only 'yes' will be accepted") || !strings.Contains(r.stderr, "Apply cancelled") {
+			t.Fatalf("declined apply:\n%s", r)
+		}
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 2 {
+			t.Fatalf("a declined apply changed something:\n%s", r)
+		}
+		r = c.pghaInput("yes\n", "apply")
+		if r.code != 0 || !strings.Contains(r.stdout, "node.start[db3]: done") {
+			t.Fatalf("approved apply:\n%s", r)
+		}
+	})
+
+	t.Run("failed step is reported and the next plan shows what is left", func(t *testing.T) {
+		c := c.with(t)
+		c.pgctl("db2", "-m", "fast", "stop")
+		c.pgctl("db3", "-m", "fast", "stop")
+		// Something else takes db2's port, so db2 cannot start.
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.ports[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.pgha("apply", "-auto-approve")
+		l.Close()
+		if r.code != 1 || !strings.Contains(r.stderr, "failed:        1 (node.start[db2])") ||
+			!strings.Contains(r.stderr, "not attempted: 1 (node.start[db3])") || !strings.Contains(r.stderr, "Address already in use") {
+			t.Fatalf("failed apply:\n%s", r)
+		}
+		r = c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "node.start[db2]") || !strings.Contains(r.stdout, "node.start[db3]") {
+			t.Fatalf("plan after a failed apply:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged:\n%s", r)
 		}
 	})
 
