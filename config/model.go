@@ -57,13 +57,28 @@ type Postgres struct {
 	Parameters map[string]string
 }
 
-// Runtime says where nodes run. Only "local" exists in this version.
+// Runtime says where nodes run: "local" processes or "docker" containers.
 type Runtime struct {
-	Kind    string // "local"
-	DataDir string // absolute; default <Dir>/data
-	BinDir  string // absolute; "" = find PostgreSQL binaries automatically
-	RunAs   string // OS user running servers; default "postgres" when pgha runs as root, else ""
+	Kind    string // "local" | "docker"
+	DataDir string // local: absolute; default <Dir>/data
+	BinDir  string // local: absolute; "" = find PostgreSQL binaries automatically
+	RunAs   string // local: OS user running servers; default "postgres" when pgha runs as root, else ""
+
+	Docker Docker // docker only
 }
+
+// Docker configures the docker runtime.
+type Docker struct {
+	Image      string // PostgreSQL image; default "postgres:17"
+	RedisImage string // managed catalog image; default "redis:7"
+	Network    string // default "pgha-<cluster>"
+	Host       string // Docker engine; "" = DOCKER_HOST or the local socket
+	Bind       string // address published ports bind to; default "127.0.0.1"
+	Prefix     string // resource name prefix; default "pgha-<cluster>-"
+}
+
+// IsDocker reports whether nodes run as containers.
+func (c *Cluster) IsDocker() bool { return c.Runtime.Kind == "docker" }
 
 // Node is one PostgreSQL server.
 type Node struct {

@@ -79,7 +79,9 @@ var (
 	postgresSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "version"}, {Name: "superuser"}, {Name: "password"}, {Name: "parameters"}}}
 	runtimeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "bin_dir"}, {Name: "run_as"}}}
-	nodeSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	dockerSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "image"}, {Name: "redis_image"}, {Name: "network"}, {Name: "host"}, {Name: "bind"}, {Name: "prefix"}}}
+	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}}}
 	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -183,13 +185,37 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 	}
 	d.requireSecret(c.Postgres.Password, pgBlock, b, "postgres", "the superuser's password", `password = env("PGHA_SUPERUSER_PASSWORD")`)
 	d.requireSecret(c.Replication.Password, replBlock, b, "replication", "the replication user's password", `password = env("PGHA_REPLICATION_PASSWORD")`)
+	if dk := &c.Runtime.Docker; c.IsDocker() {
+		dk.Image = def(dk.Image, "postgres:17")
+		dk.RedisImage = def(dk.RedisImage, "redis:7")
+		dk.Network = def(dk.Network, "pgha-"+c.Name)
+		dk.Bind = def(dk.Bind, "127.0.0.1")
+		dk.Prefix = def(dk.Prefix, "pgha-"+c.Name+"-")
+	}
 	for _, n := range c.Nodes {
 		n.DataDir = filepath.Join(c.Runtime.DataDir, n.Name)
+		if c.IsDocker() {
+			n.DataDir = DockerPGData
+		}
 	}
 	if c.Catalog != nil {
 		c.Catalog.DataDir = filepath.Join(c.Runtime.DataDir, "redis")
 	}
 	return c
+}
+
+// DockerPGData is PGDATA inside a node container; its volume is mounted
+// one level up, at DockerVolumeDir, which also holds the passfile and log.
+const (
+	DockerVolumeDir = "/var/lib/pgha"
+	DockerPGData    = DockerVolumeDir + "/data"
+)
+
+func def(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
 }
 
 func once(blockType string) bool {
@@ -232,9 +258,34 @@ func (d *decoder) postgres(b *hcl.Block, p *Postgres) {
 }
 
 func (d *decoder) runtime(b *hcl.Block, r *Runtime) {
-	if b.Labels[0] != "local" {
+	switch b.Labels[0] {
+	case "local":
+	case "docker":
+		r.Kind = "docker"
+		d.attrs(b.Body, dockerSchema, func(name string, a *hcl.Attribute) {
+			v, ok := d.str(a)
+			if !ok {
+				return
+			}
+			switch name {
+			case "image":
+				r.Docker.Image = v
+			case "redis_image":
+				r.Docker.RedisImage = v
+			case "network":
+				r.Docker.Network = v
+			case "host":
+				r.Docker.Host = v
+			case "bind":
+				r.Docker.Bind = v
+			case "prefix":
+				r.Docker.Prefix = v
+			}
+		})
+		return
+	default:
 		d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported runtime",
-			Detail:  fmt.Sprintf("runtime %q is not supported by this version of pgha; use runtime \"local\".", b.Labels[0]),
+			Detail:  fmt.Sprintf("runtime %q is not supported by this version of pgha; use runtime \"local\" or runtime \"docker\".", b.Labels[0]),
 			Subject: b.LabelRanges[0].Ptr()})
 		return
 	}

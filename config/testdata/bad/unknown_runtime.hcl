@@ -3,7 +3,7 @@ cluster "x" {
   postgres {
     password = "p"
   }
-  runtime "docker" {
+  runtime "kubernetes" {
   }
   node "db1" {
     port = 5441
