@@ -159,7 +159,7 @@ func (b *builder) primary() bool {
 		a.DependsOn = deps(create)
 		init := b.add(a)
 		start := newAction(NodeStart, Create, cn.Name, cn.Name, fmt.Sprintf("start the new primary %s", cn.Name))
-		start.After = map[string]string{"role": "primary", "endpoint": endpoint(cn)}
+		start.After = map[string]string{"role": "primary", "endpoint": b.endpoint(cn)}
 		start.DependsOn = deps(init)
 		b.primaryUp = b.add(start)
 		b.primaryNew = true
@@ -196,7 +196,17 @@ func (b *builder) splitBrain() bool {
 	return false
 }
 
-func endpoint(n *config.Node) string { return fmt.Sprintf("%s:%d", n.Host, n.Port) }
+// endpoint is the address pgha reaches a node at.
+func (b *builder) endpoint(n *config.Node) string {
+	h, p := AdminEndpoint(b.c, n)
+	return fmt.Sprintf("%s:%d", h, p)
+}
+
+// peer is the address other nodes reach a node at.
+func (b *builder) peer(n *config.Node) string {
+	h, p := PeerEndpoint(b.c, n)
+	return fmt.Sprintf("%s:%d", h, p)
+}
 
 // replicationRole ensures the replication user exists with the right
 // attributes and password (compared by verifier, never by value).
@@ -298,14 +308,14 @@ func (b *builder) standby(cn *config.Node) {
 		}
 		a := newAction(StandbyClone, Create, cn.Name, cn.Name,
 			fmt.Sprintf("standby %s has no data; clone it from %s", cn.Name, b.c.Primary))
-		a.After = map[string]string{"source": endpoint(primary), "data_dir": cn.DataDir}
+		a.After = map[string]string{"source": b.peer(primary), "data_dir": cn.DataDir}
 		if cn.Slot != "" {
 			a.After["slot"] = cn.Slot
 		}
 		a.DependsOn = deps(b.primaryUp, b.roleID, b.slotIDs[cn.Slot])
 		clone := b.add(a)
 		start := newAction(NodeStart, Create, cn.Name, cn.Name, fmt.Sprintf("start standby %s following %s", cn.Name, b.c.Primary))
-		start.After = map[string]string{"role": "standby", "endpoint": endpoint(cn), "upstream": endpoint(primary)}
+		start.After = map[string]string{"role": "standby", "endpoint": b.endpoint(cn), "upstream": b.peer(primary)}
 		start.DependsOn = deps(clone)
 		b.add(start)
 		return
@@ -318,7 +328,7 @@ func (b *builder) standby(cn *config.Node) {
 	if !n.Running {
 		a := newAction(NodeStart, Update, cn.Name, cn.Name, fmt.Sprintf("standby %s is not running", cn.Name))
 		a.Before = map[string]string{"running": "false"}
-		a.After = map[string]string{"running": "true", "role": "standby", "upstream": endpoint(primary)}
+		a.After = map[string]string{"running": "true", "role": "standby", "upstream": b.peer(primary)}
 		a.DependsOn = deps(b.primaryUp, b.roleID, b.slotIDs[cn.Slot])
 		b.add(a)
 		return
@@ -352,7 +362,7 @@ func (b *builder) follow(cn *config.Node, n *state.Node) {
 		return
 	}
 	a := newAction(StandbyFollow, Update, cn.Name, cn.Name,
-		fmt.Sprintf("standby %s should follow %s at %s%s", cn.Name, b.c.Primary, endpoint(b.c.PrimaryNode()), viaSlot(cn.Slot)))
+		fmt.Sprintf("standby %s should follow %s at %s%s", cn.Name, b.c.Primary, b.peer(b.c.PrimaryNode()), viaSlot(cn.Slot)))
 	a.Before, a.After = before, after
 	a.DependsOn = deps(b.slotIDs[cn.Slot], b.roleID)
 	b.add(a)

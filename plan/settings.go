@@ -13,9 +13,14 @@ import (
 // Managed settings pgha always writes, before the operator's parameters.
 // They are what streaming replication and pg_rewind need.
 func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
+	listen := n.Host
+	if c.IsDocker() {
+		listen = "*" // the container's own interfaces; publishing decides who reaches it
+	}
+	_, port := PeerEndpoint(c, n)
 	return map[string]string{
-		"listen_addresses":        n.Host,
-		"port":                    strconv.Itoa(n.Port),
+		"listen_addresses":        listen,
+		"port":                    strconv.Itoa(port),
 		"unix_socket_directories": "",
 		"cluster_name":            c.Name + "/" + n.Name,
 		"wal_level":               "replica",
@@ -28,20 +33,57 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 	}
 }
 
+// DockerPort is the port PostgreSQL listens on inside a node container.
+const DockerPort = 5432
+
+// PeerEndpoint is how the other nodes reach n: the node's host and port on
+// the local runtime, the container's name on the cluster network on Docker.
+func PeerEndpoint(c *config.Cluster, n *config.Node) (string, int) {
+	if c.IsDocker() {
+		return ContainerName(c, n.Name), DockerPort
+	}
+	return n.Host, n.Port
+}
+
+// AdminEndpoint is how pgha reaches n: directly on the local runtime,
+// through the published port on Docker.
+func AdminEndpoint(c *config.Cluster, n *config.Node) (string, int) {
+	if c.IsDocker() {
+		host := c.Runtime.Docker.Bind
+		if host == "0.0.0.0" || host == "" {
+			host = "127.0.0.1"
+		}
+		return host, n.Port
+	}
+	return n.Host, n.Port
+}
+
+// ContainerName is the name of a node's (or "redis") container.
+func ContainerName(c *config.Cluster, name string) string { return c.Runtime.Docker.Prefix + name }
+
 // PassfilePath is where pgha keeps the replication credentials that
 // primary_conninfo and pg_basebackup read, so no password is written into a
-// PostgreSQL configuration file.
-func PassfilePath(c *config.Cluster) string { return c.Runtime.DataDir + "/.pgha/pgpass" }
+// PostgreSQL configuration file. On Docker it lives in each node's volume.
+func PassfilePath(c *config.Cluster) string {
+	if c.IsDocker() {
+		return config.DockerVolumeDir + "/pgpass"
+	}
+	return c.Runtime.DataDir + "/.pgha/pgpass"
+}
 
-// LogFile is where a local node's server log goes.
+// LogFile is where a node's server log goes.
 func LogFile(c *config.Cluster, n *config.Node) string {
+	if c.IsDocker() {
+		return config.DockerVolumeDir + "/log/postgresql.log"
+	}
 	return c.Runtime.DataDir + "/log/" + n.Name + ".log"
 }
 
 // PrimaryConninfo is the connection string a standby uses to follow primary.
 func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
+	host, port := PeerEndpoint(c, primary)
 	return fmt.Sprintf("host=%s port=%d user=%s application_name=%s passfile=%s sslmode=prefer",
-		primary.Host, primary.Port, c.Replication.User, standby.Name, PassfilePath(c))
+		host, port, c.Replication.User, standby.Name, PassfilePath(c))
 }
 
 // DesiredSettings is the full set of settings pgha writes to a node's
@@ -70,6 +112,12 @@ func DesiredSettings(c *config.Cluster, n *config.Node) map[string]string {
 // host. Never trust over TCP.
 func HBA(c *config.Cluster) []string {
 	lines := []string{"local all all peer"}
+	if c.IsDocker() {
+		// Peers are containers on the cluster network; pgha comes in
+		// through a published port. Passwords are always required.
+		return append(lines, "host all all all scram-sha-256",
+			fmt.Sprintf("host replication %s samenet scram-sha-256", c.Replication.User))
+	}
 	hosts := map[string]bool{"127.0.0.1": true}
 	for _, n := range c.Nodes {
 		hosts[hostCIDR(n.Host)] = true

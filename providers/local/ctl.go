@@ -5,109 +5,107 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
-// Start starts the server with pg_ctl and waits until it accepts
-// connections. On failure the error carries the end of the server log.
+// ctlTimeout is pg_ctl's own wait (-t), in seconds: long enough for crash
+// recovery of a busy node, short enough that an apply reports a stuck one.
+const ctlTimeout = "60"
+
+// Start starts the node's server with pg_ctl and waits until it accepts
+// connections. A server already running there is left alone, so that a
+// re-run of an interrupted apply converges. On failure the error carries
+// the end of the server log, where PostgreSQL says why.
 func (r *Runtime) Start(ctx context.Context, dir, logFile string) error {
-	if err := r.prepareLog(logFile); err != nil {
+	dir, err := absPath("start", dir)
+	if err != nil {
 		return err
 	}
-	cmd := r.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-w", "-t", "60", "start")
-	if err := run(cmd, "start "+dir); err != nil {
-		return fmt.Errorf("%w%s", err, logTail(logFile, 20))
+	logFile, err = absPath("start "+dir+": log file", logFile)
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// Stop stops the server (mode fast unless told); a stopped server is fine.
-func (r *Runtime) Stop(ctx context.Context, dir, mode string) error {
-	if mode == "" {
-		mode = "fast"
-	}
-	if _, ok := postmasterPID(dir); !ok {
+	if _, running, _ := r.postmaster(dir); running {
 		return nil
 	}
-	return run(r.command(ctx, "pg_ctl", "-D", dir, "-m", mode, "-w", "-t", "60", "stop"), "stop "+dir)
-}
-
-// Restart restarts the server (fast shutdown) for settings that need it.
-func (r *Runtime) Restart(ctx context.Context, dir, logFile string) error {
 	if err := r.prepareLog(logFile); err != nil {
-		return err
+		return fmt.Errorf("start %s: %w", dir, err)
 	}
-	cmd := r.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-m", "fast", "-w", "-t", "60", "restart")
-	if err := run(cmd, "restart "+dir); err != nil {
-		return fmt.Errorf("%w%s", err, logTail(logFile, 20))
+	out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-w", "-t", ctlTimeout, "start"))
+	if err != nil {
+		return fmt.Errorf("start %s: %w%s%s", dir, err, withOutput(out), logTail(logFile, 20))
 	}
 	return nil
 }
 
-func (r *Runtime) prepareLog(logFile string) error {
-	dir := filepath.Dir(logFile)
-	if err := r.mkdirOwned(dir, 0o750); err != nil {
+// Stop stops the node's server and waits for it to exit; mode is pg_ctl's
+// (smart, fast, immediate; "" = fast). A stopped server is no error. The
+// running check comes first because pg_ctl trusts postmaster.pid: with a
+// stale file it would signal whatever process now has that pid.
+func (r *Runtime) Stop(ctx context.Context, dir, mode string) error {
+	dir, err := absPath("stop", dir)
+	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	switch mode {
+	case "":
+		mode = "fast"
+	case "smart", "fast", "immediate":
+	default:
+		return fmt.Errorf("stop %s: unknown shutdown mode %q (smart, fast or immediate)", dir, mode)
+	}
+	if _, running, _ := r.postmaster(dir); !running {
+		return nil
+	}
+	out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "-m", mode, "-w", "-t", ctlTimeout, "stop"))
+	if err != nil {
+		if _, running, _ := r.postmaster(dir); !running {
+			return nil // it stopped on its own meanwhile
+		}
+		return fmt.Errorf("stop %s (mode %s): %w%s", dir, mode, err, withOutput(out))
+	}
+	return nil
+}
+
+// Restart stops the server (fast) and starts it again, for settings that
+// take effect only at start. A stopped server is just started.
+func (r *Runtime) Restart(ctx context.Context, dir, logFile string) error {
+	dir, err := absPath("restart", dir)
+	if err != nil {
+		return err
+	}
+	logFile, err = absPath("restart "+dir+": log file", logFile)
+	if err != nil {
+		return err
+	}
+	if _, running, _ := r.postmaster(dir); !running {
+		return r.Start(ctx, dir, logFile)
+	}
+	if err := r.prepareLog(logFile); err != nil {
+		return fmt.Errorf("restart %s: %w", dir, err)
+	}
+	out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-m", "fast", "-w", "-t", ctlTimeout, "restart"))
+	if err != nil {
+		return fmt.Errorf("restart %s: %w%s%s", dir, err, withOutput(out), logTail(logFile, 20))
+	}
+	return nil
+}
+
+// prepareLog creates the log's directory (0700, owned by RunAs, parents
+// 0755) and the file itself, owned by RunAs: pg_ctl opens the log as RunAs
+// and cannot create it in a directory pgha made as root.
+func (r *Runtime) prepareLog(logFile string) error {
+	dir := filepath.Dir(logFile)
+	if _, err := os.Stat(dir); err != nil {
+		if err := r.ensurePrivateDir(dir); err != nil {
+			return fmt.Errorf("log directory: %w", err)
+		}
+	} else if err := r.checkTraversable(dir); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", logFile, err)
 	}
 	f.Close()
 	return r.chown(logFile)
-}
-
-// logTail returns the last n lines of a log, formatted for an error.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintf("\nlast lines of %s:\n  %s", path, strings.Join(lines, "\n  "))
-}
-
-// CloneSource says where and how a standby is cloned from.
-type CloneSource struct {
-	Host     string
-	Port     int
-	User     string
-	Slot     string // "" = no slot
-	Passfile string
-	AppName  string
-}
-
-// Clone copies the primary into dir with pg_basebackup, streaming WAL
-// through the node's slot. dir must be missing or empty: Clone never
-// overwrites data. A failed clone leaves the directory empty again.
-func (r *Runtime) Clone(ctx context.Context, dir string, src CloneSource) error {
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("clone into %s: the directory is not empty; pgha does not overwrite data", dir)
-	}
-	if err := r.CreateDataDir(dir); err != nil {
-		return err
-	}
-	args := []string{"-D", dir, "-h", src.Host, "-p", fmt.Sprint(src.Port), "-U", src.User,
-		"-X", "stream", "-c", "fast", "--no-password"}
-	if src.Slot != "" {
-		args = append(args, "-S", src.Slot)
-	}
-	cmd := r.command(ctx, "pg_basebackup", args...)
-	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile, "PGAPPNAME="+src.AppName, "PGCONNECT_TIMEOUT=10")
-	if err := run(cmd, fmt.Sprintf("pg_basebackup from %s:%d", src.Host, src.Port)); err != nil {
-		r.emptyDir(dir)
-		return err
-	}
-	return nil
-}
-
-// emptyDir removes what a failed clone wrote, keeping the directory.
-func (r *Runtime) emptyDir(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		os.RemoveAll(filepath.Join(dir, e.Name()))
-	}
 }

@@ -1,0 +1,369 @@
+// Package docker runs PostgreSQL nodes and the managed Redis as containers
+// through the Docker Engine API. Containers run docker's init and sleep;
+// pgha execs initdb, pg_basebackup and pg_ctl inside them as the postgres
+// user, so any image with the PostgreSQL server binaries works and nothing
+// depends on one image's entrypoint script.
+//
+// Every resource carries pgha's labels; observation finds resources by
+// label and never touches unlabelled ones.
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+)
+
+// Labels pgha puts on what it creates.
+const (
+	LabelCluster = "io.pgha.cluster"
+	LabelNode    = "io.pgha.node"
+	LabelRole    = "io.pgha.role" // "postgres" or "redis"
+	LabelConfig  = "io.pgha.config"
+)
+
+// Options say which engine and names to use.
+type Options struct {
+	Host    string // "" = DOCKER_HOST or the local socket
+	Cluster string
+	Prefix  string // container and volume name prefix
+	Network string
+}
+
+// Engine talks to one Docker engine for one cluster.
+type Engine struct {
+	cli *client.Client
+	o   Options
+
+	mu      sync.Mutex
+	binDirs map[string]string // image → PostgreSQL bin dir
+}
+
+// New connects to the engine, negotiating the API version: the engine may
+// be older than this client.
+func New(o Options) (*Engine, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if o.Host != "" {
+		opts = append(opts, client.WithHost(o.Host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Engine{cli: cli, o: o, binDirs: map[string]string{}}, nil
+}
+
+// Close releases the client.
+func (e *Engine) Close() error { return e.cli.Close() }
+
+// Ping checks the engine answers; its error says how to get one.
+func (e *Engine) Ping(ctx context.Context) error {
+	if _, err := e.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("the Docker engine does not answer (%w); start dockerd, or set DOCKER_HOST / runtime \"docker\" { host = ... }", err)
+	}
+	return nil
+}
+
+// Name is the resource name of a node ("redis" for the catalog).
+func (e *Engine) Name(node string) string { return e.o.Prefix + node }
+
+func (e *Engine) labels(node, role, config string) map[string]string {
+	return map[string]string{LabelCluster: e.o.Cluster, LabelNode: node, LabelRole: role, LabelConfig: config}
+}
+
+// Container is what observation reports of one labelled container.
+type Container struct {
+	ID      string
+	Name    string
+	Node    string
+	Running bool
+	Image   string
+	Config  string // the io.pgha.config label
+}
+
+// Inventory is every labelled resource of the cluster.
+type Inventory struct {
+	Containers map[string]Container // by node name ("redis" for the catalog)
+	Volumes    map[string]bool      // by node name
+	Network    bool
+}
+
+// Observe lists the cluster's labelled containers, volumes and network.
+// Three list calls, whatever the cluster size.
+func (e *Engine) Observe(ctx context.Context) (*Inventory, error) {
+	inv := &Inventory{Containers: map[string]Container{}, Volumes: map[string]bool{}}
+	f := filters.NewArgs(filters.Arg("label", LabelCluster+"="+e.o.Cluster))
+	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range cs {
+		node := c.Labels[LabelNode]
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		inv.Containers[node] = Container{ID: c.ID, Name: name, Node: node, Running: c.State == "running", Image: c.Image, Config: c.Labels[LabelConfig]}
+	}
+	vs, err := e.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list volumes: %w", err)
+	}
+	for _, v := range vs.Volumes {
+		inv.Volumes[v.Labels[LabelNode]] = true
+	}
+	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range ns {
+		if n.Name == e.o.Network {
+			inv.Network = true
+		}
+	}
+	return inv, nil
+}
+
+// EnsureNetwork creates the cluster network when it is missing.
+func (e *Engine) EnsureNetwork(ctx context.Context) error {
+	f := filters.NewArgs(filters.Arg("name", e.o.Network))
+	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range ns {
+		if n.Name == e.o.Network {
+			if n.Labels[LabelCluster] != e.o.Cluster {
+				return fmt.Errorf("network %s exists but is not pgha's (no %s=%s label); choose another network name", n.Name, LabelCluster, e.o.Cluster)
+			}
+			return nil
+		}
+	}
+	_, err = e.cli.NetworkCreate(ctx, e.o.Network, network.CreateOptions{Driver: "bridge",
+		Labels: map[string]string{LabelCluster: e.o.Cluster}})
+	if err != nil {
+		return fmt.Errorf("create network %s: %w", e.o.Network, err)
+	}
+	return nil
+}
+
+// EnsureVolume creates a node's volume when it is missing.
+func (e *Engine) EnsureVolume(ctx context.Context, node string) error {
+	name := e.Name(node)
+	if v, err := e.cli.VolumeInspect(ctx, name); err == nil {
+		if v.Labels[LabelCluster] != e.o.Cluster {
+			return fmt.Errorf("volume %s exists but is not pgha's; remove or rename it", name)
+		}
+		return nil
+	}
+	_, err := e.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: e.labels(node, "postgres", "")})
+	if err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
+// Spec describes a container to create.
+type Spec struct {
+	Node      string
+	Role      string // "postgres" or "redis"
+	Image     string
+	Config    string // fingerprint label: a different one means replace
+	Mount     string // where the node's volume is mounted ("" = no volume)
+	Port      int    // container port to publish
+	Bind      string // host address to publish on
+	HostPort  int
+	Cmd       []string // default: sleep forever under docker's init
+	StopFirst bool
+}
+
+// EnsureContainer creates and starts the container described by s when
+// it is missing, and starts it when it is stopped.
+func (e *Engine) EnsureContainer(ctx context.Context, s Spec) error {
+	name := e.Name(s.Node)
+	info, err := e.cli.ContainerInspect(ctx, name)
+	switch {
+	case err == nil:
+		if info.Config.Labels[LabelCluster] != e.o.Cluster {
+			return fmt.Errorf("container %s exists but is not pgha's; pgha leaves it alone: remove or rename it", name)
+		}
+		if info.State.Running {
+			return nil
+		}
+		return e.start(ctx, name)
+	case !client.IsErrNotFound(err):
+		return fmt.Errorf("inspect %s: %w", name, err)
+	}
+	cmd := s.Cmd
+	if len(cmd) == 0 {
+		cmd = []string{"sleep", "infinity"}
+	}
+	port := nat.Port(fmt.Sprintf("%d/tcp", s.Port))
+	init := true
+	cfg := &container.Config{Image: s.Image, Cmd: cmd, Hostname: name, Labels: e.labels(s.Node, s.Role, s.Config),
+		ExposedPorts: nat.PortSet{port: {}}, User: "root"}
+	host := &container.HostConfig{Init: &init, NetworkMode: container.NetworkMode(e.o.Network),
+		PortBindings:  nat.PortMap{port: {{HostIP: s.Bind, HostPort: fmt.Sprint(s.HostPort)}}},
+		RestartPolicy: container.RestartPolicy{Name: "no"}}
+	if s.Mount != "" {
+		host.Binds = []string{e.Name(s.Node) + ":" + s.Mount}
+	}
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{e.o.Network: {Aliases: []string{name}}}}
+	if _, err := e.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, name); err != nil {
+		if client.IsErrNotFound(err) {
+			return fmt.Errorf("create %s: image %s is not present on the engine (pull it, or build one: make image): %w", name, s.Image, err)
+		}
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	return e.start(ctx, name)
+}
+
+func (e *Engine) start(ctx context.Context, name string) error {
+	if err := e.cli.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	return nil
+}
+
+// RemoveContainer force-removes a node's container (never its volume).
+func (e *Engine) RemoveContainer(ctx context.Context, node string) error {
+	err := e.cli.ContainerRemove(ctx, e.Name(node), container.RemoveOptions{Force: true})
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", e.Name(node), err)
+	}
+	return nil
+}
+
+// RemoveVolume deletes a node's volume: its data.
+func (e *Engine) RemoveVolume(ctx context.Context, node string) error {
+	err := e.cli.VolumeRemove(ctx, e.Name(node), true)
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove volume %s: %w", e.Name(node), err)
+	}
+	return nil
+}
+
+// RemoveNetwork deletes the cluster network.
+func (e *Engine) RemoveNetwork(ctx context.Context) error {
+	err := e.cli.NetworkRemove(ctx, e.o.Network)
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", e.o.Network, err)
+	}
+	return nil
+}
+
+// ExecError is a command that ran and failed inside a container.
+type ExecError struct {
+	Cmd    string
+	Code   int
+	Output string
+}
+
+func (e *ExecError) Error() string {
+	return fmt.Sprintf("%s exited with %d: %s", e.Cmd, e.Code, strings.TrimSpace(e.Output))
+}
+
+// Exec runs cmd in a node's container as user, with env and optional
+// stdin, and returns its combined output.
+func (e *Engine) Exec(ctx context.Context, node, user string, env []string, stdin []byte, cmd ...string) (string, error) {
+	name := e.Name(node)
+	id, err := e.cli.ContainerExecCreate(ctx, name, container.ExecOptions{User: user, Env: env, Cmd: cmd,
+		AttachStdout: true, AttachStderr: true, AttachStdin: stdin != nil, WorkingDir: "/"})
+	if err != nil {
+		return "", fmt.Errorf("exec in %s: %w", name, err)
+	}
+	resp, err := e.cli.ContainerExecAttach(ctx, id.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return "", fmt.Errorf("exec in %s: %w", name, err)
+	}
+	defer resp.Close()
+	if stdin != nil {
+		go func() {
+			_, _ = resp.Conn.Write(stdin)
+			_ = resp.CloseWrite()
+		}()
+	}
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, resp.Reader); err != nil && !errors.Is(err, io.EOF) {
+		return out.String(), fmt.Errorf("exec in %s: %w", name, err)
+	}
+	ins, err := e.cli.ContainerExecInspect(ctx, id.ID)
+	if err != nil {
+		return out.String(), fmt.Errorf("exec in %s: %w", name, err)
+	}
+	if ins.ExitCode != 0 {
+		return out.String(), &ExecError{Cmd: cmd[0], Code: ins.ExitCode, Output: out.String()}
+	}
+	return out.String(), nil
+}
+
+// Run runs a command in a throwaway container of image with the node's
+// volume mounted, for checks when the node's container is gone.
+func (e *Engine) Run(ctx context.Context, image, node, mount string, cmd ...string) (string, error) {
+	init := true
+	c, err := e.cli.ContainerCreate(ctx, &container.Config{Image: image, Cmd: cmd, User: "root",
+		Labels: map[string]string{LabelCluster: e.o.Cluster, LabelRole: "probe", LabelNode: "probe-" + node}},
+		&container.HostConfig{Init: &init, Binds: []string{e.Name(node) + ":" + mount}, NetworkMode: "none"}, nil, nil, "")
+	if err != nil {
+		return "", fmt.Errorf("probe volume %s: %w", e.Name(node), err)
+	}
+	defer e.cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	if err := e.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		return "", fmt.Errorf("probe volume %s: %w", e.Name(node), err)
+	}
+	waitC, errC := e.cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
+	var code int64
+	select {
+	case w := <-waitC:
+		code = w.StatusCode
+	case err := <-errC:
+		return "", fmt.Errorf("probe volume %s: %w", e.Name(node), err)
+	}
+	logs, err := e.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	var out bytes.Buffer
+	if err == nil {
+		_, _ = stdcopy.StdCopy(&out, &out, logs)
+		logs.Close()
+	}
+	if code != 0 {
+		return out.String(), &ExecError{Cmd: cmd[0], Code: int(code), Output: out.String()}
+	}
+	return out.String(), nil
+}
+
+// BinDir finds the PostgreSQL binaries in a node's container, once per
+// image: on PATH (official images), else the newest /usr/lib/postgresql/*/bin
+// (Debian packages), else pg_config --bindir.
+func (e *Engine) BinDir(ctx context.Context, node, image string) (string, error) {
+	e.mu.Lock()
+	d, ok := e.binDirs[image]
+	e.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	const find = `p=$(command -v pg_ctl 2>/dev/null) && { dirname "$p"; exit 0; }
+for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do [ -x "$d/pg_ctl" ] && { echo "$d"; exit 0; }; done
+p=$(pg_config --bindir 2>/dev/null) && [ -x "$p/pg_ctl" ] && { echo "$p"; exit 0; }
+exit 3`
+	out, err := e.Exec(ctx, node, "root", nil, nil, "sh", "-c", find)
+	if err != nil {
+		return "", fmt.Errorf("image %s has no PostgreSQL server binaries (pg_ctl): %w", image, err)
+	}
+	d = strings.TrimSpace(out)
+	e.mu.Lock()
+	e.binDirs[image] = d
+	e.mu.Unlock()
+	return d, nil
+}
