@@ -43,6 +43,7 @@ const (
 	NodeStart      Kind = "node.start"      // write configuration, start, wait until ready (standbys: streaming)
 	NodeStop       Kind = "node.stop"       // clean (fast) shutdown
 	NodeRestart    Kind = "node.restart"    // restart for settings that need one
+	NodeReplace    Kind = "node.replace"    // recreate a node's container (image, network), keeping its data
 	NodeDestroy    Kind = "node.destroy"    // stop and delete the data directory
 	RoleEnsure     Kind = "role.ensure"     // replication role with LOGIN REPLICATION and the declared password
 	SlotCreate     Kind = "slot.create"     // physical slot on the primary
@@ -55,7 +56,7 @@ const (
 )
 
 // Kinds lists every action kind, in documentation order.
-var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeDestroy,
+var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy,
 	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, SettingsUpdate, CatalogRecord, CatalogDestroy}
 
 // Action is one step of a plan. It is data: apply looks at Kind and the

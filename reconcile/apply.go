@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
@@ -87,32 +85,31 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	n := c.Node(a.Node)
 	switch a.Kind {
 	case plan.CatalogStart:
-		return e.Runtime.StartRedis(ctx, e.redisOptions())
+		return e.Runtime.StartCatalog(ctx)
 	case plan.CatalogDestroy:
-		if err := e.Runtime.StopRedis(ctx, e.redisOptions()); err != nil {
-			return err
-		}
-		return os.RemoveAll(c.Catalog.DataDir)
+		return e.Runtime.DestroyCatalog(ctx)
 	case plan.CatalogRecord:
 		return e.record(ctx, a)
 	case plan.NodeCreate:
-		return e.Runtime.CreateDataDir(n.DataDir)
+		return e.Runtime.CreateNode(ctx, n)
 	case plan.PrimaryInit:
-		if err := e.Runtime.InitDB(ctx, n.DataDir, c.Postgres.Superuser, c.Postgres.Password.Reveal()); err != nil {
+		if err := e.Runtime.InitDB(ctx, n); err != nil {
 			return err
 		}
-		return e.configure(n)
+		return e.configure(ctx, n)
 	case plan.NodeStart:
 		return e.start(ctx, n)
 	case plan.NodeStop:
-		return e.Runtime.Stop(ctx, n.DataDir, "fast")
+		return e.Runtime.Stop(ctx, n, "fast")
 	case plan.NodeRestart:
 		return e.restart(ctx, n)
-	case plan.NodeDestroy:
-		if err := e.Runtime.Stop(ctx, n.DataDir, "fast"); err != nil {
+	case plan.NodeReplace:
+		if err := e.Runtime.Replace(ctx, n); err != nil {
 			return err
 		}
-		return e.Runtime.RemoveDataDir(n.DataDir)
+		return e.ready(ctx, n)
+	case plan.NodeDestroy:
+		return e.Runtime.Destroy(ctx, n)
 	case plan.RoleEnsure:
 		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
 	case plan.SlotCreate:
@@ -120,14 +117,9 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.SlotDrop:
 		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
 	case plan.StandbyClone:
-		if err := e.passfile(); err != nil {
-			return err
-		}
-		p := c.PrimaryNode()
-		return e.Runtime.Clone(ctx, n.DataDir, local.CloneSource{Host: p.Host, Port: p.Port, User: c.Replication.User,
-			Slot: n.Slot, Passfile: plan.PassfilePath(c), AppName: n.Name})
+		return e.Runtime.Clone(ctx, n, c.PrimaryNode())
 	case plan.StandbyFollow:
-		if err := e.configure(n); err != nil {
+		if err := e.configure(ctx, n); err != nil {
 			return err
 		}
 		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
@@ -135,7 +127,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.waitStreaming(ctx, n)
 	case plan.SettingsUpdate:
-		if err := e.configure(n); err != nil {
+		if err := e.configure(ctx, n); err != nil {
 			return err
 		}
 		if a.After["apply_by"] == "restart" {
@@ -146,46 +138,35 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
 }
 
-func (e *Env) redisOptions() local.RedisOptions {
-	c := e.Cfg.Catalog
-	return local.RedisOptions{Addr: c.Address, Password: c.Password.Reveal(), Dir: c.DataDir}
-}
-
 // configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl.
-func (e *Env) configure(n *config.Node) error {
-	if err := e.Runtime.Configure(n.DataDir, plan.DesiredSettings(e.Cfg, n), plan.HBA(e.Cfg)); err != nil {
+func (e *Env) configure(ctx context.Context, n *config.Node) error {
+	if err := e.Runtime.Configure(ctx, n, plan.DesiredSettings(e.Cfg, n), plan.HBA(e.Cfg)); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return nil
 }
 
-// passfile writes the replication credentials standbys read.
-func (e *Env) passfile() error {
-	c := e.Cfg
-	return e.Runtime.WritePassfile(plan.PassfilePath(c), []local.PassEntry{{User: c.Replication.User, Password: c.Replication.Password.Reveal()}})
-}
-
 func (e *Env) start(ctx context.Context, n *config.Node) error {
 	standby := n.Name != e.Cfg.Primary
 	if standby {
-		if err := e.passfile(); err != nil {
+		if err := e.Runtime.WritePassfile(ctx, n); err != nil {
 			return err
 		}
 	}
-	if err := e.configure(n); err != nil {
+	if err := e.configure(ctx, n); err != nil {
 		return err
 	}
-	if err := e.Runtime.SetStandby(n.DataDir, standby); err != nil {
+	if err := e.Runtime.SetStandby(ctx, n, standby); err != nil {
 		return err
 	}
-	if err := e.Runtime.Start(ctx, n.DataDir, plan.LogFile(e.Cfg, n)); err != nil {
+	if err := e.Runtime.Start(ctx, n); err != nil {
 		return err
 	}
 	return e.ready(ctx, n)
 }
 
 func (e *Env) restart(ctx context.Context, n *config.Node) error {
-	if err := e.Runtime.Restart(ctx, n.DataDir, plan.LogFile(e.Cfg, n)); err != nil {
+	if err := e.Runtime.Restart(ctx, n); err != nil {
 		return err
 	}
 	return e.ready(ctx, n)

@@ -5,13 +5,11 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/providers/local"
+	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
@@ -24,15 +22,15 @@ const ObserveTimeout = 2 * time.Second
 // Env is one cluster file bound to the providers that act on it.
 type Env struct {
 	Cfg     *config.Cluster
-	Runtime *local.Runtime
+	Runtime Runtime
 	Catalog *redis.Catalog // nil when the file declares no catalog
 }
 
 // Open prepares the providers for cfg. It connects to nothing yet.
 func Open(cfg *config.Cluster) (*Env, error) {
-	rt, err := local.New(local.Options{BinDir: cfg.Runtime.BinDir, RunAs: cfg.Runtime.RunAs})
+	rt, err := OpenRuntime(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("local runtime: %w", err)
+		return nil, err
 	}
 	e := &Env{Cfg: cfg, Runtime: rt}
 	if c := cfg.Catalog; c != nil {
@@ -41,49 +39,50 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	return e, nil
 }
 
-// Close releases the catalog connection.
+// Close releases the catalog and runtime connections.
 func (e *Env) Close() {
 	if e.Catalog != nil {
 		_ = e.Catalog.Close()
 	}
+	e.Runtime.Close()
 }
 
 // superuser is how pgha talks to a node.
 func (e *Env) superuser(n *config.Node) postgres.Endpoint {
-	return postgres.Endpoint{Host: n.Host, Port: n.Port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
+	host, port := plan.AdminEndpoint(e.Cfg, n)
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
 }
 
 // Observe takes a snapshot of every node and the catalog, concurrently.
 // Nothing unreachable is an error: it is a fact in the snapshot.
 func (e *Env) Observe(ctx context.Context) *state.Cluster {
 	s := &state.Cluster{Name: e.Cfg.Name, ObservedAt: time.Now().UTC()}
-	var wg sync.WaitGroup
 	for _, cn := range e.Cfg.Nodes {
-		n := &state.Node{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir}
-		s.Nodes = append(s.Nodes, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.observeNode(ctx, cn, n)
-		}()
+		s.Nodes = append(s.Nodes, &state.Node{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir})
 	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.Runtime.Observe(ctx, s, func(cn *config.Node, n *state.Node) { e.observePG(ctx, cn, n) })
+	}()
+	var cat state.Catalog
 	if e.Catalog != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.Catalog = e.observeCatalog(ctx)
+			cat = e.observeCatalog(ctx)
 		}()
 	}
 	wg.Wait()
+	// The runtime reported whether the managed catalog's files exist.
+	cat.DirExists = s.Catalog.DirExists
+	s.Catalog = cat
 	return s
 }
 
-func (e *Env) observeNode(ctx context.Context, cn *config.Node, n *state.Node) {
-	e.Runtime.Observe(n)
-	if !n.Running {
-		n.Error = "not running"
-		return
-	}
+// observePG fills what PostgreSQL says about a node that may be running.
+func (e *Env) observePG(ctx context.Context, cn *config.Node, n *state.Node) {
 	ctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 	defer cancel()
 	var roles map[string]string
@@ -99,11 +98,6 @@ func (e *Env) observeNode(ctx context.Context, cn *config.Node, n *state.Node) {
 func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	c := e.Cfg.Catalog
 	out := state.Catalog{Configured: true, Address: c.Address, Managed: c.Managed}
-	if c.Managed {
-		if _, err := os.Stat(c.DataDir); err == nil {
-			out.DirExists = true
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 	defer cancel()
 	ok, rec, lock, err := e.Catalog.Observe(ctx)

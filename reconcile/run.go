@@ -143,8 +143,23 @@ func (e *Env) startCatalog(ctx context.Context, out io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(out, "Starting the managed Redis catalog at %s (the cluster lock lives there)...\n", c.Address)
-	if err := e.Runtime.StartRedis(ctx, e.redisOptions()); err != nil {
+	if err := e.Runtime.StartCatalog(ctx); err != nil {
 		return fmt.Errorf("start the managed catalog: %w", err)
 	}
-	return nil
+	// Wait until it answers through the address pgha uses.
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(wctx, time.Second)
+		err := e.Catalog.Ping(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("the managed catalog at %s does not answer: %w", c.Address, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -41,6 +41,21 @@ type Cluster struct {
 	// Nodes in the order the cluster file declares them.
 	Nodes   []*Node `json:"nodes"`
 	Catalog Catalog `json:"catalog"`
+	// Network is the Docker network; nil on the local runtime.
+	Network *Network `json:"network,omitempty"`
+}
+
+// Network is the cluster's Docker network.
+type Network struct {
+	Name   string `json:"name"`
+	Exists bool   `json:"exists"`
+}
+
+// Container is a node's Docker container, found by pgha's labels.
+type Container struct {
+	Name    string `json:"name"`
+	Running bool   `json:"running"`
+	Image   string `json:"image"`
 }
 
 // Node returns the observed node with the given name, or nil.
@@ -67,6 +82,8 @@ type Node struct {
 	Running       bool   `json:"running"`        // postmaster alive
 	PID           int    `json:"pid,omitempty"`
 	RuntimeError  string `json:"runtime_error,omitempty"`
+	// Container is set on the docker runtime when the node's container exists.
+	Container *Container `json:"container,omitempty"`
 
 	// PostgreSQL facts; zero when not Reachable.
 	Reachable     bool               `json:"reachable"`

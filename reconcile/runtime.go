@@ -1,0 +1,45 @@
+package reconcile
+
+import (
+	"context"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
+)
+
+// Runtime is where nodes run: local processes or containers. The action
+// executors are written once against it; each runtime adapts cluster.hcl's
+// nodes to its provider.
+type Runtime interface {
+	// Observe fills the runtime facts of every node in s (data exists,
+	// initialised, running) and of the managed catalog, calling pg for
+	// each node whose server may be up to fill PostgreSQL's facts.
+	Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node))
+	CreateNode(ctx context.Context, n *config.Node) error
+	InitDB(ctx context.Context, n *config.Node) error
+	Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error
+	SetStandby(ctx context.Context, n *config.Node, on bool) error
+	// WritePassfile writes the replication credentials n reads as a standby.
+	WritePassfile(ctx context.Context, n *config.Node) error
+	Start(ctx context.Context, n *config.Node) error
+	Stop(ctx context.Context, n *config.Node, mode string) error
+	Restart(ctx context.Context, n *config.Node) error
+	// Clone copies primary into n's (empty) data directory through n's slot.
+	Clone(ctx context.Context, n, primary *config.Node) error
+	// Destroy removes n and its data.
+	Destroy(ctx context.Context, n *config.Node) error
+	// Replace recreates a node's container (image or network changed),
+	// keeping its data. Only the docker runtime plans it.
+	Replace(ctx context.Context, n *config.Node) error
+	StartCatalog(ctx context.Context) error
+	DestroyCatalog(ctx context.Context) error
+	Close()
+}
+
+// OpenRuntime returns the runtime cluster.hcl asks for.
+func OpenRuntime(c *config.Cluster) (Runtime, error) {
+	if c.IsDocker() {
+		return newDockerRuntime(c)
+	}
+	return newLocalRuntime(c)
+}

@@ -1,0 +1,361 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/docker"
+	"github.com/pgha/pgha/state"
+)
+
+// dockerRuntime runs each node in a container with its data on a named
+// volume, and drives PostgreSQL inside it with exec.
+type dockerRuntime struct {
+	c   *config.Cluster
+	eng *docker.Engine
+}
+
+const (
+	pgUser     = "postgres"
+	volumeDir  = config.DockerVolumeDir
+	pgData     = config.DockerPGData
+	redisDir   = "/data"
+	redisPort  = 6379
+	redisNode  = "redis"
+	tmpPwdFile = volumeDir + "/.pwfile"
+)
+
+func newDockerRuntime(c *config.Cluster) (*dockerRuntime, error) {
+	d := c.Runtime.Docker
+	eng, err := docker.New(docker.Options{Host: d.Host, Cluster: c.Name, Prefix: d.Prefix, Network: d.Network})
+	if err != nil {
+		return nil, err
+	}
+	return &dockerRuntime{c: c, eng: eng}, nil
+}
+
+func (d *dockerRuntime) Close() { _ = d.eng.Close() }
+
+func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
+	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
+	inv, err := d.eng.Observe(ctx)
+	if err != nil {
+		for _, n := range s.Nodes {
+			n.RuntimeError = err.Error()
+		}
+		return
+	}
+	s.Network.Exists = inv.Network
+	s.Catalog.DirExists = inv.Volumes[redisNode]
+	var wg sync.WaitGroup
+	for _, n := range s.Nodes {
+		cn := d.c.Node(n.Name)
+		n.DirExists = inv.Volumes[n.Name]
+		if ct, ok := inv.Containers[n.Name]; ok {
+			n.Container = &state.Container{Name: ct.Name, Running: ct.Running, Image: ct.Config}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.observeNode(ctx, cn, n, pg)
+		}()
+	}
+	wg.Wait()
+}
+
+// observeNode asks PostgreSQL first (one connection answers everything);
+// only when it does not answer does it look inside the volume.
+func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *state.Node, pg func(*config.Node, *state.Node)) {
+	switch {
+	case n.Container != nil && n.Container.Running:
+		pg(cn, n)
+		if n.Reachable {
+			n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
+			return
+		}
+		out, err := d.eng.Exec(ctx, cn.Name, pgUser, nil, nil, "sh", "-c", statusScript)
+		if err != nil {
+			n.RuntimeError = err.Error()
+			return
+		}
+		n.Initialized = strings.Contains(out, "initialized")
+		n.StandbySignal = strings.Contains(out, "standby")
+		n.Running = strings.Contains(out, "running")
+		if !n.Running {
+			n.Error = "not running"
+		}
+	case n.DirExists:
+		// The container is gone or stopped but the volume is there: look
+		// inside it with a throwaway container, so that a kept volume is
+		// restarted and never re-cloned.
+		out, err := d.eng.Run(ctx, d.c.Runtime.Docker.Image, cn.Name, volumeDir, "sh", "-c", statusScript)
+		if err != nil {
+			n.RuntimeError = err.Error()
+			return
+		}
+		n.Initialized = strings.Contains(out, "initialized")
+		n.StandbySignal = strings.Contains(out, "standby")
+		n.Error = "not running"
+	default:
+		n.Error = "not running"
+	}
+}
+
+const statusScript = `D=` + pgData + `
+[ -f $D/PG_VERSION ] && echo initialized
+[ -f $D/standby.signal ] && echo standby
+[ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
+true`
+
+// ensureNode makes the network, the volume and the running container, and
+// gives the volume's directories to the image's postgres user.
+func (d *dockerRuntime) ensureNode(ctx context.Context, n *config.Node) error {
+	if err := d.eng.EnsureNetwork(ctx); err != nil {
+		return err
+	}
+	if err := d.eng.EnsureVolume(ctx, n.Name); err != nil {
+		return err
+	}
+	dk := d.c.Runtime.Docker
+	err := d.eng.EnsureContainer(ctx, docker.Spec{Node: n.Name, Role: "postgres", Image: dk.Image, Config: dk.Image,
+		Mount: volumeDir, Port: plan.DockerPort, Bind: dk.Bind, HostPort: n.Port})
+	if err != nil {
+		return err
+	}
+	_, err = d.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `set -e
+V=`+volumeDir+`; mkdir -p $V/data $V/log
+[ "$(stat -c %u $V/data)" = "$(id -u `+pgUser+`)" ] || chown -R `+pgUser+`: $V
+chown `+pgUser+`: $V $V/data $V/log; chmod 700 $V/data`)
+	if err != nil {
+		return fmt.Errorf("prepare the volume of %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+func (d *dockerRuntime) bin(ctx context.Context, n *config.Node, name string) (string, error) {
+	dir, err := d.eng.BinDir(ctx, n.Name, d.c.Runtime.Docker.Image)
+	if err != nil {
+		return "", err
+	}
+	return dir + "/" + name, nil
+}
+
+// pg runs a PostgreSQL binary as the postgres user in n's container.
+func (d *dockerRuntime) pg(ctx context.Context, n *config.Node, env []string, name string, args ...string) (string, error) {
+	path, err := d.bin(ctx, n, name)
+	if err != nil {
+		return "", err
+	}
+	out, err := d.eng.Exec(ctx, n.Name, pgUser, env, nil, append([]string{path}, args...)...)
+	if err != nil {
+		return out, fmt.Errorf("%s on %s: %w", name, n.Name, err)
+	}
+	return out, nil
+}
+
+// write puts content into a file inside n's container, owned by user,
+// through stdin: secrets never touch a command line or the image.
+func (d *dockerRuntime) write(ctx context.Context, node, user, path string, content []byte) error {
+	_, err := d.eng.Exec(ctx, node, user, nil, content, "sh", "-c", `umask 077; cat > "$0.tmp" && mv "$0.tmp" "$0"`, path)
+	if err != nil {
+		return fmt.Errorf("write %s in %s: %w", path, node, err)
+	}
+	return nil
+}
+
+func (d *dockerRuntime) CreateNode(ctx context.Context, n *config.Node) error {
+	return d.ensureNode(ctx, n)
+}
+
+func (d *dockerRuntime) InitDB(ctx context.Context, n *config.Node) error {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return err
+	}
+	if err := d.write(ctx, n.Name, pgUser, tmpPwdFile, []byte(d.c.Postgres.Password.Reveal()+"\n")); err != nil {
+		return err
+	}
+	defer d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "rm", "-f", tmpPwdFile)
+	_, err := d.pg(ctx, n, nil, "initdb", "-D", pgData, "-U", d.c.Postgres.Superuser, "--pwfile", tmpPwdFile,
+		"--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")
+	return err
+}
+
+func (d *dockerRuntime) Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error {
+	conf, err := pgconf.Settings(settings)
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", n.Name, err)
+	}
+	if err := d.write(ctx, n.Name, pgUser, pgData+"/pgha.conf", conf); err != nil {
+		return err
+	}
+	if err := d.write(ctx, n.Name, pgUser, pgData+"/pg_hba.conf", pgconf.HBA(hba)); err != nil {
+		return err
+	}
+	_, err = d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c",
+		`grep -qxF "$1" "$0" || echo "$1" >> "$0"`, pgData+"/postgresql.conf", pgconf.IncludeLine)
+	if err != nil {
+		return fmt.Errorf("include pgha.conf on %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+func (d *dockerRuntime) SetStandby(ctx context.Context, n *config.Node, on bool) error {
+	cmd := "rm -f " + pgData + "/standby.signal"
+	if on {
+		cmd = "touch " + pgData + "/standby.signal"
+	}
+	_, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", cmd)
+	return err
+}
+
+func (d *dockerRuntime) WritePassfile(ctx context.Context, n *config.Node) error {
+	r := d.c.Replication
+	content, err := pgconf.Passfile([]pgconf.PassEntry{{User: r.User, Password: r.Password.Reveal()}})
+	if err != nil {
+		return err
+	}
+	return d.write(ctx, n.Name, pgUser, plan.PassfilePath(d.c), content)
+}
+
+func (d *dockerRuntime) Start(ctx context.Context, n *config.Node) error {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return err
+	}
+	if running, _ := d.postmasterRunning(ctx, n); running {
+		return nil
+	}
+	log := plan.LogFile(d.c, n)
+	if _, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-l", log, "-w", "-t", "60", "start"); err != nil {
+		tail, _ := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "tail", "-n", "20", log)
+		return fmt.Errorf("%w\nlast lines of %s in %s:\n%s", err, log, d.eng.Name(n.Name), tail)
+	}
+	return nil
+}
+
+func (d *dockerRuntime) postmasterRunning(ctx context.Context, n *config.Node) (bool, error) {
+	out, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", statusScript)
+	return strings.Contains(out, "running"), err
+}
+
+func (d *dockerRuntime) Stop(ctx context.Context, n *config.Node, mode string) error {
+	if mode == "" {
+		mode = "fast"
+	}
+	running, err := d.postmasterRunning(ctx, n)
+	if err != nil || !running {
+		return nil // no container, or no server in it: stopped
+	}
+	_, err = d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-m", mode, "-w", "-t", "60", "stop")
+	return err
+}
+
+func (d *dockerRuntime) Restart(ctx context.Context, n *config.Node) error {
+	_, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-l", plan.LogFile(d.c, n), "-m", "fast", "-w", "-t", "60", "restart")
+	return err
+}
+
+func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) error {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return err
+	}
+	if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `[ -z "$(ls -A "$0")" ]`, pgData); err != nil {
+		return fmt.Errorf("clone into %s: its data directory is not empty; pgha does not overwrite data", n.Name)
+	}
+	if err := d.WritePassfile(ctx, n); err != nil {
+		return err
+	}
+	host, port := plan.PeerEndpoint(d.c, primary)
+	args := []string{"-D", pgData, "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Replication.User,
+		"-X", "stream", "-c", "fast", "--no-password"}
+	if n.Slot != "" {
+		args = append(args, "-S", n.Slot)
+	}
+	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=" + n.Name, "PGCONNECT_TIMEOUT=10"}
+	if _, err := d.pg(ctx, n, env, "pg_basebackup", args...); err != nil {
+		_, _ = d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
+		return err
+	}
+	return nil
+}
+
+func (d *dockerRuntime) Destroy(ctx context.Context, n *config.Node) error {
+	_ = d.Stop(ctx, n, "fast")
+	if err := d.eng.RemoveContainer(ctx, n.Name); err != nil {
+		return err
+	}
+	if err := d.eng.RemoveVolume(ctx, n.Name); err != nil {
+		return err
+	}
+	return d.removeNetworkIfUnused(ctx)
+}
+
+// removeNetworkIfUnused drops the network once no pgha container is left.
+func (d *dockerRuntime) removeNetworkIfUnused(ctx context.Context) error {
+	inv, err := d.eng.Observe(ctx)
+	if err != nil || len(inv.Containers) > 0 {
+		return err
+	}
+	return d.eng.RemoveNetwork(ctx)
+}
+
+// Replace recreates n's container from the configured image and network,
+// keeping its volume (its data).
+func (d *dockerRuntime) Replace(ctx context.Context, n *config.Node) error {
+	_ = d.Stop(ctx, n, "fast")
+	if err := d.eng.RemoveContainer(ctx, n.Name); err != nil {
+		return err
+	}
+	return d.Start(ctx, n)
+}
+
+func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
+	cat := d.c.Catalog
+	host, portS, err := net.SplitHostPort(cat.Address)
+	if err != nil {
+		return fmt.Errorf("catalog address %q: %w", cat.Address, err)
+	}
+	port, _ := strconv.Atoi(portS)
+	dk := d.c.Runtime.Docker
+	if err := d.eng.EnsureNetwork(ctx); err != nil {
+		return err
+	}
+	if err := d.eng.EnsureVolume(ctx, redisNode); err != nil {
+		return err
+	}
+	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: redisNode, Role: "redis", Image: dk.RedisImage, Config: dk.RedisImage,
+		Mount: redisDir, Port: redisPort, Bind: host, HostPort: port})
+	if err != nil {
+		return err
+	}
+	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf", pgconf.RedisConf("0.0.0.0", redisPort, redisDir, cat.Password.Reveal(), true)); err != nil {
+		return err
+	}
+	_, err = d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c",
+		`p=`+redisDir+`/redis.pid; [ -f $p ] && kill -0 $(cat $p) 2>/dev/null || redis-server `+redisDir+`/redis.conf`)
+	if err != nil {
+		var ee *docker.ExecError
+		if errors.As(err, &ee) && ee.Code == 127 {
+			return fmt.Errorf("image %s has no redis-server; set redis_image to a Redis image: %w", dk.RedisImage, err)
+		}
+		return fmt.Errorf("start redis in %s: %w", d.eng.Name(redisNode), err)
+	}
+	return nil
+}
+
+func (d *dockerRuntime) DestroyCatalog(ctx context.Context) error {
+	if err := d.eng.RemoveContainer(ctx, redisNode); err != nil {
+		return err
+	}
+	if err := d.eng.RemoveVolume(ctx, redisNode); err != nil {
+		return err
+	}
+	return d.removeNetworkIfUnused(ctx)
+}

@@ -1,0 +1,123 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/local"
+	"github.com/pgha/pgha/state"
+)
+
+// localRuntime runs nodes as processes of this machine.
+type localRuntime struct {
+	c  *config.Cluster
+	rt *local.Runtime
+}
+
+func newLocalRuntime(c *config.Cluster) (*localRuntime, error) {
+	rt, err := local.New(local.Options{BinDir: c.Runtime.BinDir, RunAs: c.Runtime.RunAs})
+	if err != nil {
+		return nil, fmt.Errorf("local runtime: %w", err)
+	}
+	return &localRuntime{c: c, rt: rt}, nil
+}
+
+func (l *localRuntime) Close() {}
+
+func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
+	var wg sync.WaitGroup
+	for _, n := range s.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.rt.Observe(n)
+			if !n.Running {
+				n.Error = "not running"
+				return
+			}
+			pg(l.c.Node(n.Name), n)
+		}()
+	}
+	wg.Wait()
+	if cat := l.c.Catalog; cat != nil && cat.Managed {
+		if _, err := os.Stat(cat.DataDir); err == nil {
+			s.Catalog.DirExists = true
+		}
+	}
+}
+
+func (l *localRuntime) CreateNode(_ context.Context, n *config.Node) error {
+	return l.rt.CreateDataDir(n.DataDir)
+}
+
+func (l *localRuntime) InitDB(ctx context.Context, n *config.Node) error {
+	return l.rt.InitDB(ctx, n.DataDir, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal())
+}
+
+func (l *localRuntime) Configure(_ context.Context, n *config.Node, settings map[string]string, hba []string) error {
+	return l.rt.Configure(n.DataDir, settings, hba)
+}
+
+func (l *localRuntime) SetStandby(_ context.Context, n *config.Node, on bool) error {
+	return l.rt.SetStandby(n.DataDir, on)
+}
+
+func (l *localRuntime) WritePassfile(context.Context, *config.Node) error {
+	r := l.c.Replication
+	return l.rt.WritePassfile(plan.PassfilePath(l.c), []local.PassEntry{{User: r.User, Password: r.Password.Reveal()}})
+}
+
+func (l *localRuntime) Start(ctx context.Context, n *config.Node) error {
+	return l.rt.Start(ctx, n.DataDir, plan.LogFile(l.c, n))
+}
+
+func (l *localRuntime) Stop(ctx context.Context, n *config.Node, mode string) error {
+	return l.rt.Stop(ctx, n.DataDir, mode)
+}
+
+func (l *localRuntime) Restart(ctx context.Context, n *config.Node) error {
+	return l.rt.Restart(ctx, n.DataDir, plan.LogFile(l.c, n))
+}
+
+func (l *localRuntime) Clone(ctx context.Context, n, primary *config.Node) error {
+	if err := l.WritePassfile(ctx, n); err != nil {
+		return err
+	}
+	host, port := plan.PeerEndpoint(l.c, primary)
+	return l.rt.Clone(ctx, n.DataDir, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User,
+		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name})
+}
+
+func (l *localRuntime) Destroy(ctx context.Context, n *config.Node) error {
+	if err := l.rt.Stop(ctx, n.DataDir, "fast"); err != nil {
+		return err
+	}
+	if _, err := os.Stat(n.DataDir); os.IsNotExist(err) {
+		return nil
+	}
+	return l.rt.RemoveDataDir(n.DataDir)
+}
+
+func (l *localRuntime) Replace(context.Context, *config.Node) error {
+	return fmt.Errorf("the local runtime has no containers to replace")
+}
+
+func (l *localRuntime) redisOptions() local.RedisOptions {
+	c := l.c.Catalog
+	return local.RedisOptions{Addr: c.Address, Password: c.Password.Reveal(), Dir: c.DataDir}
+}
+
+func (l *localRuntime) StartCatalog(ctx context.Context) error {
+	return l.rt.StartRedis(ctx, l.redisOptions())
+}
+
+func (l *localRuntime) DestroyCatalog(ctx context.Context) error {
+	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
+		return err
+	}
+	return os.RemoveAll(l.c.Catalog.DataDir)
+}
