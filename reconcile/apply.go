@@ -148,6 +148,9 @@ func (e *Env) configure(ctx context.Context, n *config.Node) error {
 
 func (e *Env) start(ctx context.Context, n *config.Node) error {
 	standby := n.Name != e.Cfg.Primary
+	if err := e.Runtime.Prepare(ctx, n); err != nil {
+		return err
+	}
 	if standby {
 		if err := e.Runtime.WritePassfile(ctx, n); err != nil {
 			return err

@@ -16,6 +16,9 @@ type Runtime interface {
 	// each node whose server may be up to fill PostgreSQL's facts.
 	Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node))
 	CreateNode(ctx context.Context, n *config.Node) error
+	// Prepare makes an existing node's runtime ready to be configured and
+	// started (its container, on Docker); it never touches data.
+	Prepare(ctx context.Context, n *config.Node) error
 	InitDB(ctx context.Context, n *config.Node) error
 	Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error
 	SetStandby(ctx context.Context, n *config.Node, on bool) error

@@ -226,9 +226,6 @@ func (d *dockerRuntime) WritePassfile(ctx context.Context, n *config.Node) error
 }
 
 func (d *dockerRuntime) Start(ctx context.Context, n *config.Node) error {
-	if err := d.ensureNode(ctx, n); err != nil {
-		return err
-	}
 	if running, _ := d.postmasterRunning(ctx, n); running {
 		return nil
 	}
@@ -313,6 +310,9 @@ func (d *dockerRuntime) Replace(ctx context.Context, n *config.Node) error {
 	if err := d.eng.RemoveContainer(ctx, n.Name); err != nil {
 		return err
 	}
+	if err := d.ensureNode(ctx, n); err != nil {
+		return err
+	}
 	return d.Start(ctx, n)
 }
 
@@ -359,3 +359,6 @@ func (d *dockerRuntime) DestroyCatalog(ctx context.Context) error {
 	}
 	return d.removeNetworkIfUnused(ctx)
 }
+
+// Prepare recreates a removed or stopped container around the node's volume.
+func (d *dockerRuntime) Prepare(ctx context.Context, n *config.Node) error { return d.ensureNode(ctx, n) }

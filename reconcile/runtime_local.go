@@ -54,6 +54,8 @@ func (l *localRuntime) CreateNode(_ context.Context, n *config.Node) error {
 	return l.rt.CreateDataDir(n.DataDir)
 }
 
+func (l *localRuntime) Prepare(context.Context, *config.Node) error { return nil }
+
 func (l *localRuntime) InitDB(ctx context.Context, n *config.Node) error {
 	return l.rt.InitDB(ctx, n.DataDir, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal())
 }
