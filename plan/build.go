@@ -19,6 +19,10 @@ import (
 // diagnostics, never actions.
 func Build(c *config.Cluster, s *state.Cluster) *Plan {
 	b := &builder{c: c, s: s, p: newPlan(c, s, "apply")}
+	if s.Network != nil && !s.Network.Exists && anyContainer(s) {
+		b.diag(Warning, "", fmt.Sprintf("docker network %s is missing", s.Network.Name),
+			"apply recreates it, and recreates the containers that were attached to it; their data stays on their volumes.")
+	}
 	b.catalog()
 	b.roles()
 	if b.primary() {
@@ -164,6 +168,8 @@ func (b *builder) primary() bool {
 		b.primaryUp = b.add(start)
 		b.primaryNew = true
 		return true
+	case b.replace(cn, n):
+		return true
 	case !n.Running:
 		if n.StandbySignal {
 			b.diag(Critical, cn.Name, fmt.Sprintf("declared primary %s is stopped and configured as a standby", cn.Name),
@@ -184,6 +190,25 @@ func (b *builder) primary() bool {
 		return false
 	}
 	b.settings(cn, n)
+	return true
+}
+
+// replace plans the recreation of a node's container whose image is not
+// the declared one (docker runtime). The data stays on the node's volume.
+func (b *builder) replace(cn *config.Node, n *state.Node) bool {
+	if !b.c.IsDocker() || n.Container == nil || n.Container.Image == b.c.Runtime.Docker.Image {
+		return false
+	}
+	want := b.c.Runtime.Docker.Image
+	a := newAction(NodeReplace, Replace, cn.Name, cn.Name,
+		fmt.Sprintf("%s runs image %s, cluster.hcl says %s; the container is recreated, the data stays on its volume", cn.Name, n.Container.Image, want))
+	a.Before = map[string]string{"image": n.Container.Image}
+	a.After = map[string]string{"image": want, "volume": ContainerName(b.c, cn.Name)}
+	a.DependsOn = deps(b.primaryUp)
+	id := b.add(a)
+	if cn.Name == b.c.Primary {
+		b.primaryUp = id
+	}
 	return true
 }
 
@@ -323,6 +348,9 @@ func (b *builder) standby(cn *config.Node) {
 	if p.SystemID != "" && n.SystemID != "" && p.SystemID != n.SystemID {
 		b.diag(Critical, cn.Name, fmt.Sprintf("%s belongs to another cluster", cn.Name),
 			fmt.Sprintf("Its system identifier is %s, the primary's is %s. It needs a re-clone, which discards its data; this version does not do that on its own.", n.SystemID, p.SystemID))
+		return
+	}
+	if b.replace(cn, n) {
 		return
 	}
 	if !n.Running {
@@ -472,4 +500,13 @@ func (b *builder) record() {
 	a.After = map[string]string{"primary": b.c.Primary, "nodes": strings.Join(names, ","), "generation": strconv.FormatInt(gen, 10)}
 	a.DependsOn = all
 	b.add(a)
+}
+
+func anyContainer(s *state.Cluster) bool {
+	for _, n := range s.Nodes {
+		if n.Container != nil {
+			return true
+		}
+	}
+	return false
 }

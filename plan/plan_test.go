@@ -78,6 +78,20 @@ func converged(c *config.Cluster) *state.Cluster {
 	return s
 }
 
+// dockerize turns the converged local fixture into its docker twin.
+func dockerize(c *config.Cluster, s *state.Cluster) {
+	c.Runtime = config.Runtime{Kind: "docker", Docker: config.Docker{Image: "postgres:17", RedisImage: "redis:7",
+		Network: "pgha-demo", Bind: "127.0.0.1", Prefix: "pgha-demo-"}}
+	s.Network = &state.Network{Name: "pgha-demo", Exists: true}
+	for _, cn := range c.Nodes {
+		cn.DataDir = config.DockerPGData
+		n := s.Node(cn.Name)
+		n.DataDir = cn.DataDir
+		n.Container = &state.Container{Name: "pgha-demo-" + cn.Name, Running: true, Image: "postgres:17"}
+		n.Settings = settingsOf(c, cn)
+	}
+}
+
 func empty(c *config.Cluster) *state.Cluster {
 	s := &state.Cluster{Name: c.Name, Catalog: state.Catalog{Configured: true, Address: c.Catalog.Address, Managed: true, Error: "dial tcp 127.0.0.1:6390: connect: connection refused"}}
 	for _, cn := range c.Nodes {
@@ -170,6 +184,16 @@ var planCases = []planCase{
 		n := s.Node("db2")
 		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
 	}, diags: []string{"split brain: db1 and db2 both accept writes"}},
+	{name: "docker_image_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		dockerize(c, s)
+		c.Runtime.Docker.Image = "postgres:17.3"
+	}, ids: []string{"node.replace[db1]", "node.replace[db2]", "node.replace[db3]"}},
+	{name: "docker_container_removed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		dockerize(c, s)
+		s.Node("db1").Slots[0].Active = false
+		n := s.Node("db2")
+		*n = state.Node{Name: "db2", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Initialized: true, StandbySignal: true, Error: "not running"}
+	}, ids: []string{"node.start[db2]"}},
 	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
 		c.Postgres.Parameters["shared_bufers"] = "1GB"
 	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},

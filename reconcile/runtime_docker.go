@@ -118,7 +118,7 @@ true`
 // ensureNode makes the network, the volume and the running container, and
 // gives the volume's directories to the image's postgres user.
 func (d *dockerRuntime) ensureNode(ctx context.Context, n *config.Node) error {
-	if err := d.eng.EnsureNetwork(ctx); err != nil {
+	if _, err := d.eng.EnsureNetwork(ctx); err != nil {
 		return err
 	}
 	if err := d.eng.EnsureVolume(ctx, n.Name); err != nil {
@@ -306,6 +306,9 @@ func (d *dockerRuntime) removeNetworkIfUnused(ctx context.Context) error {
 // Replace recreates n's container from the configured image and network,
 // keeping its volume (its data).
 func (d *dockerRuntime) Replace(ctx context.Context, n *config.Node) error {
+	if err := d.checkMajor(ctx, n); err != nil {
+		return err
+	}
 	_ = d.Stop(ctx, n, "fast")
 	if err := d.eng.RemoveContainer(ctx, n.Name); err != nil {
 		return err
@@ -324,7 +327,7 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	}
 	port, _ := strconv.Atoi(portS)
 	dk := d.c.Runtime.Docker
-	if err := d.eng.EnsureNetwork(ctx); err != nil {
+	if _, err := d.eng.EnsureNetwork(ctx); err != nil {
 		return err
 	}
 	if err := d.eng.EnsureVolume(ctx, redisNode); err != nil {
@@ -361,4 +364,29 @@ func (d *dockerRuntime) DestroyCatalog(ctx context.Context) error {
 }
 
 // Prepare recreates a removed or stopped container around the node's volume.
-func (d *dockerRuntime) Prepare(ctx context.Context, n *config.Node) error { return d.ensureNode(ctx, n) }
+func (d *dockerRuntime) Prepare(ctx context.Context, n *config.Node) error {
+	return d.ensureNode(ctx, n)
+}
+
+// checkMajor refuses an image whose PostgreSQL major version differs from
+// the data directory's, before anything is stopped: that is an upgrade
+// (pg_upgrade), not a container replacement.
+func (d *dockerRuntime) checkMajor(ctx context.Context, n *config.Node) error {
+	image := d.c.Runtime.Docker.Image
+	out, err := d.eng.Run(ctx, image, n.Name, volumeDir, "sh", "-c",
+		"cat "+pgData+"/PG_VERSION; B=$("+docker.FindBinScript+"); \"$B/postgres\" --version")
+	if err != nil {
+		return fmt.Errorf("check image %s against the data of %s: %w", image, n.Name, err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		return fmt.Errorf("check image %s: unexpected output %q", image, out)
+	}
+	data := strings.TrimSpace(lines[0])
+	fields := strings.Fields(lines[len(lines)-1])
+	ver := fields[len(fields)-1]
+	if major, _, _ := strings.Cut(ver, "."); major != data {
+		return fmt.Errorf("image %s has PostgreSQL %s but the data of %s is version %s: a major version upgrade needs pg_upgrade; pgha refuses to replace the container (set image back)", image, ver, n.Name, data)
+	}
+	return nil
+}

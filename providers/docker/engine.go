@@ -136,27 +136,28 @@ func (e *Engine) Observe(ctx context.Context) (*Inventory, error) {
 	return inv, nil
 }
 
-// EnsureNetwork creates the cluster network when it is missing.
-func (e *Engine) EnsureNetwork(ctx context.Context) error {
+// EnsureNetwork creates the cluster network when it is missing and says
+// whether it did: containers attached to a removed network must be recreated.
+func (e *Engine) EnsureNetwork(ctx context.Context) (bool, error) {
 	f := filters.NewArgs(filters.Arg("name", e.o.Network))
 	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
+		return false, fmt.Errorf("list networks: %w", err)
 	}
 	for _, n := range ns {
 		if n.Name == e.o.Network {
 			if n.Labels[LabelCluster] != e.o.Cluster {
-				return fmt.Errorf("network %s exists but is not pgha's (no %s=%s label); choose another network name", n.Name, LabelCluster, e.o.Cluster)
+				return false, fmt.Errorf("network %s exists but is not pgha's (no %s=%s label); choose another network name", n.Name, LabelCluster, e.o.Cluster)
 			}
-			return nil
+			return false, nil
 		}
 	}
 	_, err = e.cli.NetworkCreate(ctx, e.o.Network, network.CreateOptions{Driver: "bridge",
 		Labels: map[string]string{LabelCluster: e.o.Cluster}})
 	if err != nil {
-		return fmt.Errorf("create network %s: %w", e.o.Network, err)
+		return false, fmt.Errorf("create network %s: %w", e.o.Network, err)
 	}
-	return nil
+	return true, nil
 }
 
 // EnsureVolume creates a node's volume when it is missing.
@@ -177,16 +178,15 @@ func (e *Engine) EnsureVolume(ctx context.Context, node string) error {
 
 // Spec describes a container to create.
 type Spec struct {
-	Node      string
-	Role      string // "postgres" or "redis"
-	Image     string
-	Config    string // fingerprint label: a different one means replace
-	Mount     string // where the node's volume is mounted ("" = no volume)
-	Port      int    // container port to publish
-	Bind      string // host address to publish on
-	HostPort  int
-	Cmd       []string // default: sleep forever under docker's init
-	StopFirst bool
+	Node     string
+	Role     string // "postgres" or "redis"
+	Image    string
+	Config   string // fingerprint label: a different one means replace
+	Mount    string // where the node's volume is mounted ("" = no volume)
+	Port     int    // container port to publish
+	Bind     string // host address to publish on
+	HostPort int
+	Cmd      []string // default: sleep forever under docker's init
 }
 
 // EnsureContainer creates and starts the container described by s when
@@ -202,7 +202,15 @@ func (e *Engine) EnsureContainer(ctx context.Context, s Spec) error {
 		if info.State.Running {
 			return nil
 		}
-		return e.start(ctx, name)
+		if e.attached(ctx, info.NetworkSettings) {
+			return e.start(ctx, name)
+		}
+		// Its network was removed and recreated: a stopped container keeps
+		// pointing at the old one and can never start again. Recreate it;
+		// the data is on the volume.
+		if err := e.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true}); err != nil {
+			return fmt.Errorf("remove %s (attached to a removed network): %w", name, err)
+		}
 	case !client.IsErrNotFound(err):
 		return fmt.Errorf("inspect %s: %w", name, err)
 	}
@@ -228,6 +236,20 @@ func (e *Engine) EnsureContainer(ctx context.Context, s Spec) error {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	return e.start(ctx, name)
+}
+
+// attached reports whether a container is connected to the current
+// cluster network (by ID, not by name).
+func (e *Engine) attached(ctx context.Context, ns *container.NetworkSettings) bool {
+	if ns == nil {
+		return false
+	}
+	ep, ok := ns.Networks[e.o.Network]
+	if !ok || ep == nil {
+		return false
+	}
+	n, err := e.cli.NetworkInspect(ctx, e.o.Network, network.InspectOptions{})
+	return err == nil && n.ID == ep.NetworkID
 }
 
 func (e *Engine) start(ctx context.Context, name string) error {
@@ -353,11 +375,7 @@ func (e *Engine) BinDir(ctx context.Context, node, image string) (string, error)
 	if ok {
 		return d, nil
 	}
-	const find = `p=$(command -v pg_ctl 2>/dev/null) && { dirname "$p"; exit 0; }
-for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do [ -x "$d/pg_ctl" ] && { echo "$d"; exit 0; }; done
-p=$(pg_config --bindir 2>/dev/null) && [ -x "$p/pg_ctl" ] && { echo "$p"; exit 0; }
-exit 3`
-	out, err := e.Exec(ctx, node, "root", nil, nil, "sh", "-c", find)
+	out, err := e.Exec(ctx, node, "root", nil, nil, "sh", "-c", FindBinScript)
 	if err != nil {
 		return "", fmt.Errorf("image %s has no PostgreSQL server binaries (pg_ctl): %w", image, err)
 	}
@@ -367,3 +385,9 @@ exit 3`
 	e.mu.Unlock()
 	return d, nil
 }
+
+// FindBinScript prints the directory of the PostgreSQL server binaries.
+const FindBinScript = `p=$(command -v pg_ctl 2>/dev/null) && { dirname "$p"; exit 0; }
+for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do [ -x "$d/pg_ctl" ] && { echo "$d"; exit 0; }; done
+p=$(pg_config --bindir 2>/dev/null) && [ -x "$p/pg_ctl" ] && { echo "$p"; exit 0; }
+exit 3`
