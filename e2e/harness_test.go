@@ -44,24 +44,41 @@ const (
 	replPW  = "e2e-Repl-s3cret"
 )
 
-// cluster is one cluster file in its own directory, with its ports.
+// TestImage is the PostgreSQL 17 image the docker scenarios use; `make
+// image` builds it (no registry is reachable here).
+const TestImage = "pgha-test/postgres:17"
+
+// cluster is one cluster file in its own directory, with its ports, on
+// one runtime ("local" or "docker").
 type cluster struct {
 	t         *testing.T
+	rt        string
+	name      string
 	dir, file string
 	ports     []int // nodes db1..dbN
 	redis     int
 	names     []string
+	image     string
 }
 
-// newCluster writes a cluster file for n local nodes and a managed Redis.
-func newCluster(t *testing.T, n int) *cluster {
+// newCluster writes a cluster file for n nodes and a managed Redis on the
+// given runtime.
+func newCluster(t *testing.T, rt string, n int) *cluster {
 	t.Helper()
-	testenv.PGBinDir(t) // fail early, with the install hint, when PostgreSQL is missing
-	if _, err := exec.LookPath("redis-server"); err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil && rt == "local" {
 		t.Fatal("redis-server not found; run `make setup` (apt-get install redis-server)")
 	}
 	ports := testenv.FreePorts(t, n+1)
-	c := &cluster{t: t, dir: testenv.Dir(t), ports: ports[:n], redis: ports[n]}
+	c := &cluster{t: t, rt: rt, name: "e2e", dir: testenv.Dir(t), ports: ports[:n], redis: ports[n], image: TestImage}
+	runtime := "  runtime \"local\" {\n    data_dir = \"./data\"\n  }\n"
+	switch rt {
+	case "local":
+		testenv.PGBinDir(t) // fail early, with the install hint, when PostgreSQL is missing
+	case "docker":
+		requireDocker(t, c.image)
+		c.name = fmt.Sprintf("e2e%d", ports[0])
+		runtime = fmt.Sprintf("  runtime \"docker\" {\n    image       = %q\n    redis_image = %q\n    network     = \"pgha-%s\"\n  }\n", c.image, c.image, c.name)
+	}
 	c.file = filepath.Join(c.dir, "cluster.hcl")
 	var nodes strings.Builder
 	for i := range n {
@@ -69,16 +86,13 @@ func newCluster(t *testing.T, n int) *cluster {
 		c.names = append(c.names, name)
 		fmt.Fprintf(&nodes, "  node %q {\n    port = %d\n    slot = \"%s_slot\"\n  }\n", name, c.ports[i], name)
 	}
-	src := fmt.Sprintf(`cluster "e2e" {
+	src := fmt.Sprintf(`cluster %q {
   primary = "db1"
   postgres {
     password   = env("E2E_SUPER_PW")
     parameters = { fsync = "off", shared_buffers = "32MB" }
   }
-  runtime "local" {
-    data_dir = "./data"
-  }
-%s  replication {
+%s%s  replication {
     password = env("E2E_REPL_PW")
   }
   catalog "redis" {
@@ -86,18 +100,46 @@ func newCluster(t *testing.T, n int) *cluster {
     managed = true
   }
 }
-`, nodes.String(), c.redis)
-	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, c.name, runtime, nodes.String(), c.redis)
+	c.write(src)
 	t.Cleanup(c.teardown)
 	return c
+}
+
+func (c *cluster) write(src string) {
+	c.t.Helper()
+	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// requireDocker fails (never skips) when the engine or the test image is
+// missing, saying how to get them.
+func requireDocker(t *testing.T, image string) {
+	t.Helper()
+	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		t.Fatalf("the Docker engine is not reachable (%v: %s); start dockerd (on Debian: apt-get install docker.io)", err, out)
+	}
+	if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
+		t.Fatalf("test image %s is missing; build it with `make image`", image)
+	}
 }
 
 // teardown stops whatever the test left running, even after a failure.
 func (c *cluster) teardown() {
 	if r := c.pgha("destroy", "-auto-approve"); r.code != 0 {
 		c.t.Logf("destroy at cleanup: %s%s", r.stdout, r.stderr)
+	}
+	if c.rt == "docker" {
+		for _, kind := range [][]string{{"ps", "-aq"}, {"volume", "ls", "-q"}, {"network", "ls", "-q"}} {
+			args := append(kind, "--filter", "label=io.pgha.cluster="+c.name)
+			out, _ := exec.Command("docker", args...).Output()
+			for _, id := range strings.Fields(string(out)) {
+				rm := map[string][]string{"ps": {"rm", "-f"}, "volume": {"volume", "rm", "-f"}, "network": {"network", "rm"}}[kind[0]]
+				_ = exec.Command("docker", append(rm, id)...).Run()
+			}
+		}
+		return
 	}
 	for _, name := range c.names {
 		_ = testenv.Command(c.t, filepath.Join(testenv.PGBinDir(c.t), "pg_ctl"), "-D", c.dataDir(name), "-m", "immediate", "stop").Run()
@@ -107,15 +149,34 @@ func (c *cluster) teardown() {
 	}
 }
 
-// with returns the cluster bound to a subtest's t, so that helpers fail
-// the subtest, not its parent.
-func (c *cluster) with(t *testing.T) *cluster {
-	cc := *c
-	cc.t = t
-	return &cc
+// container is a node's container name on the docker runtime.
+func (c *cluster) container(node string) string { return "pgha-" + c.name + "-" + node }
+
+// leftovers lists what the cluster still has on its runtime: data
+// directories, or labelled containers and volumes.
+func (c *cluster) leftovers() []string {
+	var out []string
+	if c.rt == "docker" {
+		for _, kind := range [][]string{{"ps", "-a"}, {"volume", "ls"}} {
+			b, _ := exec.Command("docker", append(kind, "-q", "--filter", "label=io.pgha.cluster="+c.name)...).Output()
+			out = append(out, strings.Fields(string(b))...)
+		}
+		return out
+	}
+	for _, n := range c.names {
+		if _, err := os.Stat(c.dataDir(n)); !os.IsNotExist(err) {
+			out = append(out, c.dataDir(n))
+		}
+	}
+	return out
 }
 
-func (c *cluster) dataDir(node string) string { return filepath.Join(c.dir, "data", node) }
+func (c *cluster) dataDir(node string) string {
+	if c.rt == "docker" {
+		return "/var/lib/pgha/data"
+	}
+	return filepath.Join(c.dir, "data", node)
+}
 
 type result struct {
 	code           int
@@ -205,7 +266,11 @@ func (c *cluster) conn(ctx context.Context, node string) *pgx.Conn {
 func (c *cluster) pgctl(node string, args ...string) {
 	c.t.Helper()
 	full := append([]string{"-D", c.dataDir(node), "-w"}, args...)
-	out, err := testenv.Command(c.t, filepath.Join(testenv.PGBinDir(c.t), "pg_ctl"), full...).CombinedOutput()
+	cmd := testenv.Command(c.t, filepath.Join(testenv.PGBinDir(c.t), "pg_ctl"), full...)
+	if c.rt == "docker" {
+		cmd = exec.Command("docker", append([]string{"exec", "-u", "postgres", c.container(node), "/usr/lib/postgresql/17/bin/pg_ctl"}, full...)...)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("pg_ctl %v: %v\n%s", args, err, out)
 	}
@@ -225,4 +290,12 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// with returns the cluster bound to a subtest's t, so that helpers fail
+// the subtest, not its parent.
+func (c *cluster) with(t *testing.T) *cluster {
+	cc := *c
+	cc.t = t
+	return &cc
 }
