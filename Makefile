@@ -5,13 +5,17 @@ BIN     := bin/pgha
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all setup build test demo demo-down secrets bench lint fuzz clean
+.PHONY: all setup image build test demo demo-down secrets bench lint fuzz clean
 
 all: build
 
 ## setup: install what is missing (PostgreSQL, redis-server) with apt-get
 setup:
 	@scripts/setup
+
+## image: build the local PostgreSQL 17 test image (debootstrap; skipped when present)
+image:
+	@scripts/build-image pgha-test/postgres:17
 
 ## build: compile bin/pgha
 build:
@@ -35,13 +39,14 @@ demo-down: build
 	$(BIN) destroy -auto-approve
 
 ## test: unit, golden, integration and end-to-end tests (real PostgreSQL and Redis)
-test: setup lint
+test: setup image lint
 	$(GO) test -count=1 -timeout 45m ./...
 
 ## bench: time `pgha plan` on a converged three-node cluster beside a shell baseline
-bench: setup build
+bench: setup image build
 	$(GO) test -run '^$$' -bench . -benchtime 30x ./plan/
 	$(GO) run ./bench -pgha $(BIN)
+	$(GO) run ./bench -pgha $(BIN) -runtime docker -image pgha-test/postgres:17
 
 ## lint: gofmt and go vet
 lint:
