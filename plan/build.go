@@ -486,6 +486,9 @@ func (b *builder) record() {
 	change := Create
 	var before map[string]string
 	reason := "the catalog holds no record of this cluster"
+	if !b.s.Catalog.Reachable {
+		reason = "the catalog is not running; the cluster is recorded (or its record checked) once it is"
+	}
 	if rec != nil {
 		change = Update
 		gen = rec.Generation

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,8 +205,24 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if a.Change == plan.Delete {
 		return e.Catalog.DeleteCluster(ctx)
 	}
-	gen, _ := strconv.ParseInt(a.After["generation"], 10, 64)
-	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: strings.Split(a.After["nodes"], ","),
+	// The generation is decided against the record as it is now, not as
+	// planned: a plan made while the catalog was down cannot know it.
+	_, cur, _, err := e.Catalog.Observe(ctx)
+	if err != nil {
+		return err
+	}
+	nodes := strings.Split(a.After["nodes"], ",")
+	gen := int64(1)
+	if cur != nil {
+		if cur.Primary == a.After["primary"] && slices.Equal(cur.Nodes, nodes) {
+			return nil
+		}
+		gen = cur.Generation
+		if cur.Primary != a.After["primary"] {
+			gen++
+		}
+	}
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: nodes,
 		Generation: gen, UpdatedAt: time.Now().UTC()}
 	// The primary's identity makes later split-brain checks possible.
 	p := &state.Node{}

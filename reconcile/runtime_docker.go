@@ -115,6 +115,19 @@ const statusScript = `D=` + pgData + `
 [ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
 true`
 
+// keeper is a container's main process: it idles, and on `docker stop`
+// it shuts the server down cleanly (SIGINT: PostgreSQL's fast shutdown;
+// Redis saves) and waits for it, instead of letting the engine kill it.
+func keeper(pidfile string) []string {
+	return []string{"sh", "-c", `stop() {
+  p=$(head -n 1 ` + pidfile + ` 2>/dev/null)
+  if [ -n "$p" ]; then kill -INT "$p" 2>/dev/null; while kill -0 "$p" 2>/dev/null; do sleep 1; done; fi
+  exit 0
+}
+trap stop TERM INT
+while :; do sleep 3600 & wait $!; done`}
+}
+
 // ensureNode makes the network, the volume and the running container, and
 // gives the volume's directories to the image's postgres user.
 func (d *dockerRuntime) ensureNode(ctx context.Context, n *config.Node) error {
@@ -126,7 +139,7 @@ func (d *dockerRuntime) ensureNode(ctx context.Context, n *config.Node) error {
 	}
 	dk := d.c.Runtime.Docker
 	err := d.eng.EnsureContainer(ctx, docker.Spec{Node: n.Name, Role: "postgres", Image: dk.Image, Config: dk.Image,
-		Mount: volumeDir, Port: plan.DockerPort, Bind: dk.Bind, HostPort: n.Port})
+		Mount: volumeDir, Port: plan.DockerPort, Bind: dk.Bind, HostPort: n.Port, Cmd: keeper(pgData + "/postmaster.pid")})
 	if err != nil {
 		return err
 	}
@@ -334,7 +347,7 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 		return err
 	}
 	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: redisNode, Role: "redis", Image: dk.RedisImage, Config: dk.RedisImage,
-		Mount: redisDir, Port: redisPort, Bind: host, HostPort: port})
+		Mount: redisDir, Port: redisPort, Bind: host, HostPort: port, Cmd: keeper(redisDir + "/redis.pid")})
 	if err != nil {
 		return err
 	}
