@@ -247,3 +247,43 @@ func waitTCP(t testing.TB, addr string, timeout time.Duration) {
 		}
 	}
 }
+
+// StartStandby clones primary with pg_basebackup and starts the copy as a
+// streaming standby on a free port; it is stopped when the test ends (before
+// the primary, as cleanups run last-in first-out).
+//
+// pg_basebackup -R writes standby.signal and primary_conninfo (with the
+// password it used, which tests of redaction rely on). The standby's
+// cluster_name is name, which its WAL receiver reports as application_name
+// in the primary's pg_stat_replication. A non-empty slot is created on the
+// primary by pg_basebackup (-C -S) and used for streaming.
+func StartStandby(t testing.TB, primary *Postgres, name, slot string) *Postgres {
+	t.Helper()
+	root := Dir(t)
+	Chown(t, root)
+	s := &Postgres{Host: primary.Host, User: primary.User, Password: primary.Password, Port: FreePort(t),
+		DataDir: filepath.Join(root, "pgdata"), BinDir: primary.BinDir}
+	args := []string{"-D", s.DataDir, "-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", primary.User,
+		"-X", "stream", "-R", "-c", "fast", "-w"}
+	if slot != "" {
+		args = append(args, "-C", "-S", slot)
+	}
+	cmd := Command(t, filepath.Join(primary.BinDir, "pg_basebackup"), args...)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "PGPASSWORD="+primary.Password)
+	run(t, cmd)
+	conf := fmt.Sprintf("\nport = %d\ncluster_name = '%s'\n", s.Port, name)
+	f, err := os.OpenFile(filepath.Join(s.DataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(conf)
+	f.Close()
+	run(t, Command(t, filepath.Join(s.BinDir, "pg_ctl"), "-D", s.DataDir, "-l", filepath.Join(root, "log"), "-w", "start"))
+	t.Cleanup(func() {
+		_ = Command(t, filepath.Join(s.BinDir, "pg_ctl"), "-D", s.DataDir, "-m", "immediate", "-w", "stop").Run()
+	})
+	return s
+}

@@ -5,11 +5,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Endpoint says how to reach a server as a given user.
@@ -43,9 +46,41 @@ func connect(ctx context.Context, ep Endpoint) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", ep, err)
+		return nil, &connectError{ep: ep, err: err}
 	}
 	return conn, nil
+}
+
+// connectError words a failed connection in one short line: pgconn's own
+// message repeats the user, database and address around the reason.
+// The original error stays reachable (errors.As finds *pgconn.PgError).
+type connectError struct {
+	ep  Endpoint
+	err error
+}
+
+// perDialPrefix is pgconn's "address (hostname): " before each reason.
+var perDialPrefix = regexp.MustCompile(`^\S+ \([^)]*\): `)
+
+func (e *connectError) Error() string {
+	msg := e.err.Error()
+	var ce *pgconn.ConnectError
+	if errors.As(e.err, &ce) {
+		if inner := errors.Unwrap(ce); inner != nil {
+			msg = perDialPrefix.ReplaceAllString(inner.Error(), "")
+		}
+	}
+	return fmt.Sprintf("connect to %s as %s: %s", e.ep, e.ep.User, msg)
+}
+
+func (e *connectError) Unwrap() error { return e.err }
+
+// closeConn ends a session politely (Terminate) but never waits long for a
+// server that stopped answering.
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
 }
 
 // quote makes a libpq keyword/value token.
@@ -59,7 +94,7 @@ func Exec(ctx context.Context, ep Endpoint, sql string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer closeConn(conn)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		return fmt.Errorf("%s: %w", ep, err)
 	}
@@ -74,36 +109,61 @@ func Reload(ctx context.Context, ep Endpoint) error {
 	return nil
 }
 
-// WaitReady retries until the server accepts a query or ctx ends.
+// WaitReady retries until the server accepts a query or ctx ends; the
+// error then carries the last reason the server gave.
 func WaitReady(ctx context.Context, ep Endpoint) error {
-	return poll(ctx, func(ctx context.Context) (bool, error) {
-		return Exec(ctx, ep, "SELECT 1") == nil, nil
+	var last error
+	err := poll(ctx, func(ctx context.Context) (bool, error) {
+		last = Exec(ctx, ep, "SELECT 1")
+		return last == nil, nil
 	})
+	if err != nil {
+		if last != nil {
+			return fmt.Errorf("wait for %s: %w (last error: %v)", ep, err, last)
+		}
+		return fmt.Errorf("wait for %s: %w", ep, err)
+	}
+	return nil
 }
 
-// WaitStreaming waits until a standby's WAL receiver is streaming.
+// WaitStreaming waits until a standby's WAL receiver is streaming. It keeps
+// one connection between polls and reconnects only when that one fails
+// (the standby may still be starting up).
 func WaitStreaming(ctx context.Context, ep Endpoint) error {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			closeConn(conn)
+		}
+	}()
 	var last string
 	err := poll(ctx, func(ctx context.Context) (bool, error) {
-		conn, err := connect(ctx, ep)
-		if err != nil {
-			last = err.Error()
-			return false, nil
+		if conn == nil {
+			c, err := connect(ctx, ep)
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			conn = c
 		}
-		defer conn.Close(context.Background())
 		var status string
-		err = conn.QueryRow(ctx, "SELECT COALESCE((SELECT status FROM pg_stat_wal_receiver), 'no WAL receiver')").Scan(&status)
+		err := conn.QueryRow(ctx, "SELECT COALESCE((SELECT status FROM pg_stat_wal_receiver), 'no WAL receiver')").Scan(&status)
 		if err != nil {
 			last = err.Error()
+			closeConn(conn)
+			conn = nil
 			return false, nil
 		}
 		last = "WAL receiver: " + status
 		return status == "streaming", nil
 	})
-	if err != nil && last != "" {
-		return fmt.Errorf("%w (last seen: %s)", err, last)
+	if err != nil {
+		if last != "" {
+			return fmt.Errorf("wait for %s to stream: %w (last seen: %s)", ep, err, last)
+		}
+		return fmt.Errorf("wait for %s to stream: %w", ep, err)
 	}
-	return err
+	return nil
 }
 
 // poll calls f every 50 ms until it reports done, fails, or ctx ends.

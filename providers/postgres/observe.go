@@ -12,15 +12,23 @@ import (
 
 // The observation queries go out as one batch: with the simple protocol
 // that is a single round trip, which keeps `pgha plan` fast.
+//
+// On a primary the timeline comes from the current WAL file name, because
+// pg_control_checkpoint() still shows the old one until the first
+// checkpoint after a promotion. Receive/replay positions and the replay age
+// are standby facts: a promoted server keeps reporting its last values, so
+// they are zeroed on a primary.
 const (
 	qIdentity = `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
   (pg_control_system()).system_identifier::text,
   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END,
-  COALESCE(pg_last_wal_receive_lsn()::text, ''), COALESCE(pg_last_wal_replay_lsn()::text, ''),
+  CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_receive_lsn()::text, '') ELSE '' END,
+  CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_replay_lsn()::text, '') ELSE '' END,
   CASE WHEN pg_is_in_recovery()
        THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-  COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8`
+  CASE WHEN pg_is_in_recovery()
+       THEN COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 ELSE 0 END`
 	qReceiver = `SELECT COALESCE(status, ''), COALESCE(sender_host, ''), COALESCE(sender_port, 0), COALESCE(slot_name, '')
   FROM pg_stat_wal_receiver`
 	qSlots = `SELECT slot_name, slot_type, active, COALESCE(active_pid, 0), COALESCE(restart_lsn::text, '')
@@ -38,17 +46,29 @@ const (
 // roles maps role names to the desired password; a non-empty password is
 // compared with the stored SCRAM verifier locally, so it is never sent.
 func Observe(ctx context.Context, ep Endpoint, n *state.Node, roles map[string]string) {
+	resetFacts(n)
 	conn, err := connect(ctx, ep)
 	if err != nil {
-		n.Reachable, n.Error = false, err.Error()
+		n.Error = err.Error()
 		return
 	}
-	defer conn.Close(context.Background())
+	defer closeConn(conn)
 	if err := observe(ctx, conn, n, roles); err != nil {
-		n.Reachable, n.Error = false, "query "+ep.String()+": "+err.Error()
+		resetFacts(n)
+		n.Error = "query " + ep.String() + ": " + err.Error()
 		return
 	}
-	n.Reachable, n.Error = true, ""
+	n.Reachable = true
+}
+
+// resetFacts zeroes the PostgreSQL facts of n (not the runtime ones), so
+// that a reused Node never mixes two observations and an unreachable node
+// carries no stale values.
+func resetFacts(n *state.Node) {
+	n.Reachable, n.Error = false, ""
+	n.ServerVersion, n.InRecovery, n.SystemID, n.Timeline = 0, false, "", 0
+	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN, n.ReplayAge = 0, 0, 0, 0
+	n.Upstream, n.Slots, n.Replicas, n.Settings, n.Roles = nil, nil, nil, nil, nil
 }
 
 func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[string]string) error {
@@ -78,7 +98,6 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if err != nil {
 		return err
 	}
-	n.Upstream = nil
 	for rows.Next() {
 		u := &state.Upstream{}
 		if err := rows.Scan(&u.Status, &u.Host, &u.Port, &u.Slot); err != nil {
@@ -93,7 +112,6 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if rows, err = br.Query(); err != nil {
 		return err
 	}
-	n.Slots = nil
 	for rows.Next() {
 		var s state.Slot
 		var restart string
@@ -110,7 +128,6 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if rows, err = br.Query(); err != nil {
 		return err
 	}
-	n.Replicas = nil
 	for rows.Next() {
 		var r state.Replica
 		var sent, rep string
@@ -174,17 +191,95 @@ func lsn(s string) state.LSN {
 	return l
 }
 
-// redactConninfo hides a password written into primary_conninfo by hand
-// (pgha itself uses a passfile), so it cannot reach a plan or a log.
+// redactConninfo hides any password written into primary_conninfo (pgha
+// itself uses a passfile), so that it cannot reach a plan, JSON or a log.
+// Both libpq forms are handled: keyword/value (values may be quoted, with
+// spaces around "=") and URIs (user:password@, ?password=). A value that
+// does not parse is hidden whole rather than risk showing a secret.
 func redactConninfo(s string) string {
-	fields := strings.Fields(s)
-	for i, f := range fields {
-		if strings.HasPrefix(f, "password=") {
-			fields[i] = "password=(sensitive)"
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "postgresql://") || strings.HasPrefix(t, "postgres://") {
+		return redactURI(t)
+	}
+	var out []string
+	for i := 0; ; {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[start:i]
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if key == "" || i == len(s) || s[i] != '=' {
+			return "(sensitive)"
+		}
+		i++
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		vstart := i
+		if i < len(s) && s[i] == '\'' {
+			for i++; i < len(s) && s[i] != '\''; i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(s) {
+				return "(sensitive)" // unterminated quote
+			}
+			i++
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' {
+					i++
+				}
+				i++
+			}
+		}
+		if i > len(s) {
+			i = len(s)
+		}
+		if key == "password" {
+			out = append(out, "password=(sensitive)")
+		} else {
+			out = append(out, key+"="+s[vstart:i])
 		}
 	}
-	if len(fields) == 0 {
-		return s
+	return strings.Join(out, " ")
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// redactURI hides the password of a postgresql:// URI: the one after
+// "user:" in the authority and any password= query parameter.
+func redactURI(s string) string {
+	scheme, rest, _ := strings.Cut(s, "://")
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
 	}
-	return strings.Join(fields, " ")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		if user, _, ok := strings.Cut(authority[:at], ":"); ok {
+			authority = user + ":(sensitive)" + authority[at:]
+		}
+	}
+	if path, query, ok := strings.Cut(tail, "?"); ok {
+		params := strings.Split(query, "&")
+		for i, p := range params {
+			if k, _, _ := strings.Cut(p, "="); k == "password" {
+				params[i] = "password=(sensitive)"
+			}
+		}
+		tail = path + "?" + strings.Join(params, "&")
+	}
+	return scheme + "://" + authority + tail
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,8 +131,191 @@ func TestScramVerifier(t *testing.T) {
 }
 
 func TestRedactConninfo(t *testing.T) {
-	got := redactConninfo("host=a port=1 user=r password=s3cret application_name=db2")
-	if strings.Contains(got, "s3cret") || !strings.Contains(got, "password=(sensitive)") {
-		t.Fatalf("got %q", got)
+	for in, want := range map[string]string{
+		"host=a port=1 user=r password=s3cret application_name=db2": "host=a port=1 user=r password=(sensitive) application_name=db2",
+		"host=a password = 's3 cret' user=r":                        "host=a password=(sensitive) user=r",
+		`password='it\'s s3cret' host=a`:                            "password=(sensitive) host=a",
+		`password=s3\ cret host=a`:                                  "password=(sensitive) host=a",
+		"host=a password='s3cret":                                   "(sensitive)",
+		"postgresql://r:s3cret@a:1/db?application_name=x":           "postgresql://r:(sensitive)@a:1/db?application_name=x",
+		"postgres://r@a/db?password=s3cret&sslmode=disable":         "postgres://r@a/db?password=(sensitive)&sslmode=disable",
+		"": "",
+	} {
+		if got := redactConninfo(in); got != want || strings.Contains(got, "s3") {
+			t.Errorf("redactConninfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestScramVerifierMatchesServer lets PostgreSQL hash plaintext passwords
+// itself (only a test sends one) and checks that the local computation,
+// SASLprep included, agrees: ASCII, NFKC-changed, mapped and prohibited
+// (used raw) passwords.
+func TestScramVerifierMatchesServer(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := connect(ctx, endpoint(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn(conn)
+	if _, err := conn.Exec(ctx, "CREATE ROLE probe LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{
+		"plain-ASCII pw",
+		"pässwörd",                    // NFC already
+		"pa\u0308sswo\u0308rd",        // decomposed: NFKC composes
+		"\ufb01le-\uff30ass\u2163",    // ligature, fullwidth, roman numeral
+		"no\u00a0break\u3000space",    // non-ASCII spaces become spaces
+		"soft\u00adhyphen\u200b",      // mapped to nothing / to a space
+		"\u00e9\u0007bell",            // prohibited control: used raw
+		"\u05e9\u05dc\u05d5\u05dd",    // right-to-left only
+		"abc\u05e9\u05dc\u05d5\u05dd", // mixed directions: used raw
+		"smile\U0001F600\ufb01",       // unassigned in Unicode 3.2: used raw
+		"\u00ad",                      // empty after mapping: used raw
+	} {
+		if _, err := conn.Exec(ctx, "ALTER ROLE probe PASSWORD $1", pw); err != nil {
+			t.Fatalf("set password %q: %v", pw, err)
+		}
+		var stored string
+		if err := conn.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'probe'").Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !VerifierMatches(stored, pw) {
+			t.Errorf("password %+q: the server's verifier does not match the local computation", pw)
+		}
+		if VerifierMatches(stored, pw+"x") {
+			t.Errorf("password %+q: a different password matches", pw)
+		}
+	}
+}
+
+func TestEnsureRoleQuotesNames(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const name, pw = `we"ird role; DROP ROLE postgres`, "pw-for-weird"
+	if err := EnsureRole(ctx, endpoint(p), name, pw); err != nil {
+		t.Fatal(err)
+	}
+	n := &state.Node{}
+	Observe(ctx, endpoint(p), n, map[string]string{name: pw, "postgres": ""})
+	if r, ok := n.Roles[name]; !ok || !r.PasswordMatches || !r.CanLogin {
+		t.Fatalf("roles: %+v", n.Roles)
+	}
+	if r := n.Roles["postgres"]; !r.Superuser || r.PasswordMatches {
+		t.Fatalf("postgres role (password not checked): %+v", r)
+	}
+}
+
+func TestErrorsDoNotLeakSecrets(t *testing.T) {
+	const epSecret, roleSecret = "endpoint-secret-pw", "role-secret-pw"
+	ep := Endpoint{Host: "127.0.0.1", Port: testenv.FreePort(t), User: "postgres", Password: epSecret}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for name, err := range map[string]error{
+		"EnsureRole": EnsureRole(ctx, ep, "replicator", roleSecret),
+		"CreateSlot": CreateSlot(ctx, ep, "s"),
+		"DropSlot":   DropSlot(ctx, ep, "s"),
+		"Reload":     Reload(ctx, ep),
+		"Exec":       Exec(ctx, ep, "SELECT 1"),
+	} {
+		if err == nil {
+			t.Errorf("%s on a closed port: no error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), epSecret) || strings.Contains(err.Error(), roleSecret) {
+			t.Errorf("%s error leaks a password: %v", name, err)
+		}
+	}
+}
+
+// TestStandby clones a standby through a slot and checks what both sides
+// report, that an active slot is not dropped, and that the timeline moves
+// on promotion.
+func TestStandby(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	s := testenv.StartStandby(t, p, "db2", "db2_slot")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pep, sep := endpoint(p), endpoint(s)
+	if err := WaitStreaming(ctx, sep); err != nil {
+		t.Fatal(err)
+	}
+
+	primary, standby := &state.Node{}, &state.Node{}
+	Observe(ctx, pep, primary, nil)
+	Observe(ctx, sep, standby, nil)
+	if !standby.Reachable || standby.Role() != state.RoleStandby || standby.SystemID != primary.SystemID || standby.Timeline != 1 {
+		t.Fatalf("standby identity: %+v (primary system id %s)", standby, primary.SystemID)
+	}
+	if standby.CurrentLSN != 0 || standby.ReceiveLSN == 0 || standby.ReplayLSN == 0 {
+		t.Fatalf("standby LSNs: current %s receive %s replay %s", standby.CurrentLSN, standby.ReceiveLSN, standby.ReplayLSN)
+	}
+	if u := standby.Upstream; u == nil || u.Status != "streaming" || u.Host != p.Host || u.Port != p.Port || u.Slot != "db2_slot" {
+		t.Fatalf("upstream: %+v", u)
+	}
+	ci := standby.Settings["primary_conninfo"].Value
+	// pg_basebackup -R wrote the password it used into primary_conninfo.
+	if strings.Contains(ci, p.Password) || !strings.Contains(ci, "password=(sensitive)") || !strings.Contains(ci, "user=postgres") {
+		t.Fatalf("primary_conninfo not redacted: %q", ci)
+	}
+	if primary.Upstream != nil || primary.ReceiveLSN != 0 || primary.ReplayAge != 0 {
+		t.Fatalf("primary has standby facts: %+v", primary)
+	}
+	r := primary.Replica("db2")
+	if r == nil || r.State != "streaming" || r.SentLSN == 0 || r.ClientAddr != "127.0.0.1" {
+		t.Fatalf("replicas: %+v", primary.Replicas)
+	}
+	sl := primary.Slot("db2_slot")
+	if sl == nil || !sl.Active || sl.ActivePID == 0 {
+		t.Fatalf("slot: %+v", primary.Slots)
+	}
+	err := DropSlot(ctx, pep, "db2_slot")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(sl.ActivePID)) {
+		t.Fatalf("dropping an active slot: %v", err)
+	}
+
+	// A write on the primary is replayed; the replay age is then known.
+	if err := Exec(ctx, pep, "CREATE TABLE t AS SELECT 1 AS x"); err != nil {
+		t.Fatal(err)
+	}
+	Observe(ctx, pep, primary, nil)
+	for standby.ReplayLSN < primary.CurrentLSN {
+		if ctx.Err() != nil {
+			t.Fatalf("standby did not replay to %s: %+v", primary.CurrentLSN, standby)
+		}
+		time.Sleep(20 * time.Millisecond)
+		Observe(ctx, sep, standby, nil)
+	}
+	if standby.ReplayAge <= 0 || standby.ReplayAge > time.Minute {
+		t.Fatalf("replay age: %s", standby.ReplayAge)
+	}
+
+	if err := Exec(ctx, sep, "SELECT pg_promote()"); err != nil {
+		t.Fatal(err)
+	}
+	Observe(ctx, sep, standby, nil)
+	if standby.Role() != state.RolePrimary || standby.Timeline != 2 || standby.CurrentLSN == 0 ||
+		standby.ReceiveLSN != 0 || standby.ReplayAge != 0 || standby.Upstream != nil {
+		t.Fatalf("promoted standby: %+v", standby)
+	}
+}
+
+// BenchmarkObserve measures one full observation of a primary (connect,
+// SCRAM, the batch, two password checks): `pgha plan` runs three at once.
+func BenchmarkObserve(b *testing.B) {
+	p := testenv.StartPostgres(b)
+	ep := endpoint(p)
+	roles := map[string]string{"postgres": p.Password, "replicator": "x"}
+	ctx := context.Background()
+	for b.Loop() {
+		n := &state.Node{}
+		Observe(ctx, ep, n, roles)
+		if !n.Reachable {
+			b.Fatal(n.Error)
+		}
 	}
 }

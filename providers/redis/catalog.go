@@ -6,24 +6,14 @@ package redis
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/pgha/pgha/state"
 )
-
-func init() {
-	// go-redis logs dial failures itself; pgha reports an unreachable
-	// catalog as a fact in the plan instead.
-	goredis.SetLogger(quietLogger{})
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...interface{}) {}
 
 // Catalog is one cluster's keys in one Redis database.
 type Catalog struct {
@@ -32,21 +22,35 @@ type Catalog struct {
 	lockTTL time.Duration
 }
 
-// New connects lazily to addr. Timeouts are short: an unreachable catalog is
-// a fact to report, not something to wait for.
+// New connects lazily to addr. Timeouts are short and nothing is retried:
+// an unreachable catalog is a fact to report, not something to wait for.
 func New(addr, password string, db int, cluster string) *Catalog {
+	quietOnce.Do(func() { goredis.SetLogger(quietLogger{}) })
 	c := goredis.NewClient(&goredis.Options{
 		Addr: addr, Password: password, DB: db,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
+		DialerRetries: 1, MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
 	})
-	return &Catalog{client: c, cluster: cluster, lockTTL: 15 * time.Second}
+	return &Catalog{client: c, cluster: cluster, lockTTL: DefaultLockTTL}
 }
+
+// quietLogger drops go-redis's own log lines ("failed to dial after N
+// attempts"): every failure already reaches the caller as an error, and a
+// CLI must not print it twice on stderr.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
+
+// addr is the catalog's address for error messages (never the password).
+func (c *Catalog) addr() string { return c.client.Options().Addr }
 
 // Close releases the connection pool.
 func (c *Catalog) Close() error { return c.client.Close() }
 
-// SetLockTTL changes the lease length (tests use short ones).
+// SetLockTTL changes the lease length of later Acquires (tests use short
+// ones); call it before Acquire, not concurrently with it.
 func (c *Catalog) SetLockTTL(d time.Duration) { c.lockTTL = d }
 
 func (c *Catalog) key(name string) string { return "pgha:{" + c.cluster + "}:" + name }
@@ -54,19 +58,19 @@ func (c *Catalog) key(name string) string { return "pgha:{" + c.cluster + "}:" +
 // Ping checks that the catalog answers.
 func (c *Catalog) Ping(ctx context.Context) error {
 	if err := c.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", c.client.Options().Addr, err)
+		return fmt.Errorf("redis %s: %w", c.addr(), err)
 	}
 	return nil
 }
 
-// Observe reads the record and the lock in one round trip.
-func (c *Catalog) Observe(ctx context.Context) (bool, *state.ClusterRecord, *state.Lock, error) {
+// Observe reads the record and the lock in one round trip (MGET); either is
+// nil when absent. reachable=false with err means Redis did not answer;
+// reachable=true with err means a stored value could not be decoded.
+func (c *Catalog) Observe(ctx context.Context) (reachable bool, rec *state.ClusterRecord, lock *state.Lock, err error) {
 	vals, err := c.client.MGet(ctx, c.key("record"), c.key("lock")).Result()
 	if err != nil {
-		return false, nil, nil, fmt.Errorf("redis %s: %w", c.client.Options().Addr, err)
+		return false, nil, nil, fmt.Errorf("redis %s: %w", c.addr(), err)
 	}
-	var rec *state.ClusterRecord
-	var lock *state.Lock
 	if s, ok := vals[0].(string); ok {
 		rec = &state.ClusterRecord{}
 		if err := json.Unmarshal([]byte(s), rec); err != nil {
@@ -129,9 +133,14 @@ func (c *Catalog) AppendHistory(ctx context.Context, e Event) error {
 	return nil
 }
 
-// History returns up to n events, newest first.
+// History returns up to n events, newest first; n <= 0 returns them all
+// (at most historyCap).
 func (c *Catalog) History(ctx context.Context, n int) ([]Event, error) {
-	vals, err := c.client.LRange(ctx, c.key("history"), 0, int64(n)-1).Result()
+	stop := int64(n) - 1
+	if n <= 0 {
+		stop = -1
+	}
+	vals, err := c.client.LRange(ctx, c.key("history"), 0, stop).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -145,7 +154,3 @@ func (c *Catalog) History(ctx context.Context, n int) ([]Event, error) {
 	}
 	return out, nil
 }
-
-var errNil = goredis.Nil
-
-func isNil(err error) bool { return errors.Is(err, errNil) }

@@ -122,3 +122,113 @@ func TestLock(t *testing.T) {
 		t.Fatalf("lock left after release: %+v", l)
 	}
 }
+
+func TestHistoryAll(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := New(r.Addr, "", 0, "t4")
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		if err := c.AppendHistory(ctx, Event{Time: time.Now(), Kind: "apply", Message: fmt.Sprint(i), Generation: int64(i),
+			Details: map[string]string{"node": "db1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := c.History(ctx, 0)
+	if err != nil || len(h) != 3 || h[0].Message != "2" || h[2].Message != "0" || h[0].Generation != 2 || h[0].Details["node"] != "db1" {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	if h, _ := c.History(ctx, 2); len(h) != 2 || h[1].Message != "1" {
+		t.Fatalf("history(2): %+v", h)
+	}
+}
+
+func TestPasswordNotInErrors(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	admin := New(r.Addr, "", 0, "t5")
+	defer admin.Close()
+	if err := admin.client.ConfigSet(ctx, "requirepass", "right-secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wrong := New(r.Addr, "wrong-secret", 0, "t5")
+	defer wrong.Close()
+	ok, _, _, err := wrong.Observe(ctx)
+	if ok || err == nil || strings.Contains(err.Error(), "wrong-secret") || strings.Contains(err.Error(), "right-secret") {
+		t.Fatalf("wrong password: %v %v", ok, err)
+	}
+	if err := wrong.Ping(ctx); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("ping with a wrong password: %v", err)
+	}
+	right := New(r.Addr, "right-secret", 0, "t5")
+	defer right.Close()
+	if err := right.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockTimeoutWithinQuietPeriod: a wait shorter than the quiet 400 ms
+// ends in a LockedError without ever calling onWait.
+func TestLockTimeoutWithinQuietPeriod(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	c := New(r.Addr, "", 0, "t6")
+	defer c.Close()
+	lease, err := c.Acquire(ctx, state.Lock{ID: "id-1", Owner: "bob", Host: "h2", PID: 22, Operation: "plan"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(ctx)
+	called := false
+	start := time.Now()
+	_, err = c.Acquire(ctx, state.Lock{ID: "id-2"}, 300*time.Millisecond, func(*state.Lock) { called = true })
+	var le *LockedError
+	if !errors.As(err, &le) || le.Holder.ID != "id-1" || le.Holder.Host != "h2" || le.Holder.PID != 22 || le.Holder.Operation != "plan" {
+		t.Fatalf("acquire of a held lock: %v", err)
+	}
+	if time.Since(start) < 300*time.Millisecond {
+		t.Fatal("gave up before the timeout")
+	}
+	if called {
+		t.Fatal("onWait called within the quiet period")
+	}
+	// timeout 0 is a single try.
+	if _, err := c.Acquire(ctx, state.Lock{ID: "id-3"}, 0, nil); !errors.As(err, &le) {
+		t.Fatalf("one try: %v", err)
+	}
+}
+
+// TestLeaseEndsWithContext: the renewer stops with the Acquire context and
+// says so through Lost; Release still removes the lock.
+func TestLeaseEndsWithContext(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := New(r.Addr, "", 0, "t7")
+	defer c.Close()
+	c.SetLockTTL(300 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	lease, err := c.Acquire(ctx, state.Lock{ID: "id-ctx"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-lease.Lost():
+	case <-time.After(2 * time.Second):
+		t.Fatal("Lost not closed after the context ended")
+	}
+	if err := lease.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, l, _ := c.Observe(context.Background()); l != nil {
+		t.Fatalf("lock left after release: %+v", l)
+	}
+}
+
+func TestForceUnlockNothingLocked(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := New(r.Addr, "", 0, "t8")
+	defer c.Close()
+	if err := c.ForceUnlock(context.Background(), "id-x"); err == nil || !strings.Contains(err.Error(), "not locked") {
+		t.Fatalf("force-unlock of nothing: %v", err)
+	}
+}

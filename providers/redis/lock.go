@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +12,18 @@ import (
 
 	"github.com/pgha/pgha/state"
 )
+
+// DefaultLockTTL is how long a lease lives without renewal: long enough to
+// ride out a slow Redis, short enough that a crashed apply does not block
+// the next one for long.
+const DefaultLockTTL = 15 * time.Second
+
+// lockQuietPeriod is how long Acquire waits before telling the user it is
+// waiting (Terraform's habit: most locks are free within a moment).
+const lockQuietPeriod = 400 * time.Millisecond
+
+// lockRetryInterval is how often Acquire tries again while the lock is held.
+const lockRetryInterval = 100 * time.Millisecond
 
 // LockedError says who holds the cluster lock and how to break it.
 type LockedError struct{ Holder *state.Lock }
@@ -24,7 +37,8 @@ func (e *LockedError) Error() string {
 }
 
 // Compare-and-set scripts: a lease is only renewed or deleted by its owner,
-// identified by the lock ID inside the stored JSON.
+// identified by the lock ID inside the stored JSON. Reading and writing in
+// one script makes the check and the change atomic.
 var (
 	renewScript = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
@@ -38,109 +52,142 @@ if cjson.decode(v)['id'] ~= ARGV[1] then return -1 end
 return redis.call('DEL', KEYS[1])`)
 )
 
-// Lease is a held lock, renewed in the background until Release.
+// Lease is a held cluster lock. A goroutine renews it every ttl/3 until
+// Release or until the context given to Acquire ends; Lost tells when the
+// lock can no longer be counted on.
 type Lease struct {
 	c    *Catalog
 	id   string
-	stop chan struct{}
-	done chan struct{}
-	lost chan struct{}
+	ttl  time.Duration
+	stop chan struct{} // closed by Release
+	done chan struct{} // closed when the renewer has returned
+	lost chan struct{} // closed when the renewer stopped for any reason but Release
 	once sync.Once
 }
 
-// Acquire takes the cluster lock, retrying every 100 ms until timeout
-// (0 = one try). onWait, if set, is told once, after a quiet 400 ms, who
-// holds the lock.
+// Acquire takes the cluster lock, trying again every 100 ms until timeout
+// (0 = one try); when it stays taken, the error is a *LockedError naming
+// the holder. onWait, if set, is called once with the holder when the lock
+// was not got within the first 400 ms, so that a CLI can say why it waits.
+//
+// The lease is renewed in the background for as long as ctx lives: pass the
+// context of the whole locked operation, not a short one for the wait.
 func (c *Catalog) Acquire(ctx context.Context, info state.Lock, timeout time.Duration, onWait func(holder *state.Lock)) (*Lease, error) {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, fmt.Errorf("encode lock: %w", err)
 	}
+	ttl := c.lockTTL
 	start := time.Now()
 	waited := false
 	for {
-		ok, err := c.client.SetNX(ctx, c.key("lock"), b, c.lockTTL).Result()
+		ok, err := c.client.SetNX(ctx, c.key("lock"), b, ttl).Result()
 		if err != nil {
-			return nil, fmt.Errorf("take lock in redis %s: %w", c.client.Options().Addr, err)
+			return nil, fmt.Errorf("take the cluster lock in redis %s: %w", c.addr(), err)
 		}
 		if ok {
-			return c.lease(info.ID), nil
+			return c.lease(ctx, info.ID, ttl), nil
 		}
-		holder, _ := c.holder(ctx)
+		holder, err := c.holder(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the cluster lock in redis %s: %w", c.addr(), err)
+		}
+		if holder == nil {
+			continue // it expired or was released between SETNX and GET: try at once
+		}
 		elapsed := time.Since(start)
 		if elapsed >= timeout {
 			return nil, &LockedError{Holder: holder}
 		}
-		if !waited && elapsed >= 400*time.Millisecond && onWait != nil {
+		if !waited && elapsed >= lockQuietPeriod && onWait != nil {
 			waited = true
 			onWait(holder)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+			return nil, fmt.Errorf("wait for the cluster lock (held by %s): %w", holder, ctx.Err())
+		case <-time.After(lockRetryInterval):
 		}
 	}
 }
 
+// holder reads the current lock; nil, nil when nothing is locked.
 func (c *Catalog) holder(ctx context.Context) (*state.Lock, error) {
 	s, err := c.client.Get(ctx, c.key("lock")).Result()
+	if isNil(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	var l state.Lock
 	if err := json.Unmarshal([]byte(s), &l); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("decode lock %s: %w", c.key("lock"), err)
 	}
 	return &l, nil
 }
 
-func (c *Catalog) lease(id string) *Lease {
-	l := &Lease{c: c, id: id, stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
-	go l.renew()
+func (c *Catalog) lease(ctx context.Context, id string, ttl time.Duration) *Lease {
+	l := &Lease{c: c, id: id, ttl: ttl,
+		stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
+	go l.renew(ctx)
 	return l
 }
 
-// renew extends the lease every ttl/3 until Release, or until the lease is
-// found to belong to someone else (force-unlocked), which closes Lost.
-func (l *Lease) renew() {
+// renew extends the lease every ttl/3. It returns when Release closes stop
+// (the only ending that leaves Lost open), when ctx ends, when the lock is
+// found to belong to someone else (force-unlocked, or expired and taken),
+// or when no renewal succeeded for a whole ttl, after which Redis has
+// certainly dropped the key.
+func (l *Lease) renew(ctx context.Context) {
 	defer close(l.done)
-	t := time.NewTicker(l.c.lockTTL / 3)
+	t := time.NewTicker(l.ttl / 3)
 	defer t.Stop()
+	lastOK := time.Now()
 	for {
 		select {
 		case <-l.stop:
 			return
+		case <-ctx.Done():
+			close(l.lost)
+			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), l.c.lockTTL/3)
-			n, err := renewScript.Run(ctx, l.c.client, []string{l.c.key("lock")}, l.id, l.c.lockTTL.Milliseconds()).Int()
-			cancel()
-			if err == nil && n == 0 {
-				close(l.lost)
-				return
-			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.ttl/3)
+		n, err := renewScript.Run(rctx, l.c.client, []string{l.c.key("lock")}, l.id, l.ttl.Milliseconds()).Int()
+		cancel()
+		switch {
+		case err == nil && n == 1:
+			lastOK = time.Now()
+		case err == nil: // the key is gone or someone else's
+			close(l.lost)
+			return
+		case time.Since(lastOK) >= l.ttl:
+			close(l.lost)
+			return
 		}
 	}
 }
 
-// Lost is closed when the lease was taken away (force-unlock or expiry).
+// Lost is closed when the lease can no longer be counted on: the lock was
+// force-unlocked or expired, renewals failed for a whole TTL, or the
+// Acquire context ended. A locked operation should stop its mutations.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
 // ID is the lock ID of this lease.
 func (l *Lease) ID() string { return l.id }
 
-// Release stops renewing and deletes the lock if it is still ours.
+// Release stops the renewer and deletes the lock if it is still ours (a
+// lost lease's Release leaves a new holder alone). Calling it again is a
+// no-op that returns nil.
 func (l *Lease) Release(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
 		err = releaseScript.Run(ctx, l.c.client, []string{l.c.key("lock")}, l.id).Err()
-		if isNil(err) {
-			err = nil
-		}
 		if err != nil {
-			err = fmt.Errorf("release lock %s: %w", l.id, err)
+			err = fmt.Errorf("release the cluster lock %s: %w", l.id, err)
 		}
 	})
 	return err
@@ -150,18 +197,19 @@ func (l *Lease) Release(ctx context.Context) error {
 // cannot break a lock other than the one the error message named.
 func (c *Catalog) ForceUnlock(ctx context.Context, id string) error {
 	n, err := releaseScript.Run(ctx, c.client, []string{c.key("lock")}, id).Int()
-	if err != nil && !isNil(err) {
-		return fmt.Errorf("force-unlock: %w", err)
+	if err != nil {
+		return fmt.Errorf("force-unlock %s: %w", id, err)
 	}
 	switch n {
 	case 0:
-		return fmt.Errorf("force-unlock: the cluster is not locked")
+		return fmt.Errorf("force-unlock %s: the cluster is not locked", id)
 	case -1:
-		h, _ := c.holder(ctx)
-		if h != nil {
-			return fmt.Errorf("force-unlock: the lock is held by %s, not by %s; nothing was removed", h, id)
+		if h, _ := c.holder(ctx); h != nil {
+			return fmt.Errorf("force-unlock %s: the lock is held by %s; nothing was removed", id, h)
 		}
-		return fmt.Errorf("force-unlock: the lock is not %s; nothing was removed", id)
+		return fmt.Errorf("force-unlock %s: the lock has another ID; nothing was removed", id)
 	}
 	return nil
 }
+
+func isNil(err error) bool { return errors.Is(err, goredis.Nil) }
