@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,15 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// dump renders a decoded cluster machine-independently.
+// TestMain fixes run_as's default so that golden files do not depend on
+// whether the tests run as root.
+func TestMain(m *testing.M) {
+	runningAsRoot = func() bool { return true }
+	os.Exit(m.Run())
+}
+
+// dump renders a decoded cluster machine-independently: the cluster
+// file's directory becomes <dir>.
 func dump(t *testing.T, c *Cluster) []byte {
 	t.Helper()
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -40,21 +47,51 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
+// Distinctive secret values: tests assert they appear in no output.
 const (
 	superSecret = "Super-From-Env-s3cret"
-	replSecret  = "Repl-From-File-s3cret"
+	replSecret  = "Repl-From-File-s3cret" // testdata/good/repl.secret
 	redisSecret = "Redis-From-Env-s3cret"
 )
+
+var secrets = []string{superSecret, replSecret, redisSecret}
 
 func setSecrets(t *testing.T) {
 	t.Setenv("T_SUPER", superSecret)
 	t.Setenv("T_REDIS", redisSecret)
 	t.Setenv("PGHA_SUPERUSER_PASSWORD", superSecret)
 	t.Setenv("PGHA_REPLICATION_PASSWORD", replSecret)
-	os.Unsetenv("T_PORT")
-	os.Unsetenv("PGHA_TEST_SURELY_UNSET")
+	t.Setenv("PGHA_REDIS_PASSWORD", redisSecret)
+	unsetenv(t, "T_PORT")
+	unsetenv(t, "PGHA_TEST_SURELY_UNSET")
 }
 
+// unsetenv unsets a variable for one test, restoring it afterwards.
+func unsetenv(t *testing.T, name string) {
+	t.Setenv(name, "") // registers the restore
+	os.Unsetenv(name)
+}
+
+func assertNoSecret(t *testing.T, what, s string) {
+	t.Helper()
+	for _, secret := range secrets {
+		if strings.Contains(s, secret) {
+			t.Errorf("%s leaks a secret:\n%s", what, s)
+		}
+	}
+}
+
+func diagText(t *testing.T, r *Result) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := r.WriteDiagnostics(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestGoodFiles decodes testdata/good/*.hcl and compares the model, as
+// JSON, with the .golden file beside it.
 func TestGoodFiles(t *testing.T) {
 	setSecrets(t)
 	files, _ := filepath.Glob("testdata/good/*.hcl")
@@ -64,18 +101,42 @@ func TestGoodFiles(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := Load(f)
-			if r.Diags.HasErrors() {
-				var b bytes.Buffer
-				r.WriteDiagnostics(&b)
-				t.Fatalf("diagnostics:\n%s", b.String())
+			if r.Diags.HasErrors() || r.Cluster == nil {
+				t.Fatalf("diagnostics:\n%s", diagText(t, r))
 			}
 			got := dump(t, r.Cluster)
-			for _, s := range []string{superSecret, replSecret, redisSecret} {
-				if strings.Contains(string(got), s) {
-					t.Fatal("dump leaks a secret")
+			assertNoSecret(t, "dump", string(got))
+			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", got)
+		})
+	}
+}
+
+// TestBadFiles decodes testdata/bad/*.hcl, one per kind of mistake, and
+// compares the printed diagnostics with the .golden file beside it.
+func TestBadFiles(t *testing.T) {
+	setSecrets(t)
+	files, _ := filepath.Glob("testdata/bad/*.hcl")
+	if len(files) < 12 {
+		t.Fatalf("only %d bad files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := Load(f)
+			if !r.Diags.HasErrors() || r.Cluster != nil {
+				t.Fatal("no error for a bad file")
+			}
+			for _, d := range r.Diags {
+				if d.Subject == nil {
+					t.Errorf("diagnostic %q has no range", d.Summary)
 				}
 			}
-			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", got)
+			out := diagText(t, r)
+			if !strings.Contains(out, "--> "+f+":") {
+				t.Errorf("no file:line:col in:\n%s", out)
+			}
+			assertNoSecret(t, "diagnostics", out)
+			assertNoSecret(t, "Diags.Error()", r.Diags.Error())
+			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", []byte(out))
 		})
 	}
 }
@@ -99,13 +160,14 @@ func TestThreeNodeModel(t *testing.T) {
 	if !filepath.IsAbs(c.Runtime.DataDir) || filepath.Base(c.Runtime.DataDir) != "pgdata" || c.Node("db1").DataDir != filepath.Join(c.Runtime.DataDir, "db1") {
 		t.Fatalf("data dir not resolved against the file: %s", c.Runtime.DataDir)
 	}
+	if c.Catalog.DataDir != filepath.Join(c.Runtime.DataDir, "redis") {
+		t.Fatalf("catalog data dir: %s", c.Catalog.DataDir)
+	}
 	if c.Failover.MaximumLag != 32<<20 || c.Failover.CheckInterval.Milliseconds() != 500 {
 		t.Fatalf("failover: %+v", c.Failover)
 	}
-	for _, s := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", *c), fmt.Sprintf("%#v", c.Postgres), fmt.Sprint(c.Replication.Password)} {
-		if strings.Contains(s, superSecret) || strings.Contains(s, replSecret) {
-			t.Fatalf("formatting leaks a secret: %s", s)
-		}
+	if c.PrimaryNode() != c.Nodes[0] || !strings.HasPrefix(c.Hash, "sha256:") || len(c.Hash) != len("sha256:")+64 {
+		t.Fatalf("primary %v, hash %s", c.PrimaryNode(), c.Hash)
 	}
 	t.Setenv("T_PORT", "6000")
 	if c := Load("testdata/good/three_node.hcl").Cluster; c == nil || c.Node("db2").Port != 6000 {
@@ -113,76 +175,97 @@ func TestThreeNodeModel(t *testing.T) {
 	}
 }
 
-func TestBadFiles(t *testing.T) {
-	setSecrets(t)
-	files, _ := filepath.Glob("testdata/bad/*.hcl")
-	if len(files) < 12 {
-		t.Fatalf("only %d bad files", len(files))
+// TestDefaults decodes the smallest valid file and checks every default.
+func TestDefaults(t *testing.T) {
+	src := `cluster "min" {
+  primary = "db1"
+  postgres { password = "p" }
+  replication { password = "r" }
+  node "db1" { port = 5441 }
+}`
+	dir := t.TempDir()
+	r := Parse([]byte(src), filepath.Join(dir, "cluster.hcl"))
+	c := r.Cluster
+	if c == nil {
+		t.Fatalf("%v", r.Diags)
 	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := Load(f)
-			if !r.Diags.HasErrors() || r.Cluster != nil {
-				t.Fatal("no error for a bad file")
-			}
-			var b bytes.Buffer
-			if err := r.WriteDiagnostics(&b); err != nil {
-				t.Fatal(err)
-			}
-			out := b.String()
-			if !strings.Contains(out, "--> "+f+":") {
-				t.Errorf("no file:line:col in:\n%s", out)
-			}
-			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", b.Bytes())
-		})
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"superuser", c.Postgres.Superuser, "postgres"},
+		{"runtime kind", c.Runtime.Kind, "local"},
+		{"data_dir", c.Runtime.DataDir, filepath.Join(dir, "data")},
+		{"bin_dir", c.Runtime.BinDir, ""},
+		{"run_as", c.Runtime.RunAs, "postgres"},
+		{"host", c.Nodes[0].Host, "127.0.0.1"},
+		{"node data dir", c.Nodes[0].DataDir, filepath.Join(dir, "data", "db1")},
+		{"replication user", c.Replication.User, "replicator"},
+		{"automatic", c.Failover.Automatic, false},
+		{"check_interval", c.Failover.CheckInterval.String(), "1s"},
+		{"failure_threshold", c.Failover.FailureThreshold, 3},
+		{"maximum_lag", c.Failover.MaximumLag, int64(16 << 20)},
+		{"failback", c.Failover.Failback, "manual"},
+		{"catalog", c.Catalog == nil, true},
+		{"file", c.File, filepath.Join(dir, "cluster.hcl")},
+		{"dir", c.Dir, dir},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
+		}
+	}
+	runningAsRoot = func() bool { return false }
+	defer func() { runningAsRoot = func() bool { return true } }()
+	if c := Parse([]byte(src), "cluster.hcl").Cluster; c == nil || c.Runtime.RunAs != "" {
+		t.Errorf("run_as default when not root: %+v", c)
+	}
+}
+
+// TestAllErrorsInOnePass checks that decoding goes on past the first
+// problem, through every block and into the checks across blocks.
+func TestAllErrorsInOnePass(t *testing.T) {
+	src := `cluster "x" {
+  primary = "db9"
+  postgres { password = "" }
+  node "db1" { port = 0 }
+  node "db2" {
+    port = 5442
+    slot = "A"
+  }
+  node "db2" { port = 5443 }
+  replication { user = "not ok" }
+  failover {
+    check_interval    = "soon"
+    maximum_lag       = "lots"
+    failure_threshold = 0
+    failback          = "never"
+  }
+  catalog "redis" { address = "127.0.0.1:5442" }
+}`
+	r := Parse([]byte(src), "many.hcl")
+	want := []string{
+		"Unknown primary", "Empty postgres password", "Invalid port", "Invalid slot name", "Duplicate node",
+		"Missing replication password", "Invalid replication user", "Invalid duration", "Invalid size",
+		"Invalid failure_threshold", "Invalid failback", "Catalog and node on one port",
+	}
+	var got []string
+	for _, d := range r.Diags {
+		got = append(got, d.Summary)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got, in order:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
 
 func TestMissingFile(t *testing.T) {
 	r := Load("testdata/nope.hcl")
-	if !r.Diags.HasErrors() || !strings.Contains(r.Diags.Error(), "-f FILE") {
+	if !r.Diags.HasErrors() || r.Cluster != nil {
 		t.Fatalf("missing file: %v", r.Diags)
 	}
-}
-
-func TestSecretsNeverInDiagnostics(t *testing.T) {
-	setSecrets(t)
-	// A secret used where a number is expected must not be echoed.
-	src := `cluster "x" {
-  primary = "db1"
-  postgres {
-    password = env("T_SUPER")
-  }
-  node "db1" {
-    port = env("T_SUPER")
-  }
-  replication {
-    password = env("T_SUPER")
-  }
-}`
-	r := Parse([]byte(src), "leak.hcl")
-	var b bytes.Buffer
-	r.WriteDiagnostics(&b)
-	if !r.Diags.HasErrors() || strings.Contains(b.String(), superSecret) {
-		t.Fatalf("diagnostics:\n%s", b.String())
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	cases := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"16MB", 16 << 20, true}, {"512kB", 512 << 10, true}, {"1GB", 1 << 30, true}, {"100B", 100, true},
-		{"0", 0, true}, {" 2TB ", 2 << 40, true}, {"16 MB", 16 << 20, true},
-		{"16 megs", 0, false}, {"", 0, false}, {"-1MB", 0, false}, {"1.5GB", 0, false}, {"99999999999999TB", 0, false},
-	}
-	for _, tc := range cases {
-		got, err := ParseSize(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
+	out := diagText(t, r)
+	if !strings.Contains(out, "testdata/nope.hcl") || !strings.Contains(out, "-f FILE") {
+		t.Fatalf("missing file diagnostic does not say which file or what to do:\n%s", out)
 	}
 }
 
@@ -192,27 +275,43 @@ func TestFormat(t *testing.T) {
 	if got != want {
 		t.Fatalf("got\n%s", got)
 	}
-}
-
-func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"testdata/good", "testdata/bad"} {
-		files, _ := filepath.Glob(dir + "/*.hcl")
-		for _, file := range files {
-			b, _ := os.ReadFile(file)
-			f.Add(b)
+	for _, f := range []string{"testdata/good/two_node.hcl", "testdata/good/three_node.hcl"} {
+		src, _ := os.ReadFile(f)
+		if !bytes.Equal(Format(src), src) {
+			t.Errorf("%s is not formatted", f)
 		}
 	}
-	f.Fuzz(func(t *testing.T, src []byte) {
-		r := Parse(src, "fuzz.hcl")
-		if r.Cluster == nil && !r.Diags.HasErrors() {
-			t.Fatal("neither a cluster nor an error")
-		}
-		if r.Cluster != nil && r.Diags.HasErrors() {
-			t.Fatal("a cluster despite errors")
-		}
-		var b bytes.Buffer
-		if err := r.WriteDiagnostics(&b); err != nil {
-			t.Fatal(err)
-		}
-	})
+}
+
+// TestSnippetMultibyte checks that the caret row lines up after
+// multi-byte characters and tabs.
+func TestSnippetMultibyte(t *testing.T) {
+	src := "cluster \"x\" { # é\n\tprimary = \"db1\"\n\tpostgres { password = \"p\" }\n\treplication { password = \"r\" }\n" +
+		"\tnode \"db1\" { port = 5441 }\n\tfailover { failback = \"sométimes\" } # ü\n}\n"
+	out := diagText(t, Parse([]byte(src), "m.hcl"))
+	want := "Error: Invalid failback\n --> m.hcl:6:24\n  |\n6 | \tfailover { failback = \"sométimes\" } # ü\n  | \t                      ^^^^^^^^^^^\n"
+	if !strings.HasPrefix(out, want) {
+		t.Fatalf("got\n%s\nwant prefix\n%s", out, want)
+	}
+}
+
+// TestRepositoryClusterFiles keeps the shipped cluster files in step with
+// the schema. The default cluster.hcl reads passwords that `make secrets`
+// creates; where they do not exist, those must be the only errors.
+func TestRepositoryClusterFiles(t *testing.T) {
+	setSecrets(t)
+	for _, f := range []string{"../cluster.hcl", "../examples/two-node/cluster.hcl"} {
+		t.Run(f, func(t *testing.T) {
+			r := Load(f)
+			for _, d := range r.Diags {
+				if d.Summary != "File not found" {
+					t.Errorf("%s", diagText(t, r))
+					break
+				}
+			}
+			if r.Cluster != nil && len(r.Cluster.Nodes) < 2 {
+				t.Errorf("%s declares %d nodes", f, len(r.Cluster.Nodes))
+			}
+		})
+	}
 }

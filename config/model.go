@@ -6,6 +6,9 @@
 package config
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -80,6 +83,13 @@ type Docker struct {
 // IsDocker reports whether nodes run as containers.
 func (c *Cluster) IsDocker() bool { return c.Runtime.Kind == "docker" }
 
+// DockerPGData is PGDATA inside a node container; its volume is mounted
+// one level up, at DockerVolumeDir, which also holds the passfile and log.
+const (
+	DockerVolumeDir = "/var/lib/pgha"
+	DockerPGData    = DockerVolumeDir + "/data"
+)
+
 // Node is one PostgreSQL server.
 type Node struct {
 	Name string
@@ -126,18 +136,25 @@ type Catalog struct {
 	DeclRange hcl.Range `json:"-"`
 }
 
-// Secret is a value that must never be printed: String, GoString,
-// MarshalJSON and MarshalText all return a placeholder.
-type Secret struct{ v string }
+// Secret is a value that must never be printed: String, GoString, Format
+// (every fmt verb), MarshalJSON, MarshalText and LogValue all give a
+// placeholder, so a secret cannot leak through a log line, an error or a
+// JSON plan by accident. Reveal is the one way to read it.
+//
+// The value itself is not in the struct but behind an interned reference
+// (see secret.go), so that reflection-based printers (go-cmp's diffs,
+// spew) have nothing to show either; == and reflect.DeepEqual still
+// compare values.
+type Secret struct{ ref *secretRef }
 
-// NewSecret wraps a secret value.
-func NewSecret(v string) Secret { return Secret{v: v} }
+// NewSecret wraps a secret value; NewSecret("") is the unset Secret{}.
+func NewSecret(v string) Secret { return Secret{ref: intern(v)} }
 
 // Reveal returns the secret for use in a connection, never for display.
-func (s Secret) Reveal() string { return s.v }
+func (s Secret) Reveal() string { return reveal(s.ref) }
 
 // IsSet reports whether a non-empty value was given.
-func (s Secret) IsSet() bool { return s.v != "" }
+func (s Secret) IsSet() bool { return s.ref != nil }
 
 const redacted = "(sensitive)"
 
@@ -145,3 +162,14 @@ func (s Secret) String() string               { return redacted }
 func (s Secret) GoString() string             { return redacted }
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// LogValue keeps secrets out of log/slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// Format covers the verbs that String does not (%d, %x on a struct would
+// otherwise print the hidden field through reflection).
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// Equal lets go-cmp and tests compare secrets without reading the field
+// (and without cmp.AllowUnexported), e.g. to see that a password changed.
+func (s Secret) Equal(o Secret) bool { return s.ref == o.ref }

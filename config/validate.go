@@ -2,72 +2,102 @@ package config
 
 import (
 	"fmt"
-	"sort"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
 
-// validate checks what holds across blocks: the primary exists, names,
-// ports and slots are unique.
-func validate(c *Cluster) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	add := func(r hcl.Range, summary, detail string) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()})
-	}
-	if len(c.Nodes) == 0 {
-		add(c.PrimaryRange, "No nodes", `Declare at least one node "NAME" { port = ... } block.`)
-		return diags
+// validate checks what holds across blocks: there are nodes, the primary
+// is one of them, names, endpoints and slots are unique. It runs on a
+// partly decoded cluster too (a value that failed to decode is zero and is
+// skipped), so that one pass reports every problem.
+func (d *decoder) validate(c *Cluster) {
+	if len(c.Nodes) == 0 && !d.clusterBodyBad {
+		d.errorAt(d.clusterRange, "No nodes",
+			"Declare at least one node, e.g.\n  node \"db1\" {\n    port = 5441\n  }")
 	}
 	names := map[string]*Node{}
 	endpoints := map[string]*Node{}
 	slots := map[string]*Node{}
 	for _, n := range c.Nodes {
 		if first := names[n.Name]; first != nil {
-			add(n.DeclRange, "Duplicate node", fmt.Sprintf("A node named %q is already declared at %s. Node names are unique.", n.Name, pos(first.DeclRange)))
+			d.errorAt(d.nameRanges[n], "Duplicate node",
+				fmt.Sprintf("A node named %q is already declared at %s. Give each node its own name.", n.Name, pos(first.DeclRange)))
 			continue
 		}
 		names[n.Name] = n
-		ep := endpointKey(n.Host, n.Port)
-		if first := endpoints[ep]; first != nil {
-			add(n.DeclRange, "Two nodes on one port",
-				fmt.Sprintf("Node %q uses %s:%d, as node %q does (%s). Give each node its own port.", n.Name, n.Host, n.Port, first.Name, pos(first.DeclRange)))
-		} else {
-			endpoints[ep] = n
+		if n.Host != "" && n.Port != 0 {
+			ep := endpointKey(n.Host, n.Port)
+			if first := endpoints[ep]; first != nil {
+				d.errorAt(d.rangeOf(&n.Port, n.DeclRange), "Two nodes on one port",
+					fmt.Sprintf("Node %q uses %s, as node %q does (%s); 127.0.0.1, localhost and ::1 are one host. Give each node its own port.",
+						n.Name, d.endpoint(&n.Host, &n.Port, n.Host, n.Port), first.Name, pos(first.DeclRange)))
+			} else {
+				endpoints[ep] = n
+			}
 		}
 		if n.Slot != "" {
 			if first := slots[n.Slot]; first != nil {
-				add(n.DeclRange, "Duplicate slot name", fmt.Sprintf("Nodes %q and %q both declare slot %q. Each standby needs its own slot.", first.Name, n.Name, n.Slot))
+				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Duplicate slot name",
+					fmt.Sprintf("Nodes %q and %q both declare slot %s. Each standby needs its own slot.", first.Name, n.Name, d.show(&n.Slot, n.Slot)))
 			} else {
 				slots[n.Slot] = n
 			}
 		}
 	}
-	if c.Primary != "" && names[c.Primary] == nil {
-		var declared []string
-		for name := range names {
-			declared = append(declared, name)
+	if d.primaryDecoded && len(c.Nodes) > 0 && names[c.Primary] == nil {
+		declared := make([]string, 0, len(names))
+		for _, n := range c.Nodes {
+			if names[n.Name] == n {
+				declared = append(declared, n.Name)
+			}
 		}
-		sort.Strings(declared)
-		add(c.PrimaryRange, "Unknown primary",
-			fmt.Sprintf("primary = %q names no node; the declared nodes are: %s.", c.Primary, strings.Join(declared, ", ")))
+		d.errorAt(c.PrimaryRange, "Unknown primary",
+			fmt.Sprintf("primary = %s names no node; the declared nodes are: %s. Name one of them, or declare the node.",
+				d.show(&c.Primary, c.Primary), strings.Join(declared, ", ")))
 	}
 	if cat := c.Catalog; cat != nil && cat.Address != "" {
 		if h, p, err := splitHostPort(cat.Address); err == nil {
 			if n := endpoints[endpointKey(h, p)]; n != nil {
-				add(cat.DeclRange, "Catalog and node on one port",
-					fmt.Sprintf("The Redis catalog at %s uses the port of node %q. Give Redis its own port.", cat.Address, n.Name))
+				d.errorAt(d.rangeOf(&cat.Address, cat.DeclRange), "Catalog and node on one port",
+					fmt.Sprintf("The Redis catalog at %s uses the host and port of node %q (%s). Give Redis its own port.",
+						d.show(&cat.Address, cat.Address), n.Name, pos(n.DeclRange)))
+			}
+		}
+		if cat.Managed {
+			if n := names["redis"]; n != nil {
+				d.errorAt(d.nameRanges[n], "Reserved node name",
+					"The managed Redis catalog keeps its data in <data_dir>/redis, where this node's data would go. Rename the node.")
 			}
 		}
 	}
-	return diags
 }
 
-// endpointKey treats the loopback spellings as one host.
+// rangeOf is the range of the expression that gave a field, else fallback.
+func (d *decoder) rangeOf(field any, fallback hcl.Range) hcl.Range {
+	if r, ok := d.ranges[field]; ok {
+		return r
+	}
+	return fallback
+}
+
+// endpoint renders host:port for a diagnostic, unless either is sensitive.
+func (d *decoder) endpoint(hostField, portField any, host string, port int) string {
+	if d.sensitive[hostField] || d.sensitive[portField] {
+		return "the same host and port (given by env() or file(), so not shown)"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// endpointKey treats the loopback spellings as one host, so that
+// "localhost:5441" and "127.0.0.1:5441" are seen to collide.
 func endpointKey(host string, port int) string {
+	host = strings.ToLower(strings.Trim(host, "[]"))
 	switch host {
-	case "localhost", "127.0.0.1", "::1", "":
+	case "localhost", "127.0.0.1", "::1":
 		host = "loopback"
 	}
-	return fmt.Sprintf("%s:%d", host, port)
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }

@@ -5,131 +5,200 @@ import (
 	"math/big"
 	"net"
 	"regexp"
-	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 )
 
-var (
-	slotRe  = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-	identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-)
+// sensitiveText stands for a value from env() or file() in diagnostics.
+const sensitiveText = "a sensitive value (from env() or file())"
 
-// value evaluates an attribute and converts it to want. Marks are removed
-// here, after evaluation: the decoded model keeps secrets in Secret values,
-// and no conversion error quotes the value itself.
-func (d *decoder) value(a *hcl.Attribute, want cty.Type) (cty.Value, bool) {
+// eval evaluates an attribute and converts it to want (any type for
+// cty.DynamicPseudoType). field is the address of the model field the value
+// goes to: eval records there the expression's range and whether the value
+// was marked sensitive. Marks are removed here, after evaluation, so that
+// `port = env("PORT", "5441")` works; conversion errors never quote values.
+func (d *decoder) eval(a *hcl.Attribute, want cty.Type, field any) (cty.Value, bool) {
 	v, diags := a.Expr.Value(d.ctx)
+	rewriteFuncDiags(diags)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return cty.NilVal, false
 	}
-	v, _ = v.UnmarkDeep()
-	if v.IsNull() {
-		d.errorAt(a.Expr.Range(), "Missing value", fmt.Sprintf("%s must not be null.", a.Name))
-		return cty.NilVal, false
+	d.ranges[field] = a.Expr.Range()
+	v, marks := v.UnmarkDeep()
+	if len(marks) > 0 {
+		d.sensitive[field] = true
 	}
-	if !v.IsKnown() {
+	switch {
+	case v.IsNull():
+		d.errorAt(a.Expr.Range(), "Missing value", fmt.Sprintf("%s is null; give it a value, or leave it out to use the default.", a.Name))
+		return cty.NilVal, false
+	case !v.IsWhollyKnown():
 		d.errorAt(a.Expr.Range(), "Unknown value", fmt.Sprintf("%s must be known when the file is read.", a.Name))
 		return cty.NilVal, false
-	}
-	if want == cty.DynamicPseudoType {
+	case want == cty.DynamicPseudoType:
 		return v, true
 	}
 	cv, err := convert.Convert(v, want)
 	if err != nil {
-		d.errorAt(a.Expr.Range(), "Incorrect attribute value type", fmt.Sprintf("%s: %s.", a.Name, err.Error()))
+		d.errorAt(a.Expr.Range(), "Incorrect attribute value type", fmt.Sprintf("%s: %s.", a.Name, err))
 		return cty.NilVal, false
 	}
 	return cv, true
 }
 
-func (d *decoder) str(a *hcl.Attribute) (string, bool) {
-	v, ok := d.value(a, cty.String)
-	if !ok {
-		return "", false
+// show quotes a decoded value for a diagnostic, unless it came from env()
+// or file(): those may be secrets and are never repeated.
+func (d *decoder) show(field any, v any) string {
+	if d.sensitive[field] {
+		return sensitiveText
 	}
-	return v.AsString(), true
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
 }
 
-func (d *decoder) secret(a *hcl.Attribute, b *hcl.Block) Secret {
-	s, ok := d.str(a)
+func (d *decoder) str(a *hcl.Attribute, dst *string) bool {
+	v, ok := d.eval(a, cty.String, dst)
+	if ok {
+		*dst = v.AsString()
+	}
+	return ok
+}
+
+func (d *decoder) integer(a *hcl.Attribute, dst *int) bool {
+	v, ok := d.eval(a, cty.Number, dst)
 	if !ok {
-		d.failed[b.DefRange.String()+"."+a.Name] = true
+		return false
+	}
+	i, acc := v.AsBigFloat().Int64()
+	if acc != big.Exact || i > 1<<31-1 || i < -(1<<31) {
+		d.errorAt(a.Expr.Range(), "Invalid number", fmt.Sprintf("%s must be a whole number.", a.Name))
+		return false
+	}
+	*dst = int(i)
+	return true
+}
+
+func (d *decoder) boolean(a *hcl.Attribute, dst *bool) bool {
+	v, ok := d.eval(a, cty.Bool, dst)
+	if ok {
+		*dst = v.True()
+	}
+	return ok
+}
+
+// secret decodes a password; an empty string gives an unset Secret.
+func (d *decoder) secret(a *hcl.Attribute) (Secret, bool) {
+	var s string
+	if !d.str(a, &s) {
+		return Secret{}, false
 	}
 	if s == "" {
-		return Secret{}
+		return Secret{}, true
 	}
-	return NewSecret(s)
+	return NewSecret(s), true
 }
 
-func (d *decoder) integer(a *hcl.Attribute) (int, bool) {
-	v, ok := d.value(a, cty.Number)
-	if !ok {
-		return 0, false
-	}
-	bf := v.AsBigFloat()
-	i, acc := bf.Int64()
-	if acc != big.Exact || i > 1<<31 || i < -(1<<31) {
-		d.errorAt(a.Expr.Range(), "Invalid number", fmt.Sprintf("%s must be a whole number.", a.Name))
-		return 0, false
-	}
-	return int(i), true
-}
-
-func (d *decoder) boolean(a *hcl.Attribute) (bool, bool) {
-	v, ok := d.value(a, cty.Bool)
-	if !ok {
-		return false, false
-	}
-	return v.True(), true
-}
+var (
+	// paramNameRe is a PostgreSQL setting name (custom ones have a dot).
+	paramNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+	// paramValueBad are characters that would break a postgresql.conf line.
+	paramValueBad = "\n\r\x00"
+)
 
 // params decodes a map of PostgreSQL parameters, turning numbers into
 // decimal text and bools into on/off, as postgresql.conf writes them.
+// Names and values are checked because they end up in a configuration
+// file: a newline in either would write a second, unintended setting.
 func (d *decoder) params(a *hcl.Attribute) map[string]string {
-	v, ok := d.value(a, cty.DynamicPseudoType)
+	v, ok := d.eval(a, cty.DynamicPseudoType, a)
 	if !ok {
 		return nil
 	}
 	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
-		d.errorAt(a.Expr.Range(), "Incorrect attribute value type", "parameters is a map: { name = value, ... }.")
+		d.errorAt(a.Expr.Range(), "Incorrect attribute value type", a.Name+" is a map: { name = value, ... }.")
 		return nil
 	}
+	items := itemRanges(a.Expr)
 	out := map[string]string{}
-	keys := []string{}
 	for it := v.ElementIterator(); it.Next(); {
 		k, ev := it.Element()
 		key := k.AsString()
-		keys = append(keys, key)
+		rng, ok := items[key]
+		if !ok {
+			rng = a.Expr.Range()
+		}
+		shown := strconv.Quote(key)
+		if d.sensitive[a] {
+			shown = "(sensitive)"
+		}
+		if !paramNameRe.MatchString(key) {
+			d.errorAt(rng, "Invalid parameter name",
+				fmt.Sprintf("%s is not a PostgreSQL setting name: letters, digits and underscores (and one dot for a custom setting).", shown))
+			continue
+		}
+		var s string
 		switch {
 		case ev.IsNull():
-			d.errorAt(a.Expr.Range(), "Invalid parameter", fmt.Sprintf("parameter %s has no value.", key))
+			d.errorAt(rng, "Invalid parameter", fmt.Sprintf("Parameter %s has no value; remove it to keep PostgreSQL's default.", shown))
+			continue
 		case ev.Type() == cty.String:
-			out[key] = ev.AsString()
+			s = ev.AsString()
 		case ev.Type() == cty.Number:
-			out[key] = ev.AsBigFloat().Text('f', -1)
+			s = ev.AsBigFloat().Text('f', -1)
 		case ev.Type() == cty.Bool:
-			out[key] = map[bool]string{true: "on", false: "off"}[ev.True()]
+			s = map[bool]string{true: "on", false: "off"}[ev.True()]
 		default:
-			d.errorAt(a.Expr.Range(), "Invalid parameter", fmt.Sprintf("parameter %s must be a string, number or bool.", key))
+			d.errorAt(rng, "Invalid parameter", fmt.Sprintf("Parameter %s must be a string, number or bool.", shown))
+			continue
 		}
+		if strings.ContainsAny(s, paramValueBad) {
+			d.errorAt(rng, "Invalid parameter", fmt.Sprintf("The value of parameter %s contains a line break or NUL; postgresql.conf cannot hold it.", shown))
+			continue
+		}
+		out[key] = s
 	}
-	sort.Strings(keys)
 	return out
 }
 
+// itemRanges maps the literal keys of an object constructor ({ k = v })
+// to the range of their item, so that a bad parameter is underlined
+// alone. Keys that are not literals are left out.
+func itemRanges(expr hcl.Expression) map[string]hcl.Range {
+	pairs, diags := hcl.ExprMap(expr)
+	if diags.HasErrors() {
+		return nil
+	}
+	out := map[string]hcl.Range{}
+	for _, p := range pairs {
+		k, diags := p.Key.Value(nil)
+		if diags.HasErrors() || k.IsMarked() || !k.IsKnown() || k.IsNull() || k.Type() != cty.String {
+			continue
+		}
+		out[k.AsString()] = hcl.RangeBetween(p.Key.Range(), p.Value.Range())
+	}
+	return out
+}
+
+// splitHostPort splits "host:port" ("[::1]:6390" for IPv6) and checks the
+// port, so that a catalog address fails here and not at connection time.
 func splitHostPort(addr string) (string, int, error) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("split %q: %w", addr, err)
 	}
 	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 || h == "" {
-		return "", 0, fmt.Errorf("bad port")
+	if err != nil || n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("port %q is not between 1 and 65535", p)
+	}
+	if h == "" {
+		return "", 0, fmt.Errorf("no host in %q", addr)
 	}
 	return h, n, nil
 }

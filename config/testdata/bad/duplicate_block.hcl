@@ -1,0 +1,18 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+  failover {
+    automatic = true
+  }
+  failover {
+    automatic = false
+  }
+}

@@ -1,0 +1,6 @@
+cluster "x" {
+  primary = "db1"
+  node "db1" {
+    port = 5441
+  }
+}
