@@ -127,7 +127,7 @@ func requireDocker(t *testing.T, image string) {
 
 // teardown stops whatever the test left running, even after a failure.
 func (c *cluster) teardown() {
-	if r := c.pgha("destroy", "-auto-approve"); r.code != 0 {
+	if r := c.pgha("destroy", "-auto-approve", "-delete-volumes"); r.code != 0 {
 		c.t.Logf("destroy at cleanup: %s%s", r.stdout, r.stderr)
 	}
 	if c.rt == "docker" {

@@ -347,16 +347,35 @@ func scenario(t *testing.T, rt string) {
 		}
 	})
 
+	if rt == "docker" {
+		t.Run("destroy keeps volumes unless told", func(t *testing.T) {
+			c := c.with(t)
+			r := c.mustPgha("destroy", "-auto-approve")
+			if !strings.Contains(r.stdout, "its volume (the data) is kept") || strings.Contains(r.stdout, "DISCARD") {
+				t.Fatalf("destroy output:\n%s", r)
+			}
+			if r := c.pgha("plan", "-destroy", "-detailed-exitcode"); r.code != 0 {
+				t.Fatalf("destroy did not finish:\n%s", r)
+			}
+			// The data comes back with the containers.
+			c.mustPgha("apply", "-auto-approve")
+			var note string
+			if err := c.conn(ctx, "db3").QueryRow(ctx, "SELECT note FROM e2e WHERE id = 1").Scan(&note); err != nil || note != "replicated" {
+				t.Fatalf("data lost across destroy and apply: %q %v", note, err)
+			}
+		})
+	}
+
 	t.Run("destroy", func(t *testing.T) {
 		c := c.with(t)
-		r := c.mustPgha("destroy", "-auto-approve")
+		r := c.mustPgha("destroy", "-auto-approve", "-delete-volumes")
 		if !strings.Contains(r.stdout, "node.destroy[db1]") {
 			t.Fatalf("destroy output:\n%s", r)
 		}
 		if left := c.leftovers(); len(left) > 0 {
 			t.Errorf("destroy left %v", left)
 		}
-		if r := c.pgha("plan", "-destroy", "-detailed-exitcode"); r.code != 0 {
+		if r := c.pgha("plan", "-destroy", "-delete-volumes", "-detailed-exitcode"); r.code != 0 {
 			t.Fatalf("destroy did not finish:\n%s", r)
 		}
 	})

@@ -98,6 +98,9 @@ func (b *builder) catalog() {
 		a := newAction(CatalogStart, Create, "", "redis",
 			fmt.Sprintf("the managed Redis catalog at %s is not running", cat.Address))
 		a.After = map[string]string{"address": cat.Address, "dir": cat.DataDir, "appendonly": "yes"}
+		if b.c.IsDocker() {
+			a.After["dir"] = "volume " + ContainerName(b.c, "redis")
+		}
 		b.add(a)
 		return
 	}

@@ -19,7 +19,15 @@ func (e *PreventDestroyError) Error() string {
 // BuildDestroy plans the removal of every node (standbys first, the primary
 // last), their data directories, and the managed catalog. Every data
 // directory removal is marked as data loss.
-func BuildDestroy(c *config.Cluster, s *state.Cluster) (*Plan, error) {
+// DestroyOptions steer a destroy plan.
+type DestroyOptions struct {
+	// DeleteVolumes also deletes Docker volumes (the data). Without it a
+	// docker destroy removes containers and the network and keeps the data;
+	// the local runtime always deletes its data directories.
+	DeleteVolumes bool
+}
+
+func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan, error) {
 	var protected []string
 	for _, n := range c.Nodes {
 		if n.PreventDestroy {
@@ -51,18 +59,34 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster) (*Plan, error) {
 			p.Actions = append(p.Actions, a)
 			stop = a.ID
 		}
-		if n.DirExists {
-			a := newAction(NodeDestroy, Delete, cn.Name, cn.Name, fmt.Sprintf("delete the data directory of %s", cn.Name))
-			a.Before = map[string]string{"data_dir": cn.DataDir}
+		keep := c.IsDocker() && !o.DeleteVolumes
+		switch {
+		case keep && n.Container != nil:
+			a := newAction(NodeDestroy, Delete, cn.Name, cn.Name,
+				fmt.Sprintf("remove the container of %s; its volume (the data) is kept: pass -delete-volumes to delete it", cn.Name))
+			a.Before = map[string]string{"container": n.Container.Name}
+			a.After = map[string]string{"volume": "kept"}
+			a.DependsOn = deps(stop)
+			p.Actions = append(p.Actions, a)
+			prev = append(prev, a.ID)
+		case !keep && (n.DirExists || n.Container != nil):
+			what := "the data directory"
+			before := map[string]string{"data_dir": cn.DataDir}
+			if c.IsDocker() {
+				what = "the container and the volume"
+				before = map[string]string{"volume": ContainerName(c, cn.Name)}
+			}
+			a := newAction(NodeDestroy, Delete, cn.Name, cn.Name, fmt.Sprintf("delete %s of %s", what, cn.Name))
+			a.Before = before
 			a.DataLoss = true
 			a.DependsOn = deps(stop)
 			p.Actions = append(p.Actions, a)
 			prev = append(prev, a.ID)
-		} else if stop != "" {
+		case stop != "":
 			prev = append(prev, stop)
 		}
 	}
-	if c.Catalog != nil && (s.Catalog.Reachable || s.Catalog.DirExists) {
+	if c.Catalog != nil && (s.Catalog.Reachable || (s.Catalog.DirExists && !(c.IsDocker() && !o.DeleteVolumes))) {
 		var all []string
 		for _, a := range p.Actions {
 			all = append(all, a.ID)
@@ -71,6 +95,14 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster) (*Plan, error) {
 			a := newAction(CatalogDestroy, Delete, "", "redis", "stop the managed Redis catalog and delete its files")
 			a.Before = map[string]string{"address": c.Catalog.Address, "dir": c.Catalog.DataDir}
 			a.DataLoss = true
+			if c.IsDocker() {
+				a.Before["dir"] = ContainerName(c, "redis")
+				if !o.DeleteVolumes {
+					a.Reason = "remove the managed Redis catalog's container; its volume is kept"
+					a.DataLoss = false
+					a.After = map[string]string{"volume": "kept"}
+				}
+			}
 			a.DependsOn = all
 			p.Actions = append(p.Actions, a)
 		} else if s.Catalog.Record != nil {

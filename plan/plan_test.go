@@ -365,7 +365,7 @@ func TestSavedPlanRoundTripAndMoved(t *testing.T) {
 
 func TestDestroy(t *testing.T) {
 	c := testCluster()
-	p, err := BuildDestroy(c, converged(c))
+	p, err := BuildDestroy(c, converged(c), DestroyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestDestroy(t *testing.T) {
 	}
 	checkDependencies(t, p)
 	c.Node("db1").PreventDestroy = true
-	if _, err := BuildDestroy(c, converged(c)); err == nil || !strings.Contains(err.Error(), "db1 has prevent_destroy") {
+	if _, err := BuildDestroy(c, converged(c), DestroyOptions{}); err == nil || !strings.Contains(err.Error(), "db1 has prevent_destroy") {
 		t.Fatalf("prevent_destroy not honoured: %v", err)
 	}
 	var buf bytes.Buffer
@@ -392,9 +392,37 @@ func TestDestroy(t *testing.T) {
 	}
 }
 
+func TestDestroyDockerKeepsVolumes(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	dockerize(c, s)
+	for _, n := range s.Nodes {
+		n.DirExists = true
+	}
+	p, err := BuildDestroy(c, s, DestroyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DataLoss() {
+		t.Fatalf("a docker destroy without -delete-volumes discards data: %+v", p.Actions)
+	}
+	p, _ = BuildDestroy(c, s, DestroyOptions{DeleteVolumes: true})
+	if !p.DataLoss() {
+		t.Fatal("-delete-volumes is not marked as data loss")
+	}
+	// Containers gone, volumes kept: nothing left to do without -delete-volumes.
+	for _, n := range s.Nodes {
+		n.Container, n.Running = nil, false
+	}
+	s.Catalog.Reachable = false
+	if p, _ := BuildDestroy(c, s, DestroyOptions{}); !p.Empty() {
+		t.Fatalf("kept volumes are planned again: %+v", p.Actions)
+	}
+}
+
 func mustDestroyEmpty(t *testing.T, c *config.Cluster) *Plan {
 	c.Node("db1").PreventDestroy = false
-	p, err := BuildDestroy(c, empty(c))
+	p, err := BuildDestroy(c, empty(c), DestroyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

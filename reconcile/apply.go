@@ -87,7 +87,13 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.CatalogStart:
 		return e.Runtime.StartCatalog(ctx)
 	case plan.CatalogDestroy:
-		return e.Runtime.DestroyCatalog(ctx)
+		if e.held != nil {
+			// Destroying the catalog is the last action: nothing runs after it.
+			if err := e.held.Release(ctx); err != nil {
+				return err
+			}
+		}
+		return e.Runtime.DestroyCatalog(ctx, a.After["volume"] == "kept")
 	case plan.CatalogRecord:
 		return e.record(ctx, a)
 	case plan.NodeCreate:
@@ -109,7 +115,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.ready(ctx, n)
 	case plan.NodeDestroy:
-		return e.Runtime.Destroy(ctx, n)
+		return e.Runtime.Destroy(ctx, n, a.After["volume"] == "kept")
 	case plan.RoleEnsure:
 		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
 	case plan.SlotCreate:

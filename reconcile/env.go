@@ -24,6 +24,10 @@ type Env struct {
 	Cfg     *config.Cluster
 	Runtime Runtime
 	Catalog *redis.Catalog // nil when the file declares no catalog
+
+	// held is the lock of the running apply or destroy; catalog.destroy
+	// releases it first, since the lock lives in what it removes.
+	held Unlocker
 }
 
 // Open prepares the providers for cfg. It connects to nothing yet.

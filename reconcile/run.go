@@ -44,6 +44,7 @@ type RunOptions struct {
 	Operation   string     // "apply" or "destroy"
 	Saved       *plan.Plan // a saved plan to apply instead of planning now
 	LockTimeout time.Duration
+	Destroy     plan.DestroyOptions
 	// Approve is asked after the plan is shown; nil means auto-approve.
 	Approve func(p *plan.Plan) (bool, error)
 	Out     io.Writer
@@ -63,6 +64,7 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 			return nil, err
 		}
 	}
+	e.held = lock
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -80,7 +82,7 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 			return nil, &StalePlanError{ConfigChanged: p.ConfigHash != e.Cfg.Hash, Moved: plan.Moved(p.Facts, now)}
 		}
 	case o.Operation == "destroy":
-		if p, err = plan.BuildDestroy(e.Cfg, s); err != nil {
+		if p, err = plan.BuildDestroy(e.Cfg, s, o.Destroy); err != nil {
 			return nil, err
 		}
 		plan.Text(o.Out, p)

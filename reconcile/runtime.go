@@ -29,13 +29,13 @@ type Runtime interface {
 	Restart(ctx context.Context, n *config.Node) error
 	// Clone copies primary into n's (empty) data directory through n's slot.
 	Clone(ctx context.Context, n, primary *config.Node) error
-	// Destroy removes n and its data.
-	Destroy(ctx context.Context, n *config.Node) error
+	// Destroy removes n and, unless keepData, its data.
+	Destroy(ctx context.Context, n *config.Node, keepData bool) error
 	// Replace recreates a node's container (image or network changed),
 	// keeping its data. Only the docker runtime plans it.
 	Replace(ctx context.Context, n *config.Node) error
 	StartCatalog(ctx context.Context) error
-	DestroyCatalog(ctx context.Context) error
+	DestroyCatalog(ctx context.Context, keepData bool) error
 	Close()
 }
 

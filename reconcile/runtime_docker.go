@@ -296,10 +296,13 @@ func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) erro
 	return nil
 }
 
-func (d *dockerRuntime) Destroy(ctx context.Context, n *config.Node) error {
+func (d *dockerRuntime) Destroy(ctx context.Context, n *config.Node, keepData bool) error {
 	_ = d.Stop(ctx, n, "fast")
 	if err := d.eng.RemoveContainer(ctx, n.Name); err != nil {
 		return err
+	}
+	if keepData {
+		return d.removeNetworkIfUnused(ctx)
 	}
 	if err := d.eng.RemoveVolume(ctx, n.Name); err != nil {
 		return err
@@ -366,9 +369,12 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	return nil
 }
 
-func (d *dockerRuntime) DestroyCatalog(ctx context.Context) error {
+func (d *dockerRuntime) DestroyCatalog(ctx context.Context, keepData bool) error {
 	if err := d.eng.RemoveContainer(ctx, redisNode); err != nil {
 		return err
+	}
+	if keepData {
+		return d.removeNetworkIfUnused(ctx)
 	}
 	if err := d.eng.RemoveVolume(ctx, redisNode); err != nil {
 		return err

@@ -94,7 +94,7 @@ func (l *localRuntime) Clone(ctx context.Context, n, primary *config.Node) error
 		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name})
 }
 
-func (l *localRuntime) Destroy(ctx context.Context, n *config.Node) error {
+func (l *localRuntime) Destroy(ctx context.Context, n *config.Node, _ bool) error {
 	if err := l.rt.Stop(ctx, n.DataDir, "fast"); err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (l *localRuntime) StartCatalog(ctx context.Context) error {
 	return l.rt.StartRedis(ctx, l.redisOptions())
 }
 
-func (l *localRuntime) DestroyCatalog(ctx context.Context) error {
+func (l *localRuntime) DestroyCatalog(ctx context.Context, _ bool) error {
 	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
 		return err
 	}

@@ -120,6 +120,7 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	outFile := fs.String("out", "", "save the plan to this file for `pgha apply FILE`")
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes")
 	destroy := fs.Bool("destroy", false, "plan the destruction of the cluster")
+	delVolumes := fs.Bool("delete-volumes", false, "with -destroy, docker runtime: also delete the volumes (the data)")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
@@ -132,7 +133,7 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	var p *plan.Plan
 	if *destroy {
 		var err error
-		if p, err = plan.BuildDestroy(env.Cfg, s); err != nil {
+		if p, err = plan.BuildDestroy(env.Cfg, s, plan.DestroyOptions{DeleteVolumes: *delVolumes}); err != nil {
 			return fail(errw, err)
 		}
 	} else {
@@ -173,6 +174,10 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	fs, file := newFlags(op, errw)
 	auto := fs.Bool("auto-approve", false, "do not ask for approval")
 	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the cluster lock (e.g. 30s)")
+	var delVolumes *bool
+	if op == "destroy" {
+		delVolumes = fs.Bool("delete-volumes", false, "docker runtime: also delete the volumes (the data); never implied by -auto-approve")
+	}
 	if fs.Parse(args) != nil {
 		return exitError
 	}
@@ -182,6 +187,9 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	}
 	defer env.Close()
 	o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
+	if delVolumes != nil {
+		o.Destroy.DeleteVolumes = *delVolumes
+	}
 	if op == "apply" && fs.NArg() > 0 {
 		saved, err := plan.ReadFile(fs.Arg(0))
 		if err != nil {
