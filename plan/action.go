@@ -50,6 +50,10 @@ const (
 	SlotDrop       Kind = "slot.drop"       // drop an undeclared slot that holds WAL back
 	StandbyClone   Kind = "standby.clone"   // pg_basebackup through the node's slot
 	StandbyFollow  Kind = "standby.follow"  // re-point primary_conninfo / primary_slot_name, reload
+	StandbyRejoin  Kind = "standby.rejoin"  // former primary → standby: pg_rewind, else re-clone
+	Switchover     Kind = "switchover"      // lossless role change: clean stop, catch up, promote
+	Failover       Kind = "failover"        // promote a standby after the primary was lost
+	NodeFence      Kind = "node.fence"      // stop a primary that must not take writes, mark it standby
 	SettingsUpdate Kind = "settings.update" // write pgha.conf and reload (restart when required)
 	CatalogRecord  Kind = "catalog.record"  // write the cluster record (nodes, primary, generation)
 	CatalogDestroy Kind = "catalog.destroy" // stop the managed Redis and remove its files
@@ -57,7 +61,7 @@ const (
 
 // Kinds lists every action kind, in documentation order.
 var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy,
-	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, SettingsUpdate, CatalogRecord, CatalogDestroy}
+	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy}
 
 // Action is one step of a plan. It is data: apply looks at Kind and the
 // attributes, nothing else.
@@ -71,6 +75,9 @@ type Action struct {
 	Node string `json:"node,omitempty"`
 	// Target names the object: a node, a slot, a role, "redis".
 	Target string `json:"target"`
+	// Primary is the primary the action works towards: what a standby
+	// follows, where slots and roles live.
+	Primary string `json:"primary,omitempty"`
 	// Reason is a sentence a person can check against reality.
 	Reason string            `json:"reason"`
 	Before map[string]string `json:"before,omitempty"`

@@ -17,23 +17,46 @@ import (
 // can run them one after another. Things pgha must not decide alone (a
 // second writable node, a lost primary while standbys hold data) become
 // diagnostics, never actions.
-func Build(c *config.Cluster, s *state.Cluster) *Plan {
-	b := &builder{c: c, s: s, p: newPlan(c, s, "apply")}
+func Build(c *config.Cluster, s *state.Cluster) *Plan { return BuildWith(c, s, Options{}) }
+
+// Options steer Build.
+type Options struct {
+	// NoSwitchover keeps the current primary when it is not the declared
+	// one: former primaries are rejoined to it, no role changes back
+	// (`pgha failback -no-switchover`).
+	NoSwitchover bool
+}
+
+// BuildWith is Build with options.
+func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
+	b := &builder{c: c, s: s, p: newPlan(c, s, "apply"), target: c.Primary}
 	if s.Network != nil && !s.Network.Exists && anyContainer(s) {
 		b.diag(Warning, "", fmt.Sprintf("docker network %s is missing", s.Network.Name),
 			"apply recreates it, and recreates the containers that were attached to it; their data stays on their volumes.")
 	}
 	b.catalog()
 	b.roles()
+	if b.actual != "" && b.actual != b.target && o.NoSwitchover {
+		b.target = b.actual
+	}
+	if b.actual != "" && b.actual != b.target {
+		if !b.switchover() {
+			b.record()
+			return b.p
+		}
+	}
 	if b.primary() {
-		if b.primaryUp == "" || b.primaryNew {
+		if b.primaryUp == "" || b.primaryNew || b.switched != "" {
 			// A stopped primary keeps its roles and slots; they are
-			// planned once it can be observed again.
-			b.replicationRole()
+			// planned once it can be observed again. The role replicates,
+			// so a switchover finds it on the new primary.
+			if b.switched == "" {
+				b.replicationRole()
+			}
 			b.slots()
 		}
 		for _, n := range c.Nodes {
-			if n.Name != c.Primary {
+			if n.Name != b.target {
 				b.standby(n)
 			}
 		}
@@ -49,9 +72,12 @@ func newPlan(c *config.Cluster, s *state.Cluster, op string) *Plan {
 }
 
 type builder struct {
-	c *config.Cluster
-	s *state.Cluster
-	p *Plan
+	// target is the primary this plan converges to: the declared one for
+	// apply, the chosen candidate for a failover.
+	target string
+	c      *config.Cluster
+	s      *state.Cluster
+	p      *Plan
 	// primaryUp is the ID of the last action that brings the primary up,
 	// "" when it is already running.
 	primaryUp string
@@ -61,9 +87,26 @@ type builder struct {
 	slotIDs    map[string]string // slot name → slot.create ID
 	// blocked holds nodes that an unresolved problem keeps pgha's hands off.
 	blocked map[string]bool
+	// actual is the one writable node, when there is one.
+	actual string
+	// switched is the switchover action's ID when this plan changes roles.
+	switched string
+	// rejoined maps nodes rejoined by this plan to the rejoin action.
+	rejoined map[string]string
+	// fenced lists nodes fenced by this plan.
+	fenced []string
+	// failover marks a plan made by `pgha failover`.
+	failover bool
+	// undecided: a split brain the catalog cannot settle; nothing is done.
+	undecided bool
 }
 
+func (b *builder) targetNode() *config.Node { return b.c.Node(b.target) }
+
 func (b *builder) add(a Action) string {
+	if a.Primary == "" && a.Kind != CatalogStart {
+		a.Primary = b.target
+	}
 	b.p.Actions = append(b.p.Actions, a)
 	return a.ID
 }
@@ -109,10 +152,13 @@ func (b *builder) catalog() {
 			strings.TrimSuffix(b.s.Catalog.Error, "."), b.c.File))
 }
 
-// roles looks for writable nodes that are not the declared primary: a
-// switchover, failover or split brain that this plan must not paper over.
+// roles finds the writable nodes. One that is not the target makes this
+// plan a switchover; two or more are a split brain, resolved in favour of
+// the primary the catalog records (its generation and timeline), the
+// others fenced. Without a record to decide, nothing is touched.
 func (b *builder) roles() {
 	b.blocked = map[string]bool{}
+	b.rejoined = map[string]string{}
 	var writable []string
 	for _, n := range b.c.Nodes {
 		if b.node(n.Name).Role() == state.RolePrimary {
@@ -120,28 +166,128 @@ func (b *builder) roles() {
 		}
 	}
 	if len(writable) > 1 {
-		b.diag(Critical, "", "split brain: "+strings.Join(writable, " and ")+" both accept writes",
-			"More than one node is a writable primary. pgha will not write to either until an operator resolves it; "+
-				"stop the node that must not take writes (pg_ctl stop), then plan again.")
-	}
-	for _, name := range writable {
-		if name != b.c.Primary {
-			b.blocked[name] = true
-			if len(writable) == 1 {
-				b.diag(Critical, name, fmt.Sprintf("%s is the writable primary, but cluster.hcl declares %s", name, b.c.Primary),
-					fmt.Sprintf("A failover or a manual promotion happened. This version of pgha does not switch roles; "+
-						"set primary = %q in %s to adopt the current primary, or stop %s by hand.", name, b.c.File, name))
+		legit := ""
+		if rec := b.s.Catalog.Record; rec != nil {
+			for _, w := range writable {
+				if w == rec.Primary && (rec.Timeline == 0 || b.node(w).Timeline == rec.Timeline) {
+					legit = w
+				}
 			}
 		}
+		if legit == "" {
+			for _, w := range writable {
+				b.blocked[w] = true
+			}
+			b.undecided = true
+			b.diag(Critical, "", "split brain: "+strings.Join(writable, " and ")+" both accept writes",
+				"More than one node is a writable primary and the catalog does not say which one is legitimate. pgha will not write to either; "+
+					"stop the node that must not take writes (pg_ctl stop), then plan again.")
+			return
+		}
+		var others []string
+		for _, w := range writable {
+			if w != legit {
+				others = append(others, w)
+			}
+		}
+		rec := b.s.Catalog.Record
+		b.diag(Critical, "", "split brain: "+strings.Join(writable, " and ")+" both accept writes",
+			fmt.Sprintf("The catalog (generation %d) records %s as primary on timeline %d; %s will be fenced (stopped and marked standby) and later rejoined, discarding what it wrote on its own.",
+				rec.Generation, legit, rec.Timeline, strings.Join(others, ", ")))
+		for _, w := range others {
+			n := b.node(w)
+			a := newAction(NodeFence, Update, w, w, fmt.Sprintf("%s accepts writes on timeline %d but the catalog's primary is %s (generation %d): fence it", w, n.Timeline, legit, rec.Generation))
+			a.Before = map[string]string{"role": "primary", "timeline": strconv.Itoa(n.Timeline)}
+			a.After = map[string]string{"role": "fenced"}
+			b.add(a)
+			b.fenced = append(b.fenced, w)
+			b.blocked[w] = true
+		}
+		writable = []string{legit}
 	}
+	if len(writable) == 1 {
+		b.actual = writable[0]
+	}
+}
+
+// switchover plans the change from the actual primary to the target:
+// the target first becomes a streaming standby of the actual primary if it
+// is not one (rewinding a former primary), then a lossless switchover, then
+// the old primary rejoins as a standby. It reports whether the rest of the
+// cluster can be planned on top of it.
+func (b *builder) switchover() bool {
+	act, tgt := b.actual, b.target
+	an, tn := b.node(act), b.node(tgt)
+	tcn := b.targetNode()
+	why := fmt.Sprintf("%s is the writable primary, cluster.hcl declares %s", act, tgt)
+	if rec := b.s.Catalog.Record; rec != nil && rec.Primary == act {
+		at := ""
+		if !rec.UpdatedAt.IsZero() {
+			at = " at " + rec.UpdatedAt.UTC().Format("2006-01-02 15:04:05Z")
+		}
+		why += fmt.Sprintf(" (the catalog recorded %s as primary%s, generation %d)", act, at, rec.Generation)
+	}
+	b.diag(Warning, tgt, why, "The plan makes "+tgt+" primary again; edit primary in cluster.hcl to keep "+act+", or run `pgha failback -no-switchover`.")
+	var prep []string
+	streaming := tn.Reachable && tn.InRecovery && tn.Upstream != nil && tn.Upstream.Status == "streaming"
+	switch {
+	case streaming:
+	case !tn.Initialized:
+		b.diag(Critical, tgt, fmt.Sprintf("%s has no data and cannot become primary", tgt),
+			"Clone it first: declare primary = \""+act+"\" until it streams, then switch.")
+		return false
+	default:
+		if tcn.Slot != "" && an.Slot(tcn.Slot) == nil {
+			a := newAction(SlotCreate, Create, act, act+"/"+tcn.Slot, fmt.Sprintf("%s will stream through slot %s on %s", tgt, tcn.Slot, act))
+			a.After = map[string]string{"slot": tcn.Slot, "type": "physical", "for": tgt}
+			a.Primary = act
+			prep = append(prep, b.add(a))
+		}
+		id := b.rejoin(tcn, act, prep)
+		prep = append(prep, id)
+	}
+	a := newAction(Switchover, Update, tgt, tgt, fmt.Sprintf("switch the primary from %s to %s without losing a committed transaction", act, tgt))
+	a.Before = map[string]string{"primary": act, "timeline": strconv.Itoa(an.Timeline)}
+	a.After = map[string]string{"primary": tgt, "steps": fmt.Sprintf("checkpoint %s; stop %s cleanly; wait until %s replayed its final LSN; promote %s", act, act, tgt, tgt)}
+	a.DependsOn = deps(prep...)
+	b.switched = b.add(a)
+	b.primaryUp = b.switched
+	return true
+}
+
+// rejoin plans a former primary (or a fenced or diverged node) back as a
+// standby of primary: pg_rewind, else a re-clone.
+func (b *builder) rejoin(cn *config.Node, primary string, after []string) string {
+	n := b.node(cn.Name)
+	reason := fmt.Sprintf("%s was a primary; rejoin it as a standby of %s with pg_rewind (a re-clone if rewind cannot work)", cn.Name, primary)
+	a := newAction(StandbyRejoin, Update, cn.Name, cn.Name, reason)
+	a.Before = map[string]string{"role": string(n.Role())}
+	if n.Timeline > 0 {
+		a.Before["timeline"] = strconv.Itoa(n.Timeline)
+	}
+	a.After = map[string]string{"role": "standby", "upstream": primary, "method": "rewind-or-reclone"}
+	a.Primary = primary
+	if b.switched == "" || cn.Name != b.actual {
+		// A node that accepted writes on its own after the timelines split
+		// loses them; a cleanly switched-over primary has nothing to lose.
+		a.DataLoss = true
+		a.Reason += "; writes it took after the timelines diverged are discarded"
+	}
+	a.DependsOn = deps(after...)
+	id := b.add(a)
+	b.rejoined[cn.Name] = id
+	return id
 }
 
 // primary plans the declared primary up to running; it reports whether the
 // rest of the cluster can be planned on top of it.
 func (b *builder) primary() bool {
-	cn := b.c.PrimaryNode()
+	cn := b.targetNode()
 	n := b.node(cn.Name)
-	if b.splitBrain() {
+	if b.switched != "" {
+		return true // the switchover brings it up
+	}
+	if b.undecided {
 		return false
 	}
 	switch {
@@ -209,7 +355,7 @@ func (b *builder) replace(cn *config.Node, n *state.Node) bool {
 	a.After = map[string]string{"image": want, "volume": ContainerName(b.c, cn.Name)}
 	a.DependsOn = deps(b.primaryUp)
 	id := b.add(a)
-	if cn.Name == b.c.Primary {
+	if cn.Name == b.target {
 		b.primaryUp = id
 	}
 	return true
@@ -240,10 +386,10 @@ func (b *builder) peer(n *config.Node) string {
 // attributes and password (compared by verifier, never by value).
 func (b *builder) replicationRole() {
 	user := b.c.Replication.User
-	n := b.node(b.c.Primary)
+	n := b.node(b.target)
 	target := user
-	if b.primaryUp != "" {
-		a := newAction(RoleEnsure, Create, b.c.Primary, target, fmt.Sprintf("replication role %s on the new primary", user))
+	if b.primaryNew {
+		a := newAction(RoleEnsure, Create, b.target, target, fmt.Sprintf("replication role %s on the new primary", user))
 		a.After = map[string]string{"login": "true", "replication": "true", "password": "(sensitive)"}
 		a.DependsOn = deps(b.primaryUp)
 		b.roleID = b.add(a)
@@ -253,7 +399,7 @@ func (b *builder) replicationRole() {
 	var why []string
 	switch {
 	case !ok:
-		a := newAction(RoleEnsure, Create, b.c.Primary, target, fmt.Sprintf("replication role %s does not exist on %s", user, b.c.Primary))
+		a := newAction(RoleEnsure, Create, b.target, target, fmt.Sprintf("replication role %s does not exist on %s", user, b.target))
 		a.After = map[string]string{"login": "true", "replication": "true", "password": "(sensitive)"}
 		b.roleID = b.add(a)
 		return
@@ -269,7 +415,7 @@ func (b *builder) replicationRole() {
 	if len(why) == 0 {
 		return
 	}
-	a := newAction(RoleEnsure, Update, b.c.Primary, target, fmt.Sprintf("replication role %s %s", user, strings.Join(why, ", ")))
+	a := newAction(RoleEnsure, Update, b.target, target, fmt.Sprintf("replication role %s %s", user, strings.Join(why, ", ")))
 	a.Before = map[string]string{"login": strconv.FormatBool(r.CanLogin), "replication": strconv.FormatBool(r.Replication)}
 	a.After = map[string]string{"login": "true", "replication": "true"}
 	if !r.PasswordMatches {
@@ -283,22 +429,22 @@ func (b *builder) replicationRole() {
 // physical slots nobody declares, since they hold WAL back forever.
 func (b *builder) slots() {
 	b.slotIDs = map[string]string{}
-	n := b.node(b.c.Primary)
+	n := b.node(b.target)
 	declared := map[string]string{}
 	for _, cn := range b.c.Nodes {
-		if cn.Name != b.c.Primary && cn.Slot != "" {
+		if cn.Name != b.target && cn.Slot != "" {
 			declared[cn.Slot] = cn.Name
 		}
 	}
 	for _, cn := range b.c.Nodes {
-		if cn.Name == b.c.Primary || cn.Slot == "" {
+		if cn.Name == b.target || cn.Slot == "" {
 			continue
 		}
-		if b.primaryUp == "" && n.Slot(cn.Slot) != nil {
+		if !b.primaryNew && n.Slot(cn.Slot) != nil {
 			continue
 		}
-		a := newAction(SlotCreate, Create, b.c.Primary, b.c.Primary+"/"+cn.Slot,
-			fmt.Sprintf("%s streams through slot %s, which does not exist on primary %s", cn.Name, cn.Slot, b.c.Primary))
+		a := newAction(SlotCreate, Create, b.target, b.target+"/"+cn.Slot,
+			fmt.Sprintf("%s streams through slot %s, which does not exist on primary %s", cn.Name, cn.Slot, b.target))
 		a.After = map[string]string{"slot": cn.Slot, "type": "physical", "for": cn.Name}
 		a.DependsOn = deps(b.primaryUp)
 		b.slotIDs[cn.Slot] = b.add(a)
@@ -311,38 +457,46 @@ func (b *builder) slots() {
 			continue
 		}
 		if sl.Active {
-			b.diag(Warning, b.c.Primary, fmt.Sprintf("undeclared slot %s on %s is in use (pid %d)", sl.Name, b.c.Primary, sl.ActivePID),
+			b.diag(Warning, b.target, fmt.Sprintf("undeclared slot %s on %s is in use (pid %d)", sl.Name, b.target, sl.ActivePID),
 				"It holds WAL back, but something streams through it; pgha leaves an active slot alone. Declare it on a node, or stop its client and plan again.")
 			continue
 		}
-		a := newAction(SlotDrop, Delete, b.c.Primary, b.c.Primary+"/"+sl.Name,
-			fmt.Sprintf("slot %s on %s is declared by no node and holds WAL back since %s", sl.Name, b.c.Primary, sl.RestartLSN))
+		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+sl.Name,
+			fmt.Sprintf("slot %s on %s is declared by no node and holds WAL back since %s", sl.Name, b.target, sl.RestartLSN))
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
 		b.add(a)
 	}
 }
 
 func (b *builder) standby(cn *config.Node) {
-	if b.blocked[cn.Name] {
+	if b.rejoined[cn.Name] != "" {
+		return
+	}
+	if cn.Name == b.actual && b.switched != "" {
+		// The old primary follows the new one once its slot exists.
+		b.rejoin(cn, b.target, []string{b.switched, b.slotIDs[cn.Slot]})
+		return
+	}
+	if b.blocked[cn.Name] && !slices.Contains(b.fenced, cn.Name) {
 		return
 	}
 	n := b.node(cn.Name)
-	p := b.node(b.c.Primary)
-	primary := b.c.PrimaryNode()
+	p := b.node(b.target)
+	primary := b.targetNode()
 	if !n.Initialized {
 		if n.DirExists && n.RuntimeError != "" {
 			b.diag(Warning, cn.Name, fmt.Sprintf("%s cannot be cloned", cn.Name), n.RuntimeError)
 			return
 		}
 		a := newAction(StandbyClone, Create, cn.Name, cn.Name,
-			fmt.Sprintf("standby %s has no data; clone it from %s", cn.Name, b.c.Primary))
+			fmt.Sprintf("standby %s has no data; clone it from %s", cn.Name, b.target))
 		a.After = map[string]string{"source": b.peer(primary), "data_dir": cn.DataDir}
 		if cn.Slot != "" {
 			a.After["slot"] = cn.Slot
 		}
 		a.DependsOn = deps(b.primaryUp, b.roleID, b.slotIDs[cn.Slot])
 		clone := b.add(a)
-		start := newAction(NodeStart, Create, cn.Name, cn.Name, fmt.Sprintf("start standby %s following %s", cn.Name, b.c.Primary))
+		start := newAction(NodeStart, Create, cn.Name, cn.Name, fmt.Sprintf("start standby %s following %s", cn.Name, b.target))
 		start.After = map[string]string{"role": "standby", "endpoint": b.endpoint(cn), "upstream": b.peer(primary)}
 		start.DependsOn = deps(clone)
 		b.add(start)
@@ -354,6 +508,10 @@ func (b *builder) standby(cn *config.Node) {
 		return
 	}
 	if b.replace(cn, n) {
+		return
+	}
+	if b.mustRejoin(cn.Name, n) {
+		b.rejoin(cn, b.target, []string{b.primaryUp, b.roleID, b.slotIDs[cn.Slot]})
 		return
 	}
 	if !n.Running {
@@ -380,9 +538,22 @@ func (b *builder) standby(cn *config.Node) {
 	}
 }
 
+// mustRejoin says whether a node cannot simply be started as a standby:
+// the catalog lists it as a former primary, this plan fences it, or it
+// is stopped without standby.signal (it was a primary when it stopped).
+func (b *builder) mustRejoin(name string, n *state.Node) bool {
+	if slices.Contains(b.fenced, name) {
+		return true
+	}
+	if rec := b.s.Catalog.Record; rec != nil && slices.Contains(rec.Rejoin, name) {
+		return true
+	}
+	return n.Initialized && !n.Running && !n.StandbySignal
+}
+
 // follow re-points a standby whose primary_conninfo or slot differs.
 func (b *builder) follow(cn *config.Node, n *state.Node) {
-	want := DesiredSettings(b.c, cn)
+	want := DesiredSettings(b.c, cn, b.target)
 	var before, after = map[string]string{}, map[string]string{}
 	for _, k := range []string{"primary_conninfo", "primary_slot_name"} {
 		if got := n.Settings[k].Value; got != want[k] {
@@ -393,9 +564,9 @@ func (b *builder) follow(cn *config.Node, n *state.Node) {
 		return
 	}
 	a := newAction(StandbyFollow, Update, cn.Name, cn.Name,
-		fmt.Sprintf("standby %s should follow %s at %s%s", cn.Name, b.c.Primary, b.peer(b.c.PrimaryNode()), viaSlot(cn.Slot)))
+		fmt.Sprintf("standby %s should follow %s at %s%s", cn.Name, b.target, b.peer(b.targetNode()), viaSlot(cn.Slot)))
 	a.Before, a.After = before, after
-	a.DependsOn = deps(b.slotIDs[cn.Slot], b.roleID)
+	a.DependsOn = deps(b.primaryUp, b.slotIDs[cn.Slot], b.roleID)
 	b.add(a)
 }
 
@@ -409,7 +580,7 @@ func viaSlot(s string) string {
 // settings compares desired settings with pg_settings; a change to a
 // postmaster-context setting, or one already pending, needs a restart.
 func (b *builder) settings(cn *config.Node, n *state.Node) {
-	want := DesiredSettings(b.c, cn)
+	want := DesiredSettings(b.c, cn, b.target)
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		if k != "primary_conninfo" && k != "primary_slot_name" {
@@ -465,9 +636,11 @@ func (b *builder) settings(cn *config.Node, n *state.Node) {
 	b.add(a)
 }
 
-// record keeps the cluster record in the catalog in step with the file.
+// record keeps the cluster record in the catalog in step with the file:
+// the primary (a change is a new generation), the nodes, and the former
+// primaries still to be rejoined.
 func (b *builder) record() {
-	if b.c.Catalog == nil || b.splitBrain() {
+	if b.c.Catalog == nil || b.undecided {
 		return
 	}
 	if !b.s.Catalog.Reachable && !b.c.Catalog.Managed {
@@ -478,7 +651,21 @@ func (b *builder) record() {
 		names = append(names, n.Name)
 	}
 	rec := b.s.Catalog.Record
-	if rec != nil && rec.Primary == b.c.Primary && slices.Equal(rec.Nodes, names) {
+	var rejoin []string
+	if rec != nil {
+		for _, r := range rec.Rejoin {
+			if b.rejoined[r] == "" {
+				rejoin = append(rejoin, r)
+			}
+		}
+	}
+	for _, f := range b.fenced {
+		if b.rejoined[f] == "" && !slices.Contains(rejoin, f) {
+			rejoin = append(rejoin, f)
+		}
+	}
+	sort.Strings(rejoin)
+	if rec != nil && rec.Primary == b.target && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) {
 		return
 	}
 	var all []string
@@ -492,18 +679,30 @@ func (b *builder) record() {
 	if !b.s.Catalog.Reachable {
 		reason = "the catalog is not running; the cluster is recorded (or its record checked) once it is"
 	}
+	event := "record"
 	if rec != nil {
 		change = Update
 		gen = rec.Generation
-		if rec.Primary != b.c.Primary {
+		reason = "the catalog's record of the cluster differs from cluster.hcl"
+		if rec.Primary != b.target {
 			gen++
+			event = "switchover"
+			if b.failover {
+				event = "failover"
+			}
+			reason = fmt.Sprintf("record the %s from %s to %s as generation %d", event, rec.Primary, b.target, gen)
 		}
 		before = map[string]string{"primary": rec.Primary, "nodes": strings.Join(rec.Nodes, ","), "generation": strconv.FormatInt(rec.Generation, 10)}
-		reason = "the catalog's record of the cluster differs from cluster.hcl"
+		if len(rec.Rejoin) > 0 {
+			before["rejoin"] = strings.Join(rec.Rejoin, ",")
+		}
 	}
 	a := newAction(CatalogRecord, change, "", "cluster", reason)
 	a.Before = before
-	a.After = map[string]string{"primary": b.c.Primary, "nodes": strings.Join(names, ","), "generation": strconv.FormatInt(gen, 10)}
+	a.After = map[string]string{"primary": b.target, "nodes": strings.Join(names, ","), "generation": strconv.FormatInt(gen, 10), "event": event}
+	if len(rejoin) > 0 {
+		a.After["rejoin"] = strings.Join(rejoin, ",")
+	}
 	a.DependsOn = all
 	b.add(a)
 }

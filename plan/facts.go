@@ -37,7 +37,7 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 		}
 		sort.Strings(slots)
 		f[k+"slots"] = strings.Join(slots, ",")
-		for name := range DesiredSettings(c, cn) {
+		for name := range DesiredSettings(c, cn, c.Primary) {
 			if st, ok := n.Settings[name]; ok {
 				f[k+"settings."+name] = st.Value + st.Unit
 			}

@@ -35,7 +35,7 @@ func testCluster() *config.Cluster {
 // exactly as desired.
 func settingsOf(c *config.Cluster, n *config.Node) map[string]state.Setting {
 	out := map[string]state.Setting{}
-	for k, v := range DesiredSettings(c, n) {
+	for k, v := range DesiredSettings(c, n, c.Primary) {
 		s := state.Setting{Value: v, Context: "sighup", VarType: "string"}
 		switch k {
 		case "port", "max_wal_senders", "max_replication_slots":
@@ -76,6 +76,23 @@ func converged(c *config.Cluster) *state.Cluster {
 		s.Nodes = append(s.Nodes, n)
 	}
 	return s
+}
+
+// afterFailover is the cluster after `pgha failover` promoted db2: db1 is
+// stopped and fenced, db3 follows db2, the catalog records generation 2.
+func afterFailover(c *config.Cluster, s *state.Cluster) {
+	stop(s.Node("db1"))
+	s.Node("db1").StandbySignal = true
+	n := s.Node("db2")
+	n.InRecovery, n.Upstream, n.Timeline, n.CurrentLSN = false, nil, 2, 0x3000200
+	n.Slots = []state.Slot{{Name: "db3", Type: "physical", Active: true}, {Name: "db1", Type: "physical"}}
+	n.Settings["primary_conninfo"] = state.Setting{Value: "", VarType: "string", Context: "sighup"}
+	n.Settings["primary_slot_name"] = state.Setting{Value: "", VarType: "string", Context: "sighup"}
+	d3 := s.Node("db3")
+	d3.Upstream = &state.Upstream{Status: "streaming", Host: "127.0.0.1", Port: 5442, Slot: "db3"}
+	d3.Settings = settingsOf(c, c.Node("db3"))
+	d3.Settings["primary_conninfo"] = state.Setting{Value: PrimaryConninfo(c, c.Node("db3"), c.Node("db2")), VarType: "string", Context: "sighup"}
+	s.Catalog.Record = &state.ClusterRecord{Name: "demo", Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Rejoin: []string{"db1"}}
 }
 
 // dockerize turns the converged local fixture into its docker twin.
@@ -183,7 +200,22 @@ var planCases = []planCase{
 	{name: "split_brain", mutate: func(c *config.Cluster, s *state.Cluster) {
 		n := s.Node("db2")
 		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
+		s.Catalog.Record.Timeline = 1
+	}, ids: []string{"node.fence[db2]", "standby.rejoin[db2]"}, diags: []string{"split brain: db1 and db2 both accept writes"}},
+	{name: "split_brain_undecided", mutate: func(c *config.Cluster, s *state.Cluster) {
+		n := s.Node("db2")
+		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
+		s.Catalog.Record = nil
 	}, diags: []string{"split brain: db1 and db2 both accept writes"}},
+	{name: "switchover", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Primary = "db2"
+	}, ids: []string{"switchover[db2]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"db1 is the writable primary, cluster.hcl declares db2"}},
+	{name: "after_failover", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// db1 was killed and fenced, db2 promoted; cluster.hcl still says db1.
+		afterFailover(c, s)
+	}, ids: []string{"standby.rejoin[db1]", "switchover[db1]", "slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"db2 is the writable primary, cluster.hcl declares db1 (the catalog recorded db2 as primary"}},
 	{name: "docker_image_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		dockerize(c, s)
 		c.Runtime.Docker.Image = "postgres:17.3"
@@ -427,6 +459,65 @@ func mustDestroyEmpty(t *testing.T, c *config.Cluster) *Plan {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestFailover(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	stop(s.Node("db1"))
+	s.Node("db2").ReceiveLSN = 0x3000148
+	s.Node("db3").ReceiveLSN, s.Node("db3").ReplayLSN = 0x3000100, 0x3000100
+	p, err := BuildFailover(c, s, FailoverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range p.Actions {
+		ids = append(ids, a.ID)
+	}
+	want := "node.fence[db1] failover[db2] slot.create[db2/db1] slot.create[db2/db3] standby.follow[db3] catalog.record[cluster]"
+	if strings.Join(ids, " ") != want {
+		t.Fatalf("failover plan: %v", ids)
+	}
+	checkDependencies(t, p)
+	var buf bytes.Buffer
+	Text(&buf, p)
+	golden(t, "testdata/failover.txt", buf.Bytes())
+	rec := p.Actions[len(p.Actions)-1]
+	if rec.After["generation"] != "2" || rec.After["rejoin"] != "db1" || rec.After["event"] != "failover" {
+		t.Fatalf("record: %+v", rec.After)
+	}
+
+	// A candidate beyond maximum_lag is refused with the numbers, unless forced.
+	c.Failover.MaximumLag = 16
+	_, err = BuildFailover(c, s, FailoverOptions{To: "db3"})
+	if err == nil || !strings.Contains(err.Error(), "db3 is 72 B behind, more than failover.maximum_lag (16 B)") {
+		t.Fatalf("lagging candidate: %v", err)
+	}
+	if _, err := BuildFailover(c, s, FailoverOptions{To: "db3", Force: true}); err != nil {
+		t.Fatalf("-force: %v", err)
+	}
+	// A healthy primary is not failed over without -force.
+	if _, err := BuildFailover(c, converged(c), FailoverOptions{}); err == nil || !strings.Contains(err.Error(), "answers and accepts writes") {
+		t.Fatalf("healthy primary: %v", err)
+	}
+}
+
+func TestFailbackNoSwitchover(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	afterFailover(c, s)
+	p := BuildWith(c, s, Options{NoSwitchover: true})
+	var ids []string
+	for _, a := range p.Actions {
+		ids = append(ids, a.ID)
+	}
+	if strings.Join(ids, " ") != "standby.rejoin[db1] catalog.record[cluster]" {
+		t.Fatalf("failback -no-switchover: %v", ids)
+	}
+	if p.Actions[0].Primary != "db2" || !p.Actions[0].DataLoss {
+		t.Fatalf("rejoin: %+v", p.Actions[0])
+	}
 }
 
 func TestSettingEqual(t *testing.T) {

@@ -86,10 +86,10 @@ func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
 		host, port, c.Replication.User, standby.Name, PassfilePath(c))
 }
 
-// DesiredSettings is the full set of settings pgha writes to a node's
+// DesiredSettings is, for primary as the cluster's primary, the full set of settings pgha writes to a node's
 // pgha.conf: the managed base, the cluster's parameters, the node's own
 // parameters, and the replication settings of its role.
-func DesiredSettings(c *config.Cluster, n *config.Node) map[string]string {
+func DesiredSettings(c *config.Cluster, n *config.Node, primary string) map[string]string {
 	s := baseSettings(c, n)
 	for k, v := range c.Postgres.Parameters {
 		s[k] = v
@@ -97,11 +97,11 @@ func DesiredSettings(c *config.Cluster, n *config.Node) map[string]string {
 	for k, v := range n.Parameters {
 		s[k] = v
 	}
-	if n.Name == c.Primary {
+	if n.Name == primary {
 		s["primary_conninfo"] = ""
 		s["primary_slot_name"] = ""
 	} else {
-		s["primary_conninfo"] = PrimaryConninfo(c, n, c.PrimaryNode())
+		s["primary_conninfo"] = PrimaryConninfo(c, n, c.Node(primary))
 		s["primary_slot_name"] = n.Slot
 	}
 	return s

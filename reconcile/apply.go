@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,10 @@ func (e *Env) stopped(p *plan.Plan, i int, done []string, err error) error {
 func (e *Env) do(ctx context.Context, a plan.Action) error {
 	c := e.Cfg
 	n := c.Node(a.Node)
+	primary := a.Primary
+	if primary == "" {
+		primary = c.Primary // plans saved before actions carried their primary
+	}
 	switch a.Kind {
 	case plan.CatalogStart:
 		return e.Runtime.StartCatalog(ctx)
@@ -102,20 +107,22 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		if err := e.Runtime.InitDB(ctx, n); err != nil {
 			return err
 		}
-		return e.configure(ctx, n)
+		return e.configure(ctx, n, primary)
 	case plan.NodeStart:
-		return e.start(ctx, n)
+		return e.start(ctx, n, primary)
 	case plan.NodeStop:
 		return e.Runtime.Stop(ctx, n, "fast")
 	case plan.NodeRestart:
-		return e.restart(ctx, n)
+		return e.restart(ctx, n, primary)
 	case plan.NodeReplace:
 		if err := e.Runtime.Replace(ctx, n); err != nil {
 			return err
 		}
-		return e.ready(ctx, n)
+		return e.ready(ctx, n, primary)
 	case plan.NodeDestroy:
 		return e.Runtime.Destroy(ctx, n, a.After["volume"] == "kept")
+	case plan.NodeFence:
+		return e.fence(ctx, n)
 	case plan.RoleEnsure:
 		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
 	case plan.SlotCreate:
@@ -123,37 +130,44 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.SlotDrop:
 		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
 	case plan.StandbyClone:
-		return e.Runtime.Clone(ctx, n, c.PrimaryNode())
+		return e.Runtime.Clone(ctx, n, c.Node(primary))
 	case plan.StandbyFollow:
-		if err := e.configure(ctx, n); err != nil {
+		if err := e.configure(ctx, n, primary); err != nil {
 			return err
 		}
 		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
 			return err
 		}
-		return e.waitStreaming(ctx, n)
+		return e.waitStreaming(ctx, n, primary)
+	case plan.StandbyRejoin:
+		return e.rejoin(ctx, n, c.Node(primary), a.After["method"])
 	case plan.SettingsUpdate:
-		if err := e.configure(ctx, n); err != nil {
+		if err := e.configure(ctx, n, primary); err != nil {
 			return err
 		}
 		if a.After["apply_by"] == "restart" {
-			return e.restart(ctx, n)
+			return e.restart(ctx, n, primary)
 		}
 		return postgres.Reload(ctx, e.superuser(n))
+	case plan.Switchover:
+		return e.switchover(ctx, c.Node(a.Before["primary"]), n)
+	case plan.Failover:
+		return e.failover(ctx, a, n)
 	}
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
 }
 
-// configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl.
-func (e *Env) configure(ctx context.Context, n *config.Node) error {
-	if err := e.Runtime.Configure(ctx, n, plan.DesiredSettings(e.Cfg, n), plan.HBA(e.Cfg)); err != nil {
+// configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl,
+// for primary as the cluster's primary.
+func (e *Env) configure(ctx context.Context, n *config.Node, primary string) error {
+	if err := e.Runtime.Configure(ctx, n, plan.DesiredSettings(e.Cfg, n, primary), plan.HBA(e.Cfg)); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return nil
 }
 
-func (e *Env) start(ctx context.Context, n *config.Node) error {
-	standby := n.Name != e.Cfg.Primary
+func (e *Env) start(ctx context.Context, n *config.Node, primary string) error {
+	standby := n.Name != primary
 	if err := e.Runtime.Prepare(ctx, n); err != nil {
 		return err
 	}
@@ -162,7 +176,7 @@ func (e *Env) start(ctx context.Context, n *config.Node) error {
 			return err
 		}
 	}
-	if err := e.configure(ctx, n); err != nil {
+	if err := e.configure(ctx, n, primary); err != nil {
 		return err
 	}
 	if err := e.Runtime.SetStandby(ctx, n, standby); err != nil {
@@ -171,37 +185,141 @@ func (e *Env) start(ctx context.Context, n *config.Node) error {
 	if err := e.Runtime.Start(ctx, n); err != nil {
 		return err
 	}
-	return e.ready(ctx, n)
+	return e.ready(ctx, n, primary)
 }
 
-func (e *Env) restart(ctx context.Context, n *config.Node) error {
+func (e *Env) restart(ctx context.Context, n *config.Node, primary string) error {
 	if err := e.Runtime.Restart(ctx, n); err != nil {
 		return err
 	}
-	return e.ready(ctx, n)
+	return e.ready(ctx, n, primary)
 }
 
 // ready waits until the node answers and, for a standby, streams: the next
 // plan must see what this apply did, not a node still starting.
-func (e *Env) ready(ctx context.Context, n *config.Node) error {
+func (e *Env) ready(ctx context.Context, n *config.Node, primary string) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := postgres.WaitReady(wctx, e.superuser(n)); err != nil {
 		return fmt.Errorf("wait for %s to accept connections: %w", n.Name, err)
 	}
-	if n.Name != e.Cfg.Primary {
-		return e.waitStreaming(ctx, n)
+	if n.Name != primary {
+		return e.waitStreaming(ctx, n, primary)
 	}
 	return nil
 }
 
-func (e *Env) waitStreaming(ctx context.Context, n *config.Node) error {
+func (e *Env) waitStreaming(ctx context.Context, n *config.Node, primary string) error {
 	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
 	defer cancel()
 	if err := postgres.WaitStreaming(wctx, e.superuser(n)); err != nil {
-		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, e.Cfg.Primary, plan.LogFile(e.Cfg, n), err)
+		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, primary, plan.LogFile(e.Cfg, n), err)
 	}
 	return nil
+}
+
+// fence makes sure a node cannot take writes: its server is stopped at
+// once if it runs, and it is marked as a standby so that a restart by hand
+// or by a supervisor does not bring back a second primary.
+func (e *Env) fence(ctx context.Context, n *config.Node) error {
+	_ = e.Runtime.Stop(ctx, n, "immediate") // a dead or unreachable server is already stopped
+	if err := e.Runtime.Prepare(ctx, n); err != nil {
+		return fmt.Errorf("fence %s: %w", n.Name, err)
+	}
+	if err := e.Runtime.SetStandby(ctx, n, true); err != nil {
+		return fmt.Errorf("fence %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// switchover hands the primary role from old to target without losing a
+// committed transaction: the old primary stops cleanly (its WAL senders
+// ship everything), the target replays up to the old primary's shutdown
+// checkpoint, and only then is it promoted. If the target does not catch
+// up, the old primary is started again and nothing changed.
+func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
+	if err := postgres.Checkpoint(ctx, e.superuser(old)); err != nil {
+		return err
+	}
+	if err := e.Runtime.Stop(ctx, old, "fast"); err != nil {
+		return fmt.Errorf("stop %s cleanly: %w", old.Name, err)
+	}
+	cd, err := e.Runtime.ControlData(ctx, old)
+	if err != nil {
+		return e.rollback(ctx, old, err)
+	}
+	final, err := state.ParseLSN(cd["Latest checkpoint location"])
+	if err != nil {
+		return e.rollback(ctx, old, fmt.Errorf("final LSN of %s: %w", old.Name, err))
+	}
+	_ = postgres.ResumeReplay(ctx, e.superuser(target))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = postgres.WaitReplayed(wctx, e.superuser(target), final)
+	cancel()
+	if err != nil {
+		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
+	}
+	if err := e.Runtime.SetStandby(ctx, old, true); err != nil {
+		return err
+	}
+	return postgres.Promote(ctx, e.superuser(target))
+}
+
+// rollback restarts the old primary after a switchover that could not
+// complete, and reports both.
+func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error {
+	if err := e.start(ctx, old, old.Name); err != nil {
+		return fmt.Errorf("%w; restarting %s as primary also failed: %v", cause, old.Name, err)
+	}
+	return fmt.Errorf("%w; %s was restarted as primary, nothing changed", cause, old.Name)
+}
+
+// failover promotes a standby after the primary was lost. It refuses when
+// the catalog moved to a newer generation since the plan was made (another
+// pgha acted), unless forced.
+func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) error {
+	if e.Catalog != nil && a.After["force"] != "true" {
+		_, rec, _, err := e.Catalog.Observe(ctx)
+		if err == nil && rec != nil && strconv.FormatInt(rec.Generation, 10) != a.Before["generation"] && a.Before["generation"] != "" {
+			return fmt.Errorf("the catalog is at generation %d, the plan was made at %s: someone else changed the cluster; plan again (or -force)", rec.Generation, a.Before["generation"])
+		}
+	}
+	ep := e.superuser(cand)
+	_ = postgres.ResumeReplay(ctx, ep)
+	if rcv, _, err := postgres.WALPositions(ctx, ep); err == nil && rcv > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := postgres.WaitReplayed(wctx, ep, rcv)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s did not replay what it received: %w", cand.Name, err)
+		}
+	}
+	return postgres.Promote(ctx, ep)
+}
+
+// rejoin turns a former primary (or a diverged node) into a standby of
+// primary: pg_rewind when it can, a fresh clone when it cannot.
+func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string) error {
+	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
+		return err
+	}
+	if method != "reclone" {
+		if _, err := e.Runtime.Rewind(ctx, n, primary); err != nil {
+			if method != "rewind-or-reclone" {
+				return err
+			}
+			method = "reclone"
+		}
+	}
+	if method == "reclone" {
+		if err := e.Runtime.WipeData(ctx, n); err != nil {
+			return err
+		}
+		if err := e.Runtime.Clone(ctx, n, primary); err != nil {
+			return err
+		}
+	}
+	return e.start(ctx, n, primary.Name)
 }
 
 func (e *Env) record(ctx context.Context, a plan.Action) error {
@@ -220,7 +338,7 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	nodes := strings.Split(a.After["nodes"], ",")
 	gen := int64(1)
 	if cur != nil {
-		if cur.Primary == a.After["primary"] && slices.Equal(cur.Nodes, nodes) {
+		if cur.Primary == a.After["primary"] && slices.Equal(cur.Nodes, nodes) && strings.Join(cur.Rejoin, ",") == a.After["rejoin"] {
 			return nil
 		}
 		gen = cur.Generation
@@ -230,15 +348,22 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	}
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: nodes,
 		Generation: gen, UpdatedAt: time.Now().UTC()}
+	if r := a.After["rejoin"]; r != "" {
+		rec.Rejoin = strings.Split(r, ",")
+	}
 	// The primary's identity makes later split-brain checks possible.
 	p := &state.Node{}
-	postgres.Observe(ctx, e.superuser(e.Cfg.PrimaryNode()), p, nil)
+	postgres.Observe(ctx, e.superuser(e.Cfg.Node(a.After["primary"])), p, nil)
 	if p.Reachable {
 		rec.SystemID, rec.Timeline = p.SystemID, p.Timeline
 	}
 	if err := e.Catalog.PutRecord(ctx, rec); err != nil {
 		return err
 	}
-	return e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: "record", Generation: gen,
-		Message: fmt.Sprintf("cluster recorded: primary %s, nodes %s", rec.Primary, a.After["nodes"])})
+	kind := a.After["event"]
+	if kind == "" {
+		kind = "record"
+	}
+	return e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: kind, Generation: gen,
+		Message: fmt.Sprintf("primary %s, nodes %s: %s", rec.Primary, a.After["nodes"], a.Reason), Details: a.After})
 }

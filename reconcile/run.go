@@ -45,6 +45,8 @@ type RunOptions struct {
 	Saved       *plan.Plan // a saved plan to apply instead of planning now
 	LockTimeout time.Duration
 	Destroy     plan.DestroyOptions
+	Failover    plan.FailoverOptions
+	Build       plan.Options // apply and failback
 	// Approve is asked after the plan is shown; nil means auto-approve.
 	Approve func(p *plan.Plan) (bool, error)
 	Out     io.Writer
@@ -86,8 +88,13 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 			return nil, err
 		}
 		plan.Text(o.Out, p)
+	case o.Operation == "failover":
+		if p, err = plan.BuildFailover(e.Cfg, s, o.Failover); err != nil {
+			return nil, err
+		}
+		plan.Text(o.Out, p)
 	default:
-		p = plan.Build(e.Cfg, s)
+		p = plan.BuildWith(e.Cfg, s, o.Build)
 		plan.Text(o.Out, p)
 	}
 	if p.Empty() {
@@ -107,10 +114,7 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 		return p, err
 	}
 	s2 := p.Summary()
-	verb := "Apply"
-	if o.Operation == "destroy" {
-		verb = "Destroy"
-	}
+	verb := strings.ToUpper(o.Operation[:1]) + o.Operation[1:]
 	fmt.Fprintf(o.Out, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", verb, s2.Add, s2.Change, s2.Destroy)
 	return p, nil
 }

@@ -29,6 +29,12 @@ type Runtime interface {
 	Restart(ctx context.Context, n *config.Node) error
 	// Clone copies primary into n's (empty) data directory through n's slot.
 	Clone(ctx context.Context, n, primary *config.Node) error
+	// ControlData is pg_controldata's view of n's data directory.
+	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
+	// Rewind runs pg_rewind on n (stopped) against source, which runs.
+	Rewind(ctx context.Context, n, source *config.Node) (string, error)
+	// WipeData empties n's (stopped) data directory before a re-clone.
+	WipeData(ctx context.Context, n *config.Node) error
 	// Destroy removes n and, unless keepData, its data.
 	Destroy(ctx context.Context, n *config.Node, keepData bool) error
 	// Replace recreates a node's container (image or network changed),

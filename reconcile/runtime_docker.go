@@ -13,6 +13,7 @@ import (
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/docker"
+	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
 )
 
@@ -408,4 +409,47 @@ func (d *dockerRuntime) checkMajor(ctx context.Context, n *config.Node) error {
 		return fmt.Errorf("image %s has PostgreSQL %s but the data of %s is version %s: a major version upgrade needs pg_upgrade; pgha refuses to replace the container (set image back)", image, ver, n.Name, data)
 	}
 	return nil
+}
+
+func (d *dockerRuntime) ControlData(ctx context.Context, n *config.Node) (map[string]string, error) {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return nil, err
+	}
+	out, err := d.pg(ctx, n, []string{"LC_ALL=C"}, "pg_controldata", "-D", pgData)
+	if err != nil {
+		return nil, err
+	}
+	return local.ParseControlData(out), nil
+}
+
+// Rewind connects pg_rewind to source as the superuser through a
+// short-lived passfile in the node's volume.
+func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return "", err
+	}
+	su := d.c.Postgres
+	pf := volumeDir + "/rewind.pgpass"
+	content, err := pgconf.Passfile([]pgconf.PassEntry{{User: su.Superuser, Password: su.Password.Reveal()}})
+	if err != nil {
+		return "", err
+	}
+	if err := d.write(ctx, n.Name, pgUser, pf, content); err != nil {
+		return "", err
+	}
+	defer d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "rm", "-f", pf)
+	host, port := plan.PeerEndpoint(d.c, source)
+	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", host, port, su.Superuser)
+	return d.pg(ctx, n, []string{"PGPASSFILE=" + pf}, "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+}
+
+func (d *dockerRuntime) WipeData(ctx context.Context, n *config.Node) error {
+	if err := d.Stop(ctx, n, "fast"); err != nil {
+		return err
+	}
+	if err := d.ensureNode(ctx, n); err != nil {
+		return err
+	}
+	_, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/pgha/pgha/config"
@@ -122,4 +123,28 @@ func (l *localRuntime) DestroyCatalog(ctx context.Context, _ bool) error {
 		return err
 	}
 	return os.RemoveAll(l.c.Catalog.DataDir)
+}
+
+func (l *localRuntime) ControlData(ctx context.Context, n *config.Node) (map[string]string, error) {
+	return l.rt.ControlData(ctx, n.DataDir)
+}
+
+// Rewind connects pg_rewind to source as the superuser through a
+// short-lived passfile, never a command line.
+func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {
+	pf := filepath.Join(filepath.Dir(plan.PassfilePath(l.c)), "rewind-"+n.Name)
+	su := l.c.Postgres
+	if err := l.rt.WritePassfile(pf, []local.PassEntry{{User: su.Superuser, Password: su.Password.Reveal()}}); err != nil {
+		return "", err
+	}
+	defer os.Remove(pf)
+	host, port := plan.PeerEndpoint(l.c, source)
+	return l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf})
+}
+
+func (l *localRuntime) WipeData(ctx context.Context, n *config.Node) error {
+	if err := l.rt.Stop(ctx, n.DataDir, "fast"); err != nil {
+		return err
+	}
+	return l.rt.RemoveDataDir(n.DataDir)
 }

@@ -215,6 +215,9 @@ type ClusterRecord struct {
 	SystemID   string    `json:"system_id,omitempty"`
 	Timeline   int       `json:"timeline,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Rejoin lists former primaries (failed over, fenced) that must be
+	// rewound before they may follow again.
+	Rejoin []string `json:"rejoin,omitempty"`
 }
 
 // Lock is the holder of the cluster's apply lock.

@@ -170,8 +170,25 @@ func cmdDestroy(ctx context.Context, args []string, out, errw io.Writer) int {
 	return runApply(ctx, "destroy", args, out, errw)
 }
 
+func cmdFailover(ctx context.Context, args []string, out, errw io.Writer) int {
+	return runApply(ctx, "failover", args, out, errw)
+}
+
+func cmdFailback(ctx context.Context, args []string, out, errw io.Writer) int {
+	return runApply(ctx, "failback", args, out, errw)
+}
+
 func runApply(ctx context.Context, op string, args []string, out, errw io.Writer) int {
 	fs, file := newFlags(op, errw)
+	var to *string
+	var force, noSwitch *bool
+	switch op {
+	case "failover":
+		to = fs.String("to", "", "the standby to promote (default: the most advanced one)")
+		force = fs.Bool("force", false, "promote although the primary answers, the candidate lags beyond maximum_lag, or the catalog moved")
+	case "failback":
+		noSwitch = fs.Bool("no-switchover", false, "rejoin former primaries but keep the current primary")
+	}
 	auto := fs.Bool("auto-approve", false, "do not ask for approval")
 	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the cluster lock (e.g. 30s)")
 	var delVolumes *bool
@@ -189,6 +206,12 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
 	if delVolumes != nil {
 		o.Destroy.DeleteVolumes = *delVolumes
+	}
+	if to != nil {
+		o.Failover = plan.FailoverOptions{To: *to, Force: *force}
+	}
+	if noSwitch != nil {
+		o.Build.NoSwitchover = *noSwitch
 	}
 	if op == "apply" && fs.NArg() > 0 {
 		saved, err := plan.ReadFile(fs.Arg(0))
@@ -213,6 +236,9 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 // approve asks for "yes" on the terminal, as Terraform does.
 func approve(op string, p *plan.Plan, out io.Writer) (bool, error) {
 	q := "Do you want to perform these actions?"
+	if op == "failover" {
+		q = "Do you want to fail over as shown?"
+	}
 	if op == "destroy" {
 		q = "Do you really want to destroy the cluster " + p.Cluster + "?"
 	}

@@ -35,6 +35,8 @@ func commands() []command {
 		{"fmt", "Rewrite cluster files in the canonical format", cmdFmt},
 		{"plan", "Show what apply would change, and why", cmdPlan},
 		{"apply", "Make the cluster match cluster.hcl", cmdApply},
+		{"failover", "Promote the best standby after the primary was lost (preview first)", cmdFailover},
+		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
 		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
 		{"destroy", "Stop every node and delete its data", cmdDestroy},
 		{"force-unlock", "Remove a cluster lock whose holder is gone", cmdForceUnlock},

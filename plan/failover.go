@@ -1,0 +1,179 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
+)
+
+// FailoverOptions steer `pgha failover`.
+type FailoverOptions struct {
+	To    string // candidate chosen by the operator; "" = the best one
+	Force bool   // promote although the primary answers or the candidate lags
+}
+
+// Candidate is a standby considered for promotion, and why it was or was
+// not chosen.
+type Candidate struct {
+	Node     string    `json:"node"`
+	Received state.LSN `json:"received_lsn"`
+	Behind   int64     `json:"behind_bytes"`
+	Eligible bool      `json:"eligible"`
+	Why      string    `json:"why"`
+}
+
+// FailoverError refuses a failover, with the numbers.
+type FailoverError struct {
+	Reason     string
+	Candidates []Candidate
+}
+
+func (e *FailoverError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Reason)
+	for _, c := range e.Candidates {
+		fmt.Fprintf(&b, "\n  %s: %s", c.Node, c.Why)
+	}
+	return b.String()
+}
+
+// BuildFailover plans the promotion of a standby after the primary was
+// lost: rank the candidates (most WAL received, then declaration order),
+// refuse one beyond failover.maximum_lag unless forced, fence the old
+// primary where the runtime can reach it, promote, re-point the others to
+// the new primary through their slots, and record a new generation.
+func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Plan, error) {
+	old := c.Primary
+	if rec := s.Catalog.Record; rec != nil && rec.Primary != "" {
+		old = rec.Primary
+	}
+	var writable []string
+	for _, n := range s.Nodes {
+		if n.Role() == state.RolePrimary {
+			writable = append(writable, n.Name)
+		}
+	}
+	if len(writable) == 1 {
+		old = writable[0]
+	}
+	on := s.Node(old)
+	if on != nil && on.Role() == state.RolePrimary && !o.Force {
+		return nil, &FailoverError{Reason: fmt.Sprintf("primary %s answers and accepts writes: a failover would lose what it has not shipped; "+
+			"for a planned change edit primary in cluster.hcl (a lossless switchover), or pass -force", old)}
+	}
+	// The reference is the newest WAL position known: the old primary's
+	// when it answers, else the most any standby received.
+	var ref state.LSN
+	refFrom := "the most any standby received; " + old + " does not answer"
+	oldAnswers := on != nil && on.Reachable
+	if oldAnswers {
+		ref, refFrom = on.CurrentLSN, old+"'s current LSN"
+	}
+	var cands []Candidate
+	for _, cn := range c.Nodes {
+		n := s.Node(cn.Name)
+		if cn.Name == old || n == nil {
+			continue
+		}
+		cand := Candidate{Node: cn.Name, Received: max(n.ReceiveLSN, n.ReplayLSN)}
+		switch {
+		case !n.Reachable:
+			cand.Why = "does not answer"
+		case !n.InRecovery:
+			cand.Why = "is not a standby"
+		default:
+			cand.Eligible = true
+		}
+		if cand.Eligible && !oldAnswers && cand.Received > ref {
+			ref = cand.Received
+		}
+		cands = append(cands, cand)
+	}
+	for i := range cands {
+		if cands[i].Eligible {
+			cands[i].Behind = max(int64(ref)-int64(cands[i].Received), 0)
+			cands[i].Why = fmt.Sprintf("received %s, %s behind %s (%s)", cands[i].Received, Bytes(cands[i].Behind), ref, refFrom)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].Eligible != cands[j].Eligible {
+			return cands[i].Eligible
+		}
+		return cands[i].Received > cands[j].Received
+	})
+	var chosen *Candidate
+	for i := range cands {
+		if cands[i].Eligible && (o.To == "" || cands[i].Node == o.To) {
+			chosen = &cands[i]
+			break
+		}
+	}
+	switch {
+	case o.To != "" && c.Node(o.To) == nil:
+		return nil, &FailoverError{Reason: fmt.Sprintf("-to %s names no node", o.To)}
+	case chosen == nil:
+		return nil, &FailoverError{Reason: "no standby can be promoted", Candidates: cands}
+	case chosen.Behind > c.Failover.MaximumLag && !o.Force:
+		return nil, &FailoverError{Reason: fmt.Sprintf("refused: %s is %s behind, more than failover.maximum_lag (%s); pass -force to promote it anyway and lose that WAL",
+			chosen.Node, Bytes(chosen.Behind), Bytes(c.Failover.MaximumLag)), Candidates: cands}
+	}
+
+	b := &builder{c: c, s: s, p: newPlan(c, s, "failover"), target: chosen.Node, failover: true,
+		blocked: map[string]bool{old: true}, rejoined: map[string]string{}}
+	fence := newAction(NodeFence, Update, old, old, fmt.Sprintf("make sure the old primary %s cannot take writes: stop it if it runs, mark it a standby", old))
+	fence.Before = map[string]string{"role": string(on.Role())}
+	fence.After = map[string]string{"role": "fenced"}
+	fenceID := b.add(fence)
+	b.fenced = append(b.fenced, old)
+
+	var others []string
+	for _, cd := range cands {
+		if cd.Node != chosen.Node {
+			others = append(others, cd.Node+" "+cd.Why)
+		}
+	}
+	gen := ""
+	if rec := s.Catalog.Record; rec != nil {
+		gen = strconv.FormatInt(rec.Generation, 10)
+	}
+	a := newAction(Failover, Update, chosen.Node, chosen.Node, fmt.Sprintf("promote %s: the most advanced standby within maximum_lag (%s)", chosen.Node, chosen.Why))
+	a.Before = map[string]string{"primary": old, "generation": gen}
+	a.After = map[string]string{"primary": chosen.Node, "at_risk": Bytes(chosen.Behind) + " (WAL " + old + " may have written that " + chosen.Node + " never received is lost)"}
+	if len(others) > 0 {
+		a.After["not_chosen"] = strings.Join(others, "; ")
+	}
+	if o.Force {
+		a.After["force"] = "true"
+	}
+	a.DependsOn = deps(fenceID)
+	b.primaryUp = b.add(a)
+	b.switched = b.primaryUp
+	b.slots()
+	for _, cn := range c.Nodes {
+		if cn.Name != chosen.Node && cn.Name != old {
+			if n := b.node(cn.Name); n.Running && n.Reachable && n.InRecovery {
+				b.follow(cn, n)
+			}
+		}
+	}
+	b.record()
+	return b.p, nil
+}
+
+// Bytes formats a byte count for people.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

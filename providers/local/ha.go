@@ -1,0 +1,52 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// ControlData runs pg_controldata on a stopped or running data directory
+// and returns its fields ("Latest checkpoint location", ...).
+func (r *Runtime) ControlData(ctx context.Context, dir string) (map[string]string, error) {
+	out, err := output(r.command(ctx, "pg_controldata", "-D", dir))
+	if err != nil {
+		return nil, fmt.Errorf("pg_controldata %s: %w%s", dir, err, withOutput(out))
+	}
+	return ParseControlData(out), nil
+}
+
+// ParseControlData reads pg_controldata's "name: value" lines.
+func ParseControlData(out string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// RewindSource is the running server a stopped data directory is rewound
+// to, connected to as a superuser through a passfile.
+type RewindSource struct {
+	Host     string
+	Port     int
+	User     string
+	Passfile string
+}
+
+// Rewind runs pg_rewind on the stopped data directory dir so that it can
+// follow src again; it returns pg_rewind's report (which says where the
+// timelines diverged). The data directory must belong to the same cluster.
+func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (string, error) {
+	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", src.Host, src.Port, src.User)
+	cmd := r.command(ctx, "pg_rewind", "--target-pgdata", dir, "--source-server", conn)
+	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile)
+	out, err := output(cmd)
+	if err != nil {
+		return out, fmt.Errorf("pg_rewind %s from %s:%d: %w%s", dir, src.Host, src.Port, err, withOutput(out))
+	}
+	return out, nil
+}
