@@ -265,7 +265,7 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 	if n.Timeline > 0 {
 		a.Before["timeline"] = strconv.Itoa(n.Timeline)
 	}
-	a.After = map[string]string{"role": "standby", "upstream": primary, "method": "rewind-or-reclone"}
+	a.After = map[string]string{"role": "standby", "upstream": primary, "method": "rewind-or-reclone", "slots": "its own slots are dropped: only the primary keeps slots"}
 	a.Primary = primary
 	if b.switched == "" || cn.Name != b.actual {
 		// A node that accepted writes on its own after the timelines split
@@ -528,6 +528,7 @@ func (b *builder) standby(cn *config.Node) {
 	}
 	b.follow(cn, n)
 	b.settings(cn, n)
+	b.standbySlots(cn, n)
 	if b.primaryUp == "" && b.slotIDs[cn.Slot] == "" && (n.Upstream == nil || n.Upstream.Status != "streaming") {
 		status := "no WAL receiver"
 		if n.Upstream != nil {
@@ -535,6 +536,25 @@ func (b *builder) standby(cn *config.Node) {
 		}
 		b.diag(Warning, cn.Name, fmt.Sprintf("standby %s is not streaming (%s)", cn.Name, status),
 			fmt.Sprintf("See %s.", LogFile(b.c, cn)))
+	}
+}
+
+// standbySlots drops the slots a standby kept from its time as primary:
+// only the primary keeps slots, and a slot on a standby holds its WAL back.
+func (b *builder) standbySlots(cn *config.Node, n *state.Node) {
+	for _, sl := range n.Slots {
+		if sl.Type != "physical" {
+			continue
+		}
+		if sl.Active {
+			b.diag(Warning, cn.Name, fmt.Sprintf("slot %s on standby %s is in use (pid %d)", sl.Name, cn.Name, sl.ActivePID),
+				"pgha keeps slots on the primary only and leaves an active slot alone.")
+			continue
+		}
+		a := newAction(SlotDrop, Delete, cn.Name, cn.Name+"/"+sl.Name,
+			fmt.Sprintf("slot %s on standby %s is left from its time as primary and holds WAL back since %s", sl.Name, cn.Name, sl.RestartLSN))
+		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
+		b.add(a)
 	}
 }
 

@@ -319,7 +319,20 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			return err
 		}
 	}
-	return e.start(ctx, n, primary.Name)
+	if err := e.start(ctx, n, primary.Name); err != nil {
+		return err
+	}
+	// The slots it kept from its time as primary would hold its WAL back.
+	st := &state.Node{}
+	postgres.Observe(ctx, e.superuser(n), st, nil)
+	for _, sl := range st.Slots {
+		if !sl.Active {
+			if err := postgres.DropSlot(ctx, e.superuser(n), sl.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (e *Env) record(ctx context.Context, a plan.Action) error {
