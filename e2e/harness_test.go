@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -94,6 +95,9 @@ func newCluster(t *testing.T, rt string, n int) *cluster {
   }
 %s%s  replication {
     password = env("E2E_REPL_PW")
+  }
+  failover {
+    maximum_lag = "64kB"
   }
   catalog "redis" {
     address = "127.0.0.1:%d"
@@ -298,4 +302,82 @@ func (c *cluster) with(t *testing.T) *cluster {
 	cc := *c
 	cc.t = t
 	return &cc
+}
+
+// port returns a node's port.
+func (c *cluster) port(node string) int {
+	for i, n := range c.names {
+		if n == node {
+			return c.ports[i]
+		}
+	}
+	c.t.Fatalf("no node %s", node)
+	return 0
+}
+
+// kill kills a node the hard way: kill -9 of the postmaster, or docker kill.
+func (c *cluster) kill(node string) {
+	c.t.Helper()
+	if c.rt == "docker" {
+		if out, err := exec.Command("docker", "kill", c.container(node)).CombinedOutput(); err != nil {
+			c.t.Fatalf("docker kill: %v %s", err, out)
+		}
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(c.dataDir(node), "postmaster.pid"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pid := strings.SplitN(string(b), "\n", 2)[0]
+	if out, err := exec.Command("kill", "-9", pid).CombinedOutput(); err != nil {
+		c.t.Fatalf("kill -9 %s: %v %s", pid, err, out)
+	}
+}
+
+// sh runs a shell command as the postgres user next to a node's data:
+// on this machine for the local runtime, in the container on Docker.
+func (c *cluster) sh(node, script string) string {
+	c.t.Helper()
+	var cmd *exec.Cmd
+	if c.rt == "docker" {
+		if out, err := exec.Command("docker", "start", c.container(node)).CombinedOutput(); err != nil {
+			c.t.Fatalf("docker start: %v %s", err, out)
+		}
+		cmd = exec.Command("docker", "exec", "-u", "postgres", "-e", "PATH=/usr/lib/postgresql/17/bin:/usr/bin:/bin", "-e", "D="+c.dataDir(node), c.container(node), "sh", "-c", script)
+	} else {
+		cmd = testenv.Command(c.t, "sh", "-c", script)
+		cmd.Env = append(cmd.Env, "PATH="+testenv.PGBinDir(c.t)+":/usr/bin:/bin", "D="+c.dataDir(node))
+		cmd.Dir = "/"
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s on %s: %v\n%s", script, node, err, out)
+	}
+	return string(out)
+}
+
+// primary returns the node that accepts writes now.
+func (c *cluster) primary(ctx context.Context) string {
+	c.t.Helper()
+	var st struct {
+		Nodes []struct{ Name, Role string } `json:"nodes"`
+	}
+	r := c.mustPgha("status", "-json")
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.Role == "primary" {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// peer is how nodes reach node: host:port locally, container:5432 on Docker.
+func (c *cluster) peer(node string) string {
+	if c.rt == "docker" {
+		return c.container(node) + ":5432"
+	}
+	return fmt.Sprintf("127.0.0.1:%d", c.port(node))
 }

@@ -150,15 +150,28 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 		a.After["force"] = "true"
 	}
 	a.DependsOn = deps(fenceID)
+	if chosen.Behind > 0 {
+		a.DataLoss = true
+		a.Reason += fmt.Sprintf("; the %s it never received are lost", Bytes(chosen.Behind))
+	}
 	b.primaryUp = b.add(a)
 	b.switched = b.primaryUp
 	b.slots()
 	for _, cn := range c.Nodes {
-		if cn.Name != chosen.Node && cn.Name != old {
-			if n := b.node(cn.Name); n.Running && n.Reachable && n.InRecovery {
-				b.follow(cn, n)
-			}
+		if cn.Name == chosen.Node || cn.Name == old {
+			continue
 		}
+		n := b.node(cn.Name)
+		if !n.Running || !n.Reachable || !n.InRecovery {
+			continue
+		}
+		if max(n.ReceiveLSN, n.ReplayLSN) > chosen.Received {
+			// It has WAL the new primary never got: it cannot follow the
+			// new timeline and must be rewound onto it.
+			b.rejoin(cn, chosen.Node, []string{b.primaryUp, b.slotIDs[cn.Slot]})
+			continue
+		}
+		b.follow(cn, n)
 	}
 	b.record()
 	return b.p, nil

@@ -304,6 +304,11 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		return err
 	}
 	if method != "reclone" {
+		// A just-promoted source must checkpoint first, or pg_rewind reads
+		// the old timeline from its control file.
+		if err := postgres.Checkpoint(ctx, e.superuser(primary)); err != nil {
+			return err
+		}
 		if _, err := e.Runtime.Rewind(ctx, n, primary); err != nil {
 			if method != "rewind-or-reclone" {
 				return err
