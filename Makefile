@@ -4,6 +4,7 @@ GO      ?= go
 BIN     := bin/pgha
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+SCALE   ?= 70
 
 .PHONY: all setup image build test demo demo-down secrets bench lint fuzz clean
 
@@ -47,6 +48,7 @@ bench: setup image build
 	$(GO) test -run '^$$' -bench . -benchtime 30x ./plan/
 	$(GO) run ./bench -pgha $(BIN)
 	$(GO) run ./bench -pgha $(BIN) -runtime docker -image pgha-test/postgres:17
+	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE)
 
 ## lint: gofmt and go vet
 lint:

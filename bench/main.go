@@ -23,8 +23,16 @@ func main() {
 	runs := flag.Int("runs", 30, "timed runs per row")
 	runtime := flag.String("runtime", "local", "local or docker")
 	image := flag.String("image", "pgha-test/postgres:17", "PostgreSQL image (docker runtime)")
+	ha := flag.Bool("ha", false, "measure failover, switchover and rejoin instead of plan")
+	scale := flag.Int("scale", 70, "pgbench scale of the -ha data set (70 is about 1 GB)")
 	flag.Parse()
-	if err := run(*bin, *runs, *runtime, *image); err != nil {
+	var err error
+	if *ha {
+		err = runHA(*bin, *scale)
+	} else {
+		err = run(*bin, *runs, *runtime, *image)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

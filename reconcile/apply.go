@@ -285,15 +285,9 @@ func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) er
 		}
 	}
 	ep := e.superuser(cand)
+	// Promotion replays everything the standby received before it ends
+	// recovery; a paused replay is resumed so that nothing is left behind.
 	_ = postgres.ResumeReplay(ctx, ep)
-	if rcv, _, err := postgres.WALPositions(ctx, ep); err == nil && rcv > 0 {
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := postgres.WaitReplayed(wctx, ep, rcv)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s did not replay what it received: %w", cand.Name, err)
-		}
-	}
 	return postgres.Promote(ctx, ep)
 }
 

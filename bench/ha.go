@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// runHA measures, on a two-node local cluster holding a pgbench data set:
+// the write gap and lost commits of a switchover under a writing client;
+// an unplanned failover from kill -9 of the primary to the first write
+// that succeeds on the new primary (detection excluded: that is watch
+// mode's); rejoining the old primary by pg_rewind versus re-cloning it.
+// The hand-made scripts pgha replaces are printed beside them.
+func runHA(bin string, scale int) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "pgha-bench-ha")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "cluster.hcl")
+	writeFile := func(primary string) error {
+		return os.WriteFile(file, []byte(fmt.Sprintf(`cluster "benchha" {
+  primary = %q
+  postgres {
+    password   = env("BENCH_PW")
+    parameters = { max_wal_size = "2GB", wal_keep_size = "256MB" }
+  }
+  node "db1" {
+    port = %d
+    slot = "db1"
+  }
+  node "db2" {
+    port = %d
+    slot = "db2"
+  }
+  replication {
+    password = env("BENCH_PW")
+  }
+  failover {
+    maximum_lag = "64MB"
+  }
+  catalog "redis" {
+    address = "127.0.0.1:%d"
+    managed = true
+  }
+}
+`, primary, ports[0], ports[1], ports[2])), 0o644)
+	}
+	if err := writeFile("db1"); err != nil {
+		return err
+	}
+	env := append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")
+	pgha := func(args ...string) error {
+		cmd := exec.Command(bin, append([]string{args[0], "-f", file}, args[1:]...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pgha %v: %v\n%s", args, err, out)
+		}
+		return nil
+	}
+	defer func() {
+		cmd := exec.Command(bin, "destroy", "-auto-approve", "-f", file)
+		cmd.Env = env
+		_ = cmd.Run()
+	}()
+	fmt.Println("ha: two local nodes and a managed Redis...")
+	if err := pgha("apply", "-auto-approve"); err != nil {
+		return err
+	}
+	pgbench, err := findBin("pgbench")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ha: pgbench -i -s %d (about %d MB)...\n", scale, scale*15)
+	init := exec.Command(pgbench, "-i", "-q", "-s", fmt.Sprint(scale), "-h", "127.0.0.1", "-p", fmt.Sprint(ports[0]), "-U", "postgres", "postgres")
+	init.Env = env
+	if out, err := init.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	connect := func(port int) (*pgx.Conn, error) {
+		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=1", port))
+		cfg.Password = "bench-only-password"
+		return pgx.ConnectConfig(ctx, cfg)
+	}
+	c1, err := connect(ports[0])
+	if err != nil {
+		return err
+	}
+	if _, err := c1.Exec(ctx, "CREATE TABLE bench_writes (id bigint primary key, at timestamptz default clock_timestamp())"); err != nil {
+		return err
+	}
+	c1.Close(ctx)
+	// Let the standby catch up with the data set before measuring.
+	if err := pgha("apply", "-auto-approve"); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+
+	// 1. Switchover under a writing client.
+	w := newBenchWriter(ctx, connect, ports[:2])
+	time.Sleep(time.Second)
+	if err := writeFile("db2"); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := pgha("apply", "-auto-approve"); err != nil {
+		return err
+	}
+	swTook := time.Since(start)
+	time.Sleep(time.Second)
+	acked, gap := w.finish()
+	c2, err := connect(ports[1])
+	if err != nil {
+		return err
+	}
+	var have int
+	if err := c2.QueryRow(ctx, "SELECT count(*) FROM bench_writes WHERE id = ANY($1)", acked).Scan(&have); err != nil {
+		return err
+	}
+	c2.Close(ctx)
+	lost := len(acked) - have
+
+	// 2. Unplanned failover: kill -9 of the primary (db2) until a write succeeds on db1.
+	pid, err := os.ReadFile(filepath.Join(dir, "data", "db2", "postmaster.pid"))
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := exec.Command("kill", "-9", strings.SplitN(string(pid), "\n", 2)[0]).Run(); err != nil {
+		return err
+	}
+	if err := pgha("failover", "-auto-approve"); err != nil {
+		return err
+	}
+	for {
+		c, err := connect(ports[0])
+		if err == nil {
+			_, err = c.Exec(ctx, "INSERT INTO bench_writes (id) VALUES (-1)")
+			c.Close(ctx)
+			if err == nil {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			return fmt.Errorf("no write succeeded on db1 within 30s: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	foTook := time.Since(start)
+
+	// 3. Rejoin the old primary by pg_rewind (including its restart and streaming).
+	if err := writeFile("db1"); err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := pgha("failback", "-auto-approve"); err != nil {
+		return err
+	}
+	rwTook := time.Since(start)
+
+	// 4. The same node re-cloned instead: data directory lost, pgha clones it.
+	stop := exec.Command(bin, "plan", "-f", file) // warm; no change expected
+	stop.Env = env
+	_ = stop.Run()
+	if err := stopAndWipe(filepath.Join(dir, "data", "db2")); err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := pgha("apply", "-auto-approve"); err != nil {
+		return err
+	}
+	rcTook := time.Since(start)
+
+	fmt.Printf("\nHA operations on a pgbench scale-%d data set (local runtime, PostgreSQL from the host)\n\n", scale)
+	fmt.Printf("%-58s %12s  %-14s %s\n", "measure", "pgha", "target", "scripts pgha replaces")
+	row := func(name string, d time.Duration, target time.Duration, baseline string) {
+		verdict := "met"
+		if d > target {
+			verdict = "MISSED"
+		}
+		fmt.Printf("%-58s %12s  %-14s %s\n", name, d.Round(time.Millisecond), fmt.Sprintf("<= %s %s", target, verdict), baseline)
+	}
+	row("unplanned failover: kill -9 -> first write on new primary", foTook, time.Second, "failover.sh: 15-20 s")
+	row("switchover: longest write gap seen by the client", gap, time.Second, "stop + promote by hand")
+	fmt.Printf("%-58s %12d  %-14s %s\n", "switchover: acknowledged commits lost", lost, "= 0", fmt.Sprintf("(%d commits acknowledged; apply took %s)", len(acked), swTook.Round(time.Millisecond)))
+	row("rejoin old primary by pg_rewind (incl. restart, streaming)", rwTook, 1500*time.Millisecond, "failback.sh re-clone: 30-45 s")
+	fmt.Printf("%-58s %12s  %-14s %s\n", "rejoin by re-clone (pg_basebackup) instead", rcTook.Round(time.Millisecond), "-", "")
+	return nil
+}
+
+func stopAndWipe(dataDir string) error {
+	pgctl, err := findBin("pg_ctl")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("su", "postgres", "-s", "/bin/sh", "-c", pgctl+" -D "+dataDir+" -m fast -w stop")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("stop %s: %v\n%s", dataDir, err, out)
+	}
+	return os.RemoveAll(dataDir)
+}
+
+func findBin(name string) (string, error) {
+	m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(m) == 0 {
+		return exec.LookPath(name)
+	}
+	return m[len(m)-1], nil
+}
+
+// benchWriter inserts sequential ids into whichever node accepts writes and
+// records the longest time between two acknowledged commits.
+type benchWriter struct {
+	mu    sync.Mutex
+	acked []int64
+	gap   time.Duration
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newBenchWriter(ctx context.Context, connect func(int) (*pgx.Conn, error), ports []int) *benchWriter {
+	w := &benchWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var conn *pgx.Conn
+		last := time.Now()
+		var id int64
+		for {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			if conn == nil {
+				for _, p := range ports {
+					c, err := connect(p)
+					if err != nil {
+						continue
+					}
+					var rec bool
+					if c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec {
+						conn = c
+						break
+					}
+					c.Close(ctx)
+				}
+				if conn == nil {
+					time.Sleep(2 * time.Millisecond)
+					continue
+				}
+			}
+			id++
+			if _, err := conn.Exec(ctx, "INSERT INTO bench_writes (id) VALUES ($1)", id); err != nil {
+				conn.Close(ctx)
+				conn = nil
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			w.acked = append(w.acked, id)
+			w.gap = max(w.gap, now.Sub(last))
+			w.mu.Unlock()
+			last = now
+		}
+	}()
+	return w
+}
+
+func (w *benchWriter) finish() ([]int64, time.Duration) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked, w.gap
+}
