@@ -271,7 +271,7 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 		// A node that accepted writes on its own after the timelines split
 		// loses them; a cleanly switched-over primary has nothing to lose.
 		a.DataLoss = true
-		a.Reason += "; writes it took after the timelines diverged are discarded"
+		a.Reason += "; " + b.divergence(cn.Name, n, primary)
 	}
 	a.DependsOn = deps(after...)
 	id := b.add(a)
@@ -556,6 +556,30 @@ func (b *builder) standbySlots(cn *config.Node, n *state.Node) {
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
 		b.add(a)
 	}
+}
+
+// divergence says where n left primary's history, what rewinding it
+// discards, and what the re-clone fallback would copy.
+func (b *builder) divergence(name string, n *state.Node, primary string) string {
+	p := b.node(primary)
+	var fork *state.TimelineSwitch
+	for i := range p.History {
+		h := &p.History[i]
+		if n.Timeline == 0 || h.Parent == n.Timeline {
+			fork = h // the last matching entry: the most recent fork
+		}
+	}
+	out := "what it wrote after the timelines diverged is discarded"
+	if fork != nil {
+		out = fmt.Sprintf("rewind: diverged at %s, timeline %d→%d; what %s wrote after %s is discarded", fork.SwitchLSN, fork.Parent, p.Timeline, name, fork.SwitchLSN)
+		if n.Reachable && !n.InRecovery && n.CurrentLSN > fork.SwitchLSN {
+			out += fmt.Sprintf(" (%s of WAL)", Bytes(int64(n.CurrentLSN-fork.SwitchLSN)))
+		}
+	}
+	if p.DatabaseBytes > 0 {
+		out += fmt.Sprintf("; re-clone if rewind cannot work: %s", Bytes(p.DatabaseBytes))
+	}
+	return out
 }
 
 // mustRejoin says whether a node cannot simply be started as a standby:

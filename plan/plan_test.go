@@ -86,6 +86,8 @@ func afterFailover(c *config.Cluster, s *state.Cluster) {
 	n := s.Node("db2")
 	n.InRecovery, n.Upstream, n.Timeline, n.CurrentLSN = false, nil, 2, 0x3000200
 	n.Slots = []state.Slot{{Name: "db3", Type: "physical", Active: true}, {Name: "db1", Type: "physical"}}
+	n.History = []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x3000148}}
+	n.DatabaseBytes = 1 << 30
 	n.Settings["primary_conninfo"] = state.Setting{Value: "", VarType: "string", Context: "sighup"}
 	n.Settings["primary_slot_name"] = state.Setting{Value: "", VarType: "string", Context: "sighup"}
 	d3 := s.Node("db3")

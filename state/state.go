@@ -100,7 +100,11 @@ type Node struct {
 	Slots         []Slot             `json:"slots,omitempty"`
 	Replicas      []Replica          `json:"replicas,omitempty"`
 	Settings      map[string]Setting `json:"settings,omitempty"`
-	Roles         map[string]DBRole  `json:"roles,omitempty"`
+	// History is where the node's timeline forked from each ancestor.
+	History []TimelineSwitch `json:"history,omitempty"`
+	// DatabaseBytes is the size of all databases: what a re-clone copies.
+	DatabaseBytes int64             `json:"database_bytes,omitempty"`
+	Roles         map[string]DBRole `json:"roles,omitempty"`
 }
 
 // Role derives primary/standby/unknown from what PostgreSQL said.
@@ -142,6 +146,13 @@ func (n *Node) Replica(name string) *Replica {
 		}
 	}
 	return nil
+}
+
+// TimelineSwitch is one line of a timeline history file: the node's
+// history left timeline Parent at SwitchLSN.
+type TimelineSwitch struct {
+	Parent    int `json:"parent"`
+	SwitchLSN LSN `json:"switch_lsn"`
 }
 
 // Upstream is a standby's WAL receiver (pg_stat_wal_receiver).

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +38,13 @@ const (
   COALESCE(sent_lsn::text, ''), COALESCE(replay_lsn::text, ''), COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8,
   COALESCE(sync_state, '') FROM pg_stat_replication ORDER BY application_name`
 	qSettings = `SELECT name, COALESCE(setting, ''), COALESCE(unit, ''), context, vartype, pending_restart, source FROM pg_settings`
-	qRoles    = `SELECT rolname, rolcanlogin, rolreplication, rolsuper, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)`
+	// qHistory reads the current timeline's history file (where each
+	// timeline forked from its parent) and the databases' total size, the
+	// cost of a re-clone; both for rejoin previews.
+	qHistory = `SELECT COALESCE(CASE WHEN t > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(t)), 8, '0') || '.history', 0, 1048576, true) END, ''),
+  (SELECT sum(pg_database_size(oid))::bigint FROM pg_database)
+  FROM (SELECT $1::int AS t) x`
+	qRoles = `SELECT rolname, rolcanlogin, rolreplication, rolsuper, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)`
 )
 
 // Observe fills the PostgreSQL facts of n. It never fails: a server that
@@ -177,7 +184,38 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 		}
 		n.Roles[name] = r
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	br.Close()
+	var history string
+	if err := conn.QueryRow(ctx, qHistory, n.Timeline).Scan(&history, &n.DatabaseBytes); err != nil {
+		return err
+	}
+	n.History = ParseHistory(history)
+	return nil
+}
+
+// ParseHistory reads a timeline history file: one line per ancestor
+// timeline, "<parent tli>\t<switch LSN>\t<reason>".
+func ParseHistory(s string) []state.TimelineSwitch {
+	var out []state.TimelineSwitch
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		tli, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		l, err := state.ParseLSN(f[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, state.TimelineSwitch{Parent: tli, SwitchLSN: l})
+	}
+	return out
 }
 
 func lsn(s string) state.LSN {
