@@ -49,6 +49,7 @@ func list(ids []string) string {
 // Execute runs the actions of p in order, one progress line each, and
 // stops at the first failure.
 func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
+	e.out = out
 	done := map[string]bool{}
 	var doneIDs []string
 	for i, a := range p.Actions {
@@ -69,6 +70,18 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 		doneIDs = append(doneIDs, a.ID)
 	}
 	return nil
+}
+
+// note prints a line under the running action: what an executor decided.
+func (e *Env) note(format string, args ...any) {
+	if e.out != nil {
+		fmt.Fprintf(e.out, "      "+format+"\n", args...)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 func (e *Env) stopped(p *plan.Plan, i int, done []string, err error) error {
@@ -303,10 +316,20 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := postgres.Checkpoint(ctx, e.superuser(primary)); err != nil {
 			return err
 		}
+		// pg_rewind first runs crash recovery in single-user mode, which
+		// refuses standby.signal (written when the node was fenced); the
+		// start below writes it again.
+		if err := e.Runtime.Prepare(ctx, n); err != nil {
+			return err
+		}
+		if err := e.Runtime.SetStandby(ctx, n, false); err != nil {
+			return err
+		}
 		if _, err := e.Runtime.Rewind(ctx, n, primary); err != nil {
 			if method != "rewind-or-reclone" {
 				return err
 			}
+			e.note("pg_rewind of %s failed, re-cloning it instead: %v", n.Name, firstLine(err.Error()))
 			method = "reclone"
 		}
 	}

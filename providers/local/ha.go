@@ -2,7 +2,11 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +45,9 @@ type RewindSource struct {
 // follow src again; it returns pg_rewind's report (which says where the
 // timelines diverged). The data directory must belong to the same cluster.
 func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (string, error) {
+	if err := clearDeadPidfile(dir); err != nil {
+		return "", err
+	}
 	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", src.Host, src.Port, src.User)
 	cmd := r.command(ctx, "pg_rewind", "--target-pgdata", dir, "--source-server", conn)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile)
@@ -49,4 +56,26 @@ func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (str
 		return out, fmt.Errorf("pg_rewind %s from %s:%d: %w%s", dir, src.Host, src.Port, err, withOutput(out))
 	}
 	return out, nil
+}
+
+// clearDeadPidfile removes a postmaster.pid whose process is dead or a
+// zombie. PostgreSQL removes a stale pid file itself when the pid is gone,
+// but a crashed postmaster that its parent has not reaped yet still
+// answers kill(pid, 0), and pg_rewind's crash recovery then refuses to
+// start. A zombie runs nothing, so the file is stale.
+func clearDeadPidfile(dir string) error {
+	path := filepath.Join(dir, "postmaster.pid")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 || alive(pid) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale %s: %w", path, err)
+	}
+	return nil
 }
