@@ -307,6 +307,11 @@ func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) er
 // rejoin turns a former primary (or a diverged node) into a standby of
 // primary: pg_rewind when it can, a fresh clone when it cannot.
 func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string) error {
+	t0 := time.Now()
+	step := func(what string) {
+		e.note("%s: %s", what, time.Since(t0).Round(time.Millisecond))
+		t0 = time.Now()
+	}
 	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
 		return err
 	}
@@ -316,6 +321,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := postgres.Checkpoint(ctx, e.superuser(primary)); err != nil {
 			return err
 		}
+		step("checkpoint on " + primary.Name)
 		// pg_rewind first runs crash recovery in single-user mode, which
 		// refuses standby.signal (written when the node was fenced); the
 		// start below writes it again.
@@ -331,6 +337,8 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			}
 			e.note("pg_rewind of %s failed, re-cloning it instead: %v", n.Name, firstLine(err.Error()))
 			method = "reclone"
+		} else {
+			step("pg_rewind")
 		}
 	}
 	if method == "reclone" {
@@ -340,10 +348,12 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := e.Runtime.Clone(ctx, n, primary); err != nil {
 			return err
 		}
+		step("re-clone")
 	}
 	if err := e.start(ctx, n, primary.Name); err != nil {
 		return err
 	}
+	step("start and stream")
 	// The slots it kept from its time as primary would hold its WAL back.
 	st := &state.Node{}
 	postgres.Observe(ctx, e.superuser(n), st, nil)
