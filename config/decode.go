@@ -28,7 +28,7 @@ var (
 	dockerSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "image"}, {Name: "redis_image"}, {Name: "network"}, {Name: "host"}, {Name: "bind"}, {Name: "prefix"}}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}}}
+		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}, {Name: "priority"}}}
 	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}}}
@@ -336,6 +336,8 @@ func (d *decoder) node(b *hcl.Block) *Node {
 			n.Parameters = d.params(a)
 		case "prevent_destroy":
 			d.boolean(a, &n.PreventDestroy)
+		case "priority":
+			d.integer(a, &n.Priority)
 		}
 	})
 	return n

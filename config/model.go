@@ -101,6 +101,9 @@ type Node struct {
 	// Parameters override Postgres.Parameters for this node.
 	Parameters     map[string]string
 	PreventDestroy bool
+	// Priority breaks ties between failover candidates that received the
+	// same WAL: higher first; 0 (the default) after any positive one.
+	Priority int
 	// DataDir is absolute: <Runtime.DataDir>/<Name>.
 	DataDir string
 

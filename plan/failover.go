@@ -42,7 +42,8 @@ func (e *FailoverError) Error() string {
 }
 
 // BuildFailover plans the promotion of a standby after the primary was
-// lost: rank the candidates (most WAL received, then declaration order),
+// lost: rank the candidates (most WAL received, then the declared
+// priority, then declaration order),
 // refuse one beyond failover.maximum_lag unless forced, fence the old
 // primary where the runtime can reach it, promote, re-point the others to
 // the new primary through their slots, and record a new generation.
@@ -103,7 +104,10 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 		if cands[i].Eligible != cands[j].Eligible {
 			return cands[i].Eligible
 		}
-		return cands[i].Received > cands[j].Received
+		if cands[i].Received != cands[j].Received {
+			return cands[i].Received > cands[j].Received
+		}
+		return c.Node(cands[i].Node).Priority > c.Node(cands[j].Node).Priority
 	})
 	var chosen *Candidate
 	for i := range cands {

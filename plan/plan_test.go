@@ -499,6 +499,13 @@ func TestFailover(t *testing.T) {
 	if _, err := BuildFailover(c, s, FailoverOptions{To: "db3", Force: true}); err != nil {
 		t.Fatalf("-force: %v", err)
 	}
+	// Equal WAL: the declared priority decides.
+	s.Node("db3").ReceiveLSN, s.Node("db3").ReplayLSN = 0x3000148, 0x3000148
+	c.Node("db3").Priority = 10
+	p, err = BuildFailover(c, s, FailoverOptions{})
+	if err != nil || p.Actions[1].ID != "failover[db3]" {
+		t.Fatalf("priority not honoured: %v %v", err, p.Actions[1].ID)
+	}
 	// A healthy primary is not failed over without -force.
 	if _, err := BuildFailover(c, converged(c), FailoverOptions{}); err == nil || !strings.Contains(err.Error(), "answers and accepts writes") {
 		t.Fatalf("healthy primary: %v", err)
