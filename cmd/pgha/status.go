@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 )
 
@@ -60,7 +61,7 @@ func cmdStatus(ctx context.Context, args []string, out, errw io.Writer) int {
 			lsn = n.LSN
 		}
 		if n.LagBytes != nil {
-			lag = humanBytes(*n.LagBytes)
+			lag = plan.Bytes(*n.LagBytes)
 		}
 		if n.LagSeconds != nil {
 			lagT = fmt.Sprintf("%.1fs", *n.LagSeconds)
@@ -84,17 +85,4 @@ func cmdStatus(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	tw.Flush()
 	return exitOK
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
