@@ -69,10 +69,12 @@ func runHA(bin string, scale int) error {
 		return err
 	}
 	env := append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")
+	var lastOut string
 	pgha := func(args ...string) error {
 		cmd := exec.Command(bin, append([]string{args[0], "-f", file}, args[1:]...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
+		lastOut = string(out)
 		if err != nil {
 			return fmt.Errorf("pgha %v: %v\n%s", args, err, out)
 		}
@@ -183,6 +185,12 @@ func runHA(bin string, scale int) error {
 		return err
 	}
 	rwTook := time.Since(start)
+	var rwSteps []string
+	for _, l := range strings.Split(lastOut, "\n") {
+		if t := strings.TrimSpace(l); strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
+			rwSteps = append(rwSteps, t)
+		}
+	}
 
 	// 4. The same node re-cloned instead: data directory lost, pgha clones it.
 	stop := exec.Command(bin, "plan", "-f", file) // warm; no change expected
@@ -210,6 +218,7 @@ func runHA(bin string, scale int) error {
 	row("switchover: longest write gap seen by the client", gap, time.Second, "stop + promote by hand")
 	fmt.Printf("%-58s %12d  %-14s %s\n", "switchover: acknowledged commits lost", lost, "= 0", fmt.Sprintf("(%d commits acknowledged; apply took %s)", len(acked), swTook.Round(time.Millisecond)))
 	row("rejoin old primary by pg_rewind (incl. restart, streaming)", rwTook, 1500*time.Millisecond, "failback.sh re-clone: 30-45 s")
+	fmt.Printf("%-58s %12s  %-14s %s\n", "  of which", "", "", strings.Join(rwSteps, ", "))
 	fmt.Printf("%-58s %12s  %-14s %s\n", "rejoin by re-clone (pg_basebackup) instead", rcTook.Round(time.Millisecond), "-", "")
 	return nil
 }
