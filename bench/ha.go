@@ -19,7 +19,7 @@ import (
 // that succeeds on the new primary (detection excluded: that is watch
 // mode's); rejoining the old primary by pg_rewind versus re-cloning it.
 // The hand-made scripts pgha replaces are printed beside them.
-func runHA(bin string, scale int) error {
+func runHA(bin string, scale int, runtime, image string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -37,10 +37,16 @@ func runHA(bin string, scale int) error {
 		return err
 	}
 	file := filepath.Join(dir, "cluster.hcl")
+	name := "benchha"
+	rtBlock := ""
+	if runtime == "docker" {
+		name = fmt.Sprintf("benchha%d", ports[0])
+		rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
+	}
 	writeFile := func(primary string) error {
-		return os.WriteFile(file, []byte(fmt.Sprintf(`cluster "benchha" {
+		return os.WriteFile(file, []byte(fmt.Sprintf(`cluster %q {
   primary = %q
-  postgres {
+%s  postgres {
     password   = env("BENCH_PW")
     parameters = { max_wal_size = "2GB", wal_keep_size = "256MB" }
   }
@@ -63,7 +69,7 @@ func runHA(bin string, scale int) error {
     managed = true
   }
 }
-`, primary, ports[0], ports[1], ports[2])), 0o644)
+`, name, primary, rtBlock, ports[0], ports[1], ports[2])), 0o644)
 	}
 	if err := writeFile("db1"); err != nil {
 		return err
@@ -81,11 +87,11 @@ func runHA(bin string, scale int) error {
 		return nil
 	}
 	defer func() {
-		cmd := exec.Command(bin, "destroy", "-auto-approve", "-f", file)
+		cmd := exec.Command(bin, "destroy", "-auto-approve", "-delete-volumes", "-f", file)
 		cmd.Env = env
 		_ = cmd.Run()
 	}()
-	fmt.Println("ha: two local nodes and a managed Redis...")
+	fmt.Printf("ha: two %s nodes and a managed Redis...\n", runtime)
 	if err := pgha("apply", "-auto-approve"); err != nil {
 		return err
 	}
@@ -149,13 +155,17 @@ func runHA(bin string, scale int) error {
 	lost := len(acked) - have
 
 	// 2. Unplanned failover: kill -9 of the primary (db2) until a write succeeds on db1.
-	pid, err := os.ReadFile(filepath.Join(dir, "data", "db2", "postmaster.pid"))
-	if err != nil {
-		return err
+	kill := exec.Command("docker", "kill", "pgha-"+name+"-db2")
+	if runtime != "docker" {
+		pid, err := os.ReadFile(filepath.Join(dir, "data", "db2", "postmaster.pid"))
+		if err != nil {
+			return err
+		}
+		kill = exec.Command("kill", "-9", strings.SplitN(string(pid), "\n", 2)[0])
 	}
 	start = time.Now()
-	if err := exec.Command("kill", "-9", strings.SplitN(string(pid), "\n", 2)[0]).Run(); err != nil {
-		return err
+	if out, err := kill.CombinedOutput(); err != nil {
+		return fmt.Errorf("kill the primary: %v %s", err, out)
 	}
 	if err := pgha("failover", "-auto-approve"); err != nil {
 		return err
@@ -196,7 +206,13 @@ func runHA(bin string, scale int) error {
 	stop := exec.Command(bin, "plan", "-f", file) // warm; no change expected
 	stop.Env = env
 	_ = stop.Run()
-	if err := stopAndWipe(filepath.Join(dir, "data", "db2")); err != nil {
+	if runtime == "docker" {
+		for _, args := range [][]string{{"rm", "-f", "pgha-" + name + "-db2"}, {"volume", "rm", "pgha-" + name + "-db2"}} {
+			if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("docker %v: %v %s", args, err, out)
+			}
+		}
+	} else if err := stopAndWipe(filepath.Join(dir, "data", "db2")); err != nil {
 		return err
 	}
 	start = time.Now()
@@ -205,7 +221,7 @@ func runHA(bin string, scale int) error {
 	}
 	rcTook := time.Since(start)
 
-	fmt.Printf("\nHA operations on a pgbench scale-%d data set (local runtime, PostgreSQL from the host)\n\n", scale)
+	fmt.Printf("\nHA operations on a pgbench scale-%d data set (%s runtime)\n\n", scale, runtime)
 	fmt.Printf("%-58s %12s  %-14s %s\n", "measure", "pgha", "target", "scripts pgha replaces")
 	row := func(name string, d time.Duration, target time.Duration, baseline string) {
 		verdict := "met"

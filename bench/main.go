@@ -28,7 +28,7 @@ func main() {
 	flag.Parse()
 	var err error
 	if *ha {
-		err = runHA(*bin, *scale)
+		err = runHA(*bin, *scale, *runtime, *image)
 	} else {
 		err = run(*bin, *runs, *runtime, *image)
 	}

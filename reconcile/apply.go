@@ -236,10 +236,7 @@ func (e *Env) waitStreaming(ctx context.Context, n *config.Node, primary string)
 // or by a supervisor does not bring back a second primary.
 func (e *Env) fence(ctx context.Context, n *config.Node) error {
 	_ = e.Runtime.Stop(ctx, n, "immediate") // a dead or unreachable server is already stopped
-	if err := e.Runtime.Prepare(ctx, n); err != nil {
-		return fmt.Errorf("fence %s: %w", n.Name, err)
-	}
-	if err := e.Runtime.SetStandby(ctx, n, true); err != nil {
+	if err := e.Runtime.MarkFenced(ctx, n); err != nil {
 		return fmt.Errorf("fence %s: %w", n.Name, err)
 	}
 	return nil

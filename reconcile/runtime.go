@@ -29,6 +29,10 @@ type Runtime interface {
 	Restart(ctx context.Context, n *config.Node) error
 	// Clone copies primary into n's (empty) data directory through n's slot.
 	Clone(ctx context.Context, n, primary *config.Node) error
+	// MarkFenced makes sure a restart of n cannot bring back a primary
+	// (standby.signal). A runtime where a restarted node does not start
+	// PostgreSQL by itself may skip it when the node is down.
+	MarkFenced(ctx context.Context, n *config.Node) error
 	// ControlData is pg_controldata's view of n's data directory.
 	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
 	// Rewind runs pg_rewind on n (stopped) against source, which runs.

@@ -453,3 +453,14 @@ func (d *dockerRuntime) WipeData(ctx context.Context, n *config.Node) error {
 	_, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
 	return err
 }
+
+// MarkFenced writes standby.signal when the node's container runs. A
+// stopped or killed container restarts with its keeper only (pgha starts
+// PostgreSQL by exec), so it cannot come back as a primary by itself; not
+// starting it keeps a failover fast.
+func (d *dockerRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
+	if running, err := d.postmasterRunning(ctx, n); err != nil && !running {
+		return nil // no running container to exec in
+	}
+	return d.SetStandby(ctx, n, true)
+}

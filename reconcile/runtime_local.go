@@ -148,3 +148,9 @@ func (l *localRuntime) WipeData(ctx context.Context, n *config.Node) error {
 	}
 	return l.rt.RemoveDataDir(n.DataDir)
 }
+
+// MarkFenced writes standby.signal: a supervisor or an operator restarting
+// the old primary gets a standby, not a second primary.
+func (l *localRuntime) MarkFenced(_ context.Context, n *config.Node) error {
+	return l.rt.SetStandby(n.DataDir, true)
+}
