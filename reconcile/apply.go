@@ -143,7 +143,12 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.SlotDrop:
 		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
 	case plan.StandbyClone:
-		return e.Runtime.Clone(ctx, n, c.Node(primary))
+		if err := e.Runtime.Clone(ctx, n, c.Node(primary)); err != nil {
+			return err
+		}
+		// Marked a standby at once: if the start that follows fails, the
+		// next plan starts a standby instead of suspecting a former primary.
+		return e.Runtime.SetStandby(ctx, n, true)
 	case plan.StandbyFollow:
 		if err := e.configure(ctx, n, primary); err != nil {
 			return err
