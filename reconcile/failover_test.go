@@ -59,3 +59,27 @@ func TestBuildStatusLag(t *testing.T) {
 		t.Fatalf("primary status: %+v", st.Nodes[0])
 	}
 }
+
+// Without a catalog, applies still exclude each other through a file lock.
+func TestFileLockWithoutCatalog(t *testing.T) {
+	dir := t.TempDir()
+	e := &Env{Cfg: &config.Cluster{Name: "nocat", Dir: dir}}
+	ctx := context.Background()
+	var out strings.Builder
+	first, err := e.Lock(ctx, "apply", 0, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Lock(ctx, "apply", 200*time.Millisecond, &out)
+	if err == nil || !strings.Contains(err.Error(), `operation "apply"`) {
+		t.Fatalf("second lock: %v", err)
+	}
+	if err := first.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.Lock(ctx, "apply", 0, &out)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again.Release(ctx)
+}
