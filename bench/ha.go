@@ -48,7 +48,6 @@ func runHA(bin string, scale int, runtime, image string) error {
   primary = %q
 %s  postgres {
     password   = env("BENCH_PW")
-    parameters = { max_wal_size = "2GB", wal_keep_size = "256MB" }
   }
   node "db1" {
     port = %d
