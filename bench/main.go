@@ -99,11 +99,11 @@ func run(bin string, runs int, runtime, image string) error {
 	fmt.Printf("runtime %s: apply from nothing to a converged three-node cluster with a managed Redis...\n", runtime)
 	start := time.Now()
 	if out, err := pgha("apply", "-auto-approve").CombinedOutput(); err != nil {
-		pgha("destroy", "-auto-approve").Run()
+		pgha("destroy", "-auto-approve", "-delete-volumes").Run()
 		return fmt.Errorf("apply: %v\n%s", err, out)
 	}
 	applyTook := time.Since(start)
-	defer pgha("destroy", "-auto-approve").Run()
+	defer pgha("destroy", "-auto-approve", "-delete-volumes").Run()
 	if out, err := pgha("plan", "-detailed-exitcode").CombinedOutput(); err != nil {
 		return fmt.Errorf("the cluster did not converge: %v\n%s", err, out)
 	}
