@@ -19,7 +19,7 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "primary"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "postgres"}, {Type: "runtime", LabelNames: []string{"kind"}}, {Type: "node", LabelNames: []string{"name"}},
-			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}},
+			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"},
 		},
 	}
 	postgresSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -163,6 +163,8 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 			d.failover(blk, &c.Failover)
 		case "catalog":
 			c.Catalog = d.catalog(blk)
+		case "backup":
+			c.Backup = d.backup(blk)
 		}
 	}
 	if seen["postgres"] == nil && !d.clusterBodyBad {

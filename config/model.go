@@ -25,6 +25,7 @@ type Cluster struct {
 	Replication Replication
 	Failover    Failover
 	Catalog     *Catalog // nil when no catalog block
+	Backup      *Backup  // nil when no backup block
 
 	// File is the absolute path of the cluster file, Dir its directory;
 	// relative paths in the file resolve against Dir.
