@@ -381,3 +381,19 @@ func (c *cluster) peer(node string) string {
 	}
 	return fmt.Sprintf("127.0.0.1:%d", c.port(node))
 }
+
+// connPort opens a superuser connection to any local server port.
+func (c *cluster) connPort(ctx context.Context, port int) *pgx.Conn {
+	c.t.Helper()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Password = superPW
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		c.t.Fatalf("connect to port %d: %v", port, err)
+	}
+	c.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"io"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
@@ -33,6 +34,8 @@ type Runtime interface {
 	// (standby.signal). A runtime where a restarted node does not start
 	// PostgreSQL by itself may skip it when the node is down.
 	MarkFenced(ctx context.Context, n *config.Node) error
+	// BaseBackup streams a tar base backup of n (WAL included) to w.
+	BaseBackup(ctx context.Context, n *config.Node, w io.Writer) (string, error)
 	// ControlData is pg_controldata's view of n's data directory.
 	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
 	// Rewind runs pg_rewind on n (stopped) against source, which runs.

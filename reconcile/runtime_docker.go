@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -463,4 +464,10 @@ func (d *dockerRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
 		return nil // no running container to exec in
 	}
 	return d.SetStandby(ctx, n, true)
+}
+
+// BaseBackup is not available on the docker runtime yet: exec output is
+// buffered, and a base backup must stream.
+func (d *dockerRuntime) BaseBackup(context.Context, *config.Node, io.Writer) (string, error) {
+	return "", fmt.Errorf("backups on the docker runtime are not implemented yet")
 }

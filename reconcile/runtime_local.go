@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -153,4 +154,13 @@ func (l *localRuntime) WipeData(ctx context.Context, n *config.Node) error {
 // the old primary gets a standby, not a second primary.
 func (l *localRuntime) MarkFenced(_ context.Context, n *config.Node) error {
 	return l.rt.SetStandby(n.DataDir, true)
+}
+
+// BaseBackup streams a base backup of n as the replication user.
+func (l *localRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writer) (string, error) {
+	if err := l.WritePassfile(ctx, n); err != nil {
+		return "", err
+	}
+	host, port := plan.AdminEndpoint(l.c, n)
+	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: plan.PassfilePath(l.c)}, w)
 }

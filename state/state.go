@@ -246,3 +246,27 @@ func (l *Lock) String() string {
 	return fmt.Sprintf("ID %s, %s@%s pid %d, operation %q, since %s",
 		l.ID, l.Owner, l.Host, l.PID, l.Operation, l.Created.UTC().Format(time.RFC3339))
 }
+
+// Backup is one backup as the catalog records it.
+type Backup struct {
+	ID            string    `json:"id"`
+	Cluster       string    `json:"cluster"`
+	Type          string    `json:"type"`   // full | incremental | differential
+	Method        string    `json:"method"` // physical | logical
+	Parent        string    `json:"parent,omitempty"`
+	Root          string    `json:"root,omitempty"` // the full its chain starts from
+	Node          string    `json:"node"`
+	ServerVersion int       `json:"server_version"`
+	SystemID      string    `json:"system_id"`
+	Timeline      int       `json:"timeline"`
+	StartLSN      string    `json:"start_lsn"`
+	StopLSN       string    `json:"stop_lsn"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	DatabaseBytes int64     `json:"database_bytes"`
+	StoredBytes   int64     `json:"stored_bytes"`
+	Compression   string    `json:"compression"`
+	Checksum      string    `json:"checksum"` // sha256:<hex> of the stored file
+	Path          string    `json:"path"`     // the stored file, in the repository
+	Status        string    `json:"status"`   // running | complete | failed | expired
+}

@@ -38,6 +38,7 @@ func commands() []command {
 		{"failover", "Promote the best standby after the primary was lost (preview first)", cmdFailover},
 		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
 		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
+		{"backup", "Take a full backup now; `backup list` lists them", cmdBackup},
 		{"destroy", "Stop every node and delete its data", cmdDestroy},
 		{"force-unlock", "Remove a cluster lock whose holder is gone", cmdForceUnlock},
 		{"version", "Print the pgha version", cmdVersion},

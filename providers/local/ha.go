@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,4 +79,20 @@ func clearDeadPidfile(dir string) error {
 		return fmt.Errorf("remove stale %s: %w", path, err)
 	}
 	return nil
+}
+
+// BaseBackup streams a tar-format base backup of src (with the WAL needed
+// to make it consistent) to w, and returns pg_basebackup's verbose report,
+// which names the start and end WAL positions.
+func (r *Runtime) BaseBackup(ctx context.Context, src CloneSource, w io.Writer) (string, error) {
+	args := []string{"-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast", "--no-password", "-v",
+		"-h", src.Host, "-p", strconv.Itoa(src.Port), "-U", src.User}
+	cmd := r.command(ctx, "pg_basebackup", args...)
+	cmd.Env = append(cmd.Env, "PGCONNECT_TIMEOUT=10", "PGPASSFILE="+src.Passfile, "PGAPPNAME=pgha-backup")
+	var report strings.Builder
+	cmd.Stdout, cmd.Stderr = w, &report
+	if err := cmd.Run(); err != nil {
+		return report.String(), fmt.Errorf("pg_basebackup from %s:%d: %w%s", src.Host, src.Port, err, withOutput(report.String()))
+	}
+	return report.String(), nil
 }

@@ -154,3 +154,50 @@ func (c *Catalog) History(ctx context.Context, n int) ([]Event, error) {
 	}
 	return out, nil
 }
+
+// PutBackup stores a backup's record and indexes it by time.
+func (c *Catalog) PutBackup(ctx context.Context, b state.Backup) error {
+	js, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encode backup %s: %w", b.ID, err)
+	}
+	pipe := c.client.TxPipeline()
+	pipe.Set(ctx, c.key("backup:"+b.ID), js, 0)
+	pipe.ZAdd(ctx, c.key("backups"), goredis.Z{Score: float64(b.Started.UnixNano()), Member: b.ID})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("record backup %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// Backups lists the recorded backups, newest first.
+func (c *Catalog) Backups(ctx context.Context) ([]state.Backup, error) {
+	ids, err := c.client.ZRevRange(ctx, c.key("backups"), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = c.key("backup:" + id)
+	}
+	vals, err := c.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read backups: %w", err)
+	}
+	out := make([]state.Backup, 0, len(vals))
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // indexed but gone: the next plan repairs the index
+		}
+		var b state.Backup
+		if err := json.Unmarshal([]byte(s), &b); err != nil {
+			return nil, fmt.Errorf("decode backup %s: %w", ids[i], err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}

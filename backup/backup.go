@@ -1,0 +1,244 @@
+// Package backup takes, stores and reads back physical backups: a base
+// backup streamed from the server, compressed by pgha, written with its own
+// manifest into a repository directory so that it is restorable even when
+// the catalog is not.
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgha/pgha/state"
+)
+
+// Streamer produces a tar-format base backup (with the WAL that makes it
+// consistent) and returns pg_basebackup's verbose report.
+type Streamer interface {
+	BaseBackup(ctx context.Context, w io.Writer) (report string, err error)
+}
+
+// Options say where and how a backup is written.
+type Options struct {
+	Repository  string
+	Cluster     string
+	Node        string // the node backed up
+	Compression string // gzip | zstd | none
+	Level       int    // 0 = the compressor's default
+	// Node facts recorded with the backup.
+	ServerVersion int
+	SystemID      string
+	Now           func() time.Time
+}
+
+// ManifestName is the file each backup directory holds beside its data.
+const ManifestName = "manifest.json"
+
+// Full takes a full physical backup of src into the repository and
+// returns its record; the manifest is written before Full returns, so the
+// repository alone says everything needed to restore.
+func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	started := now().UTC()
+	b := state.Backup{ID: started.Format("20060102T150405Z") + "-full", Cluster: o.Cluster, Type: "full", Method: "physical",
+		Node: o.Node, ServerVersion: o.ServerVersion, SystemID: o.SystemID, Started: started, Compression: o.Compression, Status: "running"}
+	b.Root = b.ID
+	dir := filepath.Join(o.Repository, o.Cluster, b.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	name := "base.tar" + map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression]
+	tmp := filepath.Join(dir, name+".partial")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	defer os.Remove(tmp) // gone after the rename; removes a partial file on failure
+	hash := sha256.New()
+	stored := &counter{w: io.MultiWriter(f, hash)}
+	comp, err := compressor(stored, o.Compression, o.Level)
+	if err != nil {
+		f.Close()
+		return b, err
+	}
+	raw := &counter{w: comp}
+	report, err := src.BaseBackup(ctx, raw)
+	if cerr := comp.Close(); err == nil {
+		err = cerr
+	}
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Status = "failed"
+		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	b.StartLSN, b.Timeline, b.StopLSN = parseReport(report)
+	b.Finished = now().UTC()
+	b.DatabaseBytes, b.StoredBytes = raw.n, stored.n
+	b.Checksum = "sha256:" + hex.EncodeToString(hash.Sum(nil))
+	b.Path = filepath.Join(o.Cluster, b.ID, name)
+	b.Status = "complete"
+	if err := writeManifest(dir, b); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+func compressor(w io.Writer, kind string, level int) (io.WriteCloser, error) {
+	switch kind {
+	case "gzip":
+		if level == 0 {
+			level = gzip.DefaultCompression
+		}
+		return gzip.NewWriterLevel(w, level)
+	case "zstd":
+		opts := []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0))}
+		if level > 0 {
+			opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+		}
+		return zstd.NewWriter(w, opts...)
+	case "none", "":
+		return nopCloser{w}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+var (
+	startRe = regexp.MustCompile(`write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)`)
+	endRe   = regexp.MustCompile(`write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)`)
+)
+
+// parseReport reads the WAL range from pg_basebackup -v's report.
+func parseReport(r string) (start string, timeline int, stop string) {
+	if m := startRe.FindStringSubmatch(r); m != nil {
+		start = m[1]
+		fmt.Sscan(m[2], &timeline)
+	}
+	if m := endRe.FindStringSubmatch(r); m != nil {
+		stop = m[1]
+	}
+	return start, timeline, stop
+}
+
+func writeManifest(dir string, b state.Backup) error {
+	js, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ManifestName+".tmp")
+	if err := os.WriteFile(tmp, append(js, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write manifest of %s: %w", b.ID, err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, ManifestName))
+}
+
+// Repository lists the complete backups a repository holds for a
+// cluster, newest first, from their manifests alone.
+func Repository(repo, cluster string) ([]state.Backup, error) {
+	paths, err := filepath.Glob(filepath.Join(repo, cluster, "*", ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	var out []state.Backup
+	for _, p := range paths {
+		js, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var b state.Backup
+		if err := json.Unmarshal(js, &b); err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.After(out[j].Started) })
+	return out, nil
+}
+
+// ErrChecksum means a stored backup no longer matches its manifest.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// Open verifies a backup's stored file against its checksum and returns a
+// reader of the uncompressed tar stream.
+func Open(repo string, b state.Backup) (io.ReadCloser, error) {
+	path := filepath.Join(repo, b.Path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != b.Checksum {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w (manifest %s, file %s)", path, ErrChecksum, b.Checksum, got)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	switch b.Compression {
+	case "gzip":
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return readCloser{zr, f}, nil
+	case "zstd":
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return readCloser{zr.IOReadCloser(), f}, nil
+	}
+	return f, nil
+}
+
+type readCloser struct {
+	io.Reader
+	f *os.File
+}
+
+func (r readCloser) Close() error { return r.f.Close() }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/pgha/pgha/plan"
+)
+
+func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
+	// `pgha backup list` takes its flags before or after the word list.
+	for i, a := range args {
+		if a == "list" && (i == 0 || args[i-1] != "-f" && args[i-1] != "-type") {
+			return cmdBackupList(ctx, append(append([]string{}, args[:i]...), args[i+1:]...), out, errw)
+		}
+	}
+	fs, file := newFlags("backup", errw)
+	kind := fs.String("type", "full", "full (incremental and differential come later)")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	if _, err := env.Backup(ctx, *kind, out); err != nil {
+		return fail(errw, err)
+	}
+	return exitOK
+}
+
+func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("backup list", errw)
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	list, from, err := env.Backups(ctx)
+	if err != nil {
+		return fail(errw, err)
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(map[string]any{"source": from, "backups": list}, "", "  ")
+		fmt.Fprintln(out, string(b))
+		return exitOK
+	}
+	if from != "catalog" {
+		fmt.Fprintln(out, "(the catalog does not answer: read from the repository's manifests)")
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
+	for _, b := range list {
+		parent := b.Parent
+		if parent == "" {
+			parent = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
+			plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
+	}
+	tw.Flush()
+	return exitOK
+}
