@@ -50,6 +50,7 @@ bench: setup image build
 	$(GO) run ./bench -pgha $(BIN) -runtime docker -image pgha-test/postgres:17
 	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE)
 	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
+	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE)
 
 ## lint: gofmt and go vet
 lint:

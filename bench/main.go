@@ -24,10 +24,13 @@ func main() {
 	runtime := flag.String("runtime", "local", "local or docker")
 	image := flag.String("image", "pgha-test/postgres:17", "PostgreSQL image (docker runtime)")
 	ha := flag.Bool("ha", false, "measure failover, switchover and rejoin instead of plan")
-	scale := flag.Int("scale", 70, "pgbench scale of the -ha data set (70 is about 1 GB)")
+	scale := flag.Int("scale", 70, "pgbench scale of the -ha and -backup data sets (70 is about 1 GB)")
+	bk := flag.Bool("backup", false, "compare pgha's full backups with pg_basebackup and pg_dumpall")
 	flag.Parse()
 	var err error
-	if *ha {
+	if *bk {
+		err = runBackup(*bin, *scale)
+	} else if *ha {
 		err = runHA(*bin, *scale, *runtime, *image)
 	} else {
 		err = run(*bin, *runs, *runtime, *image)

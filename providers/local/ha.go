@@ -90,8 +90,21 @@ func (r *Runtime) BaseBackup(ctx context.Context, src CloneSource, w io.Writer) 
 	cmd := r.command(ctx, "pg_basebackup", args...)
 	cmd.Env = append(cmd.Env, "PGCONNECT_TIMEOUT=10", "PGPASSFILE="+src.Passfile, "PGAPPNAME=pgha-backup")
 	var report strings.Builder
-	cmd.Stdout, cmd.Stderr = w, &report
-	if err := cmd.Run(); err != nil {
+	cmd.Stderr = &report
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("pg_basebackup: %w", err)
+	}
+	// Large reads keep the compressor fed in big blocks.
+	_, cerr := io.CopyBuffer(w, stdout, make([]byte, 1<<20))
+	err = cmd.Wait()
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return report.String(), fmt.Errorf("pg_basebackup from %s:%d: %w%s", src.Host, src.Port, err, withOutput(report.String()))
 	}
 	return report.String(), nil
