@@ -54,3 +54,21 @@ func Extract(r io.Reader, dir string) error {
 		}
 	}
 }
+
+// Check reads a base backup's tar stream to the end, so that a truncated
+// or corrupted archive is found without restoring it.
+func Check(r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		_, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read backup: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Errorf("read backup: %w", err)
+		}
+	}
+}

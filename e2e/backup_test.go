@@ -56,6 +56,12 @@ func TestLocalBackup(t *testing.T) {
 		t.Fatalf("backup record: %+v", b)
 	}
 
+	// pgha's own drill: checksum, restore into a scratch instance, start, query.
+	r = c.mustPgha("backup", "verify", "-restore", b.ID)
+	if !strings.Contains(r.stdout, "checksum matches") || !strings.Contains(r.stdout, "restored into a scratch instance, started, and answered") {
+		t.Fatalf("verify -restore:\n%s", r)
+	}
+
 	// Restore into a scratch instance: it holds the rows of the backup's moment.
 	repo := filepath.Join(c.dir, "backups")
 	rc, err := backup.Open(repo, b)
@@ -94,6 +100,9 @@ func TestLocalBackup(t *testing.T) {
 	os.WriteFile(path, data, 0o600)
 	if _, err := backup.Open(repo, b); !errors.Is(err, backup.ErrChecksum) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("corruption not detected: %v", err)
+	}
+	if r := c.pgha("backup", "verify", "-restore", b.ID); r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "checksum mismatch") {
+		t.Fatalf("verify of a corrupted backup:\n%s", r)
 	}
 
 	// With the catalog down, the repository's manifests still list it.

@@ -11,10 +11,14 @@ import (
 )
 
 func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
-	// `pgha backup list` takes its flags before or after the word list.
+	// `pgha backup list|verify` take their flags before or after the word.
 	for i, a := range args {
-		if a == "list" && (i == 0 || args[i-1] != "-f" && args[i-1] != "-type") {
-			return cmdBackupList(ctx, append(append([]string{}, args[:i]...), args[i+1:]...), out, errw)
+		if (a == "list" || a == "verify") && (i == 0 || args[i-1] != "-f" && args[i-1] != "-type") {
+			rest := append(append([]string{}, args[:i]...), args[i+1:]...)
+			if a == "verify" {
+				return cmdBackupVerify(ctx, rest, out, errw)
+			}
+			return cmdBackupList(ctx, rest, out, errw)
 		}
 	}
 	fs, file := newFlags("backup", errw)
@@ -67,5 +71,26 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 			plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
 	}
 	tw.Flush()
+	return exitOK
+}
+
+func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("backup verify", errw)
+	restore := fs.Bool("restore", false, "also restore into a scratch instance, start it and query it")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(errw, "Usage: pgha backup verify [-restore] [-f FILE] ID")
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, out); err != nil {
+		return fail(errw, err)
+	}
 	return exitOK
 }

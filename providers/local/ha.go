@@ -109,3 +109,17 @@ func (r *Runtime) BaseBackup(ctx context.Context, src CloneSource, w io.Writer) 
 	}
 	return report.String(), nil
 }
+
+// Adopt gives a directory tree written by pgha (an extracted backup) to
+// RunAs, with the 0700 mode PostgreSQL insists on for a data directory.
+func (r *Runtime) Adopt(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	return filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return r.chown(path)
+	})
+}
