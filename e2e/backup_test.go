@@ -62,22 +62,13 @@ func TestLocalBackup(t *testing.T) {
 		t.Fatalf("verify -restore:\n%s", r)
 	}
 
-	// Restore into a scratch instance: it holds the rows of the backup's moment.
+	// pgha restore into a new directory: it holds the rows of the backup's moment.
 	repo := filepath.Join(c.dir, "backups")
-	rc, err := backup.Open(repo, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	scratch := filepath.Join(testenv.Dir(t), "restore")
-	if err := backup.Extract(rc, scratch); err != nil {
-		t.Fatal(err)
+	if r := c.pgha("restore", "-target-dir", c.dataDir("db1"), b.ID); r.code == 0 || !strings.Contains(r.stderr, "not empty") {
+		t.Fatalf("restore over a node's data was not refused:\n%s", r)
 	}
-	rc.Close()
-	os.Remove(filepath.Join(scratch, "standby.signal"))
-	if out, err := exec.Command("chown", "-R", "postgres:postgres", scratch).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v %s", err, out)
-	}
-	os.Chmod(scratch, 0o700)
+	c.mustPgha("restore", "-target-dir", scratch, b.ID)
 	port := testenv.FreePort(t)
 	pgctl := filepath.Join(testenv.PGBinDir(t), "pg_ctl")
 	start := testenv.Command(t, pgctl, "-D", scratch, "-l", filepath.Join(scratch, "restore.log"), "-w",

@@ -189,3 +189,45 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Restore writes a backup into dir, a new directory, ready to start as a
+// PostgreSQL data directory owned by the runtime's user. It refuses an
+// existing non-empty directory: a restore never overwrites data.
+func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error {
+	list, _, err := e.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	var b *state.Backup
+	for i := range list {
+		if list[i].ID == id {
+			b = &list[i]
+		}
+	}
+	if b == nil {
+		return fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("restore into %s: the directory is not empty; pgha does not overwrite data", dir)
+	}
+	lr, ok := e.Runtime.(*localRuntime)
+	if !ok {
+		return fmt.Errorf("restore runs on the local runtime only in this version")
+	}
+	rc, err := backup.Open(e.Cfg.Backup.Repository, *b)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", id, err)
+	}
+	defer rc.Close()
+	start := time.Now()
+	if err := backup.Extract(rc, dir); err != nil {
+		return fmt.Errorf("restore %s: %w", id, err)
+	}
+	_ = os.Remove(filepath.Join(dir, "standby.signal"))
+	if err := lr.rt.Adopt(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Restored %s (%s) into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
+		id, plan.Bytes(b.DatabaseBytes), dir, time.Since(start).Round(time.Millisecond), b.Node)
+	return nil
+}

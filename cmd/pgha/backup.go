@@ -94,3 +94,24 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 	}
 	return exitOK
 }
+
+func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("restore", errw)
+	dir := fs.String("target-dir", "", "the new directory to restore into (required; never overwritten)")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	if fs.NArg() != 1 || *dir == "" {
+		fmt.Fprintln(errw, "Usage: pgha restore -target-dir DIR [-f FILE] ID (restoring over a node comes in a later version)")
+		return exitError
+	}
+	env, code := open(*file, errw)
+	if env == nil {
+		return code
+	}
+	defer env.Close()
+	if err := env.Restore(ctx, fs.Arg(0), *dir, out); err != nil {
+		return fail(errw, err)
+	}
+	return exitOK
+}
