@@ -64,6 +64,8 @@ func setSecrets(t *testing.T) {
 	t.Setenv("PGHA_REDIS_PASSWORD", redisSecret)
 	unsetenv(t, "T_PORT")
 	unsetenv(t, "PGHA_TEST_SURELY_UNSET")
+	unsetenv(t, "PGHA_IMAGE")
+	unsetenv(t, "PGHA_REDIS_IMAGE")
 }
 
 // unsetenv unsets a variable for one test, restoring it afterwards.
@@ -98,15 +100,22 @@ func TestGoodFiles(t *testing.T) {
 	if len(files) < 2 {
 		t.Fatal("no good files")
 	}
+	goldens := map[string]string{}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		goldens[f] = strings.TrimSuffix(f, ".hcl") + ".golden"
+	}
+	// The shipped examples are good files too, read where they live.
+	goldens["../examples/two-node/cluster.hcl"] = "testdata/good/example_two_node.golden"
+	goldens["../examples/docker/cluster.hcl"] = "testdata/good/example_docker.golden"
+	for f, g := range goldens {
+		t.Run(f, func(t *testing.T) {
 			r := Load(f)
 			if r.Diags.HasErrors() || r.Cluster == nil {
 				t.Fatalf("diagnostics:\n%s", diagText(t, r))
 			}
 			got := dump(t, r.Cluster)
 			assertNoSecret(t, "dump", string(got))
-			golden(t, strings.TrimSuffix(f, ".hcl")+".golden", got)
+			golden(t, g, got)
 		})
 	}
 }
@@ -300,7 +309,7 @@ func TestSnippetMultibyte(t *testing.T) {
 // creates; where they do not exist, those must be the only errors.
 func TestRepositoryClusterFiles(t *testing.T) {
 	setSecrets(t)
-	for _, f := range []string{"../cluster.hcl", "../examples/two-node/cluster.hcl"} {
+	for _, f := range []string{"../cluster.hcl", "../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl"} {
 		t.Run(f, func(t *testing.T) {
 			r := Load(f)
 			for _, d := range r.Diags {
