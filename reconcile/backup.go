@@ -103,18 +103,9 @@ func (s streamer) BaseBackup(ctx context.Context, w io.Writer) (string, error) {
 // checksum, then the whole compressed tar stream) and, with restore,
 // restores it into a scratch instance, starts it and runs a query.
 func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.Writer) error {
-	list, _, err := e.Backups(ctx)
+	b, err := e.findBackup(ctx, id)
 	if err != nil {
 		return err
-	}
-	var b *state.Backup
-	for i := range list {
-		if list[i].ID == id {
-			b = &list[i]
-		}
-	}
-	if b == nil {
-		return fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
 	}
 	repo := e.Cfg.Backup.Repository
 	rc, err := backup.Open(repo, *b)
@@ -194,18 +185,9 @@ func freePort() (int, error) {
 // PostgreSQL data directory owned by the runtime's user. It refuses an
 // existing non-empty directory: a restore never overwrites data.
 func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error {
-	list, _, err := e.Backups(ctx)
+	b, err := e.findBackup(ctx, id)
 	if err != nil {
 		return err
-	}
-	var b *state.Backup
-	for i := range list {
-		if list[i].ID == id {
-			b = &list[i]
-		}
-	}
-	if b == nil {
-		return fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("restore into %s: the directory is not empty; pgha does not overwrite data", dir)
@@ -230,4 +212,18 @@ func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error 
 	fmt.Fprintf(out, "Restored %s (%s) into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
 		id, plan.Bytes(b.DatabaseBytes), dir, time.Since(start).Round(time.Millisecond), b.Node)
 	return nil
+}
+
+// findBackup looks a backup up by ID, in the catalog or the repository.
+func (e *Env) findBackup(ctx context.Context, id string) (*state.Backup, error) {
+	list, _, err := e.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].ID == id {
+			return &list[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
 }

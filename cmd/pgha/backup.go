@@ -7,6 +7,8 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/pgha/pgha/reconcile"
+
 	"github.com/pgha/pgha/plan"
 )
 
@@ -26,15 +28,12 @@ func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	if _, err := env.Backup(ctx, *kind, out); err != nil {
-		return fail(errw, err)
-	}
-	return exitOK
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		if _, err := env.Backup(ctx, *kind, out); err != nil {
+			return fail(errw, err)
+		}
+		return exitOK
+	})
 }
 
 func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -43,35 +42,32 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	list, from, err := env.Backups(ctx)
-	if err != nil {
-		return fail(errw, err)
-	}
-	if *asJSON {
-		b, _ := json.MarshalIndent(map[string]any{"source": from, "backups": list}, "", "  ")
-		fmt.Fprintln(out, string(b))
-		return exitOK
-	}
-	if from != "catalog" {
-		fmt.Fprintln(out, "(the catalog does not answer: read from the repository's manifests)")
-	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
-	for _, b := range list {
-		parent := b.Parent
-		if parent == "" {
-			parent = "-"
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		list, from, err := env.Backups(ctx)
+		if err != nil {
+			return fail(errw, err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
-			plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
-	}
-	tw.Flush()
-	return exitOK
+		if *asJSON {
+			b, _ := json.MarshalIndent(map[string]any{"source": from, "backups": list}, "", "  ")
+			fmt.Fprintln(out, string(b))
+			return exitOK
+		}
+		if from != "catalog" {
+			fmt.Fprintln(out, "(the catalog does not answer: read from the repository's manifests)")
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
+		for _, b := range list {
+			parent := b.Parent
+			if parent == "" {
+				parent = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
+				plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
+		}
+		tw.Flush()
+		return exitOK
+	})
 }
 
 func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -84,15 +80,12 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 		fmt.Fprintln(errw, "Usage: pgha backup verify [-restore] [-f FILE] ID")
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, out); err != nil {
-		return fail(errw, err)
-	}
-	return exitOK
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, out); err != nil {
+			return fail(errw, err)
+		}
+		return exitOK
+	})
 }
 
 func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -105,13 +98,10 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintln(errw, "Usage: pgha restore -target-dir DIR [-f FILE] ID (restoring over a node comes in a later version)")
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	if err := env.Restore(ctx, fs.Arg(0), *dir, out); err != nil {
-		return fail(errw, err)
-	}
-	return exitOK
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		if err := env.Restore(ctx, fs.Arg(0), *dir, out); err != nil {
+			return fail(errw, err)
+		}
+		return exitOK
+	})
 }

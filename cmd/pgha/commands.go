@@ -39,16 +39,19 @@ func load(path string, errw io.Writer) *config.Cluster {
 	return r.Cluster
 }
 
-func open(path string, errw io.Writer) (*reconcile.Env, int) {
+// withEnv loads the cluster file, opens its providers for f and closes
+// them afterwards; f's result is the exit code.
+func withEnv(path string, errw io.Writer, f func(env *reconcile.Env) int) int {
 	c := load(path, errw)
 	if c == nil {
-		return nil, exitError
+		return exitError
 	}
 	env, err := reconcile.Open(c)
 	if err != nil {
-		return nil, fail(errw, err)
+		return fail(errw, err)
 	}
-	return env, exitOK
+	defer env.Close()
+	return f(env)
 }
 
 func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
@@ -124,42 +127,39 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	s := env.Observe(ctx)
-	var p *plan.Plan
-	if *destroy {
-		var err error
-		if p, err = plan.BuildDestroy(env.Cfg, s, plan.DestroyOptions{DeleteVolumes: *delVolumes}); err != nil {
-			return fail(errw, err)
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		s := env.Observe(ctx)
+		var p *plan.Plan
+		if *destroy {
+			var err error
+			if p, err = plan.BuildDestroy(env.Cfg, s, plan.DestroyOptions{DeleteVolumes: *delVolumes}); err != nil {
+				return fail(errw, err)
+			}
+		} else {
+			p = plan.Build(env.Cfg, s)
 		}
-	} else {
-		p = plan.Build(env.Cfg, s)
-	}
-	if *asJSON {
-		b, err := plan.JSON(p)
-		if err != nil {
-			return fail(errw, err)
+		if *asJSON {
+			b, err := plan.JSON(p)
+			if err != nil {
+				return fail(errw, err)
+			}
+			fmt.Fprintln(out, string(b))
+		} else {
+			plan.Text(out, p)
 		}
-		fmt.Fprintln(out, string(b))
-	} else {
-		plan.Text(out, p)
-	}
-	if *outFile != "" {
-		if err := plan.WriteFile(*outFile, p); err != nil {
-			return fail(errw, err)
+		if *outFile != "" {
+			if err := plan.WriteFile(*outFile, p); err != nil {
+				return fail(errw, err)
+			}
+			if !*asJSON {
+				fmt.Fprintf(out, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", *outFile, *file, *outFile)
+			}
 		}
-		if !*asJSON {
-			fmt.Fprintf(out, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", *outFile, *file, *outFile)
+		if *detailed && !p.Empty() {
+			return exitChanges
 		}
-	}
-	if *detailed && !p.Empty() {
-		return exitChanges
-	}
-	return exitOK
+		return exitOK
+	})
 }
 
 func cmdApply(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -198,39 +198,36 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
-	if delVolumes != nil {
-		o.Destroy.DeleteVolumes = *delVolumes
-	}
-	if to != nil {
-		o.Failover = plan.FailoverOptions{To: *to, Force: *force}
-	}
-	if noSwitch != nil {
-		o.Build.NoSwitchover = *noSwitch
-	}
-	if op == "apply" && fs.NArg() > 0 {
-		saved, err := plan.ReadFile(fs.Arg(0))
-		if err != nil {
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
+		if delVolumes != nil {
+			o.Destroy.DeleteVolumes = *delVolumes
+		}
+		if to != nil {
+			o.Failover = plan.FailoverOptions{To: *to, Force: *force}
+		}
+		if noSwitch != nil {
+			o.Build.NoSwitchover = *noSwitch
+		}
+		if op == "apply" && fs.NArg() > 0 {
+			saved, err := plan.ReadFile(fs.Arg(0))
+			if err != nil {
+				return fail(errw, err)
+			}
+			o.Saved = saved // a saved plan was reviewed already: no prompt, as in Terraform
+		} else if !*auto {
+			o.Approve = func(p *plan.Plan) (bool, error) { return approve(op, p, out) }
+		}
+		_, err := env.Run(ctx, o)
+		switch {
+		case errors.Is(err, reconcile.ErrCancelled):
+			fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
+			return exitError
+		case err != nil:
 			return fail(errw, err)
 		}
-		o.Saved = saved // a saved plan was reviewed already: no prompt, as in Terraform
-	} else if !*auto {
-		o.Approve = func(p *plan.Plan) (bool, error) { return approve(op, p, out) }
-	}
-	_, err := env.Run(ctx, o)
-	switch {
-	case errors.Is(err, reconcile.ErrCancelled):
-		fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
-		return exitError
-	case err != nil:
-		return fail(errw, err)
-	}
-	return exitOK
+		return exitOK
+	})
 }
 
 // approve asks for "yes" on the terminal, as Terraform does.
@@ -263,16 +260,13 @@ func cmdForceUnlock(ctx context.Context, args []string, out, errw io.Writer) int
 		fmt.Fprintln(errw, "Usage: pgha force-unlock [-f FILE] LOCK_ID (the ID is in the error of the blocked command)")
 		return exitError
 	}
-	env, code := open(*file, errw)
-	if env == nil {
-		return code
-	}
-	defer env.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := env.ForceUnlock(ctx, fs.Arg(0)); err != nil {
-		return fail(errw, err)
-	}
-	fmt.Fprintf(out, "The cluster lock %s was removed.\n", fs.Arg(0))
-	return exitOK
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := env.ForceUnlock(ctx, fs.Arg(0)); err != nil {
+			return fail(errw, err)
+		}
+		fmt.Fprintf(out, "The cluster lock %s was removed.\n", fs.Arg(0))
+		return exitOK
+	})
 }
