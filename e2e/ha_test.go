@@ -194,7 +194,8 @@ func haScenario(t *testing.T, rt string) {
 			t.Fatalf("%s does not follow %s:\n%s", other, np, st)
 		}
 		r = c.pgha("plan")
-		if !strings.Contains(r.stdout, "cluster.hcl declares db2 (the catalog recorded "+np+" as primary") || !strings.Contains(r.stdout, "standby.rejoin[db2]") {
+		if !strings.Contains(r.stdout, "cluster.hcl declares db2 (the catalog recorded "+np+" as primary") || !strings.Contains(r.stdout, "standby.rejoin[db2]") ||
+			!strings.Contains(r.stdout, "rewind: diverged at ") || !strings.Contains(r.stdout, "re-clone if rewind cannot work: ") {
 			t.Fatalf("plan after failover does not explain it:\n%s", r)
 		}
 		// Keep the new primary for the next steps.

@@ -39,11 +39,14 @@ const (
   COALESCE(sync_state, '') FROM pg_stat_replication ORDER BY application_name`
 	qSettings = `SELECT name, COALESCE(setting, ''), COALESCE(unit, ''), context, vartype, pending_restart, source FROM pg_settings`
 	// qHistory reads the current timeline's history file (where each
-	// timeline forked from its parent) and the databases' total size, the
-	// cost of a re-clone; both for rejoin previews.
+	// timeline forked from its parent) and, on a primary, the databases'
+	// total size, the cost of a re-clone; both for rejoin previews. It is
+	// part of the batch, so it costs no round trip.
 	qHistory = `SELECT COALESCE(CASE WHEN t > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(t)), 8, '0') || '.history', 0, 1048576, true) END, ''),
-  (SELECT sum(pg_database_size(oid))::bigint FROM pg_database)
-  FROM (SELECT $1::int AS t) x`
+  CASE WHEN pg_is_in_recovery() THEN 0 ELSE (SELECT sum(pg_database_size(oid))::bigint FROM pg_database) END
+  FROM (SELECT CASE WHEN pg_is_in_recovery()
+       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
 	qRoles = `SELECT rolname, rolcanlogin, rolreplication, rolsuper, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)`
 )
 
@@ -90,6 +93,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	b.Queue(qReplicas)
 	b.Queue(qSettings)
 	b.Queue(qRoles, names)
+	b.Queue(qHistory)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -187,9 +191,8 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	br.Close()
 	var history string
-	if err := conn.QueryRow(ctx, qHistory, n.Timeline).Scan(&history, &n.DatabaseBytes); err != nil {
+	if err := br.QueryRow().Scan(&history, &n.DatabaseBytes); err != nil {
 		return err
 	}
 	n.History = ParseHistory(history)
