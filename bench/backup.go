@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pgha/pgha/plan"
 )
 
 // runBackup compares, on one pgbench data set and in one run, pgha's full
@@ -149,14 +151,10 @@ func runBackup(bin string, scale int) error {
 	fmt.Printf("\nFull backups of a pgbench scale-%d data set (local runtime), one run each\n\n", scale)
 	fmt.Printf("%-44s %10s %12s\n", "method", "time", "stored")
 	for _, r := range results {
-		fmt.Printf("%-44s %10s %12s\n", r.name, r.took.Round(time.Millisecond), human(r.size))
+		fmt.Printf("%-44s %10s %12s\n", r.name, r.took.Round(time.Millisecond), plan.Bytes(r.size))
 	}
 	ratio := func(a, b int) float64 { return results[a].took.Seconds() / results[b].took.Seconds() }
 	fmt.Printf("\npgha gzip / pg_basebackup -z time: %.2fx (target <= 0.5x)\n", ratio(0, 2))
 	fmt.Printf("pgha zstd / pg_basebackup client-zstd time: %.2fx (target <= 1.0x)\n", ratio(1, 3))
 	return nil
-}
-
-func human(n int64) string {
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

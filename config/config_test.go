@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgha/pgha/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -32,19 +34,7 @@ func dump(t *testing.T, c *Cluster) []byte {
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./config -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (check, then go test ./config -update):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	testenv.Golden(t, path, got, *update)
 }
 
 // Distinctive secret values: tests assert they appear in no output.

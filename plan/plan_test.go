@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgha/pgha/internal/testenv"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
@@ -302,19 +303,7 @@ func checkDependencies(t *testing.T, p *Plan) {
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./plan -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./plan -update after checking):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	testenv.Golden(t, path, got, *update)
 }
 
 func TestConvergedSaysNoChanges(t *testing.T) {

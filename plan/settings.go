@@ -118,16 +118,16 @@ func HBA(c *config.Cluster) []string {
 		return append(lines, "host all all all scram-sha-256",
 			fmt.Sprintf("host replication %s samenet scram-sha-256", c.Replication.User))
 	}
-	hosts := map[string]bool{"127.0.0.1": true}
+	// pgha itself connects from loopback; peers from their nodes' hosts.
+	hosts := map[string]bool{hostCIDR("127.0.0.1"): true}
 	for _, n := range c.Nodes {
 		hosts[hostCIDR(n.Host)] = true
 	}
-	var hs []string
+	hs := make([]string, 0, len(hosts))
 	for h := range hosts {
-		hs = append(hs, hostCIDR(h))
+		hs = append(hs, h)
 	}
 	sort.Strings(hs)
-	hs = dedupe(hs)
 	for _, h := range hs {
 		lines = append(lines, fmt.Sprintf("host all all %s scram-sha-256", h))
 	}
@@ -149,16 +149,6 @@ func hostCIDR(h string) string {
 		return h + "/32"
 	}
 	return h // a host name: pg_hba accepts it as is
-}
-
-func dedupe(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // settingEqual compares a desired value, as written in cluster.hcl, with

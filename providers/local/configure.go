@@ -9,8 +9,8 @@ import (
 	"github.com/pgha/pgha/internal/pgconf"
 )
 
-// managedHeader opens every file pgha rewrites.
-const managedHeader = "# managed by pgha; edit cluster.hcl instead"
+// managedHeader opens every file pgha rewrites (pgconf's, without its newline).
+var managedHeader = strings.TrimSuffix(pgconf.Header, "\n")
 
 // includeLine is appended to postgresql.conf once: pgha's settings live in
 // their own file, read last so that they win, and the rest of
