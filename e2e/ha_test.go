@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/providers/redis"
 )
 
 func TestLocalHA(t *testing.T) {
@@ -197,6 +199,20 @@ func haScenario(t *testing.T, rt string) {
 		if !strings.Contains(r.stdout, "cluster.hcl declares db2 (the catalog recorded "+np+" as primary") || !strings.Contains(r.stdout, "standby.rejoin[db2]") ||
 			!strings.Contains(r.stdout, "rewind: diverged at ") || !strings.Contains(r.stdout, "re-clone if rewind cannot work: ") {
 			t.Fatalf("plan after failover does not explain it:\n%s", r)
+		}
+		// The choice is in the catalog's history, with its reasons.
+		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), "", 0, c.name)
+		defer cat.Close()
+		events, err := cat.History(ctx, 10)
+		var recorded, promoted, fenced bool
+		for _, ev := range events {
+			recorded = recorded || ev.Kind == "failover" && strings.Contains(ev.Message, "failover from db2 to "+np) && ev.Generation >= 2
+			promoted = promoted || ev.Kind == "failover" && strings.Contains(ev.Message, "most advanced standby") && ev.Details["at_risk"] != ""
+			fenced = fenced || ev.Kind == "node.fence" && ev.Details["node"] == "db2"
+		}
+		if err != nil || !recorded || !promoted || !fenced {
+			t.Fatalf("catalog history after the failover lacks the choice and its reasons (recorded %v, promoted %v, fenced %v): %+v %v",
+				recorded, promoted, fenced, events, err)
 		}
 		// Keep the new primary for the next steps.
 		declare(t, np)

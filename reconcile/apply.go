@@ -66,10 +66,34 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 			return e.stopped(p, i, doneIDs, err)
 		}
 		fmt.Fprintf(out, "[%d/%d] %s %s: done in %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
+		e.remember(ctx, a)
 		done[a.ID] = true
 		doneIDs = append(doneIDs, a.ID)
 	}
 	return nil
+}
+
+// remember appends role changes to the catalog's history with the
+// plan's reasons, so that every automatic choice can be read back later.
+// The history is a record, not a precondition: a catalog that does not
+// answer does not fail the action that already happened.
+func (e *Env) remember(ctx context.Context, a plan.Action) {
+	switch a.Kind {
+	case plan.Failover, plan.Switchover, plan.NodeFence, plan.StandbyRejoin:
+	default:
+		return
+	}
+	if e.Catalog == nil {
+		return
+	}
+	details := map[string]string{"node": a.Node}
+	for k, v := range a.Before {
+		details["before."+k] = v
+	}
+	for k, v := range a.After {
+		details[k] = v
+	}
+	_ = e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: string(a.Kind), Message: a.Reason, Details: details})
 }
 
 // note prints a line under the running action: what an executor decided.
