@@ -42,6 +42,8 @@ type Options struct {
 	ServerVersion int
 	SystemID      string
 	Now           func() time.Time
+	// Progress, when set, is told the uncompressed bytes written so far.
+	Progress func(done int64)
 }
 
 // ManifestName is the file each backup directory holds beside its data.
@@ -51,23 +53,56 @@ const ManifestName = "manifest.json"
 // returns its record; the manifest is written before Full returns, so the
 // repository alone says everything needed to restore.
 func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
+	b := o.record("full")
+	b.Format = FormatBase
+	var report string
+	err := o.store(&b, "base.tar", func(w io.Writer) error {
+		var err error
+		report, err = src.BaseBackup(ctx, w)
+		return err
+	})
+	if err != nil {
+		return b, err
 	}
-	started := now().UTC()
-	b := state.Backup{ID: started.Format("20060102T150405Z") + "-full", Cluster: o.Cluster, Type: "full", Method: "physical",
+	b.StartLSN, b.Timeline, b.StopLSN = parseReport(report)
+	return b, o.finish(&b)
+}
+
+// Stored formats: how a backup's file is to be read back.
+const (
+	FormatBase = "base" // a tar base backup with the WAL that makes it consistent
+	FormatWAL  = "wal"  // a tar of WAL segments, replayed onto the chain's full
+)
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// record starts the catalog record of a backup of type typ taken now.
+func (o Options) record(typ string) state.Backup {
+	started := o.now()
+	b := state.Backup{ID: started.Format("20060102T150405Z") + "-" + typ, Cluster: o.Cluster, Type: typ, Method: "physical",
 		Node: o.Node, ServerVersion: o.ServerVersion, SystemID: o.SystemID, Started: started, Compression: o.Compression, Status: "running"}
 	b.Root = b.ID
+	return b
+}
+
+// store writes what fill produces, compressed, into the backup's directory
+// under name (plus the compression's extension), through a partial file
+// renamed into place only when complete and synced.
+func (o Options) store(b *state.Backup, name string, fill func(io.Writer) error) error {
 	dir := filepath.Join(o.Repository, o.Cluster, b.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+		return fmt.Errorf("backup %s: %w", b.ID, err)
 	}
-	name := "base.tar" + map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression]
+	name += map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression]
 	tmp := filepath.Join(dir, name+".partial")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+		return fmt.Errorf("backup %s: %w", b.ID, err)
 	}
 	defer os.Remove(tmp) // gone after the rename; removes a partial file on failure
 	hash := sha256.New()
@@ -75,10 +110,10 @@ func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 	comp, err := compressor(stored, o.Compression, o.Level)
 	if err != nil {
 		f.Close()
-		return b, err
+		return err
 	}
-	raw := &counter{w: comp}
-	report, err := src.BaseBackup(ctx, raw)
+	raw := &counter{w: comp, progress: o.Progress}
+	err = fill(raw)
 	if cerr := comp.Close(); err == nil {
 		err = cerr
 	}
@@ -90,21 +125,22 @@ func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 	}
 	if err != nil {
 		b.Status = "failed"
-		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+		return fmt.Errorf("backup %s: %w", b.ID, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return b, fmt.Errorf("backup %s: %w", b.ID, err)
+		return fmt.Errorf("backup %s: %w", b.ID, err)
 	}
-	b.StartLSN, b.Timeline, b.StopLSN = parseReport(report)
-	b.Finished = now().UTC()
 	b.DatabaseBytes, b.StoredBytes = raw.n, stored.n
 	b.Checksum = "sha256:" + hex.EncodeToString(hash.Sum(nil))
 	b.Path = filepath.Join(o.Cluster, b.ID, name)
+	return nil
+}
+
+// finish marks the backup complete and writes its manifest.
+func (o Options) finish(b *state.Backup) error {
+	b.Finished = o.now()
 	b.Status = "complete"
-	if err := writeManifest(dir, b); err != nil {
-		return b, err
-	}
-	return b, nil
+	return writeManifest(filepath.Join(o.Repository, o.Cluster, b.ID), *b)
 }
 
 func compressor(w io.Writer, kind string, level int) (io.WriteCloser, error) {
@@ -131,13 +167,17 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 type counter struct {
-	w io.Writer
-	n int64
+	w        io.Writer
+	n        int64
+	progress func(int64)
 }
 
 func (c *counter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if c.progress != nil {
+		c.progress(c.n)
+	}
 	return n, err
 }
 
@@ -242,3 +282,20 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error { return r.f.Close() }
+
+// Expire deletes a backup's stored file and keeps its manifest, marked
+// expired, as a tombstone: the repository still says what was there and
+// why it is gone, and a catalog that missed the expiry can be repaired
+// from it.
+func Expire(repo string, b state.Backup) (state.Backup, error) {
+	if b.Path != "" {
+		if err := os.Remove(filepath.Join(repo, b.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return b, fmt.Errorf("expire %s: %w", b.ID, err)
+		}
+	}
+	b.Status = "expired"
+	if err := writeManifest(filepath.Join(repo, b.Cluster, b.ID), b); err != nil {
+		return b, fmt.Errorf("expire %s: %w", b.ID, err)
+	}
+	return b, nil
+}

@@ -34,6 +34,10 @@ type Retention struct {
 	Fulls int // 0 = no count rule
 }
 
+// BackupSlot is the physical slot on the primary that holds the WAL since
+// the newest backup, which the next incremental or differential stores.
+const BackupSlot = "pgha_backup"
+
 // DefaultSchedule is the classic week the hand-made scripts ran: full on
 // Monday, incremental Tuesday/Thursday/Saturday, differential
 // Wednesday/Friday, all at 02:00.

@@ -27,7 +27,10 @@ func TestLocalBackup(t *testing.T) {
 	i := strings.LastIndex(string(src), "}")
 	c.write(string(src[:i]) + "  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n}\n")
 	ctx := context.Background()
-	c.mustPgha("apply", "-auto-approve")
+	// The first apply takes the first full: none exists.
+	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") || !strings.Contains(r.stdout, "no full backup exists") {
+		t.Fatalf("the first apply did not take a full backup:\n%s", r)
+	}
 	p := c.conn(ctx, "db1")
 	if _, err := p.Exec(ctx, "CREATE TABLE bk AS SELECT g AS id FROM generate_series(1, 1000) g"); err != nil {
 		t.Fatal(err)
@@ -47,7 +50,7 @@ func TestLocalBackup(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.mustPgha("backup", "list", "-json").stdout), &listed); err != nil {
 		t.Fatal(err)
 	}
-	if listed.Source != "catalog" || len(listed.Backups) != 1 {
+	if listed.Source != "catalog" || len(listed.Backups) != 2 {
 		t.Fatalf("backup list: %+v", listed)
 	}
 	b := listed.Backups[0]
@@ -84,7 +87,68 @@ func TestLocalBackup(t *testing.T) {
 		t.Fatalf("the restored backup has %d rows (%v), want the 1000 of its moment", n, err)
 	}
 
-	// A corrupted stored file is detected and named.
+	// Redis stops; an incremental still completes, from the repository's
+	// point of view, and says the catalog missed it.
+	redisPID, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("kill", strings.TrimSpace(string(redisPID))).Run()
+	eventually(t, 10e9, func() error {
+		if r := c.pgha("backup", "list", "-json"); !strings.Contains(r.stdout, `"repository"`) {
+			return fmt.Errorf("still listed from the catalog")
+		}
+		return nil
+	})
+	r = c.mustPgha("backup", "-type", "incremental")
+	if !strings.Contains(r.stdout, "complete") || !strings.Contains(r.stdout, "catalog could not record it") {
+		t.Fatalf("incremental with the catalog down:\n%s", r)
+	}
+	// The next apply starts the catalog (for its lock, before it plans)
+	// and records what it missed.
+	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "the catalog misses incremental backup") || !strings.Contains(r.stdout, "+ backup.record[") {
+		t.Fatalf("apply after the catalog was down:\n%s", r)
+	}
+	if err := json.Unmarshal([]byte(c.mustPgha("backup", "list", "-json").stdout), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if listed.Source != "catalog" || len(listed.Backups) != 3 || listed.Backups[0].Type != "incremental" || listed.Backups[0].Parent != b.ID {
+		t.Fatalf("the catalog was not repaired: %+v", listed)
+	}
+	if r := c.mustPgha("plan"); !strings.Contains(r.stdout, "No changes") {
+		t.Fatalf("after the repair the plan is not empty:\n%s", r)
+	}
+	incr := listed.Backups[0]
+
+	// The incremental restores (full + WAL to its restore point) with the
+	// 1500 rows of its moment.
+	scratch2 := filepath.Join(testenv.Dir(t), "restore-incr")
+	c.mustPgha("restore", "-target-dir", scratch2, incr.ID)
+	port2 := testenv.FreePort(t)
+	start2 := testenv.Command(t, pgctl, "-D", scratch2, "-l", filepath.Join(scratch2, "restore.log"), "-w",
+		"-o", fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=", port2), "start")
+	if out, err := start2.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(scratch2, "restore.log"))
+		t.Fatalf("start the restored incremental: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() { testenv.Command(t, pgctl, "-D", scratch2, "-m", "immediate", "stop").Run() })
+	rows2 := c.connPort(ctx, port2)
+	eventually(t, 30e9, func() error {
+		var rec bool
+		if err := rows2.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil || rec {
+			return fmt.Errorf("still recovering (%v)", err)
+		}
+		return nil
+	})
+	if err := rows2.QueryRow(ctx, "SELECT count(*) FROM bk").Scan(&n); err != nil || n != 1500 {
+		t.Fatalf("the restored incremental has %d rows (%v), want the 1500 of its moment", n, err)
+	}
+	if r := c.mustPgha("backup", "verify", "-restore", incr.ID); !strings.Contains(r.stdout, "a chain of 2") {
+		t.Fatalf("verify -restore of the incremental:\n%s", r)
+	}
+
+	// A corrupted stored file is detected and named, also when it is the
+	// full an incremental needs.
 	path := filepath.Join(repo, b.Path)
 	data, _ := os.ReadFile(path)
 	data[len(data)/2] ^= 0xff
@@ -92,11 +156,13 @@ func TestLocalBackup(t *testing.T) {
 	if _, err := backup.Open(repo, b); !errors.Is(err, backup.ErrChecksum) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("corruption not detected: %v", err)
 	}
-	if r := c.pgha("backup", "verify", "-restore", b.ID); r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "checksum mismatch") {
-		t.Fatalf("verify of a corrupted backup:\n%s", r)
+	for _, id := range []string{b.ID, incr.ID} {
+		if r := c.pgha("backup", "verify", "-restore", id); r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "checksum mismatch") {
+			t.Fatalf("verify of %s, whose full is corrupted:\n%s", id, r)
+		}
 	}
 
-	// With the catalog down, the repository's manifests still list it.
+	// With the catalog down, the repository's manifests still list them.
 	if pid, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.pid")); err == nil {
 		exec.Command("kill", strings.TrimSpace(string(pid))).Run()
 	}

@@ -57,11 +57,14 @@ const (
 	SettingsUpdate Kind = "settings.update" // write pgha.conf and reload (restart when required)
 	CatalogRecord  Kind = "catalog.record"  // write the cluster record (nodes, primary, generation)
 	CatalogDestroy Kind = "catalog.destroy" // stop the managed Redis and remove its files
+	BackupTake     Kind = "backup.take"     // take the backup the schedule says is due
+	BackupExpire   Kind = "backup.expire"   // delete a chain retention lets go, keep its manifests as tombstones
+	BackupRecord   Kind = "backup.record"   // copy a backup's manifest into the catalog that missed it
 )
 
 // Kinds lists every action kind, in documentation order.
 var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy,
-	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy}
+	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord}
 
 // Action is one step of a plan. It is data: apply looks at Kind and the
 // attributes, nothing else.

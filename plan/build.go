@@ -60,6 +60,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 				b.standby(n)
 			}
 		}
+		b.backups()
 	}
 	b.record()
 	return b.p
@@ -434,6 +435,16 @@ func (b *builder) slots() {
 	for _, cn := range b.c.Nodes {
 		if cn.Name != b.target && cn.Slot != "" {
 			declared[cn.Slot] = cn.Name
+		}
+	}
+	if b.c.Backup != nil && b.c.Backup.Method == "physical" {
+		declared[config.BackupSlot] = "backups"
+		if b.primaryNew || n.Slot(config.BackupSlot) == nil {
+			a := newAction(SlotCreate, Create, b.target, b.target+"/"+config.BackupSlot,
+				fmt.Sprintf("incremental and differential backups store the WAL since the newest backup, which slot %s holds on primary %s", config.BackupSlot, b.target))
+			a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
+			a.DependsOn = deps(b.primaryUp)
+			b.slotIDs[config.BackupSlot] = b.add(a)
 		}
 	}
 	for _, cn := range b.c.Nodes {

@@ -96,6 +96,28 @@ func (e *Env) remember(ctx context.Context, a plan.Action) {
 	_ = e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: string(a.Kind), Message: a.Reason, Details: details})
 }
 
+// indented is the writer executors print their own lines to, under the
+// running action.
+func (e *Env) indented() io.Writer {
+	if e.out == nil {
+		return io.Discard
+	}
+	return &indentWriter{w: e.out}
+}
+
+type indentWriter struct{ w io.Writer }
+
+func (i *indentWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line != "" {
+			if _, err := io.WriteString(i.w, "      "+line); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
 // note prints a line under the running action: what an executor decided.
 func (e *Env) note(format string, args ...any) {
 	if e.out != nil {
@@ -195,6 +217,13 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		return e.switchover(ctx, c.Node(a.Before["primary"]), n)
 	case plan.Failover:
 		return e.failover(ctx, a, n)
+	case plan.BackupTake:
+		_, err := e.Backup(ctx, a.After["type"], e.indented())
+		return err
+	case plan.BackupExpire:
+		return e.expire(ctx, strings.Split(a.Before["backups"], ","))
+	case plan.BackupRecord:
+		return e.recordBackup(ctx, a.Target)
 	}
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
 }

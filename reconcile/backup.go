@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,49 +12,174 @@ import (
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/state"
 )
 
-// Backup takes a backup now (`pgha backup`). Only full physical backups
-// exist in this version. The backup does not take the cluster lock: a
-// long backup must never hold up a failover.
+// Backup takes a backup of the given type now (`pgha backup`, and apply
+// for a backup the schedule says is due). It does not take the cluster
+// lock: a long backup must never hold up a failover.
+//
+// A full streams a base backup from the source node; an incremental or a
+// differential stores the primary's WAL since its reference backup, read
+// through the backup slot, up to a restore point named after it. The slot
+// moves past the WAL only once the backup is stored.
 func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Backup, error) {
 	bk := e.Cfg.Backup
 	if bk == nil {
 		return state.Backup{}, fmt.Errorf("cluster.hcl declares no backup block; add `backup {}` for the defaults")
 	}
-	if kind != "full" {
-		return state.Backup{}, fmt.Errorf("%s backups are not implemented yet; take a full one (-type full)", kind)
-	}
 	if bk.Method != "physical" {
 		return state.Backup{}, fmt.Errorf("method %q is not implemented yet", bk.Method)
 	}
 	s := e.Observe(ctx)
-	src := e.backupSource(s)
-	if src == nil {
-		return state.Backup{}, fmt.Errorf("no node to back up: the primary does not answer%s", map[bool]string{true: " and no standby streams", false: ""}[bk.Source == "standby"])
+	var primary *config.Node
+	for _, cn := range e.Cfg.Nodes {
+		if s.Node(cn.Name).Role() == state.RolePrimary {
+			primary = cn
+		}
 	}
-	n := s.Node(src.Name)
+	if primary == nil {
+		return state.Backup{}, fmt.Errorf("no primary answers: pgha backs up a running cluster; `pgha plan` says why it is down")
+	}
+	pn := s.Node(primary.Name)
+	o := backup.Options{Repository: bk.Repository, Cluster: e.Cfg.Name, Node: primary.Name,
+		Compression: bk.Compression, Level: bk.Level, ServerVersion: pn.ServerVersion, SystemID: pn.SystemID, Now: e.Now}
+	admin := e.superuser(primary)
+	var b state.Backup
+	var err error
 	start := time.Now()
-	fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
-	b, err := backup.Full(ctx, backup.Options{Repository: bk.Repository, Cluster: e.Cfg.Name, Node: src.Name,
-		Compression: bk.Compression, Level: bk.Level, ServerVersion: n.ServerVersion, SystemID: n.SystemID},
-		streamer{e: e, n: src})
+	switch kind {
+	case "full":
+		src := e.backupSource(s)
+		n := s.Node(src.Name)
+		o.Node = src.Name
+		// The slot holds the WAL from here on, so the next incremental
+		// finds every segment since this full.
+		if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
+			return b, err
+		}
+		fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
+		o.Progress = progress(out, pn.DatabaseBytes)
+		b, err = backup.Full(ctx, o, streamer{e: e, n: src})
+	case "incremental", "differential":
+		all, rerr := backup.Repository(bk.Repository, e.Cfg.Name)
+		if rerr != nil {
+			return b, rerr
+		}
+		ref, carry, since, rerr := walReference(all, kind)
+		if rerr != nil {
+			return b, rerr
+		}
+		if ref.SystemID != "" && ref.SystemID != pn.SystemID {
+			return b, fmt.Errorf("the newest full %s is of another database system (%s, the primary is %s): take a full backup", ref.Root, ref.SystemID, pn.SystemID)
+		}
+		fmt.Fprintf(out, "Backing up the WAL of %s since %s %s into %s...\n", primary.Name, ref.Type, ref.ID, bk.Repository)
+		o.Progress = progress(out, 0)
+		b, err = backup.WAL(ctx, o, kind, ref, carry, since, walSource{e: e, n: primary})
+	default:
+		return b, fmt.Errorf("unknown backup type %q: full, incremental or differential", kind)
+	}
 	if err != nil {
 		return b, err
+	}
+	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil {
+		if err := postgres.AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
+			fmt.Fprintf(out, "Warning: %v; the slot keeps WAL the repository already holds until the next backup.\n", err)
+		}
 	}
 	took := time.Since(start)
 	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes),
 		100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), took.Round(time.Millisecond), plan.Bytes(int64(float64(b.DatabaseBytes)/max(took.Seconds(), 0.001))))
 	if e.Catalog != nil {
 		if err := e.Catalog.PutBackup(ctx, b); err != nil {
-			// The repository holds the manifest: nothing is lost.
-			fmt.Fprintf(out, "Warning: the backup is complete in the repository, but the catalog could not record it (%v).\n", err)
+			// The repository holds the manifest: nothing is lost, and the
+			// next plan shows the catalog drift for apply to repair.
+			fmt.Fprintf(out, "Warning: the backup is complete in the repository, but the catalog could not record it (%v); the next apply records it.\n", err)
 		}
 	}
 	return b, nil
+}
+
+// walReference finds what a WAL backup of kind builds on, from the
+// repository's complete backups: the newest full's chain. An incremental
+// refers to the chain's newest backup; a differential to its full, and
+// carries over the WAL of the chain's backups after the full. Either
+// streams from the newest backup's stop, where the backup slot stands.
+func walReference(all []state.Backup, kind string) (ref state.Backup, carry []state.Backup, since state.LSN, err error) {
+	var full, last *state.Backup
+	for i := range all {
+		b := &all[i]
+		if b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
+			full = b
+		}
+	}
+	if full == nil {
+		return ref, nil, 0, fmt.Errorf("no full backup to build a %s on: take a full one first (pgha backup -type full)", kind)
+	}
+	if full.Format != "" && full.Format != backup.FormatBase {
+		return ref, nil, 0, fmt.Errorf("the newest full %s is not a base backup", full.ID)
+	}
+	for i := range all {
+		b := &all[i]
+		if b.Status == "complete" && (b.Root == full.ID || b.ID == full.ID) && (last == nil || b.Started.After(last.Started)) {
+			last = b
+		}
+	}
+	if since, err = state.ParseLSN(last.StopLSN); err != nil {
+		return ref, nil, 0, fmt.Errorf("backup %s: %w", last.ID, err)
+	}
+	if kind == "incremental" {
+		return *last, nil, since, nil
+	}
+	chain, err := backup.Chain(all, last.ID)
+	if err != nil {
+		return ref, nil, 0, err
+	}
+	return *full, chain[1:], since, nil
+}
+
+// walSource reads a WAL backup from the primary: the restore point as the
+// superuser, the WAL through the backup slot as the replication user.
+type walSource struct {
+	e *Env
+	n *config.Node
+}
+
+func (w walSource) RestorePoint(ctx context.Context, name string) (state.LSN, error) {
+	return postgres.RestorePoint(ctx, w.e.superuser(w.n), name)
+}
+
+func (w walSource) ReceiveWAL(ctx context.Context, start, stop state.LSN, sink func(backup.Segment) error) (int, error) {
+	host, port := plan.AdminEndpoint(w.e.Cfg, w.n)
+	ep := postgres.Endpoint{Host: host, Port: port, User: w.e.Cfg.Replication.User, Password: w.e.Cfg.Replication.Password.Reveal()}
+	return postgres.ReceiveWAL(ctx, ep, config.BackupSlot, start, stop, func(s postgres.WALSegment) error {
+		return sink(backup.Segment{Name: s.Name, Data: s.Data})
+	})
+}
+
+// progress prints how far a long transfer is, every few seconds: bytes,
+// rate and, when the total is known, the share done and the time left.
+func progress(out io.Writer, total int64) func(int64) {
+	start := time.Now()
+	last := start
+	return func(done int64) {
+		now := time.Now()
+		if now.Sub(last) < 2*time.Second {
+			return
+		}
+		last = now
+		rate := float64(done) / now.Sub(start).Seconds()
+		line := fmt.Sprintf("  %s, %s/s", plan.Bytes(done), plan.Bytes(int64(rate)))
+		if total > done && rate > 0 {
+			eta := time.Duration(float64(total-done) / rate * float64(time.Second))
+			line = fmt.Sprintf("  %s of ~%s (%.0f%%), %s/s, ETA %s", plan.Bytes(done), plan.Bytes(total), 100*float64(done)/float64(total),
+				plan.Bytes(int64(rate)), eta.Round(time.Second))
+		}
+		fmt.Fprintln(out, line)
+	}
 }
 
 // backupSource is the primary, or a streaming standby when the backup
@@ -99,31 +225,31 @@ func (s streamer) BaseBackup(ctx context.Context, w io.Writer) (string, error) {
 	return s.e.Runtime.BaseBackup(ctx, s.n, w)
 }
 
-// VerifyBackup checks a backup against its manifest (the stored file's
-// checksum, then the whole compressed tar stream) and, with restore,
-// restores it into a scratch instance, starts it and runs a query.
+// VerifyBackup checks a backup and the chain it needs against their
+// manifests (each stored file's checksum, then each whole compressed tar
+// stream) and, with restore, restores the chain into a scratch instance,
+// starts it, waits until recovery reached the backup's moment, and runs a
+// query.
 func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.Writer) error {
-	b, err := e.findBackup(ctx, id)
+	chain, err := e.chain(ctx, id)
 	if err != nil {
 		return err
 	}
 	repo := e.Cfg.Backup.Repository
-	rc, err := backup.Open(repo, *b)
-	if err != nil {
-		return fmt.Errorf("verify %s: %w", id, err)
-	}
-	defer rc.Close()
-	fmt.Fprintf(out, "%s: checksum matches the manifest (%s)\n", id, b.Checksum)
-	if !restore {
-		if err := backup.Check(rc); err != nil {
+	for _, b := range chain {
+		rc, err := backup.Open(repo, b)
+		if err != nil {
 			return fmt.Errorf("verify %s: %w", id, err)
 		}
-		fmt.Fprintf(out, "%s: the archive reads back completely\n", id)
-		return nil
+		err = backup.Check(rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("verify %s: %s: %w", id, b.ID, err)
+		}
+		fmt.Fprintf(out, "%s: checksum matches the manifest (%s) and the archive reads back completely\n", b.ID, b.Checksum)
 	}
-	lr, ok := e.Runtime.(*localRuntime)
-	if !ok {
-		return fmt.Errorf("verify -restore runs on the local runtime only in this version")
+	if !restore {
+		return nil
 	}
 	// The scratch instance lives beside the nodes, where the PostgreSQL
 	// user can reach it; the repository stays private to pgha.
@@ -136,40 +262,100 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.
 		return err
 	}
 	data := filepath.Join(scratch, "data")
-	if err := backup.Extract(rc, data); err != nil {
-		return fmt.Errorf("restore %s: %w", id, err)
-	}
-	_ = os.Remove(filepath.Join(data, "standby.signal"))
-	if err := lr.rt.Adopt(scratch); err != nil {
-		return err
-	}
-	port, err := freePort()
+	r, err := e.StartRestored(ctx, chain, data, out)
 	if err != nil {
 		return err
 	}
+	defer r.Stop()
+	last := chain[len(chain)-1]
+	fmt.Fprintf(out, "%s: restored into a scratch instance, started, and answered (a chain of %d, system id %s)\n", id, len(chain), last.SystemID)
+	return nil
+}
+
+// Restored is a backup restored and running on a free loopback port.
+type Restored struct {
+	Port int
+	Stop func()
+}
+
+// StartRestored restores chain into data (a new directory) and starts it
+// on a free loopback port, waiting until recovery has reached the
+// backup's moment and the server takes writes. The caller stops it with
+// the returned function.
+func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, data string, out io.Writer) (*Restored, error) {
+	lr, ok := e.Runtime.(*localRuntime)
+	if !ok {
+		return nil, fmt.Errorf("restore runs on the local runtime only in this version")
+	}
+	last := chain[len(chain)-1]
+	recovery, err := e.restoreChain(chain, data, out)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": "",
 		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
+	maps.Copy(settings, recovery)
 	if err := lr.rt.Configure(data, settings, plan.HBA(e.Cfg)); err != nil {
-		return err
+		return nil, err
 	}
-	logFile := filepath.Join(scratch, "verify.log")
+	logFile := filepath.Join(filepath.Dir(data), filepath.Base(data)+".log")
 	if err := lr.rt.Start(ctx, data, logFile); err != nil {
-		return fmt.Errorf("restore %s: the restored data directory does not start: %w", id, err)
+		return nil, fmt.Errorf("restore %s: the restored data directory does not start: %w", last.ID, err)
 	}
-	defer lr.rt.Stop(context.Background(), data, "immediate")
+	stop := func() { _ = lr.rt.Stop(context.Background(), data, "immediate") }
 	ep := postgres.Endpoint{Host: "127.0.0.1", Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := postgres.WaitReady(wctx, ep); err != nil {
-		return fmt.Errorf("restore %s: %w", id, err)
+	err = postgres.WaitWritable(wctx, ep)
+	if err == nil {
+		n := &state.Node{}
+		postgres.Observe(ctx, ep, n, nil)
+		if !n.Reachable || n.SystemID != last.SystemID {
+			err = fmt.Errorf("the restored instance answers with system id %q, the backup says %q (%s)", n.SystemID, last.SystemID, n.Error)
+		}
 	}
-	n := &state.Node{}
-	postgres.Observe(ctx, ep, n, nil)
-	if !n.Reachable || n.SystemID != b.SystemID {
-		return fmt.Errorf("restore %s: the restored instance answers with system id %q, the backup says %q (%s)", id, n.SystemID, b.SystemID, n.Error)
+	if err != nil {
+		stop()
+		log, _ := os.ReadFile(logFile)
+		return nil, fmt.Errorf("restore %s: %w%s", last.ID, err, withLog(log))
 	}
-	fmt.Fprintf(out, "%s: restored into a scratch instance, started, and answered (system id %s, %s of databases)\n", id, n.SystemID, plan.Bytes(n.DatabaseBytes))
-	return nil
+	return &Restored{Port: port, Stop: stop}, nil
+}
+
+// withLog adds the tail of a server log to an error.
+func withLog(log []byte) string {
+	if len(log) == 0 {
+		return ""
+	}
+	if len(log) > 2000 {
+		log = log[len(log)-2000:]
+	}
+	return "\nserver log (end):\n" + string(log)
+}
+
+// restoreChain writes the chain into data, hands it to the PostgreSQL
+// user, and returns the recovery settings it starts with.
+func (e *Env) restoreChain(chain []state.Backup, data string, out io.Writer) (map[string]string, error) {
+	lr, ok := e.Runtime.(*localRuntime)
+	if !ok {
+		return nil, fmt.Errorf("restore runs on the local runtime only in this version")
+	}
+	var total int64
+	for _, b := range chain {
+		total += b.DatabaseBytes
+	}
+	recovery, err := backup.RestoreChain(e.Cfg.Backup.Repository, chain, data, progress(out, total))
+	if err != nil {
+		return nil, err
+	}
+	if err := lr.rt.Adopt(data); err != nil {
+		return nil, err
+	}
+	return recovery, nil
 }
 
 func freePort() (int, error) {
@@ -181,49 +367,131 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Restore writes a backup into dir, a new directory, ready to start as a
-// PostgreSQL data directory owned by the runtime's user. It refuses an
-// existing non-empty directory: a restore never overwrites data.
+// Restore writes a backup's chain into dir, a new directory, ready to
+// start as a PostgreSQL data directory owned by the runtime's user. A WAL
+// chain starts in recovery and stops at the backup's restore point. It
+// refuses an existing non-empty directory: a restore never overwrites data.
 func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error {
-	b, err := e.findBackup(ctx, id)
+	chain, err := e.chain(ctx, id)
 	if err != nil {
 		return err
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("restore into %s: the directory is not empty; pgha does not overwrite data", dir)
 	}
-	lr, ok := e.Runtime.(*localRuntime)
-	if !ok {
-		return fmt.Errorf("restore runs on the local runtime only in this version")
-	}
-	rc, err := backup.Open(e.Cfg.Backup.Repository, *b)
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", id, err)
-	}
-	defer rc.Close()
 	start := time.Now()
-	if err := backup.Extract(rc, dir); err != nil {
-		return fmt.Errorf("restore %s: %w", id, err)
-	}
-	_ = os.Remove(filepath.Join(dir, "standby.signal"))
-	if err := lr.rt.Adopt(dir); err != nil {
+	recovery, err := e.restoreChain(chain, dir, out)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Restored %s (%s) into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
-		id, plan.Bytes(b.DatabaseBytes), dir, time.Since(start).Round(time.Millisecond), b.Node)
+	// Only the recovery settings are added, after everything else
+	// (postgresql.auto.conf is read last); the port and the rest stay the
+	// operator's to set.
+	if len(recovery) > 0 {
+		conf, err := pgconf.Settings(recovery)
+		if err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(conf)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", id, err)
+		}
+	}
+	b := chain[len(chain)-1]
+	fmt.Fprintf(out, "Restored %s (a chain of %d) into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
+		id, len(chain), dir, time.Since(start).Round(time.Millisecond), b.Node)
 	return nil
 }
 
-// findBackup looks a backup up by ID, in the catalog or the repository.
-func (e *Env) findBackup(ctx context.Context, id string) (*state.Backup, error) {
+// chain is what restoring id needs, full first, as the catalog or the
+// repository records it.
+func (e *Env) chain(ctx context.Context, id string) ([]state.Backup, error) {
 	list, _, err := e.Backups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for i := range list {
-		if list[i].ID == id {
-			return &list[i], nil
+	found := false
+	for _, b := range list {
+		found = found || b.ID == id
+	}
+	if !found {
+		return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
+	}
+	return backup.Chain(list, id)
+}
+
+// expire lets a chain go, dependents first so that an interruption never
+// leaves a dependent without its full: the catalog learns first, then the
+// stored file goes and the manifest stays as a tombstone.
+func (e *Env) expire(ctx context.Context, ids []string) error {
+	all, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+	if err != nil {
+		return err
+	}
+	byID := map[string]state.Backup{}
+	for _, b := range all {
+		byID[b.ID] = b
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		b, ok := byID[ids[i]]
+		if !ok || b.Status == "expired" {
+			continue
+		}
+		gone := b
+		gone.Status = "expired"
+		if e.Catalog != nil {
+			if err := e.Catalog.PutBackup(ctx, gone); err != nil {
+				e.note("the catalog does not answer (%v); the next apply records the expiry", err)
+			}
+		}
+		if _, err := backup.Expire(e.Cfg.Backup.Repository, b); err != nil {
+			return err
+		}
+		e.note("expired %s %s (%s freed)", b.Type, b.ID, plan.Bytes(b.StoredBytes))
+	}
+	return nil
+}
+
+// recordBackup copies one backup's manifest into the catalog.
+func (e *Env) recordBackup(ctx context.Context, id string) error {
+	if e.Catalog == nil {
+		return fmt.Errorf("cluster.hcl declares no catalog")
+	}
+	all, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+	if err != nil {
+		return err
+	}
+	if id == "*" {
+		have, err := e.Catalog.Backups(ctx)
+		if err != nil {
+			return err
+		}
+		known := map[string]state.Backup{}
+		for _, r := range have {
+			known[r.ID] = r
+		}
+		for _, b := range all {
+			if r, ok := known[b.ID]; ok && r.Status == b.Status && r.Checksum == b.Checksum {
+				continue
+			}
+			if err := e.Catalog.PutBackup(ctx, b); err != nil {
+				return err
+			}
+			e.note("recorded %s %s (%s)", b.Type, b.ID, b.Status)
+		}
+		return nil
+	}
+	for _, b := range all {
+		if b.ID == id {
+			return e.Catalog.PutBackup(ctx, b)
 		}
 	}
-	return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
+	return fmt.Errorf("backup %s: the repository holds no manifest of it any more", id)
 }

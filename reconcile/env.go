@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
@@ -25,6 +26,9 @@ type Env struct {
 	Cfg     *config.Cluster
 	Runtime Runtime
 	Catalog *redis.Catalog // nil when the file declares no catalog
+	// Now is the clock backups are scheduled and named by; nil means
+	// time.Now. Tests fix it to replay a week in minutes.
+	Now func() time.Time
 
 	// held is the lock of the running apply or destroy; catalog.destroy
 	// releases it first, since the lock lives in what it removes.
@@ -46,6 +50,13 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	return e, nil
 }
 
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
 // Close releases the catalog and runtime connections.
 func (e *Env) Close() {
 	if e.Catalog != nil {
@@ -63,7 +74,7 @@ func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 // Observe takes a snapshot of every node and the catalog, concurrently.
 // Nothing unreachable is an error: it is a fact in the snapshot.
 func (e *Env) Observe(ctx context.Context) *state.Cluster {
-	s := &state.Cluster{Name: e.Cfg.Name, ObservedAt: time.Now().UTC()}
+	s := &state.Cluster{Name: e.Cfg.Name, ObservedAt: e.now()}
 	for _, cn := range e.Cfg.Nodes {
 		s.Nodes = append(s.Nodes, &state.Node{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir})
 	}
@@ -80,6 +91,13 @@ func (e *Env) Observe(ctx context.Context) *state.Cluster {
 			defer wg.Done()
 			cat = e.observeCatalog(ctx)
 		}()
+	}
+	if e.Cfg.Backup != nil {
+		list, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+		s.Backups = list
+		if err != nil {
+			s.BackupsError = err.Error()
+		}
 	}
 	wg.Wait()
 	// The runtime reported whether the managed catalog's files exist.
@@ -107,6 +125,13 @@ func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	out.Reachable, out.Record, out.Lock = ok, rec, lock
 	if err != nil {
 		out.Error = err.Error()
+	}
+	if ok && e.Cfg.Backup != nil {
+		if list, err := e.Catalog.Backups(ctx); err == nil {
+			out.Backups = list
+		} else {
+			out.Error = err.Error()
+		}
 	}
 	return out
 }

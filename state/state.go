@@ -43,6 +43,12 @@ type Cluster struct {
 	Catalog Catalog `json:"catalog"`
 	// Network is the Docker network; nil on the local runtime.
 	Network *Network `json:"network,omitempty"`
+	// Backups are what the backup repository's manifests say, newest
+	// first: the truth about which backups exist, whatever the catalog
+	// recorded. Nil without a backup block.
+	Backups []Backup `json:"backups,omitempty"`
+	// BackupsError says why the repository could not be read.
+	BackupsError string `json:"backups_error,omitempty"`
 }
 
 // Network is the cluster's Docker network.
@@ -215,6 +221,9 @@ type Catalog struct {
 	Error     string         `json:"error,omitempty"`
 	Record    *ClusterRecord `json:"record,omitempty"`
 	Lock      *Lock          `json:"lock,omitempty"`
+	// Backups are the catalog's backup records (read only when the file
+	// declares backups); nil when it holds none or was not read.
+	Backups []Backup `json:"backups,omitempty"`
 }
 
 // ClusterRecord is the cluster as last recorded in the catalog by an apply.
@@ -266,7 +275,10 @@ type Backup struct {
 	DatabaseBytes int64     `json:"database_bytes"`
 	StoredBytes   int64     `json:"stored_bytes"`
 	Compression   string    `json:"compression"`
-	Checksum      string    `json:"checksum"` // sha256:<hex> of the stored file
-	Path          string    `json:"path"`     // the stored file, in the repository
-	Status        string    `json:"status"`   // running | complete | failed | expired
+	Format        string    `json:"format,omitempty"` // base | wal: how the stored file is restored
+	// RestorePoint names the WAL record a WAL-based backup ends at.
+	RestorePoint string `json:"restore_point,omitempty"`
+	Checksum     string `json:"checksum"` // sha256:<hex> of the stored file
+	Path         string `json:"path"`     // the stored file, in the repository
+	Status       string `json:"status"`   // running | complete | failed | expired
 }

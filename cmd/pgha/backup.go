@@ -24,7 +24,7 @@ func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
 		}
 	}
 	fs, file := newFlags("backup", errw)
-	kind := fs.String("type", "full", "full (incremental and differential come later)")
+	kind := fs.String("type", "full", "full, incremental (the WAL since the newest backup) or differential (the WAL since the newest full)")
 	if fs.Parse(args) != nil {
 		return exitError
 	}

@@ -126,6 +126,31 @@ func WaitReady(ctx context.Context, ep Endpoint) error {
 	return nil
 }
 
+// WaitWritable waits until the server accepts queries and has left
+// recovery: a restored backup has replayed to its moment and promoted.
+func WaitWritable(ctx context.Context, ep Endpoint) error {
+	var last error
+	err := poll(ctx, func(ctx context.Context) (bool, error) {
+		conn, err := connect(ctx, ep)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		defer closeConn(conn)
+		var rec bool
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			last = err
+			return false, nil
+		}
+		last = fmt.Errorf("%s is still in recovery", ep)
+		return !rec, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to take writes: %w (last: %v)", ep, err, last)
+	}
+	return nil
+}
+
 // WaitStreaming waits until a standby's WAL receiver is streaming. It keeps
 // one connection between polls and reconnects only when that one fails
 // (the standby may still be starting up).

@@ -164,10 +164,23 @@ func (c *Catalog) PutBackup(ctx context.Context, b state.Backup) error {
 	pipe := c.client.TxPipeline()
 	pipe.Set(ctx, c.key("backup:"+b.ID), js, 0)
 	pipe.ZAdd(ctx, c.key("backups"), goredis.Z{Score: float64(b.Started.UnixNano()), Member: b.ID})
+	if b.Root != "" {
+		pipe.ZAdd(ctx, c.key("chain:"+b.Root), goredis.Z{Score: float64(b.Started.UnixNano()), Member: b.ID})
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("record backup %s: %w", b.ID, err)
 	}
 	return nil
+}
+
+// Chain lists the IDs of the backups whose chain starts at the full root,
+// oldest first: what a restore of the chain's newest backup reads.
+func (c *Catalog) Chain(ctx context.Context, root string) ([]string, error) {
+	ids, err := c.client.ZRange(ctx, c.key("chain:"+root), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list chain %s: %w", root, err)
+	}
+	return ids, nil
 }
 
 // Backups lists the recorded backups, newest first.

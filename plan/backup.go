@@ -1,0 +1,129 @@
+package plan
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
+)
+
+// backups plans what the backup block asks for: the catalog repaired from
+// the repository's manifests, the backup the schedule says is due, and
+// the chains retention lets go. The repository is the truth: a backup
+// exists when its manifest says so, whatever the catalog recorded.
+func (b *builder) backups() {
+	bk := b.c.Backup
+	if bk == nil || b.undecided || b.switched != "" {
+		return
+	}
+	if b.s.BackupsError != "" {
+		b.diag(Warning, "", "the backup repository cannot be read: "+b.s.BackupsError,
+			fmt.Sprintf("pgha plans no backup until %s reads back; check its permissions and the disk.", bk.Repository))
+		return
+	}
+	b.catalogBackups()
+	now := b.s.ObservedAt
+	primary := b.node(b.target)
+	running := b.primaryUp == "" && primary.Role() == state.RolePrimary
+	if !running && b.primaryUp == "" {
+		return // no primary to back up; the plan's diagnostics say why
+	}
+	due, err := backup.NextDue(backup.Schedule(bk.Schedule), b.s.Backups, primary.Timeline, now)
+	if err != nil {
+		b.diag(Warning, "", err.Error(), "Fix the schedule in cluster.hcl.")
+		return
+	}
+	take := ""
+	if due != nil {
+		reason := due.Reason
+		if due.Type != "full" && bk.Method == "physical" && running && primary.Slot(config.BackupSlot) == nil {
+			// Without the slot the WAL since the parent may be recycled:
+			// an incremental could not be restored. A full starts anew.
+			reason = fmt.Sprintf("a %s is %s, but slot %s is missing on %s, so the WAL since %s may be gone: a full starts a new chain",
+				due.Type, due.Reason, config.BackupSlot, b.target, due.Parent)
+			due.Type, due.Parent = "full", ""
+		}
+		a := newAction(BackupTake, Create, b.target, due.Type, reason)
+		a.After = map[string]string{"type": due.Type, "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
+		if due.Parent != "" {
+			a.After["parent"] = due.Parent
+		}
+		if due.Type == "full" && bk.Source == "standby" {
+			a.After["source"] = "a streaming standby"
+		}
+		if !due.Since.IsZero() && due.Since != now {
+			a.After["due_since"] = due.Since.Format("Mon 2006-01-02 15:04 MST")
+		}
+		a.DependsOn = deps(b.primaryUp, b.slotIDs[config.BackupSlot])
+		take = b.add(a)
+	}
+	for _, ch := range backup.Expired(b.s.Backups, backup.Retention{Days: bk.Retention.Days, Fulls: bk.Retention.Fulls}, now) {
+		a := newAction(BackupExpire, Delete, "", ch.Full.ID, ch.Reason)
+		var ids []string
+		var stored int64
+		for _, m := range ch.Members {
+			ids = append(ids, m.ID)
+			stored += m.StoredBytes
+		}
+		a.Before = map[string]string{"backups": strings.Join(ids, ","), "count": strconv.Itoa(len(ids)), "stored": Bytes(stored)}
+		a.DependsOn = deps(take) // the newer backup first: a failed one must not cost an older chain
+		b.add(a)
+	}
+}
+
+// catalogBackups plans the catalog's repair: every manifest the catalog
+// misses or records differently (a backup taken or expired while Redis
+// was down) is copied in.
+func (b *builder) catalogBackups() {
+	if b.c.Catalog == nil {
+		return
+	}
+	if !b.s.Catalog.Reachable {
+		if b.c.Catalog.Managed && len(b.s.Backups) > 0 {
+			// What it missed while down is known once it runs again.
+			a := newAction(BackupRecord, Update, "", "*", "the catalog is down: once it runs again, every backup manifest it misses is recorded in it")
+			a.DependsOn = deps(catalogStartID(b.p))
+			b.add(a)
+		}
+		return
+	}
+	have := map[string]state.Backup{}
+	for _, r := range b.s.Catalog.Backups {
+		have[r.ID] = r
+	}
+	inRepo := map[string]bool{}
+	for i := len(b.s.Backups) - 1; i >= 0; i-- { // oldest first
+		m := b.s.Backups[i]
+		inRepo[m.ID] = true
+		r, ok := have[m.ID]
+		switch {
+		case !ok:
+			a := newAction(BackupRecord, Create, "", m.ID, fmt.Sprintf("the catalog misses %s backup %s (%s), which the repository's manifest holds", m.Type, m.ID, m.Status))
+			a.After = map[string]string{"status": m.Status, "type": m.Type}
+			b.add(a)
+		case r.Status != m.Status || r.Checksum != m.Checksum:
+			a := newAction(BackupRecord, Update, "", m.ID, fmt.Sprintf("the catalog says backup %s is %s, its manifest says %s", m.ID, r.Status, m.Status))
+			a.Before = map[string]string{"status": r.Status}
+			a.After = map[string]string{"status": m.Status}
+			b.add(a)
+		}
+	}
+	for _, r := range b.s.Catalog.Backups {
+		if !inRepo[r.ID] && r.Status == "complete" {
+			b.diag(Warning, "", fmt.Sprintf("the catalog lists backup %s, which the repository does not hold", r.ID),
+				fmt.Sprintf("It cannot be restored from %s. Was the repository moved or cleaned by hand?", b.c.Backup.Repository))
+		}
+	}
+}
+
+func catalogStartID(p *Plan) string {
+	for _, a := range p.Actions {
+		if a.Kind == CatalogStart {
+			return a.ID
+		}
+	}
+	return ""
+}
