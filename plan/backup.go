@@ -42,8 +42,8 @@ func (b *builder) backups() {
 		if due.Type != "full" && bk.Method == "physical" && running && primary.Slot(config.BackupSlot) == nil {
 			// Without the slot the WAL since the parent may be recycled:
 			// an incremental could not be restored. A full starts anew.
-			reason = fmt.Sprintf("a %s is %s, but slot %s is missing on %s, so the WAL since %s may be gone: a full starts a new chain",
-				due.Type, due.Reason, config.BackupSlot, b.target, due.Parent)
+			reason = fmt.Sprintf("slot %s is missing on %s, so the WAL since %s may be gone: a full starts a new chain instead of the %s (%s)",
+				config.BackupSlot, b.target, due.Parent, due.Type, due.Reason)
 			due.Type, due.Parent = "full", ""
 		}
 		a := newAction(BackupTake, Create, b.target, due.Type, reason)

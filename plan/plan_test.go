@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/internal/testenv"
 
@@ -229,6 +231,37 @@ var planCases = []planCase{
 		n := s.Node("db2")
 		*n = state.Node{Name: "db2", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Initialized: true, StandbySignal: true, Error: "not running"}
 	}, ids: []string{"node.start[db2]"}},
+	{name: "backup_first_full", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday)
+	}, ids: []string{"slot.create[db1/pgha_backup]", "backup.take[full]"}},
+	{name: "backup_incremental_due", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}, ids: []string{"backup.take[incremental]"}},
+	{name: "backup_slot_lost", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
+	}, ids: []string{"slot.create[db1/pgha_backup]", "backup.take[full]"}},
+	{name: "backup_retention", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Two weeks back a chain of three; last Monday a full; Tuesday now.
+		old := tuesday.AddDate(0, 0, -8)
+		withBackups(c, s, tuesday,
+			bk("old-full", "full", "", old), bk("old-incr", "incremental", "old-full", old.AddDate(0, 0, 1)), bk("old-diff", "differential", "old-full", old.AddDate(0, 0, 2)),
+			bk("new-full", "full", "", tuesday.AddDate(0, 0, -1)), bk("new-incr", "incremental", "new-full", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}, ids: []string{"backup.expire[old-full]"}},
+	{name: "backup_catalog_drift", mutate: func(c *config.Cluster, s *state.Cluster) {
+		full := bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1))
+		incr := bk("20261124T020500Z-incremental", "incremental", full.ID, tuesday)
+		withBackups(c, s, tuesday, full, incr)
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		gone := bk("20261116T020500Z-full", "full", "", tuesday.AddDate(0, 0, -8))
+		s.Catalog.Backups = []state.Backup{full, gone} // the incremental was taken with Redis down
+	}, ids: []string{"backup.record[20261124T020500Z-incremental]"}, diags: []string{"the catalog lists backup 20261116T020500Z-full, which the repository does not hold"}},
+	{name: "backup_catalog_down", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)), bk("20261124T020500Z-incremental", "incremental", "20261123T020500Z-full", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		s.Catalog.Reachable, s.Catalog.Record = false, nil
+	}, ids: []string{"catalog.start[redis]", "backup.record[*]", "catalog.record[cluster]"}},
 	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
 		c.Postgres.Parameters["shared_bufers"] = "1GB"
 	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},
@@ -547,4 +580,27 @@ func TestSettingEqual(t *testing.T) {
 	if got := displaySetting("16384", "8kB"); got != "128MB" {
 		t.Errorf("displaySetting = %q", got)
 	}
+}
+
+// tuesday is 02:05 on the Tuesday of the week the backup cases replay.
+var tuesday = time.Date(2026, 11, 24, 2, 5, 0, 0, time.UTC)
+
+// withBackups gives the test cluster the default backup block, the
+// repository's manifests (newest first, as observed) and the clock.
+func withBackups(c *config.Cluster, s *state.Cluster, now time.Time, list ...state.Backup) {
+	c.Backup = &config.Backup{Repository: "/srv/pgha/backups", Compression: "gzip", Method: "physical", Source: "primary",
+		Schedule: config.DefaultSchedule, Retention: config.Retention{Days: 6}}
+	s.ObservedAt = now
+	slices.SortFunc(list, func(a, b state.Backup) int { return b.Started.Compare(a.Started) })
+	s.Backups = list
+	s.Catalog.Backups = list
+}
+
+func bk(id, typ, parent string, at time.Time) state.Backup {
+	root := parent
+	if root == "" {
+		root = id
+	}
+	return state.Backup{ID: id, Cluster: "demo", Type: typ, Parent: parent, Root: root, Started: at, Finished: at.Add(time.Minute),
+		Status: "complete", Timeline: 1, StoredBytes: 10 << 20, DatabaseBytes: 40 << 20, Checksum: "sha256:" + id, StopLSN: "0/3000100"}
 }

@@ -1,0 +1,88 @@
+package backup
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/state"
+)
+
+func link(id, typ, parent string, t time.Time) state.Backup {
+	b := bk(id, typ, t)
+	b.Parent = parent
+	return b
+}
+
+// TestExpired: chains go whole, only when every member is past the age
+// rule and the chain is outside the count rule; the newest chain stays
+// whatever the rules say.
+func TestExpired(t *testing.T) {
+	w1 := []state.Backup{link("f1", "full", "", at(-14, 2, 0)), link("i1", "incremental", "f1", at(-13, 2, 0)), link("d1", "differential", "f1", at(-12, 2, 0)), link("i2", "incremental", "d1", at(-11, 2, 0))}
+	w2 := []state.Backup{link("f2", "full", "", at(-7, 2, 0)), link("i3", "incremental", "f2", at(-6, 2, 0))}
+	w3 := []state.Backup{link("f3", "full", "", at(0, 2, 0))}
+	all := slices.Concat(w1, w2, w3)
+	failed := link("f0", "full", "", at(-20, 2, 0))
+	failed.Status = "failed"
+	cases := []struct {
+		name string
+		all  []state.Backup
+		r    Retention
+		now  time.Time
+		want [][]string
+	}{
+		{"six days", all, Retention{Days: 6}, at(0, 3, 0), [][]string{{"f1", "i1", "d1", "i2"}, {"f2", "i3"}}},
+		{"a young dependent keeps its full", all, Retention{Days: 6}, at(-1, 3, 0), [][]string{{"f1", "i1", "d1", "i2"}}},
+		{"count of fulls", all, Retention{Fulls: 2}, at(0, 3, 0), [][]string{{"f1", "i1", "d1", "i2"}}},
+		{"both rules keep what either keeps", all, Retention{Days: 30, Fulls: 1}, at(0, 3, 0), nil},
+		{"the newest chain is never expired", w1, Retention{Days: 1}, at(30, 0, 0), nil},
+		{"no rule, nothing expires", all, Retention{}, at(60, 0, 0), nil},
+		{"failed backups are no chain", append([]state.Backup{failed}, w3...), Retention{Days: 1}, at(0, 3, 0), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [][]string
+			for _, ch := range Expired(tc.all, tc.r, tc.now) {
+				var ids []string
+				for _, m := range ch.Members {
+					ids = append(ids, m.ID)
+				}
+				if ch.Reason == "" || ch.Full.ID != ids[0] {
+					t.Errorf("chain %v: full %s, reason %q", ids, ch.Full.ID, ch.Reason)
+				}
+				got = append(got, ids)
+			}
+			if !slices.EqualFunc(got, tc.want, slices.Equal) {
+				t.Errorf("expired %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestChain(t *testing.T) {
+	all := []state.Backup{link("f", "full", "", at(0, 2, 0)), link("i1", "incremental", "f", at(1, 2, 0)), link("d", "differential", "f", at(2, 2, 0)),
+		link("i2", "incremental", "d", at(3, 2, 0)), link("orphan", "incremental", "gone", at(3, 3, 0))}
+	cases := map[string][]string{"f": {"f"}, "i1": {"f", "i1"}, "d": {"f", "d"}, "i2": {"f", "d", "i2"}}
+	for id, want := range cases {
+		ch, err := Chain(all, id)
+		var got []string
+		for _, b := range ch {
+			got = append(got, b.ID)
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("chain of %s: %v (%v), want %v", id, got, err, want)
+		}
+	}
+	if _, err := Chain(all, "orphan"); err == nil {
+		t.Error("a backup whose parent is gone has a chain")
+	}
+	if _, err := Chain(all, "nope"); err == nil {
+		t.Error("an unknown backup has a chain")
+	}
+	if got := Dependents(all, "d"); !slices.Equal(got, []string{"i2"}) {
+		t.Errorf("dependents of d: %v", got)
+	}
+	if got := Dependents(all, "f"); !slices.Equal(got, []string{"d", "i1", "i2"}) {
+		t.Errorf("dependents of f: %v", got)
+	}
+}
