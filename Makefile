@@ -34,6 +34,8 @@ demo: setup build secrets
 	$(BIN) apply -auto-approve
 	@echo
 	$(BIN) status
+	@echo
+	$(BIN) backup list
 
 ## demo-down: destroy the demo cluster (stops nodes, deletes ./data)
 demo-down: build

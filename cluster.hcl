@@ -51,4 +51,26 @@ cluster "demo" {
     address = "127.0.0.1:6390"
     managed = true
   }
+
+  # Backups are desired state too: `pgha plan` shows the backup that is due
+  # and the chains retention lets go; apply takes and expires them.
+  backup {
+    repository  = "./backups"
+    compression = "zstd"
+
+    # The classic week (also the default): full on Monday, incremental
+    # (the changes since the newest backup) Tuesday, Thursday and Saturday,
+    # differential (the changes since the full) Wednesday and Friday.
+    schedule {
+      full         = "0 2 * * 1"
+      incremental  = "0 2 * * 2,4,6"
+      differential = "0 2 * * 3,5"
+    }
+
+    # Chains with a backup younger than six days are kept; the newest
+    # chain always is.
+    retention {
+      days = 6
+    }
+  }
 }

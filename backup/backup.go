@@ -5,6 +5,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"time"
 
@@ -26,9 +26,15 @@ import (
 )
 
 // Streamer produces a tar-format base backup (with the WAL that makes it
-// consistent) and returns pg_basebackup's verbose report.
+// consistent) and, where the server sends one, its backup_manifest.
 type Streamer interface {
-	BaseBackup(ctx context.Context, w io.Writer) (report string, err error)
+	BaseBackup(ctx context.Context, w, manifest io.Writer) (BaseInfo, error)
+}
+
+// BaseInfo is where a base backup's WAL starts and ends.
+type BaseInfo struct {
+	StartLSN, StopLSN string
+	Timeline          int
 }
 
 // Options say where and how a backup is written.
@@ -55,17 +61,38 @@ const ManifestName = "manifest.json"
 func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 	b := o.record("full")
 	b.Format = FormatBase
-	var report string
+	var info BaseInfo
+	var manifest bytes.Buffer
 	err := o.store(&b, "base.tar", func(w io.Writer) error {
 		var err error
-		report, err = src.BaseBackup(ctx, w)
+		info, err = src.BaseBackup(ctx, w, &manifest)
 		return err
 	})
 	if err != nil {
 		return b, err
 	}
-	b.StartLSN, b.Timeline, b.StopLSN = parseReport(report)
+	b.StartLSN, b.Timeline, b.StopLSN = info.StartLSN, info.Timeline, info.StopLSN
+	if manifest.Len() > 0 {
+		// The server's own manifest: what pg_verifybackup checks a restored
+		// directory against, and what a PostgreSQL 17 incremental builds on.
+		rel := filepath.Join(o.Cluster, b.ID, ServerManifestName)
+		if err := os.WriteFile(filepath.Join(o.Repository, rel), manifest.Bytes(), 0o600); err != nil {
+			return b, fmt.Errorf("backup %s: %w", b.ID, err)
+		}
+		b.ServerManifest = rel
+	}
 	return b, o.finish(&b)
+}
+
+// ServerManifestName is the server's backup_manifest beside a base backup.
+const ServerManifestName = "backup_manifest"
+
+// ParseReport reads the WAL range from pg_basebackup -v's report, for
+// servers pgha streams through pg_basebackup.
+func ParseReport(r string) BaseInfo {
+	var i BaseInfo
+	i.StartLSN, i.Timeline, i.StopLSN = parseReport(r)
+	return i
 }
 
 // Stored formats: how a backup's file is to be read back.
@@ -143,19 +170,24 @@ func (o Options) finish(b *state.Backup) error {
 	return writeManifest(filepath.Join(o.Repository, o.Cluster, b.ID), *b)
 }
 
+// compressor returns the writer that compresses a backup: chunks
+// compressed in parallel (see parallelWriter), readable as one stream.
 func compressor(w io.Writer, kind string, level int) (io.WriteCloser, error) {
 	switch kind {
 	case "gzip":
 		if level == 0 {
 			level = gzip.DefaultCompression
 		}
-		return gzip.NewWriterLevel(w, level)
-	case "zstd":
-		opts := []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0))}
-		if level > 0 {
-			opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+		if _, err := gzip.NewWriterLevel(io.Discard, level); err != nil {
+			return nil, err
 		}
-		return zstd.NewWriter(w, opts...)
+		return newParallel(w, gzipChunk(level)), nil
+	case "zstd":
+		enc, err := zstdChunk(level)
+		if err != nil {
+			return nil, err
+		}
+		return newParallel(w, enc), nil
 	case "none", "":
 		return nopCloser{w}, nil
 	}

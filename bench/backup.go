@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -124,6 +125,37 @@ func runBackup(bin string, scale int) error {
 			return err
 		}
 	}
+	// An incremental after about 5 % of the rows changed (a contiguous
+	// range, as a day's writes to a table mostly are), against the zstd
+	// full it builds on.
+	repo := filepath.Join(dir, "backups")
+	fullSize := results[len(results)-1].size
+	accounts := scale * 100000
+	if err := run(psql, append(conn, "-qc", fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= %d", accounts/20))...); err != nil {
+		return err
+	}
+	if err := measure("pgha backup -type incremental (zstd, 5% rows)", func() int64 { return dirSize(repo)() - fullSize }, func() error {
+		return run(bin, "backup", "-type", "incremental", "-f", file)
+	}); err != nil {
+		return err
+	}
+	ids, err := backupIDs(env, bin, file)
+	if err != nil {
+		return err
+	}
+	for _, r := range []struct{ name, id, how string }{
+		{"pgha restore full (zstd, extract)", ids["full"], "restore"},
+		{"pgha verify -restore incremental (extract, replay, start)", ids["incremental"], "verify"},
+	} {
+		target := filepath.Join(dir, "restore-"+r.how)
+		args := []string{"restore", "-f", file, "-target-dir", target, r.id}
+		if r.how == "verify" {
+			args = []string{"backup", "verify", "-restore", "-f", file, r.id}
+		}
+		if err := measure(r.name, func() int64 { return 0 }, func() error { return run(bin, args...) }); err != nil {
+			return err
+		}
+	}
 	for _, c := range []struct{ name, flag string }{{"pg_basebackup -Ft -z", "-z"}, {"pg_basebackup -Ft --compress=client-zstd", "--compress=client-zstd"}} {
 		out := filepath.Join(dir, "bb-"+strings.Fields(c.flag)[0])
 		if err := measure(c.name, dirSize(out), func() error {
@@ -131,6 +163,13 @@ func runBackup(bin string, scale int) error {
 		}); err != nil {
 			return err
 		}
+	}
+	untar := filepath.Join(dir, "untar")
+	os.MkdirAll(untar, 0o700)
+	if err := measure("tar -xzf of pg_basebackup -z (restore baseline)", func() int64 { return 0 }, func() error {
+		return run("tar", "-xzf", filepath.Join(dir, "bb--z", "base.tar.gz"), "-C", untar)
+	}); err != nil {
+		return err
 	}
 	dumpall, err := findBin("pg_dumpall")
 	if err != nil {
@@ -148,13 +187,45 @@ func runBackup(bin string, scale int) error {
 		return err
 	}
 
-	fmt.Printf("\nFull backups of a pgbench scale-%d data set (local runtime), one run each\n\n", scale)
-	fmt.Printf("%-44s %10s %12s\n", "method", "time", "stored")
+	fmt.Printf("\nBackups of a pgbench scale-%d data set (local runtime), one run each\n\n", scale)
+	fmt.Printf("%-58s %10s %12s\n", "method", "time", "stored")
+	byName := map[string]result{}
 	for _, r := range results {
-		fmt.Printf("%-44s %10s %12s\n", r.name, r.took.Round(time.Millisecond), plan.Bytes(r.size))
+		byName[r.name] = r
+		size := plan.Bytes(r.size)
+		if r.size == 0 {
+			size = "-"
+		}
+		fmt.Printf("%-58s %10s %12s\n", r.name, r.took.Round(time.Millisecond), size)
 	}
-	ratio := func(a, b int) float64 { return results[a].took.Seconds() / results[b].took.Seconds() }
-	fmt.Printf("\npgha gzip / pg_basebackup -z time: %.2fx (target <= 0.5x)\n", ratio(0, 2))
-	fmt.Printf("pgha zstd / pg_basebackup client-zstd time: %.2fx (target <= 1.0x)\n", ratio(1, 3))
+	ratio := func(a, b string) float64 { return byName[a].took.Seconds() / byName[b].took.Seconds() }
+	incr, full := byName["pgha backup -type incremental (zstd, 5% rows)"], byName["pgha backup (zstd)"]
+	fmt.Printf("\npgha gzip / pg_basebackup -z time: %.2fx (target <= 0.5x)\n", ratio("pgha backup (gzip)", "pg_basebackup -Ft -z"))
+	fmt.Printf("pgha zstd / pg_basebackup client-zstd time: %.2fx (target <= 1.0x)\n", ratio("pgha backup (zstd)", "pg_basebackup -Ft --compress=client-zstd"))
+	fmt.Printf("pgha incremental / full (zstd): time %.0f%%, size %.0f%% (target <= 20%% each)\n",
+		100*incr.took.Seconds()/full.took.Seconds(), 100*float64(incr.size)/float64(max(full.size, 1)))
 	return nil
+}
+
+// backupIDs returns the newest backup ID of each type.
+func backupIDs(env []string, bin, file string) (map[string]string, error) {
+	cmd := exec.Command(bin, "backup", "list", "-json", "-f", file)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("backup list: %v", err)
+	}
+	var l struct {
+		Backups []struct{ ID, Type string }
+	}
+	if err := json.Unmarshal(out, &l); err != nil {
+		return nil, err
+	}
+	ids := map[string]string{}
+	for _, b := range l.Backups { // newest first
+		if ids[b.Type] == "" {
+			ids[b.Type] = b.ID
+		}
+	}
+	return ids, nil
 }

@@ -111,6 +111,10 @@ func (d *decoder) backup(b *hcl.Block) *Backup {
 				}
 			})
 		case "retention":
+			// A count of fulls alone replaces the default age rule.
+			if attrs, _ := blk.Body.JustAttributes(); attrs["fulls"] != nil && attrs["days"] == nil {
+				bk.Retention.Days = 0
+			}
 			d.attrs(blk.Body, retentionSchema, func(name string, a *hcl.Attribute) {
 				var n int
 				if !d.integer(a, &n) {

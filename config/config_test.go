@@ -314,3 +314,32 @@ func TestRepositoryClusterFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestRetention: days = 6 by default; a count of fulls alone replaces
+// the age rule; both together keep what either keeps.
+func TestRetention(t *testing.T) {
+	for _, tc := range []struct {
+		block       string
+		days, fulls int
+	}{
+		{`backup {}`, 6, 0},
+		{"backup {\n retention { fulls = 2 }\n}", 0, 2},
+		{"backup {\n retention { days = 14 }\n}", 14, 0},
+		{"backup {\n retention {\n days = 3\n fulls = 1\n }\n}", 3, 1},
+	} {
+		src := `cluster "min" {
+  primary = "db1"
+  postgres { password = "p" }
+  replication { password = "r" }
+  node "db1" { port = 5441 }
+  ` + tc.block + `
+}`
+		r := Parse([]byte(src), filepath.Join(t.TempDir(), "cluster.hcl"))
+		if r.Cluster == nil || r.Cluster.Backup == nil {
+			t.Fatalf("%s: %v", tc.block, r.Diags)
+		}
+		if got := r.Cluster.Backup.Retention; got.Days != tc.days || got.Fulls != tc.fulls {
+			t.Errorf("%s: retention %+v, want days %d fulls %d", tc.block, got, tc.days, tc.fulls)
+		}
+	}
+}

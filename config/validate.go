@@ -39,7 +39,10 @@ func (d *decoder) validate(c *Cluster) {
 			}
 		}
 		if n.Slot != "" {
-			if first := slots[n.Slot]; first != nil {
+			if n.Slot == BackupSlot && c.Backup != nil {
+				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Reserved slot name",
+					fmt.Sprintf("Slot %q holds the WAL of incremental backups (the backup block declares it). Give node %q another slot.", BackupSlot, n.Name))
+			} else if first := slots[n.Slot]; first != nil {
 				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Duplicate slot name",
 					fmt.Sprintf("Nodes %q and %q both declare slot %s. Each standby needs its own slot.", first.Name, n.Name, d.show(&n.Slot, n.Slot)))
 			} else {

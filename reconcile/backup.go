@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -221,8 +222,21 @@ type streamer struct {
 	n *config.Node
 }
 
-func (s streamer) BaseBackup(ctx context.Context, w io.Writer) (string, error) {
-	return s.e.Runtime.BaseBackup(ctx, s.n, w)
+// BaseBackup streams over the replication protocol straight into pgha's
+// compressor (any runtime: pgha reaches every node); servers older than
+// PostgreSQL 15 go through pg_basebackup next to the node.
+func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer) (backup.BaseInfo, error) {
+	host, port := plan.AdminEndpoint(s.e.Cfg, s.n)
+	ep := postgres.Endpoint{Host: host, Port: port, User: s.e.Cfg.Replication.User, Password: s.e.Cfg.Replication.Password.Reveal()}
+	r, err := postgres.BaseBackup(ctx, ep, "pgha", w, manifest, nil)
+	if errors.Is(err, postgres.ErrOldServer) {
+		report, err := s.e.Runtime.BaseBackup(ctx, s.n, w)
+		return backup.ParseReport(report), err
+	}
+	if err != nil {
+		return backup.BaseInfo{}, err
+	}
+	return backup.BaseInfo{StartLSN: r.Start.String(), StopLSN: r.Stop.String(), Timeline: r.Timeline}, nil
 }
 
 // VerifyBackup checks a backup and the chain it needs against their

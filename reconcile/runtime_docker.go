@@ -466,8 +466,24 @@ func (d *dockerRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
 	return d.SetStandby(ctx, n, true)
 }
 
-// BaseBackup is not available on the docker runtime yet: exec output is
-// buffered, and a base backup must stream.
-func (d *dockerRuntime) BaseBackup(context.Context, *config.Node, io.Writer) (string, error) {
-	return "", fmt.Errorf("backups on the docker runtime are not implemented yet")
+// BaseBackup runs pg_basebackup inside n's container against n itself
+// and streams the tar to w through the exec stream: nothing is staged in
+// the container, and the image needs nothing beyond PostgreSQL's own
+// client programs.
+func (d *dockerRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writer) (string, error) {
+	if err := d.WritePassfile(ctx, n); err != nil {
+		return "", err
+	}
+	path, err := d.bin(ctx, n, "pg_basebackup")
+	if err != nil {
+		return "", err
+	}
+	host, port := plan.PeerEndpoint(d.c, n) // the address pg_hba.conf lets replication in from
+	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
+	report, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast",
+		"--no-password", "-v", "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Replication.User)
+	if err != nil {
+		return report, fmt.Errorf("pg_basebackup on %s: %w", n.Name, err)
+	}
+	return report, nil
 }

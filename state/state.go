@@ -276,6 +276,8 @@ type Backup struct {
 	StoredBytes   int64     `json:"stored_bytes"`
 	Compression   string    `json:"compression"`
 	Format        string    `json:"format,omitempty"` // base | wal: how the stored file is restored
+	// ServerManifest is the server's backup_manifest, beside a base backup.
+	ServerManifest string `json:"server_manifest,omitempty"`
 	// RestorePoint names the WAL record a WAL-based backup ends at.
 	RestorePoint string `json:"restore_point,omitempty"`
 	Checksum     string `json:"checksum"` // sha256:<hex> of the stored file

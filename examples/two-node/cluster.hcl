@@ -41,4 +41,11 @@ cluster "classic" {
     password = env("PGHA_REDIS_PASSWORD", "")
     managed  = true
   }
+
+  # Replaces backup_monday.sh ... backup_saturday.sh and their Redis keys:
+  # the defaults are that week (full Monday, incremental Tue/Thu/Sat,
+  # differential Wed/Fri, 02:00) and six days of retention.
+  backup {
+    repository = "./backups"
+  }
 }

@@ -300,15 +300,38 @@ func (e *ExecError) Error() string {
 // Exec runs cmd in a node's container as user, with env and optional
 // stdin, and returns its combined output.
 func (e *Engine) Exec(ctx context.Context, node, user string, env []string, stdin []byte, cmd ...string) (string, error) {
+	var out bytes.Buffer
+	err := e.exec(ctx, node, user, env, stdin, &out, &out, cmd...)
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		ee.Output = out.String()
+	}
+	return out.String(), err
+}
+
+// ExecStream runs cmd in a node's container and streams its standard
+// output to stdout as it comes (a base backup is gigabytes); it returns
+// what the command wrote to standard error.
+func (e *Engine) ExecStream(ctx context.Context, node, user string, env []string, stdout io.Writer, cmd ...string) (string, error) {
+	var errb bytes.Buffer
+	err := e.exec(ctx, node, user, env, nil, stdout, &errb, cmd...)
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		ee.Output = errb.String()
+	}
+	return errb.String(), err
+}
+
+func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdin []byte, stdout, stderr io.Writer, cmd ...string) error {
 	name := e.Name(node)
 	id, err := e.cli.ContainerExecCreate(ctx, name, container.ExecOptions{User: user, Env: env, Cmd: cmd,
 		AttachStdout: true, AttachStderr: true, AttachStdin: stdin != nil, WorkingDir: "/"})
 	if err != nil {
-		return "", fmt.Errorf("exec in %s: %w", name, err)
+		return fmt.Errorf("exec in %s: %w", name, err)
 	}
 	resp, err := e.cli.ContainerExecAttach(ctx, id.ID, container.ExecAttachOptions{})
 	if err != nil {
-		return "", fmt.Errorf("exec in %s: %w", name, err)
+		return fmt.Errorf("exec in %s: %w", name, err)
 	}
 	defer resp.Close()
 	if stdin != nil {
@@ -317,18 +340,17 @@ func (e *Engine) Exec(ctx context.Context, node, user string, env []string, stdi
 			_ = resp.CloseWrite()
 		}()
 	}
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, resp.Reader); err != nil && !errors.Is(err, io.EOF) {
-		return out.String(), fmt.Errorf("exec in %s: %w", name, err)
+	if _, err := stdcopy.StdCopy(stdout, stderr, resp.Reader); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("exec in %s: %w", name, err)
 	}
 	ins, err := e.cli.ContainerExecInspect(ctx, id.ID)
 	if err != nil {
-		return out.String(), fmt.Errorf("exec in %s: %w", name, err)
+		return fmt.Errorf("exec in %s: %w", name, err)
 	}
 	if ins.ExitCode != 0 {
-		return out.String(), &ExecError{Cmd: cmd[0], Code: ins.ExitCode, Output: out.String()}
+		return &ExecError{Cmd: cmd[0], Code: ins.ExitCode}
 	}
-	return out.String(), nil
+	return nil
 }
 
 // Run runs a command in a throwaway container of image with the node's
