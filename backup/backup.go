@@ -26,9 +26,10 @@ import (
 )
 
 // Streamer produces a tar-format base backup (with the WAL that makes it
-// consistent) and, where the server sends one, its backup_manifest.
+// consistent) and, where the server sends one, its backup_manifest. With a
+// parent manifest it produces a PostgreSQL 17 incremental backup.
 type Streamer interface {
-	BaseBackup(ctx context.Context, w, manifest io.Writer) (BaseInfo, error)
+	BaseBackup(ctx context.Context, w, manifest io.Writer, parent []byte) (BaseInfo, error)
 }
 
 // BaseInfo is where a base backup's WAL starts and ends.
@@ -61,15 +62,41 @@ const ManifestName = "manifest.json"
 func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 	b := o.record("full")
 	b.Format = FormatBase
+	return b, o.base(ctx, &b, src, nil)
+}
+
+// Incremental takes a PostgreSQL 17 block-level incremental backup of
+// type typ relative to ref (the chain's newest backup for an incremental,
+// its full for a differential): the server sends only the blocks changed
+// since ref, as its WAL summaries record them. Restore combines the chain
+// with pg_combinebackup.
+func Incremental(ctx context.Context, o Options, typ string, ref state.Backup, src Streamer) (state.Backup, error) {
+	if ref.ServerManifest == "" {
+		return state.Backup{}, fmt.Errorf("backup %s has no server manifest to build an incremental on: take a full backup", ref.ID)
+	}
+	parent, err := os.ReadFile(filepath.Join(o.Repository, ref.ServerManifest))
+	if err != nil {
+		return state.Backup{}, fmt.Errorf("read the manifest of %s: %w", ref.ID, err)
+	}
+	b := o.record(typ)
+	b.Format, b.Parent, b.Root = FormatIncremental, ref.ID, ref.Root
+	if b.Root == "" {
+		b.Root = ref.ID
+	}
+	return b, o.base(ctx, &b, src, parent)
+}
+
+// base stores a base backup (full or incremental) and the server's manifest.
+func (o Options) base(ctx context.Context, b *state.Backup, src Streamer, parent []byte) error {
 	var info BaseInfo
 	var manifest bytes.Buffer
-	err := o.store(&b, "base.tar", func(w io.Writer) error {
+	err := o.store(b, "base.tar", func(w io.Writer) error {
 		var err error
-		info, err = src.BaseBackup(ctx, w, &manifest)
+		info, err = src.BaseBackup(ctx, w, &manifest, parent)
 		return err
 	})
 	if err != nil {
-		return b, err
+		return err
 	}
 	b.StartLSN, b.Timeline, b.StopLSN = info.StartLSN, info.Timeline, info.StopLSN
 	if manifest.Len() > 0 {
@@ -77,11 +104,11 @@ func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 		// directory against, and what a PostgreSQL 17 incremental builds on.
 		rel := filepath.Join(o.Cluster, b.ID, ServerManifestName)
 		if err := os.WriteFile(filepath.Join(o.Repository, rel), manifest.Bytes(), 0o600); err != nil {
-			return b, fmt.Errorf("backup %s: %w", b.ID, err)
+			return fmt.Errorf("backup %s: %w", b.ID, err)
 		}
 		b.ServerManifest = rel
 	}
-	return b, o.finish(&b)
+	return o.finish(b)
 }
 
 // ServerManifestName is the server's backup_manifest beside a base backup.
@@ -99,6 +126,9 @@ func ParseReport(r string) BaseInfo {
 const (
 	FormatBase = "base" // a tar base backup with the WAL that makes it consistent
 	FormatWAL  = "wal"  // a tar of WAL segments, replayed onto the chain's full
+	// FormatIncremental is a PostgreSQL 17 incremental base backup,
+	// combined with its chain by pg_combinebackup.
+	FormatIncremental = "incremental"
 )
 
 func (o Options) now() time.Time {

@@ -183,51 +183,138 @@ func contains(ids []string, id string) bool {
 	return false
 }
 
-// RestoreChain writes a chain (full first) into dir, a new directory, and
-// returns the recovery settings the restored server needs to start: none
-// for a full alone; for a WAL chain, replay to the last backup's restore
-// point, then promote. progress, when set, is told the bytes written.
-func RestoreChain(repo string, chain []state.Backup, dir string, progress func(int64)) (map[string]string, error) {
+// How a chain is put back together.
+const (
+	LayoutBase    = "base"    // a full alone: extract it
+	LayoutWAL     = "wal"     // a full and WAL: extract, add the WAL to pg_wal, replay to the restore point
+	LayoutCombine = "combine" // a full and PostgreSQL 17 incrementals: extract each, pg_combinebackup
+)
+
+// Layout says how chain (full first) is restored, and refuses a chain
+// that mixes WAL-based and block-level incrementals.
+func Layout(chain []state.Backup) (string, error) {
 	if len(chain) == 0 {
-		return nil, errors.New("nothing to restore")
+		return "", errors.New("nothing to restore")
+	}
+	if f := chain[0].Format; f != "" && f != FormatBase {
+		return "", fmt.Errorf("restore %s: a chain starts with a full base backup, this is %q", chain[0].ID, f)
+	}
+	if len(chain) == 1 {
+		return LayoutBase, nil
+	}
+	kind := chain[1].Format
+	for _, b := range chain[1:] {
+		if b.Format != kind || (kind != FormatWAL && kind != FormatIncremental) {
+			return "", fmt.Errorf("restore %s: its chain mixes %q and %q backups", chain[len(chain)-1].ID, kind, b.Format)
+		}
+	}
+	if kind == FormatWAL {
+		return LayoutWAL, nil
+	}
+	return LayoutCombine, nil
+}
+
+// RecoverySettings are what a restored WAL chain starts with: replay to
+// the last backup's restore point, then promote. Recovery reads the WAL
+// from pg_wal; an archive recovery insists on a restore_command, and one
+// that finds nothing sends it there. Other layouts need none.
+func RecoverySettings(chain []state.Backup) map[string]string {
+	if l, _ := Layout(chain); l != LayoutWAL {
+		return map[string]string{}
+	}
+	return map[string]string{
+		"restore_command":          "false",
+		"recovery_target_name":     chain[len(chain)-1].RestorePoint,
+		"recovery_target_action":   "promote",
+		"recovery_target_timeline": "current",
+	}
+}
+
+// Combiner runs pg_combinebackup over parts (full first) into out.
+type Combiner func(parts []string, out string) error
+
+// RestoreChain writes a chain (full first) into dir, a new directory, and
+// returns the recovery settings the restored server needs to start (see
+// RecoverySettings). A block-level chain is extracted next to dir, one
+// directory per backup, and combined into dir by combine. progress, when
+// set, is told the bytes written.
+func RestoreChain(repo string, chain []state.Backup, dir string, progress func(int64), combine Combiner) (map[string]string, error) {
+	layout, err := Layout(chain)
+	if err != nil {
+		return nil, err
 	}
 	c := &counter{w: io.Discard, progress: progress}
-	for i, b := range chain {
+	extract := func(b state.Backup, f func(io.Reader) error) error {
 		rc, err := Open(repo, b)
 		if err != nil {
-			return nil, fmt.Errorf("restore %s: %w", b.ID, err)
+			return fmt.Errorf("restore %s: %w", b.ID, err)
 		}
-		r := io.TeeReader(rc, c)
-		if i == 0 {
-			if b.Format != "" && b.Format != FormatBase {
-				rc.Close()
-				return nil, fmt.Errorf("restore %s: a chain starts with a base backup, this is %q", b.ID, b.Format)
+		defer rc.Close()
+		if err := f(io.TeeReader(rc, c)); err != nil {
+			return fmt.Errorf("restore %s: %w", b.ID, err)
+		}
+		return nil
+	}
+	switch layout {
+	case LayoutCombine:
+		if combine == nil {
+			return nil, fmt.Errorf("restore %s: a PostgreSQL 17 incremental chain needs pg_combinebackup, which this runtime cannot run here", chain[len(chain)-1].ID)
+		}
+		var parts []string
+		defer func() {
+			for _, p := range parts {
+				os.RemoveAll(p)
 			}
-			err = Extract(r, dir)
-		} else {
-			err = extractWAL(r, filepath.Join(dir, "pg_wal"))
+		}()
+		for i, b := range chain {
+			part := fmt.Sprintf("%s.part%d", dir, i)
+			parts = append(parts, part)
+			if err := extract(b, func(r io.Reader) error { return Extract(r, part) }); err != nil {
+				return nil, err
+			}
+			if err := copyManifest(repo, b, part); err != nil {
+				return nil, err
+			}
 		}
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("restore %s: %w", b.ID, err)
+		if err := combine(parts, dir); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", chain[len(chain)-1].ID, err)
+		}
+	default:
+		for i, b := range chain {
+			if i == 0 {
+				err = extract(b, func(r io.Reader) error { return Extract(r, dir) })
+			} else {
+				err = extract(b, func(r io.Reader) error { return extractWAL(r, filepath.Join(dir, "pg_wal")) })
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if layout == LayoutWAL {
+			if err := os.WriteFile(filepath.Join(dir, "recovery.signal"), nil, 0o600); err != nil {
+				return nil, err
+			}
+		}
+		if err := copyManifest(repo, chain[0], dir); err != nil {
+			return nil, err
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, "standby.signal"))
-	last := chain[len(chain)-1]
-	if len(chain) == 1 {
-		return map[string]string{}, nil
+	return RecoverySettings(chain), nil
+}
+
+// copyManifest puts a backup's server manifest into the directory it was
+// restored to, as pg_basebackup -Fp leaves it: pg_combinebackup and
+// pg_verifybackup read it there.
+func copyManifest(repo string, b state.Backup, dir string) error {
+	if b.ServerManifest == "" {
+		return nil
 	}
-	if err := os.WriteFile(filepath.Join(dir, "recovery.signal"), nil, 0o600); err != nil {
-		return nil, err
+	data, err := os.ReadFile(filepath.Join(repo, b.ServerManifest))
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", b.ID, err)
 	}
-	// Recovery reads the WAL from pg_wal; an archive recovery insists on
-	// a restore_command, and one that finds nothing sends it there.
-	return map[string]string{
-		"restore_command":          "false",
-		"recovery_target_name":     last.RestorePoint,
-		"recovery_target_action":   "promote",
-		"recovery_target_timeline": "current",
-	}, nil
+	return os.WriteFile(filepath.Join(dir, ServerManifestName), data, 0o600)
 }
 
 var segmentRe = regexp.MustCompile(`^pg_wal/[0-9A-F]{24}$`)

@@ -162,9 +162,8 @@ func TestLocalBackupWeek(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data := filepath.Join(c.dir, "data", "restore-"+id)
 		var out bytes.Buffer
-		rs, err := env.StartRestored(ctx, ch, data, &out)
+		rs, err := env.StartRestored(ctx, ch, false, &out)
 		if err != nil {
 			t.Fatalf("restore %s: %v\n%s", id, err, out.String())
 		}
@@ -175,7 +174,6 @@ func TestLocalBackupWeek(t *testing.T) {
 		if got != moments[id] {
 			t.Errorf("restore of %s (chain of %d) holds %+v, the moment of the backup had %+v", id, len(ch), got, moments[id])
 		}
-		os.RemoveAll(data)
 	}
 
 	// Second week: Monday starts a new chain; on Friday the first week's

@@ -54,6 +54,9 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	start := time.Now()
 	switch kind {
 	case "full":
+		if err := e.summarizeWAL(ctx, admin, pn, out); err != nil {
+			return b, err
+		}
 		src := e.backupSource(s)
 		n := s.Node(src.Name)
 		o.Node = src.Name
@@ -76,6 +79,17 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		}
 		if ref.SystemID != "" && ref.SystemID != pn.SystemID {
 			return b, fmt.Errorf("the newest full %s is of another database system (%s, the primary is %s): take a full backup", ref.Root, ref.SystemID, pn.SystemID)
+		}
+		if native(pn, ref) {
+			// PostgreSQL 17: only the blocks changed since ref, from the
+			// server's WAL summaries.
+			fmt.Fprintf(out, "Backing up the blocks of %s changed since %s %s into %s...\n", primary.Name, ref.Type, ref.ID, bk.Repository)
+			o.Progress = progress(out, 0)
+			b, err = backup.Incremental(ctx, o, kind, ref, streamer{e: e, n: primary})
+			if err != nil {
+				err = fmt.Errorf("%w\n(a block-level incremental needs summarize_wal on since %s was taken; `pgha backup -type full` starts a new chain)", err, ref.ID)
+			}
+			break
 		}
 		fmt.Fprintf(out, "Backing up the WAL of %s since %s %s into %s...\n", primary.Name, ref.Type, ref.ID, bk.Repository)
 		o.Progress = progress(out, 0)
@@ -102,6 +116,46 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		}
 	}
 	return b, nil
+}
+
+// native says whether an incremental on this primary is block-level
+// (PostgreSQL 17 and a chain whose newest backup kept the server's
+// manifest) rather than WAL.
+func native(pn *state.Node, ref state.Backup) bool {
+	return pn.ServerVersion >= 170000 && ref.ServerManifest != "" && ref.Format != backup.FormatWAL
+}
+
+// summarizeWAL turns on WAL summarization on a PostgreSQL 17 primary
+// before a full backup, so that the block-level incrementals of its chain
+// find the summaries they need. It is a reload-only setting; pgha sets it
+// with ALTER SYSTEM, next to its own pgha.conf, and says so.
+func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.Node, out io.Writer) error {
+	if pn.ServerVersion < 170000 {
+		return nil
+	}
+	on, err := postgres.Setting(ctx, ep, "summarize_wal")
+	if err != nil || on == "on" {
+		return err
+	}
+	if err := postgres.Exec(ctx, ep, "ALTER SYSTEM SET summarize_wal = on"); err != nil {
+		return fmt.Errorf("turn on summarize_wal: %w", err)
+	}
+	if err := postgres.Reload(ctx, ep); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "summarize_wal is now on (ALTER SYSTEM): incremental backups of this chain send only changed blocks.")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if v, _ := postgres.Setting(wctx, ep, "summarize_wal"); v == "on" {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("summarize_wal did not take effect after a reload")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // walReference finds what a WAL backup of kind builds on, from the
@@ -225,11 +279,11 @@ type streamer struct {
 // BaseBackup streams over the replication protocol straight into pgha's
 // compressor (any runtime: pgha reaches every node); servers older than
 // PostgreSQL 15 go through pg_basebackup next to the node.
-func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer) (backup.BaseInfo, error) {
+func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer, parent []byte) (backup.BaseInfo, error) {
 	host, port := plan.AdminEndpoint(s.e.Cfg, s.n)
 	ep := postgres.Endpoint{Host: host, Port: port, User: s.e.Cfg.Replication.User, Password: s.e.Cfg.Replication.Password.Reveal()}
-	r, err := postgres.BaseBackup(ctx, ep, "pgha", w, manifest, nil)
-	if errors.Is(err, postgres.ErrOldServer) {
+	r, err := postgres.BaseBackup(ctx, ep, "pgha", w, manifest, parent)
+	if errors.Is(err, postgres.ErrOldServer) && parent == nil {
 		report, err := s.e.Runtime.BaseBackup(ctx, s.n, w)
 		return backup.ParseReport(report), err
 	}
@@ -265,18 +319,7 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.
 	if !restore {
 		return nil
 	}
-	// The scratch instance lives beside the nodes, where the PostgreSQL
-	// user can reach it; the repository stays private to pgha.
-	scratch, err := os.MkdirTemp(e.Cfg.Runtime.DataDir, ".verify-"+id+"-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(scratch)
-	if err := os.Chmod(scratch, 0o755); err != nil {
-		return err
-	}
-	data := filepath.Join(scratch, "data")
-	r, err := e.StartRestored(ctx, chain, data, out)
+	r, err := e.StartRestored(ctx, chain, true, out)
 	if err != nil {
 		return err
 	}
@@ -289,40 +332,32 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.
 // Restored is a backup restored and running on a free loopback port.
 type Restored struct {
 	Port int
-	Stop func()
+	Stop func() // stops it and removes every trace
 }
 
-// StartRestored restores chain into data (a new directory) and starts it
-// on a free loopback port, waiting until recovery has reached the
-// backup's moment and the server takes writes. The caller stops it with
-// the returned function.
-func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, data string, out io.Writer) (*Restored, error) {
-	lr, ok := e.Runtime.(*localRuntime)
+// scratchRuntime is a runtime that can restore a chain into a throwaway
+// instance and start it; check runs pg_verifybackup on what was restored
+// before it starts.
+type scratchRuntime interface {
+	startScratch(ctx context.Context, repo string, chain []state.Backup, check bool, out io.Writer) (port int, stop func(), log func() string, err error)
+}
+
+// StartRestored restores chain into a scratch instance and starts it on
+// a free loopback port, waiting until recovery has reached the backup's
+// moment and the server takes writes, and checking it is the backed-up
+// system. The caller stops it.
+func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check bool, out io.Writer) (*Restored, error) {
+	sr, ok := e.Runtime.(scratchRuntime)
 	if !ok {
-		return nil, fmt.Errorf("restore runs on the local runtime only in this version")
+		return nil, fmt.Errorf("this runtime cannot restore into a scratch instance")
 	}
 	last := chain[len(chain)-1]
-	recovery, err := e.restoreChain(chain, data, out)
+	port, stop, logf, err := sr.startScratch(ctx, e.Cfg.Backup.Repository, chain, check, out)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("restore %s: %w", last.ID, err)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": "",
-		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
-	maps.Copy(settings, recovery)
-	if err := lr.rt.Configure(data, settings, plan.HBA(e.Cfg)); err != nil {
-		return nil, err
-	}
-	logFile := filepath.Join(filepath.Dir(data), filepath.Base(data)+".log")
-	if err := lr.rt.Start(ctx, data, logFile); err != nil {
-		return nil, fmt.Errorf("restore %s: the restored data directory does not start: %w", last.ID, err)
-	}
-	stop := func() { _ = lr.rt.Stop(context.Background(), data, "immediate") }
 	ep := postgres.Endpoint{Host: "127.0.0.1", Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 	err = postgres.WaitWritable(wctx, ep)
 	if err == nil {
@@ -333,11 +368,63 @@ func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, data stri
 		}
 	}
 	if err != nil {
+		log := logf()
 		stop()
-		log, _ := os.ReadFile(logFile)
-		return nil, fmt.Errorf("restore %s: %w%s", last.ID, err, withLog(log))
+		return nil, fmt.Errorf("restore %s: %w%s", last.ID, err, withLog([]byte(log)))
 	}
 	return &Restored{Port: port, Stop: stop}, nil
+}
+
+// startScratch restores beside the nodes (where the PostgreSQL user can
+// reach it; the repository stays private to pgha) and starts the server
+// with pgha's settings for a loopback-only instance.
+func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []state.Backup, check bool, out io.Writer) (int, func(), func() string, error) {
+	none := func() string { return "" }
+	dir, err := os.MkdirTemp(l.c.Runtime.DataDir, ".restore-"+chain[len(chain)-1].ID+"-")
+	if err != nil {
+		return 0, nil, none, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	if err := os.Chmod(dir, 0o755); err != nil {
+		cleanup()
+		return 0, nil, none, err
+	}
+	data := filepath.Join(dir, "data")
+	recovery, err := restoreLocal(l, repo, chain, data, out)
+	if err != nil {
+		cleanup()
+		return 0, nil, none, err
+	}
+	if _, err := os.Stat(filepath.Join(data, backup.ServerManifestName)); err == nil && check {
+		if _, err := l.rt.VerifyBackup(ctx, data); err != nil {
+			cleanup()
+			return 0, nil, none, err
+		}
+		fmt.Fprintf(out, "pg_verifybackup: every file of the restored directory matches the server's manifest\n")
+	}
+	port, err := freePort()
+	if err != nil {
+		cleanup()
+		return 0, nil, none, err
+	}
+	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": "",
+		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
+	maps.Copy(settings, recovery)
+	if err := l.rt.Configure(data, settings, plan.HBA(l.c)); err != nil {
+		cleanup()
+		return 0, nil, none, err
+	}
+	logFile := filepath.Join(dir, "postgresql.log")
+	logf := func() string { b, _ := os.ReadFile(logFile); return string(b) }
+	if err := l.rt.Start(ctx, data, logFile); err != nil {
+		defer cleanup()
+		return 0, nil, logf, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(logf())))
+	}
+	stop := func() {
+		_ = l.rt.Stop(context.Background(), data, "immediate")
+		cleanup()
+	}
+	return port, stop, logf, nil
 }
 
 // withLog adds the tail of a server log to an error.
@@ -351,34 +438,22 @@ func withLog(log []byte) string {
 	return "\nserver log (end):\n" + string(log)
 }
 
-// restoreChain writes the chain into data, hands it to the PostgreSQL
-// user, and returns the recovery settings it starts with.
-func (e *Env) restoreChain(chain []state.Backup, data string, out io.Writer) (map[string]string, error) {
-	lr, ok := e.Runtime.(*localRuntime)
-	if !ok {
-		return nil, fmt.Errorf("restore runs on the local runtime only in this version")
-	}
+// restoreLocal writes the chain into data on this host, hands it to the
+// PostgreSQL user, and returns the recovery settings it starts with.
+func restoreLocal(l *localRuntime, repo string, chain []state.Backup, data string, out io.Writer) (map[string]string, error) {
 	var total int64
 	for _, b := range chain {
 		total += b.DatabaseBytes
 	}
-	recovery, err := backup.RestoreChain(e.Cfg.Backup.Repository, chain, data, progress(out, total))
+	combine := func(parts []string, out string) error { return l.rt.CombineBackup(context.Background(), parts, out) }
+	recovery, err := backup.RestoreChain(repo, chain, data, progress(out, total), combine)
 	if err != nil {
 		return nil, err
 	}
-	if err := lr.rt.Adopt(data); err != nil {
+	if err := l.rt.Adopt(data); err != nil {
 		return nil, err
 	}
 	return recovery, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Restore writes a backup's chain into dir, a new directory, ready to
@@ -393,8 +468,12 @@ func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error 
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("restore into %s: the directory is not empty; pgha does not overwrite data", dir)
 	}
+	lr, ok := e.Runtime.(*localRuntime)
+	if !ok {
+		return fmt.Errorf("restore -target-dir writes to this host: it runs on the local runtime; on docker, `pgha backup verify -restore` restores into a scratch container")
+	}
 	start := time.Now()
-	recovery, err := e.restoreChain(chain, dir, out)
+	recovery, err := restoreLocal(lr, e.Cfg.Backup.Repository, chain, dir, out)
 	if err != nil {
 		return err
 	}
@@ -508,4 +587,13 @@ func (e *Env) recordBackup(ctx context.Context, id string) error {
 		}
 	}
 	return fmt.Errorf("backup %s: the repository holds no manifest of it any more", id)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

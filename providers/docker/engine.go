@@ -300,6 +300,16 @@ func (e *ExecError) Error() string {
 // Exec runs cmd in a node's container as user, with env and optional
 // stdin, and returns its combined output.
 func (e *Engine) Exec(ctx context.Context, node, user string, env []string, stdin []byte, cmd ...string) (string, error) {
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
+	}
+	return e.ExecIn(ctx, node, user, env, in, cmd...)
+}
+
+// ExecIn is Exec with standard input streamed from a reader (a restore
+// sends gigabytes in).
+func (e *Engine) ExecIn(ctx context.Context, node, user string, env []string, stdin io.Reader, cmd ...string) (string, error) {
 	var out bytes.Buffer
 	err := e.exec(ctx, node, user, env, stdin, &out, &out, cmd...)
 	var ee *ExecError
@@ -322,7 +332,7 @@ func (e *Engine) ExecStream(ctx context.Context, node, user string, env []string
 	return errb.String(), err
 }
 
-func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdin []byte, stdout, stderr io.Writer, cmd ...string) error {
+func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdin io.Reader, stdout, stderr io.Writer, cmd ...string) error {
 	name := e.Name(node)
 	id, err := e.cli.ContainerExecCreate(ctx, name, container.ExecOptions{User: user, Env: env, Cmd: cmd,
 		AttachStdout: true, AttachStderr: true, AttachStdin: stdin != nil, WorkingDir: "/"})
@@ -334,14 +344,27 @@ func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdi
 		return fmt.Errorf("exec in %s: %w", name, err)
 	}
 	defer resp.Close()
+	// A failure to read the input is ours and fails the exec; a failure to
+	// write it means the command stopped reading, which its exit code says.
+	src := &readErr{r: stdin}
+	var sent chan struct{}
 	if stdin != nil {
+		sent = make(chan struct{})
 		go func() {
-			_, _ = resp.Conn.Write(stdin)
+			defer close(sent)
+			_, _ = io.CopyBuffer(resp.Conn, src, make([]byte, 1<<20))
 			_ = resp.CloseWrite()
 		}()
 	}
 	if _, err := stdcopy.StdCopy(stdout, stderr, resp.Reader); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("exec in %s: %w", name, err)
+	}
+	if sent != nil {
+		resp.Close() // unblocks a sender the command stopped reading from
+		<-sent
+		if src.err != nil {
+			return fmt.Errorf("exec in %s: read input: %w", name, src.err)
+		}
 	}
 	ins, err := e.cli.ContainerExecInspect(ctx, id.ID)
 	if err != nil {
@@ -351,6 +374,19 @@ func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdi
 		return &ExecError{Cmd: cmd[0], Code: ins.ExitCode}
 	}
 	return nil
+}
+
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.err = err
+	}
+	return n, err
 }
 
 // Run runs a command in a throwaway container of image with the node's

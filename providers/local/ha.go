@@ -123,3 +123,32 @@ func (r *Runtime) Adopt(dir string) error {
 		return r.chown(path)
 	})
 }
+
+// CombineBackup runs pg_combinebackup (PostgreSQL 17) over parts, full
+// first, into out, as RunAs: a block-level incremental chain becomes one
+// data directory.
+func (r *Runtime) CombineBackup(ctx context.Context, parts []string, out string) error {
+	for _, p := range parts {
+		if err := r.Adopt(p); err != nil {
+			return err
+		}
+	}
+	args := append(append([]string{}, parts...), "-o", out)
+	cmd := r.command(ctx, "pg_combinebackup", args...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_combinebackup: %w%s", err, withOutput(string(b)))
+	}
+	return nil
+}
+
+// VerifyBackup runs pg_verifybackup on a restored base backup directory
+// that holds the server's backup_manifest: every file's size and checksum
+// against the manifest. The WAL is replayed on start, so it is not parsed.
+func (r *Runtime) VerifyBackup(ctx context.Context, dir string) (string, error) {
+	cmd := r.command(ctx, "pg_verifybackup", "-n", "-q", dir)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(b), fmt.Errorf("pg_verifybackup %s: %w%s", dir, err, withOutput(string(b)))
+	}
+	return string(b), nil
+}

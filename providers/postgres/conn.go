@@ -210,3 +210,17 @@ func poll(ctx context.Context, f func(context.Context) (bool, error)) error {
 		}
 	}
 }
+
+// Setting returns a server setting as SHOW prints it.
+func Setting(ctx context.Context, ep Endpoint, name string) (string, error) {
+	conn, err := connect(ctx, ep)
+	if err != nil {
+		return "", err
+	}
+	defer closeConn(conn)
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		return "", fmt.Errorf("%s on %s: %w", name, ep, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,154 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/docker"
+	"github.com/pgha/pgha/state"
+)
+
+// startScratch restores a chain into a throwaway container of the
+// cluster's image, published on a free loopback port. Each backup's tar
+// streams from the repository into the container (nothing is staged on
+// the host, and no host directory is mounted, so a remote engine works
+// too); a PostgreSQL 17 block-level chain is combined there by the
+// image's pg_combinebackup. Stop removes the container and its data.
+func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []state.Backup, check bool, out io.Writer) (int, func(), func() string, error) {
+	none := func() string { return "" }
+	layout, err := backup.Layout(chain)
+	if err != nil {
+		return 0, nil, none, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return 0, nil, none, err
+	}
+	node := fmt.Sprintf("restore-%d", port)
+	if _, err := d.eng.EnsureNetwork(ctx); err != nil {
+		return 0, nil, none, err
+	}
+	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: node, Role: "scratch", Image: d.c.Runtime.Docker.Image, Config: d.c.Runtime.Docker.Image,
+		Port: plan.DockerPort, Bind: "127.0.0.1", HostPort: port})
+	if err != nil {
+		return 0, nil, none, err
+	}
+	stop := func() { _ = d.eng.RemoveContainer(context.Background(), node) }
+	root := "/var/lib/postgresql/pgha-restore"
+	data := root + "/data"
+	logFile := root + "/postgresql.log"
+	logf := func() string {
+		s, _ := d.eng.Exec(context.Background(), node, pgUser, nil, nil, "tail", "-n", "40", logFile)
+		return s
+	}
+	fail := func(err error) (int, func(), func() string, error) {
+		stop()
+		return 0, nil, none, err
+	}
+	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, "sh", "-c", `mkdir -p "$0" && chown `+pgUser+`: "$0"`, root); err != nil {
+		return fail(err)
+	}
+	var total int64
+	for _, b := range chain {
+		total += b.DatabaseBytes
+	}
+	prog := progress(out, total)
+	var done int64
+	var parts []string
+	for i, b := range chain {
+		dir := data
+		if layout == backup.LayoutCombine {
+			dir = fmt.Sprintf("%s/part%d", root, i)
+			parts = append(parts, dir)
+		}
+		rc, err := backup.Open(repo, b)
+		if err != nil {
+			return fail(fmt.Errorf("restore %s: %w", b.ID, err))
+		}
+		r := io.TeeReader(rc, progressWriter(func(n int64) { done += n; prog(done) }))
+		_, err = d.eng.ExecIn(ctx, node, pgUser, nil, r, "sh", "-c", `mkdir -p "$0" && tar -x -f - -C "$0"`, dir)
+		rc.Close()
+		if err != nil {
+			return fail(fmt.Errorf("restore %s into a scratch container: %w", b.ID, err))
+		}
+	}
+	pg := func(name string, args ...string) error {
+		bin, err := d.eng.BinDir(ctx, node, d.c.Runtime.Docker.Image)
+		if err != nil {
+			return err
+		}
+		if o, err := d.eng.Exec(ctx, node, pgUser, nil, nil, append([]string{bin + "/" + name}, args...)...); err != nil {
+			return fmt.Errorf("%s: %w\n%s", name, err, o)
+		}
+		return nil
+	}
+	// pg_combinebackup reads each backup's manifest from its directory,
+	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
+	for i, b := range chain {
+		if b.ServerManifest == "" || (layout != backup.LayoutCombine && i > 0) {
+			continue
+		}
+		content, err := os.ReadFile(filepath.Join(repo, b.ServerManifest))
+		if err != nil {
+			return fail(err)
+		}
+		dir := data
+		if layout == backup.LayoutCombine {
+			dir = parts[i]
+		}
+		if err := d.write(ctx, node, pgUser, dir+"/"+backup.ServerManifestName, content); err != nil {
+			return fail(err)
+		}
+	}
+	if layout == backup.LayoutCombine {
+		if err := pg("pg_combinebackup", append(slices.Clone(parts), "-o", data)...); err != nil {
+			return fail(err)
+		}
+		_, _ = d.eng.Exec(ctx, node, pgUser, nil, nil, "sh", "-c", `rm -rf "$0"/part*`, root)
+	}
+	if check {
+		if err := pg("pg_verifybackup", "-n", "-q", data); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(out, "pg_verifybackup: every file of the restored directory matches the server's manifest\n")
+	}
+	// The node's own pgha.conf and pg_hba.conf came with the backup (port
+	// 5432, every address, passwords over TCP); what changes is appended
+	// to postgresql.auto.conf, which is read last.
+	settings := map[string]string{"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
+	maps.Copy(settings, backup.RecoverySettings(chain))
+	conf, err := pgconf.Settings(settings)
+	if err != nil {
+		return fail(err)
+	}
+	signal := "rm -f \"$0/recovery.signal\""
+	if layout == backup.LayoutWAL {
+		signal = "touch \"$0/recovery.signal\""
+	}
+	script := `set -e; rm -f "$0/standby.signal" "$0/postmaster.pid"; ` + signal + `; cat >> "$0/postgresql.auto.conf"; chmod 700 "$0"`
+	if _, err := d.eng.Exec(ctx, node, pgUser, nil, conf, "sh", "-c", script, data); err != nil {
+		return fail(err)
+	}
+	if err := pg("pg_ctl", "-D", data, "-l", logFile, "-w", "-t", "120", "start"); err != nil {
+		log := logf()
+		stop()
+		return 0, nil, none, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(log)))
+	}
+	return port, stop, logf, nil
+}
+
+// progressWriter counts bytes written through it.
+type progressWriter func(int64)
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	p(int64(len(b)))
+	return len(b), nil
+}
