@@ -53,6 +53,7 @@ bench: setup image build
 	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE)
 	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
 	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE)
+	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
 
 ## lint: gofmt and go vet
 lint:

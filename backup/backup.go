@@ -111,6 +111,23 @@ func (o Options) base(ctx context.Context, b *state.Backup, src Streamer, parent
 	return o.finish(b)
 }
 
+// Dumper writes a logical dump of the whole cluster: a SQL script.
+type Dumper interface {
+	DumpAll(ctx context.Context, w io.Writer) error
+}
+
+// Logical takes a full logical backup (pg_dumpall): portable across
+// major versions and architectures, restored into a fresh cluster with
+// psql. It has no WAL position and starts no chain.
+func Logical(ctx context.Context, o Options, src Dumper, timeline int) (state.Backup, error) {
+	b := o.record("full")
+	b.Method, b.Format, b.Timeline = "logical", FormatLogical, timeline
+	if err := o.store(&b, "dumpall.sql", func(w io.Writer) error { return src.DumpAll(ctx, w) }); err != nil {
+		return b, err
+	}
+	return b, o.finish(&b)
+}
+
 // ServerManifestName is the server's backup_manifest beside a base backup.
 const ServerManifestName = "backup_manifest"
 
@@ -129,6 +146,8 @@ const (
 	// FormatIncremental is a PostgreSQL 17 incremental base backup,
 	// combined with its chain by pg_combinebackup.
 	FormatIncremental = "incremental"
+	// FormatLogical is a pg_dumpall SQL script.
+	FormatLogical = "logical"
 )
 
 func (o Options) now() time.Time {

@@ -188,6 +188,7 @@ const (
 	LayoutBase    = "base"    // a full alone: extract it
 	LayoutWAL     = "wal"     // a full and WAL: extract, add the WAL to pg_wal, replay to the restore point
 	LayoutCombine = "combine" // a full and PostgreSQL 17 incrementals: extract each, pg_combinebackup
+	LayoutLogical = "logical" // a pg_dumpall script: a fresh cluster, then psql
 )
 
 // Layout says how chain (full first) is restored, and refuses a chain
@@ -195,6 +196,12 @@ const (
 func Layout(chain []state.Backup) (string, error) {
 	if len(chain) == 0 {
 		return "", errors.New("nothing to restore")
+	}
+	if chain[0].Format == FormatLogical {
+		if len(chain) > 1 {
+			return "", fmt.Errorf("restore %s: a logical backup starts no chain", chain[len(chain)-1].ID)
+		}
+		return LayoutLogical, nil
 	}
 	if f := chain[0].Format; f != "" && f != FormatBase {
 		return "", fmt.Errorf("restore %s: a chain starts with a full base backup, this is %q", chain[0].ID, f)
@@ -256,6 +263,23 @@ func RestoreChain(repo string, chain []state.Backup, dir string, progress func(i
 		return nil
 	}
 	switch layout {
+	case LayoutLogical:
+		// The script itself: a fresh cluster loads it with psql -f.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		err := extract(chain[0], func(r io.Reader) error {
+			f, err := os.OpenFile(filepath.Join(dir, "dumpall.sql"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, r); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		})
+		return map[string]string{}, err
 	case LayoutCombine:
 		if combine == nil {
 			return nil, fmt.Errorf("restore %s: a PostgreSQL 17 incremental chain needs pg_combinebackup, which this runtime cannot run here", chain[len(chain)-1].ID)

@@ -29,7 +29,7 @@ func main() {
 	flag.Parse()
 	var err error
 	if *bk {
-		err = runBackup(*bin, *scale)
+		err = runBackup(*bin, *scale, *runtime, *image)
 	} else if *ha {
 		err = runHA(*bin, *scale, *runtime, *image)
 	} else {

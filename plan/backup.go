@@ -31,7 +31,11 @@ func (b *builder) backups() {
 	if !running && b.primaryUp == "" {
 		return // no primary to back up; the plan's diagnostics say why
 	}
-	due, err := backup.NextDue(backup.Schedule(bk.Schedule), b.s.Backups, primary.Timeline, now)
+	sch := backup.Schedule(bk.Schedule)
+	if bk.Method == "logical" {
+		sch.Incremental, sch.Differential = "", "" // pg_dumpall has no chains
+	}
+	due, err := backup.NextDue(sch, b.s.Backups, primary.Timeline, now)
 	if err != nil {
 		b.diag(Warning, "", err.Error(), "Fix the schedule in cluster.hcl.")
 		return

@@ -262,6 +262,16 @@ var planCases = []planCase{
 		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
 		s.Catalog.Reachable, s.Catalog.Record = false, nil
 	}, ids: []string{"catalog.start[redis]", "backup.record[*]", "catalog.record[cluster]"}},
+	{name: "backup_logical_no_chains", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// pg_dumpall has no incrementals: Tuesday's tick asks for nothing,
+		// and no backup slot holds WAL back.
+		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
+		c.Backup.Method = "logical"
+	}},
+	{name: "backup_logical_full_due", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday.AddDate(0, 0, 6), bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
+		c.Backup.Method = "logical"
+	}, ids: []string{"backup.take[full]"}},
 	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
 		c.Postgres.Parameters["shared_bufers"] = "1GB"
 	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},

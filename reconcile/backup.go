@@ -15,6 +15,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/state"
 )
@@ -32,8 +33,8 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	if bk == nil {
 		return state.Backup{}, fmt.Errorf("cluster.hcl declares no backup block; add `backup {}` for the defaults")
 	}
-	if bk.Method != "physical" {
-		return state.Backup{}, fmt.Errorf("method %q is not implemented yet", bk.Method)
+	if bk.Method == "logical" && kind != "full" {
+		return state.Backup{}, fmt.Errorf("method \"logical\" (pg_dumpall) takes full backups only; incremental and differential backups need method = \"physical\"")
 	}
 	s := e.Observe(ctx)
 	var primary *config.Node
@@ -52,8 +53,14 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	var b state.Backup
 	var err error
 	start := time.Now()
-	switch kind {
-	case "full":
+	switch {
+	case bk.Method == "logical":
+		src := e.backupSource(s)
+		o.Node = src.Name
+		fmt.Fprintf(out, "Dumping %s (%s) with pg_dumpall into %s...\n", src.Name, s.Node(src.Name).Role(), bk.Repository)
+		o.Progress = progress(out, 0)
+		b, err = backup.Logical(ctx, o, dumper{e: e, n: src}, pn.Timeline)
+	case kind == "full":
 		if err := e.summarizeWAL(ctx, admin, pn, out); err != nil {
 			return b, err
 		}
@@ -68,7 +75,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
 		o.Progress = progress(out, pn.DatabaseBytes)
 		b, err = backup.Full(ctx, o, streamer{e: e, n: src})
-	case "incremental", "differential":
+	case kind == "incremental" || kind == "differential":
 		all, rerr := backup.Repository(bk.Repository, e.Cfg.Name)
 		if rerr != nil {
 			return b, rerr
@@ -271,6 +278,13 @@ func (e *Env) Backups(ctx context.Context) ([]state.Backup, string, error) {
 	return list, "repository", err
 }
 
+type dumper struct {
+	e *Env
+	n *config.Node
+}
+
+func (d dumper) DumpAll(ctx context.Context, w io.Writer) error { return d.e.Runtime.DumpAll(ctx, d.n, w) }
+
 type streamer struct {
 	e *Env
 	n *config.Node
@@ -309,7 +323,11 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.
 		if err != nil {
 			return fmt.Errorf("verify %s: %w", id, err)
 		}
-		err = backup.Check(rc)
+		if b.Format == backup.FormatLogical {
+			_, err = io.Copy(io.Discard, rc) // a SQL script: it decompresses to the end
+		} else {
+			err = backup.Check(rc)
+		}
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("verify %s: %s: %w", id, b.ID, err)
@@ -363,7 +381,7 @@ func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check boo
 	if err == nil {
 		n := &state.Node{}
 		postgres.Observe(ctx, ep, n, nil)
-		if !n.Reachable || n.SystemID != last.SystemID {
+		if !n.Reachable || (n.SystemID != last.SystemID && last.Format != backup.FormatLogical) {
 			err = fmt.Errorf("the restored instance answers with system id %q, the backup says %q (%s)", n.SystemID, last.SystemID, n.Error)
 		}
 	}
@@ -390,6 +408,9 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 		return 0, nil, none, err
 	}
 	data := filepath.Join(dir, "data")
+	if chain[0].Format == backup.FormatLogical {
+		return l.startLogicalScratch(ctx, repo, chain[0], dir, out)
+	}
 	recovery, err := restoreLocal(l, repo, chain, data, out)
 	if err != nil {
 		cleanup()
@@ -436,6 +457,59 @@ func withLog(log []byte) string {
 		log = log[len(log)-2000:]
 	}
 	return "\nserver log (end):\n" + string(log)
+}
+
+// startLogicalScratch makes a fresh cluster in dir/data, starts it and
+// loads a pg_dumpall script into it with psql.
+func (l *localRuntime) startLogicalScratch(ctx context.Context, repo string, b state.Backup, dir string, out io.Writer) (int, func(), func() string, error) {
+	none := func() string { return "" }
+	data := filepath.Join(dir, "data")
+	cleanup := func() { os.RemoveAll(dir) }
+	fail := func(err error) (int, func(), func() string, error) {
+		cleanup()
+		return 0, nil, none, err
+	}
+	if err := l.rt.InitDB(ctx, data, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal()); err != nil {
+		return fail(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": ""}
+	if err := l.rt.Configure(data, settings, plan.HBA(l.c)); err != nil {
+		return fail(err)
+	}
+	logFile := filepath.Join(dir, "postgresql.log")
+	logf := func() string { b, _ := os.ReadFile(logFile); return string(b) }
+	if err := l.rt.Start(ctx, data, logFile); err != nil {
+		return fail(err)
+	}
+	stop := func() {
+		_ = l.rt.Stop(context.Background(), data, "immediate")
+		cleanup()
+	}
+	pf, done, err := l.superPassfile()
+	if err != nil {
+		stop()
+		return 0, nil, none, err
+	}
+	defer done()
+	rc, err := backup.Open(repo, b)
+	if err != nil {
+		stop()
+		return 0, nil, none, err
+	}
+	defer rc.Close()
+	r := io.TeeReader(rc, progressWriter(func() func(int64) {
+		p, n := progress(out, 0), int64(0)
+		return func(k int64) { n += k; p(n) }
+	}()))
+	if err := l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, r); err != nil {
+		stop()
+		return 0, nil, none, err
+	}
+	return port, stop, logf, nil
 }
 
 // restoreLocal writes the chain into data on this host, hands it to the

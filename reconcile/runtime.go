@@ -36,6 +36,8 @@ type Runtime interface {
 	MarkFenced(ctx context.Context, n *config.Node) error
 	// BaseBackup streams a tar base backup of n (WAL included) to w.
 	BaseBackup(ctx context.Context, n *config.Node, w io.Writer) (string, error)
+	// DumpAll streams pg_dumpall of n, as the superuser, to w.
+	DumpAll(ctx context.Context, n *config.Node, w io.Writer) error
 	// ControlData is pg_controldata's view of n's data directory.
 	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
 	// Rewind runs pg_rewind on n (stopped) against source, which runs.

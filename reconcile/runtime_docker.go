@@ -487,3 +487,37 @@ func (d *dockerRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Wri
 	}
 	return report, nil
 }
+
+// superPassfile writes the superuser's credentials into a container,
+// 0600 for the postgres user, and returns its path and a remover.
+func (d *dockerRuntime) superPassfile(ctx context.Context, node string) (string, func(), error) {
+	path := "/var/lib/postgresql/.pgha-pgpass-superuser"
+	content, err := pgconf.Passfile([]pgconf.PassEntry{{User: d.c.Postgres.Superuser, Password: d.c.Postgres.Password.Reveal()}})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := d.write(ctx, node, pgUser, path, content); err != nil {
+		return "", nil, err
+	}
+	return path, func() { _, _ = d.eng.Exec(context.Background(), node, pgUser, nil, nil, "rm", "-f", path) }, nil
+}
+
+// DumpAll runs the image's pg_dumpall inside n's container and streams
+// the script out through the exec stream.
+func (d *dockerRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer) error {
+	pf, done, err := d.superPassfile(ctx, n.Name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	path, err := d.bin(ctx, n, "pg_dumpall")
+	if err != nil {
+		return err
+	}
+	host, port := plan.PeerEndpoint(d.c, n)
+	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
+	if stderr, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Postgres.Superuser, "--no-password"); err != nil {
+		return fmt.Errorf("pg_dumpall on %s: %w\n%s", n.Name, err, stderr)
+	}
+	return nil
+}

@@ -164,3 +164,24 @@ func (l *localRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writ
 	host, port := plan.AdminEndpoint(l.c, n)
 	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: plan.PassfilePath(l.c)}, w)
 }
+
+// superPassfile writes the superuser's credentials where RunAs reads them
+// (beside the replication passfile, 0600) and returns its path and a
+// function that removes it: pg_dumpall and psql never see a password on
+// their command line or in their environment.
+func (l *localRuntime) superPassfile() (string, func(), error) {
+	path := filepath.Join(filepath.Dir(plan.PassfilePath(l.c)), "pgpass-superuser")
+	err := l.rt.WritePassfile(path, []local.PassEntry{{User: l.c.Postgres.Superuser, Password: l.c.Postgres.Password.Reveal()}})
+	return path, func() { os.Remove(path) }, err
+}
+
+// DumpAll runs pg_dumpall next to pgha against n.
+func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer) error {
+	pf, done, err := l.superPassfile()
+	if err != nil {
+		return err
+	}
+	defer done()
+	host, port := plan.AdminEndpoint(l.c, n)
+	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, w)
+}

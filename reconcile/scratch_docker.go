@@ -56,6 +56,24 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, "sh", "-c", `mkdir -p "$0" && chown `+pgUser+`: "$0"`, root); err != nil {
 		return fail(err)
 	}
+	pg := func(name string, args ...string) error {
+		bin, err := d.eng.BinDir(ctx, node, d.c.Runtime.Docker.Image)
+		if err != nil {
+			return err
+		}
+		if o, err := d.eng.Exec(ctx, node, pgUser, nil, nil, append([]string{bin + "/" + name}, args...)...); err != nil {
+			return fmt.Errorf("%s: %w\n%s", name, err, o)
+		}
+		return nil
+	}
+	if layout == backup.LayoutLogical {
+		if err := d.loadLogical(ctx, node, repo, chain[0], root, pg, out); err != nil {
+			log := logf()
+			stop()
+			return 0, nil, none, fmt.Errorf("%w%s", err, withLog([]byte(log)))
+		}
+		return port, stop, logf, nil
+	}
 	var total int64
 	for _, b := range chain {
 		total += b.DatabaseBytes
@@ -79,16 +97,6 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		if err != nil {
 			return fail(fmt.Errorf("restore %s into a scratch container: %w", b.ID, err))
 		}
-	}
-	pg := func(name string, args ...string) error {
-		bin, err := d.eng.BinDir(ctx, node, d.c.Runtime.Docker.Image)
-		if err != nil {
-			return err
-		}
-		if o, err := d.eng.Exec(ctx, node, pgUser, nil, nil, append([]string{bin + "/" + name}, args...)...); err != nil {
-			return fmt.Errorf("%s: %w\n%s", name, err, o)
-		}
-		return nil
 	}
 	// pg_combinebackup reads each backup's manifest from its directory,
 	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
@@ -143,6 +151,53 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		return 0, nil, none, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(log)))
 	}
 	return port, stop, logf, nil
+}
+
+// loadLogical makes a fresh cluster in the scratch container, starts it
+// and streams a pg_dumpall script into psql there.
+func (d *dockerRuntime) loadLogical(ctx context.Context, node, repo string, b state.Backup, root string, pg func(string, ...string) error, out io.Writer) error {
+	data := root + "/data"
+	pwfile := root + "/.pwfile"
+	if err := d.write(ctx, node, pgUser, pwfile, []byte(d.c.Postgres.Password.Reveal()+"\n")); err != nil {
+		return err
+	}
+	err := pg("initdb", "-D", data, "-U", d.c.Postgres.Superuser, "--pwfile="+pwfile, "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")
+	_, _ = d.eng.Exec(context.Background(), node, pgUser, nil, nil, "rm", "-f", pwfile)
+	if err != nil {
+		return err
+	}
+	conf := []byte("listen_addresses = '*'\nport = 5432\n")
+	hba := []byte("host all all all scram-sha-256\n")
+	if _, err := d.eng.Exec(ctx, node, pgUser, nil, conf, "sh", "-c", `cat >> "$0/postgresql.auto.conf"`, data); err != nil {
+		return err
+	}
+	if _, err := d.eng.Exec(ctx, node, pgUser, nil, hba, "sh", "-c", `cat >> "$0/pg_hba.conf"`, data); err != nil {
+		return err
+	}
+	if err := pg("pg_ctl", "-D", data, "-l", root+"/postgresql.log", "-w", "-t", "120", "start"); err != nil {
+		return err
+	}
+	pf, done, err := d.superPassfile(ctx, node)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rc, err := backup.Open(repo, b)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	bin, err := d.eng.BinDir(ctx, node, d.c.Runtime.Docker.Image)
+	if err != nil {
+		return err
+	}
+	p, n := progress(out, 0), int64(0)
+	r := io.TeeReader(rc, progressWriter(func(k int64) { n += k; p(n) }))
+	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-restore"}
+	if o, err := d.eng.ExecIn(ctx, node, pgUser, env, r, bin+"/psql", "-h", "127.0.0.1", "-U", d.c.Postgres.Superuser, "--no-password", "-X", "-q", "-d", "postgres", "-f", "-"); err != nil {
+		return fmt.Errorf("psql: %w\n%s", err, o)
+	}
+	return nil
 }
 
 // progressWriter counts bytes written through it.

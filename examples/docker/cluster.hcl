@@ -46,4 +46,11 @@ cluster "dockerdemo" {
     address = "127.0.0.1:6392"
     managed = true
   }
+
+  # On PostgreSQL 17 incrementals are block-level: pgha turns on
+  # summarize_wal and restores chains with the image's pg_combinebackup.
+  backup {
+    repository  = "./backups"
+    compression = "zstd"
+  }
 }

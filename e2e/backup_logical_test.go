@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/reconcile"
+)
+
+// logicalScenario: with method = "logical", fulls are pg_dumpall scripts;
+// incrementals are refused with the reason; the newest dump restores into
+// a fresh cluster (a scratch instance) with exactly the rows and content
+// of its moment, and verify -restore passes.
+func logicalScenario(t *testing.T, rt string) {
+	c := newCluster(t, rt, 1)
+	src, _ := os.ReadFile(c.file)
+	i := strings.LastIndex(string(src), "}")
+	c.write(string(src[:i]) + "  backup {\n    repository = \"./backups\"\n    method     = \"logical\"\n  }\n}\n")
+	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") {
+		t.Fatalf("the first apply took no full backup:\n%s", r)
+	}
+	ctx := context.Background()
+	p := c.conn(ctx, "db1")
+	if _, err := p.Exec(ctx, `CREATE TABLE wk (id int PRIMARY KEY, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Exec(ctx, `INSERT INTO wk SELECT g, 'r' || g FROM generate_series(1, 3000) g`); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(ctx, t, p)
+	if r := c.mustPgha("backup"); !strings.Contains(r.stdout, "pg_dumpall") || !strings.Contains(r.stdout, "complete") {
+		t.Fatalf("logical backup:\n%s", r)
+	}
+	if _, err := p.Exec(ctx, `DELETE FROM wk WHERE id > 1000`); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.pgha("backup", "-type", "incremental"); r.code == 0 || !strings.Contains(r.stderr, "full backups only") {
+		t.Fatalf("an incremental under method logical was not refused:\n%s", r)
+	}
+
+	os.Setenv("E2E_SUPER_PW", superPW)
+	os.Setenv("E2E_REPL_PW", replPW)
+	lr := config.Load(c.file)
+	if lr.Diags.HasErrors() {
+		t.Fatal(lr.Diags)
+	}
+	env, err := reconcile.Open(lr.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	list, _, err := env.Backups(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("backups: %d (%v)", len(list), err)
+	}
+	b := list[0]
+	if b.Method != "logical" || b.Format != backup.FormatLogical || !strings.HasSuffix(b.Path, "dumpall.sql.gz") {
+		t.Fatalf("logical backup record: %+v", b)
+	}
+	if r := c.mustPgha("backup", "verify", "-restore", b.ID); !strings.Contains(r.stdout, "answered") {
+		t.Fatalf("verify -restore of a logical backup:\n%s", r)
+	}
+	var out bytes.Buffer
+	rs, err := env.StartRestored(ctx, list[:1], false, &out)
+	if err != nil {
+		t.Fatalf("restore %s: %v\n%s", b.ID, err, out.String())
+	}
+	defer rs.Stop()
+	q := c.connPort(ctx, rs.Port)
+	if got := snapshot(ctx, t, q); got != want {
+		t.Fatalf("the restored dump holds %+v, its moment had %+v", got, want)
+	}
+	q.Close(ctx)
+}
+
+func TestLocalBackupLogical(t *testing.T) {
+	t.Parallel()
+	logicalScenario(t, "local")
+}
+
+func TestDockerBackupLogical(t *testing.T) {
+	t.Parallel()
+	logicalScenario(t, "docker")
+}

@@ -1,0 +1,50 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// SQLSource is a server pg_dumpall or psql connects to as a superuser
+// whose password is in Passfile (never on a command line).
+type SQLSource struct {
+	Host     string
+	Port     int
+	User     string
+	Passfile string
+}
+
+func (s SQLSource) args() []string {
+	return []string{"-h", s.Host, "-p", strconv.Itoa(s.Port), "-U", s.User, "--no-password"}
+}
+
+// DumpAll streams pg_dumpall (every database, roles and tablespaces) of
+// the server at src to w, as RunAs.
+func (r *Runtime) DumpAll(ctx context.Context, src SQLSource, w io.Writer) error {
+	cmd := r.command(ctx, "pg_dumpall", src.args()...)
+	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile, "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pg_dumpall from %s:%d: %w%s", src.Host, src.Port, err, withOutput(stderr.String()))
+	}
+	return nil
+}
+
+// LoadSQL feeds a SQL script (a pg_dumpall) to psql against the server at
+// dst, as RunAs. Errors on objects that already exist in a fresh cluster
+// (the superuser role, the postgres database) are expected and ignored by
+// psql's default; a script that cannot be read fails.
+func (r *Runtime) LoadSQL(ctx context.Context, dst SQLSource, script io.Reader) error {
+	cmd := r.command(ctx, "psql", append(dst.args(), "-X", "-q", "-d", "postgres", "-f", "-")...)
+	cmd.Env = append(cmd.Env, "PGPASSFILE="+dst.Passfile, "PGAPPNAME=pgha-restore", "PGCONNECT_TIMEOUT=10")
+	var stderr strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = script, io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("psql into %s:%d: %w%s", dst.Host, dst.Port, err, withOutput(stderr.String()))
+	}
+	return nil
+}
