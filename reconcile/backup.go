@@ -283,7 +283,9 @@ type dumper struct {
 	n *config.Node
 }
 
-func (d dumper) DumpAll(ctx context.Context, w io.Writer) error { return d.e.Runtime.DumpAll(ctx, d.n, w) }
+func (d dumper) DumpAll(ctx context.Context, w io.Writer) error {
+	return d.e.Runtime.DumpAll(ctx, d.n, w)
+}
 
 type streamer struct {
 	e *Env
