@@ -410,13 +410,14 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	}
 	step("start and stream")
 	// The slots it kept from its time as primary would hold its WAL back.
+	// A standby that still followed it may have reconnected to it (it
+	// cascades now, until that standby is re-pointed): pgha does not
+	// cascade, so that stale sender is ended and the slot goes anyway.
 	st := &state.Node{}
 	postgres.Observe(ctx, e.superuser(n), st, nil)
 	for _, sl := range st.Slots {
-		if !sl.Active {
-			if err := postgres.DropSlot(ctx, e.superuser(n), sl.Name); err != nil {
-				return err
-			}
+		if err := postgres.DropSlotEndingSender(ctx, e.superuser(n), sl.Name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -179,6 +180,27 @@ func DropSlot(ctx context.Context, ep Endpoint, name string) error {
 		return fmt.Errorf("drop slot %s: %w", name, err)
 	}
 	return nil
+}
+
+// DropSlotEndingSender drops a slot on a node that must keep none (a
+// rejoined former primary), ending the WAL sender that holds it first; the
+// client may reconnect between the two, so it tries a few times.
+func DropSlotEndingSender(ctx context.Context, ep Endpoint, name string) error {
+	var err error
+	for range 5 {
+		if err = Exec(ctx, ep, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, name); err != nil {
+			return fmt.Errorf("drop slot %s: %w", name, err)
+		}
+		if err = DropSlot(ctx, ep, name); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 func isSQLState(err error, code string) bool {
