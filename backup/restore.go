@@ -13,6 +13,13 @@ import (
 // Extract unpacks a base backup's tar stream into dir (which must be empty
 // or missing). Entries that would land outside dir are refused.
 func Extract(r io.Reader, dir string) error {
+	return untar(r, dir, os.O_EXCL, nil)
+}
+
+// untar writes a tar stream's directories and files under dir. mode adds
+// to the open flags (O_EXCL: never overwrite; O_TRUNC: a later copy
+// replaces an earlier one); accept, when set, vets each entry first.
+func untar(r io.Reader, dir string, mode int, accept func(*tar.Header) error) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -24,6 +31,11 @@ func Extract(r io.Reader, dir string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read backup: %w", err)
+		}
+		if accept != nil {
+			if err := accept(h); err != nil {
+				return err
+			}
 		}
 		target := filepath.Join(dir, h.Name)
 		if !strings.HasPrefix(target, filepath.Clean(dir)+string(os.PathSeparator)) && target != filepath.Clean(dir) {
@@ -38,7 +50,7 @@ func Extract(r io.Reader, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&0o600|0o600)
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|mode, os.FileMode(h.Mode)&0o600|0o600)
 			if err != nil {
 				return err
 			}

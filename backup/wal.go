@@ -308,7 +308,7 @@ func RestoreChain(repo string, chain []state.Backup, dir string, progress func(i
 			if i == 0 {
 				err = extract(b, func(r io.Reader) error { return Extract(r, dir) })
 			} else {
-				err = extract(b, func(r io.Reader) error { return extractWAL(r, filepath.Join(dir, "pg_wal")) })
+				err = extract(b, func(r io.Reader) error { return extractWAL(r, dir) })
 			}
 			if err != nil {
 				return nil, err
@@ -343,35 +343,14 @@ func copyManifest(repo string, b state.Backup, dir string) error {
 
 var segmentRe = regexp.MustCompile(`^pg_wal/[0-9A-F]{24}$`)
 
-// extractWAL writes the segments of a WAL backup into walDir. A later
-// copy of a segment replaces an earlier one: chains stream each boundary
-// segment again, more complete.
-func extractWAL(r io.Reader, walDir string) error {
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return err
-	}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read backup: %w", err)
-		}
+// extractWAL writes the segments of a WAL backup into the restored data
+// directory's pg_wal. A later copy of a segment replaces an earlier one:
+// chains stream each boundary segment again, more complete.
+func extractWAL(r io.Reader, dataDir string) error {
+	return untar(r, dataDir, os.O_TRUNC, func(h *tar.Header) error {
 		if !segmentRe.MatchString(h.Name) || h.Typeflag != tar.TypeReg {
 			return fmt.Errorf("WAL backup entry %q is not a WAL segment", h.Name)
 		}
-		f, err := os.OpenFile(filepath.Join(walDir, filepath.Base(h.Name)), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, tr); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-	}
+		return nil
+	})
 }

@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/pgha/pgha/backup"
-	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
 )
 
@@ -23,23 +20,11 @@ import (
 func TestDockerBackup(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "docker", 2)
-	src, _ := os.ReadFile(c.file)
-	i := strings.LastIndex(string(src), "}")
-	c.write(string(src[:i]) + "  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n}\n")
+	c.addBlock("  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n")
 	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") {
 		t.Fatalf("the first apply took no full backup:\n%s", r)
 	}
-	os.Setenv("E2E_SUPER_PW", superPW)
-	os.Setenv("E2E_REPL_PW", replPW)
-	r := config.Load(c.file)
-	if r.Diags.HasErrors() {
-		t.Fatal(r.Diags)
-	}
-	env, err := reconcile.Open(r.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := c.env()
 	ctx := context.Background()
 	p := c.conn(ctx, "db1")
 	if _, err := p.Exec(ctx, `CREATE TABLE wk (id int PRIMARY KEY, v text)`); err != nil {

@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/pgha/pgha/backup"
-	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/reconcile"
 )
 
 // logicalScenario: with method = "logical", fulls are pg_dumpall scripts;
@@ -18,9 +15,7 @@ import (
 // of its moment, and verify -restore passes.
 func logicalScenario(t *testing.T, rt string) {
 	c := newCluster(t, rt, 1)
-	src, _ := os.ReadFile(c.file)
-	i := strings.LastIndex(string(src), "}")
-	c.write(string(src[:i]) + "  backup {\n    repository = \"./backups\"\n    method     = \"logical\"\n  }\n}\n")
+	c.addBlock("  backup {\n    repository = \"./backups\"\n    method     = \"logical\"\n  }\n")
 	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") {
 		t.Fatalf("the first apply took no full backup:\n%s", r)
 	}
@@ -43,17 +38,7 @@ func logicalScenario(t *testing.T, rt string) {
 		t.Fatalf("an incremental under method logical was not refused:\n%s", r)
 	}
 
-	os.Setenv("E2E_SUPER_PW", superPW)
-	os.Setenv("E2E_REPL_PW", replPW)
-	lr := config.Load(c.file)
-	if lr.Diags.HasErrors() {
-		t.Fatal(lr.Diags)
-	}
-	env, err := reconcile.Open(lr.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := c.env()
 	list, _, err := env.Backups(ctx)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("backups: %d (%v)", len(list), err)

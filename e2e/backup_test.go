@@ -23,9 +23,7 @@ import (
 func TestLocalBackup(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "local", 2)
-	src, _ := os.ReadFile(c.file)
-	i := strings.LastIndex(string(src), "}")
-	c.write(string(src[:i]) + "  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n}\n")
+	c.addBlock("  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n")
 	ctx := context.Background()
 	// The first apply takes the first full: none exists.
 	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") || !strings.Contains(r.stdout, "no full backup exists") {

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/backup"
-	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
@@ -44,20 +43,8 @@ func snapshot(ctx context.Context, t *testing.T, q *pgx.Conn) moment {
 func TestLocalBackupWeek(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "local", 2)
-	src, _ := os.ReadFile(c.file)
-	i := strings.LastIndex(string(src), "}")
-	c.write(string(src[:i]) + "  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n}\n")
-	os.Setenv("E2E_SUPER_PW", superPW) // the same values every test uses
-	os.Setenv("E2E_REPL_PW", replPW)
-	r := config.Load(c.file)
-	if r.Diags.HasErrors() {
-		t.Fatal(r.Diags)
-	}
-	env, err := reconcile.Open(r.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	c.addBlock("  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n")
+	env := c.env()
 	monday := time.Date(2026, 11, 30, 2, 5, 0, 0, time.UTC)
 	var clock time.Time
 	env.Now = func() time.Time { return clock }

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/reconcile"
 )
 
 var pghaBin string
@@ -396,4 +398,33 @@ func (c *cluster) connPort(ctx context.Context, port int) *pgx.Conn {
 	}
 	c.t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// addBlock appends a block (a backup block, say) to the cluster file.
+func (c *cluster) addBlock(block string) {
+	c.t.Helper()
+	src, err := os.ReadFile(c.file)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	i := strings.LastIndex(string(src), "}")
+	c.write(string(src[:i]) + block + "}\n")
+}
+
+// env opens the cluster file in-process, for what the binary cannot do:
+// a fixed clock, or restoring a chain and querying it.
+func (c *cluster) env() *reconcile.Env {
+	c.t.Helper()
+	os.Setenv("E2E_SUPER_PW", superPW) // the same values every test uses
+	os.Setenv("E2E_REPL_PW", replPW)
+	r := config.Load(c.file)
+	if r.Diags.HasErrors() {
+		c.t.Fatal(r.Diags)
+	}
+	env, err := reconcile.Open(r.Cluster)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(env.Close)
+	return env
 }
