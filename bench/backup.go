@@ -137,6 +137,7 @@ func runBackup(bin string, scale int, runtime, image string) error {
 	if err := run(psql, append(conn, "-qc", fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= %d", accounts/20))...); err != nil {
 		return err
 	}
+	_ = run(psql, append(conn, "-qc", "CHECKPOINT")...) // as before the fulls: both start from clean buffers
 	if err := measure("pgha backup -type incremental (zstd, 5% rows)", func() int64 { return dirSize(repo)() - fullSize }, func() error {
 		return run(bin, "backup", "-type", "incremental", "-f", file)
 	}); err != nil {

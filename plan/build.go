@@ -525,6 +525,15 @@ func (b *builder) standby(cn *config.Node) {
 		b.rejoin(cn, b.target, []string{b.primaryUp, b.roleID, b.slotIDs[cn.Slot]})
 		return
 	}
+	if why := b.standbyDiverged(n); why != "" {
+		id := b.rejoin(cn, b.target, []string{b.primaryUp, b.roleID, b.slotIDs[cn.Slot]})
+		a := &b.p.Actions[len(b.p.Actions)-1]
+		if a.ID == id {
+			a.Reason = fmt.Sprintf("standby %s %s; rejoin it to %s with pg_rewind (a re-clone if rewind cannot work); %s",
+				cn.Name, why, b.target, b.divergence(cn.Name, n, b.target))
+		}
+		return
+	}
 	if !n.Running {
 		a := newAction(NodeStart, Update, cn.Name, cn.Name, fmt.Sprintf("standby %s is not running", cn.Name))
 		a.Before = map[string]string{"running": "false"}
@@ -591,6 +600,30 @@ func (b *builder) divergence(name string, n *state.Node, primary string) string 
 		out += fmt.Sprintf("; re-clone if rewind cannot work: %s", Bytes(p.DatabaseBytes))
 	}
 	return out
+}
+
+// standbyDiverged says why a running standby can no longer follow the
+// running primary: it replayed past the point where the primary's
+// timeline left the standby's (a restore over the primary, or a failover
+// it did not see), or it is on a timeline the primary's history does not
+// hold. "" when it can follow. Only timelines decide: positions observed
+// a moment apart on a busy primary would give false alarms.
+func (b *builder) standbyDiverged(n *state.Node) string {
+	p := b.node(b.target)
+	streaming := n.Upstream != nil && n.Upstream.Status == "streaming"
+	if b.switched != "" || b.primaryUp != "" || p.Role() != state.RolePrimary || !n.InRecovery || streaming ||
+		p.Timeline == 0 || n.Timeline == 0 || n.Timeline == p.Timeline {
+		return ""
+	}
+	for _, h := range p.History {
+		if h.Parent == n.Timeline {
+			if n.ReplayLSN > h.SwitchLSN {
+				return fmt.Sprintf("replayed timeline %d to %s, past %s where %s's timeline %d left it", n.Timeline, n.ReplayLSN, h.SwitchLSN, b.target, p.Timeline)
+			}
+			return ""
+		}
+	}
+	return fmt.Sprintf("is on timeline %d, which is not in the history of %s's timeline %d", n.Timeline, b.target, p.Timeline)
 }
 
 // mustRejoin says whether a node cannot simply be started as a standby:

@@ -272,6 +272,27 @@ var planCases = []planCase{
 		withBackups(c, s, tuesday.AddDate(0, 0, 6), bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 		c.Backup.Method = "logical"
 	}, ids: []string{"backup.take[full]"}},
+	{name: "restored_primary_standby_diverged", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// pgha restore -node db1: db1 starts at the backup's moment on
+		// timeline 2; db2 and db3 replayed timeline 1 past that point.
+		p := s.Node("db1")
+		p.Timeline, p.History, p.CurrentLSN = 2, []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x2000100}}, 0x2000200
+		p.DatabaseBytes = 40 << 20
+		p.Slots = nil
+		p.Replicas = nil
+		for _, name := range []string{"db2", "db3"} {
+			n := s.Node(name)
+			n.Upstream.Status = "waiting"
+			n.ReplayLSN = 0x3000148
+		}
+		s.Node("db3").ReplayLSN = 0x2000080 // had not got that far: it can follow
+	}, ids: []string{"slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]"}},
+	{name: "lagging_standby_after_failover_follows", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// A streaming standby still on the old timeline is not diverged.
+		p := s.Node("db1")
+		p.Timeline, p.History = 2, []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x2000100}}
+		s.Node("db2").ReplayLSN = 0x3000148
+	}},
 	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
 		c.Postgres.Parameters["shared_bufers"] = "1GB"
 	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},

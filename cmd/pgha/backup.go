@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -90,16 +91,35 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 
 func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("restore", errw)
-	dir := fs.String("target-dir", "", "the new directory to restore into (required; never overwritten)")
+	dir := fs.String("target-dir", "", "a new directory to restore into (never overwritten)")
+	node := fs.String("node", "", "the declared primary to restore over (its data directory is moved aside), then started")
+	auto := fs.Bool("auto-approve", false, "restore over -node without asking")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	if fs.NArg() != 1 || *dir == "" {
-		fmt.Fprintln(errw, "Usage: pgha restore -target-dir DIR [-f FILE] ID (restoring over a node comes in a later version)")
+	if fs.NArg() != 1 || (*dir == "") == (*node == "") {
+		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] (-target-dir DIR | -node NAME [-auto-approve]) ID")
 		return exitError
 	}
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		if err := env.Restore(ctx, fs.Arg(0), *dir, out); err != nil {
+		var err error
+		if *node != "" {
+			ask := func(summary string) (bool, error) {
+				fmt.Fprintln(out, summary)
+				if *auto {
+					return true, nil
+				}
+				return confirm("Do you want to restore over "+*node+"?", out)
+			}
+			err = env.RestoreNode(ctx, fs.Arg(0), *node, ask, out)
+		} else {
+			err = env.Restore(ctx, fs.Arg(0), *dir, out)
+		}
+		if errors.Is(err, reconcile.ErrCancelled) {
+			fmt.Fprintln(out, "\nRestore cancelled: nothing was touched.")
+			return exitError
+		}
+		if err != nil {
 			return fail(errw, err)
 		}
 		return exitOK

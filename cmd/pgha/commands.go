@@ -243,6 +243,15 @@ func approve(op string, p *plan.Plan, out io.Writer) (bool, error) {
 	if p.DataLoss() {
 		fmt.Fprintln(out, "  Some actions DISCARD DATA (marked !! above); they cannot be undone.")
 	}
+	return confirm("", out)
+}
+
+// confirm asks q (when given) and reads the operator's answer: only
+// "yes" approves.
+func confirm(q string, out io.Writer) (bool, error) {
+	if q != "" {
+		fmt.Fprintf(out, "\n%s\n", q)
+	}
 	fmt.Fprint(out, "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {

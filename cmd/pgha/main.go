@@ -39,7 +39,7 @@ func commands() []command {
 		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
 		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
 		{"backup", "Take a full backup now; `backup list` lists them, `backup verify` checks one", cmdBackup},
-		{"restore", "Restore a backup into a new directory (-target-dir)", cmdRestore},
+		{"restore", "Restore a backup chain into a new directory, or over the primary (-node)", cmdRestore},
 		{"destroy", "Stop every node and delete its data", cmdDestroy},
 		{"force-unlock", "Remove a cluster lock whose holder is gone", cmdForceUnlock},
 		{"version", "Print the pgha version", cmdVersion},
