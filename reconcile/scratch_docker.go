@@ -92,11 +92,20 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 			return fail(fmt.Errorf("restore %s: %w", b.ID, err))
 		}
 		r := io.TeeReader(rc, progressWriter(func(n int64) { done += n; prog(done) }))
-		_, err = d.eng.ExecIn(ctx, node, pgUser, nil, r, "sh", "-c", `mkdir -p "$0" && tar -x -f - -C "$0"`, dir)
+		if _, err := d.eng.Exec(ctx, node, pgUser, nil, nil, "mkdir", "-p", dir); err != nil {
+			rc.Close()
+			return fail(err)
+		}
+		err = d.eng.CopyIn(ctx, node, dir, r)
 		rc.Close()
 		if err != nil {
 			return fail(fmt.Errorf("restore %s into a scratch container: %w", b.ID, err))
 		}
+	}
+	// The archive names the backed-up server's owner; here it is the
+	// image's postgres user.
+	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, "chown", "-R", pgUser+":", root); err != nil {
+		return fail(err)
 	}
 	// pg_combinebackup reads each backup's manifest from its directory,
 	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.

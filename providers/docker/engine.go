@@ -376,6 +376,17 @@ func (e *Engine) exec(ctx context.Context, node, user string, env []string, stdi
 	return nil
 }
 
+// CopyIn has the engine extract a tar stream into dir inside a node's
+// container (the archive endpoint `docker cp` uses): the daemon writes the
+// files itself, much faster than a tar reading an exec's standard input.
+// dir must exist; files keep the owners the archive names.
+func (e *Engine) CopyIn(ctx context.Context, node, dir string, tar io.Reader) error {
+	if err := e.cli.CopyToContainer(ctx, e.Name(node), dir, tar, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("copy into %s:%s: %w", e.Name(node), dir, err)
+	}
+	return nil
+}
+
 type readErr struct {
 	r   io.Reader
 	err error
