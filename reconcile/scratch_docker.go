@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/internal/pgconf"
@@ -36,13 +37,22 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	if _, err := d.eng.EnsureNetwork(ctx); err != nil {
 		return 0, nil, none, err
 	}
-	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: node, Role: "scratch", Image: d.c.Runtime.Docker.Image, Config: d.c.Runtime.Docker.Image,
-		Port: plan.DockerPort, Bind: "127.0.0.1", HostPort: port})
-	if err != nil {
+	// A volume, not the container's layered filesystem: restoring writes
+	// the database twice over (the parts, then the combined directory).
+	root := "/var/lib/postgresql/pgha-restore"
+	if err := d.eng.EnsureVolume(ctx, node); err != nil {
 		return 0, nil, none, err
 	}
-	stop := func() { _ = d.eng.RemoveContainer(context.Background(), node) }
-	root := "/var/lib/postgresql/pgha-restore"
+	stop := func() {
+		_ = d.eng.RemoveContainer(context.Background(), node)
+		_ = d.eng.RemoveVolume(context.Background(), node)
+	}
+	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: node, Role: "scratch", Image: d.c.Runtime.Docker.Image, Config: d.c.Runtime.Docker.Image,
+		Mount: root, Port: plan.DockerPort, Bind: "127.0.0.1", HostPort: port})
+	if err != nil {
+		stop()
+		return 0, nil, none, err
+	}
 	data := root + "/data"
 	logFile := root + "/postgresql.log"
 	logf := func() string {
@@ -80,6 +90,7 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	}
 	prog := progress(out, total)
 	var done int64
+	began := time.Now()
 	var parts []string
 	for i, b := range chain {
 		dir := data
@@ -107,6 +118,7 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, "chown", "-R", pgUser+":", root); err != nil {
 		return fail(err)
 	}
+	fmt.Fprintf(out, "copied %s into a scratch container in %s\n", plan.Bytes(done), time.Since(began).Round(time.Millisecond))
 	// pg_combinebackup reads each backup's manifest from its directory,
 	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
 	for i, b := range chain {
@@ -126,9 +138,22 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		}
 	}
 	if layout == backup.LayoutCombine {
-		if err := pg("pg_combinebackup", append(slices.Clone(parts), "-o", data)...); err != nil {
+		// Each part is checked as the server sent it; the combined
+		// directory is pg_combinebackup's own work, not checked again.
+		if check {
+			for _, part := range parts {
+				if err := pg("pg_verifybackup", "-n", "-q", part); err != nil {
+					return fail(err)
+				}
+			}
+			fmt.Fprintf(out, "pg_verifybackup: every file of the %d restored backups matches the server's manifest\n", len(parts))
+			check = false
+		}
+		began = time.Now()
+		if err := pg("pg_combinebackup", append(slices.Clone(parts), "--no-manifest", "--copy-file-range", "-o", data)...); err != nil {
 			return fail(err)
 		}
+		fmt.Fprintf(out, "pg_combinebackup combined %d backups in %s\n", len(parts), time.Since(began).Round(time.Millisecond))
 		_, _ = d.eng.Exec(ctx, node, pgUser, nil, nil, "sh", "-c", `rm -rf "$0"/part*`, root)
 	}
 	if check {
