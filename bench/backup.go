@@ -76,7 +76,7 @@ func runBackup(bin string, scale int, runtime, image string) error {
 		}
 		return nil
 	}
-	defer run(bin, "destroy", "-auto-approve", "-f", file)
+	defer run(bin, "destroy", "-auto-approve", "-delete-volumes", "-f", file)
 	fmt.Printf("backup: one %s node and a managed Redis...\n", runtime)
 	if err := run(bin, "apply", "-auto-approve", "-f", file); err != nil {
 		return err
