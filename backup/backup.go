@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -74,9 +74,9 @@ func Incremental(ctx context.Context, o Options, typ string, ref state.Backup, s
 	if ref.ServerManifest == "" {
 		return state.Backup{}, fmt.Errorf("backup %s has no server manifest to build an incremental on: take a full backup", ref.ID)
 	}
-	parent, err := os.ReadFile(filepath.Join(o.Repository, ref.ServerManifest))
+	parent, err := ServerManifest(o.Repository, ref)
 	if err != nil {
-		return state.Backup{}, fmt.Errorf("read the manifest of %s: %w", ref.ID, err)
+		return state.Backup{}, err
 	}
 	b := o.record(typ)
 	b.Format, b.Parent, b.Root = FormatIncremental, ref.ID, ref.Root
@@ -90,7 +90,7 @@ func Incremental(ctx context.Context, o Options, typ string, ref state.Backup, s
 func (o Options) base(ctx context.Context, b *state.Backup, src Streamer, parent []byte) error {
 	var info BaseInfo
 	var manifest bytes.Buffer
-	err := o.store(b, "base.tar", func(w io.Writer) error {
+	err := o.store(ctx, b, "base.tar", func(w io.Writer) error {
 		var err error
 		info, err = src.BaseBackup(ctx, w, &manifest, parent)
 		return err
@@ -102,13 +102,17 @@ func (o Options) base(ctx context.Context, b *state.Backup, src Streamer, parent
 	if manifest.Len() > 0 {
 		// The server's own manifest: what pg_verifybackup checks a restored
 		// directory against, and what a PostgreSQL 17 incremental builds on.
-		rel := filepath.Join(o.Cluster, b.ID, ServerManifestName)
-		if err := os.WriteFile(filepath.Join(o.Repository, rel), manifest.Bytes(), 0o600); err != nil {
+		rel := path.Join(o.Cluster, b.ID, ServerManifestName)
+		err := OpenStore(o.Repository).Put(ctx, rel, func(w io.Writer) error {
+			_, err := w.Write(manifest.Bytes())
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("backup %s: %w", b.ID, err)
 		}
 		b.ServerManifest = rel
 	}
-	return o.finish(b)
+	return o.finish(ctx, b)
 }
 
 // Dumper writes a logical dump of the whole cluster: a SQL script.
@@ -122,10 +126,10 @@ type Dumper interface {
 func Logical(ctx context.Context, o Options, src Dumper, timeline int) (state.Backup, error) {
 	b := o.record("full")
 	b.Method, b.Format, b.Timeline = "logical", FormatLogical, timeline
-	if err := o.store(&b, "dumpall.sql", func(w io.Writer) error { return src.DumpAll(ctx, w) }); err != nil {
+	if err := o.store(ctx, &b, "dumpall.sql", func(w io.Writer) error { return src.DumpAll(ctx, w) }); err != nil {
 		return b, err
 	}
-	return b, o.finish(&b)
+	return b, o.finish(ctx, &b)
 }
 
 // ServerManifestName is the server's backup_manifest beside a base backup.
@@ -166,57 +170,41 @@ func (o Options) record(typ string) state.Backup {
 	return b
 }
 
-// store writes what fill produces, compressed, into the backup's directory
-// under name (plus the compression's extension), through a partial file
-// renamed into place only when complete and synced.
-func (o Options) store(b *state.Backup, name string, fill func(io.Writer) error) error {
-	dir := filepath.Join(o.Repository, o.Cluster, b.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("backup %s: %w", b.ID, err)
-	}
-	name += map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression]
-	tmp := filepath.Join(dir, name+".partial")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("backup %s: %w", b.ID, err)
-	}
-	defer os.Remove(tmp) // gone after the rename; removes a partial file on failure
+// store writes what fill produces, compressed, into the backup's place
+// in the repository under name (plus the compression's extension); the
+// object appears only when complete.
+func (o Options) store(ctx context.Context, b *state.Backup, name string, fill func(io.Writer) error) error {
+	key := path.Join(o.Cluster, b.ID, name+map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression])
 	hash := sha256.New()
-	stored := &counter{w: io.MultiWriter(f, hash)}
-	comp, err := compressor(stored, o.Compression, o.Level)
-	if err != nil {
-		f.Close()
+	var raw, stored *counter
+	err := OpenStore(o.Repository).Put(ctx, key, func(f io.Writer) error {
+		stored = &counter{w: io.MultiWriter(f, hash)}
+		comp, err := compressor(stored, o.Compression, o.Level)
+		if err != nil {
+			return err
+		}
+		raw = &counter{w: comp, progress: o.Progress}
+		err = fill(raw)
+		if cerr := comp.Close(); err == nil {
+			err = cerr
+		}
 		return err
-	}
-	raw := &counter{w: comp, progress: o.Progress}
-	err = fill(raw)
-	if cerr := comp.Close(); err == nil {
-		err = cerr
-	}
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	})
 	if err != nil {
 		b.Status = "failed"
 		return fmt.Errorf("backup %s: %w", b.ID, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("backup %s: %w", b.ID, err)
-	}
 	b.DatabaseBytes, b.StoredBytes = raw.n, stored.n
 	b.Checksum = "sha256:" + hex.EncodeToString(hash.Sum(nil))
-	b.Path = filepath.Join(o.Cluster, b.ID, name)
+	b.Path = key
 	return nil
 }
 
 // finish marks the backup complete and writes its manifest.
-func (o Options) finish(b *state.Backup) error {
+func (o Options) finish(ctx context.Context, b *state.Backup) error {
 	b.Finished = o.now()
 	b.Status = "complete"
-	return writeManifest(filepath.Join(o.Repository, o.Cluster, b.ID), *b)
+	return writeManifest(ctx, OpenStore(o.Repository), *b)
 }
 
 // compressor returns the writer that compresses a backup: chunks
@@ -279,34 +267,42 @@ func parseReport(r string) (start string, timeline int, stop string) {
 	return start, timeline, stop
 }
 
-func writeManifest(dir string, b state.Backup) error {
+func writeManifest(ctx context.Context, st Store, b state.Backup) error {
 	js, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, ManifestName+".tmp")
-	if err := os.WriteFile(tmp, append(js, '\n'), 0o600); err != nil {
+	err = st.Put(ctx, path.Join(b.Cluster, b.ID, ManifestName), func(w io.Writer) error {
+		_, err := w.Write(append(js, '\n'))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("write manifest of %s: %w", b.ID, err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, ManifestName))
+	return nil
 }
 
-// Repository lists the complete backups a repository holds for a
-// cluster, newest first, from their manifests alone.
+// Repository lists the backups a repository holds for a cluster, newest
+// first, from their manifests alone.
 func Repository(repo, cluster string) ([]state.Backup, error) {
-	paths, err := filepath.Glob(filepath.Join(repo, cluster, "*", ManifestName))
+	ctx := context.Background()
+	st := OpenStore(repo)
+	names, err := st.List(ctx, cluster)
 	if err != nil {
 		return nil, err
 	}
 	var out []state.Backup
-	for _, p := range paths {
-		js, err := os.ReadFile(p)
+	for _, n := range names {
+		if path.Base(n) != ManifestName || path.Dir(path.Dir(n)) != cluster {
+			continue
+		}
+		js, err := readObject(ctx, st, n)
 		if err != nil {
 			return nil, err
 		}
 		var b state.Backup
 		if err := json.Unmarshal(js, &b); err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, fmt.Errorf("read %s: %w", filepath.Join(repo, n), err)
 		}
 		out = append(out, b)
 	}
@@ -314,28 +310,51 @@ func Repository(repo, cluster string) ([]state.Backup, error) {
 	return out, nil
 }
 
+func readObject(ctx context.Context, st Store, name string) ([]byte, error) {
+	r, err := st.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// ServerManifest reads the server's backup_manifest kept with b.
+func ServerManifest(repo string, b state.Backup) ([]byte, error) {
+	if b.ServerManifest == "" {
+		return nil, fmt.Errorf("backup %s kept no server manifest", b.ID)
+	}
+	data, err := readObject(context.Background(), OpenStore(repo), b.ServerManifest)
+	if err != nil {
+		return nil, fmt.Errorf("read the server manifest of %s: %w", b.ID, err)
+	}
+	return data, nil
+}
+
 // ErrChecksum means a stored backup no longer matches its manifest.
 var ErrChecksum = errors.New("checksum mismatch")
 
 // Open verifies a backup's stored file against its checksum and returns a
-// reader of the uncompressed tar stream.
+// reader of the uncompressed stream.
 func Open(repo string, b state.Backup) (io.ReadCloser, error) {
-	path := filepath.Join(repo, b.Path)
-	f, err := os.Open(path)
+	ctx := context.Background()
+	st := OpenStore(repo)
+	where := filepath.Join(repo, filepath.FromSlash(b.Path))
+	f, err := st.Get(ctx, b.Path)
 	if err != nil {
 		return nil, err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		f.Close()
-		return nil, err
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != b.Checksum {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w (manifest %s, file %s)", path, ErrChecksum, b.Checksum, got)
+		return nil, fmt.Errorf("%s: %w (manifest %s, file %s)", where, ErrChecksum, b.Checksum, got)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
+	// Read again for the data; a changed file fails the decompression.
+	if f, err = st.Get(ctx, b.Path); err != nil {
 		return nil, err
 	}
 	switch b.Compression {
@@ -359,7 +378,7 @@ func Open(repo string, b state.Backup) (io.ReadCloser, error) {
 
 type readCloser struct {
 	io.Reader
-	f *os.File
+	f io.Closer
 }
 
 func (r readCloser) Close() error { return r.f.Close() }
@@ -369,13 +388,15 @@ func (r readCloser) Close() error { return r.f.Close() }
 // why it is gone, and a catalog that missed the expiry can be repaired
 // from it.
 func Expire(repo string, b state.Backup) (state.Backup, error) {
+	ctx := context.Background()
+	st := OpenStore(repo)
 	if b.Path != "" {
-		if err := os.Remove(filepath.Join(repo, b.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := st.Delete(ctx, b.Path); err != nil {
 			return b, fmt.Errorf("expire %s: %w", b.ID, err)
 		}
 	}
 	b.Status = "expired"
-	if err := writeManifest(filepath.Join(repo, b.Cluster, b.ID), b); err != nil {
+	if err := writeManifest(ctx, st, b); err != nil {
 		return b, fmt.Errorf("expire %s: %w", b.ID, err)
 	}
 	return b, nil

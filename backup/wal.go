@@ -54,7 +54,7 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 		return b, fmt.Errorf("backup %s: %w", b.ID, err)
 	}
 	b.StopLSN = stop.String()
-	err = o.store(&b, "wal.tar", func(w io.Writer) error {
+	err = o.store(ctx, &b, "wal.tar", func(w io.Writer) error {
 		tw := tar.NewWriter(w)
 		for _, m := range carry {
 			if err := copyWAL(o.Repository, m, tw); err != nil {
@@ -81,7 +81,7 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 	if err != nil {
 		return b, err
 	}
-	return b, o.finish(&b)
+	return b, o.finish(ctx, &b)
 }
 
 // copyWAL appends the segments of a stored WAL backup to tw.
@@ -334,7 +334,7 @@ func copyManifest(repo string, b state.Backup, dir string) error {
 	if b.ServerManifest == "" {
 		return nil
 	}
-	data, err := os.ReadFile(filepath.Join(repo, b.ServerManifest))
+	data, err := ServerManifest(repo, b)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", b.ID, err)
 	}

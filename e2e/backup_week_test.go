@@ -142,8 +142,22 @@ func TestLocalBackupWeek(t *testing.T) {
 		t.Errorf("catalog chain index of %s: %v (%v), want %v", ids[0], chain, err, ids)
 	}
 
-	// Every backup after the full (taken before the table existed)
-	// restores to exactly its moment.
+	// The full was taken before the table existed: it restores, without it.
+	{
+		var out bytes.Buffer
+		rs, err := env.StartRestored(ctx, list[len(list)-1:], false, &out)
+		if err != nil || list[len(list)-1].ID != ids[0] {
+			t.Fatalf("restore the full %s: %v\n%s", ids[0], err, out.String())
+		}
+		q := c.connPort(ctx, rs.Port)
+		var absent bool
+		if err := q.QueryRow(ctx, "SELECT to_regclass('public.wk') IS NULL").Scan(&absent); err != nil || !absent {
+			t.Errorf("the restored full has the table of later days (%v)", err)
+		}
+		q.Close(ctx)
+		rs.Stop()
+	}
+	// Every later backup restores to exactly its moment.
 	for _, id := range ids[1:] {
 		ch, err := backup.Chain(list, id)
 		if err != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -125,7 +123,7 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		if b.ServerManifest == "" || (layout != backup.LayoutCombine && i > 0) {
 			continue
 		}
-		content, err := os.ReadFile(filepath.Join(repo, b.ServerManifest))
+		content, err := backup.ServerManifest(repo, b)
 		if err != nil {
 			return fail(err)
 		}

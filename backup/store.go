@@ -1,0 +1,115 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Store is where backups are kept: whole objects written atomically, read,
+// listed and deleted by slash-separated names ("CLUSTER/ID/base.tar.zst").
+// These four operations are all the backup code asks of storage, so that
+// object storage can follow the directory repository without touching it.
+type Store interface {
+	// Put writes name from what fill produces; the object appears whole
+	// (synced, under its name) only if fill and the write succeed.
+	Put(ctx context.Context, name string, fill func(io.Writer) error) error
+	// Get opens an object for reading.
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	// List returns the names under prefix, sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes an object; a missing one is not an error.
+	Delete(ctx context.Context, name string) error
+}
+
+// Open a repository by its configured location. Only directories exist
+// in this version.
+func OpenStore(repo string) Store { return Dir(repo) }
+
+// Dir is a Store in a local directory: objects are files (0600), written
+// through a ".partial" file that is synced and renamed into place.
+type Dir string
+
+func (d Dir) path(name string) (string, error) {
+	clean := path.Clean("/" + name)
+	if clean == "/" || strings.Contains(name, "\\") {
+		return "", fmt.Errorf("bad object name %q", name)
+	}
+	return filepath.Join(string(d), filepath.FromSlash(clean[1:])), nil
+}
+
+func (d Dir) Put(_ context.Context, name string, fill func(io.Writer) error) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	tmp := p + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // gone after the rename; removes a partial file on failure
+	err = fill(f)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func (d Dir) Get(_ context.Context, name string) (io.ReadCloser, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(p)
+}
+
+func (d Dir) List(_ context.Context, prefix string) ([]string, error) {
+	root, err := d.path(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && !strings.HasSuffix(p, ".partial") {
+			rel, _ := filepath.Rel(string(d), p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+func (d Dir) Delete(_ context.Context, name string) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
