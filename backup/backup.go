@@ -162,9 +162,20 @@ func (o Options) now() time.Time {
 }
 
 // record starts the catalog record of a backup of type typ taken now.
+// IDs are the start time to the second and the type; a second backup of
+// one type within a second gets a counter, never another's place.
 func (o Options) record(typ string) state.Backup {
 	started := o.now()
-	b := state.Backup{ID: started.Format("20060102T150405Z") + "-" + typ, Cluster: o.Cluster, Type: typ, Method: "physical",
+	id := started.Format("20060102T150405Z") + "-" + typ
+	st := OpenStore(o.Repository)
+	for n := 2; ; n++ {
+		names, err := st.List(context.Background(), path.Join(o.Cluster, id))
+		if err != nil || len(names) == 0 {
+			break
+		}
+		id = fmt.Sprintf("%s-%s-%d", started.Format("20060102T150405Z"), typ, n)
+	}
+	b := state.Backup{ID: id, Cluster: o.Cluster, Type: typ, Method: "physical",
 		Node: o.Node, ServerVersion: o.ServerVersion, SystemID: o.SystemID, Started: started, Compression: o.Compression, Status: "running"}
 	b.Root = b.ID
 	return b

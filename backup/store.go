@@ -54,7 +54,12 @@ func (d Dir) Put(_ context.Context, name string, fill func(io.Writer) error) err
 		return err
 	}
 	tmp := p + ".partial"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// Exclusive: two writers of one name (two backups started in the same
+	// second) must not interleave; the second fails and says why.
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s is being written by another backup (or a crashed one left it: remove it)", tmp)
+	}
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestDirStore: objects appear whole or not at all, list sorted under a
@@ -60,4 +61,34 @@ func TestDirStore(t *testing.T) {
 			t.Fatal("a name climbed out of the repository")
 		}
 	}
+}
+
+// TestSameSecondIDs: two backups of one type in one second get two IDs
+// and two places in the repository.
+func TestSameSecondIDs(t *testing.T) {
+	repo := t.TempDir()
+	at := func() time.Time { return time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC) }
+	o := Options{Repository: repo, Cluster: "c", Compression: "zstd", Now: at}
+	var ids []string
+	for range 3 {
+		b, err := Logical(context.Background(), o, dumpString("SELECT 1;\n"), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, b.ID)
+	}
+	if !slices.Equal(ids, []string{"20261127T010203Z-full", "20261127T010203Z-full-2", "20261127T010203Z-full-3"}) {
+		t.Fatalf("ids: %v", ids)
+	}
+	list, err := Repository(repo, "c")
+	if err != nil || len(list) != 3 {
+		t.Fatalf("repository lists %d backups (%v)", len(list), err)
+	}
+}
+
+type dumpString string
+
+func (d dumpString) DumpAll(_ context.Context, w io.Writer) error {
+	_, err := io.WriteString(w, string(d))
+	return err
 }
