@@ -31,6 +31,13 @@ func (b *builder) backups() {
 	if !running && b.primaryUp == "" {
 		return // no primary to back up; the plan's diagnostics say why
 	}
+	if sl := primary.Slot(config.BackupSlot); running && sl != nil && primary.CurrentLSN > sl.RestartLSN &&
+		primary.CurrentLSN-sl.RestartLSN > backupSlotWarn {
+		b.diag(Warning, b.target, fmt.Sprintf("slot %s holds %s of WAL on %s since %s", config.BackupSlot,
+			Bytes(int64(primary.CurrentLSN-sl.RestartLSN)), b.target, sl.RestartLSN),
+			"It keeps the WAL the next incremental or differential backup stores, and moves on with every backup. "+
+				"Backups are taken when apply runs: run it (from cron, say) so the slot moves, or remove the backup block and the slot goes.")
+	}
 	sch := backup.Schedule(bk.Schedule)
 	if bk.Method == "logical" {
 		sch.Incremental, sch.Differential = "", "" // pg_dumpall has no chains
@@ -77,6 +84,10 @@ func (b *builder) backups() {
 		b.add(a)
 	}
 }
+
+// backupSlotWarn is how much WAL the backup slot may hold before the plan
+// says so: past it, the primary's disk pays for backups not being taken.
+const backupSlotWarn = 4 << 30
 
 // catalogBackups plans the catalog's repair: every manifest the catalog
 // misses or records differently (a backup taken or expired while Redis

@@ -238,6 +238,12 @@ var planCases = []planCase{
 		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
 	}, ids: []string{"backup.take[incremental]"}},
+	{name: "backup_slot_holds_wal", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withBackups(c, s, tuesday, bk("20261124T020500Z-full", "full", "", tuesday))
+		p := s.Node("db1")
+		p.CurrentLSN = 0x2_03000148
+		p.Slots = append(p.Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}, diags: []string{"slot pgha_backup holds 8.0 GiB of WAL on db1 since 0/3000100"}},
 	{name: "backup_slot_lost", mutate: func(c *config.Cluster, s *state.Cluster) {
 		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 	}, ids: []string{"slot.create[db1/pgha_backup]", "backup.take[full]"}},
