@@ -11,14 +11,14 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
-// TestLocalRestoreNode restores a backup over the primary of a two-node
+// restoreNodeScenario restores a backup over the primary of a two-node
 // cluster: a standby is refused as the target, "no" touches nothing,
 // "yes" moves the old data aside and starts the primary at the backup's
 // moment on a new timeline, and the next apply rejoins the standby, which
-// then holds the restored rows too.
-func TestLocalRestoreNode(t *testing.T) {
-	t.Parallel()
-	c := newCluster(t, "local", 2)
+// then holds the restored rows too. On docker (PostgreSQL 17) the backup
+// restored is an incremental, so the chain is combined in the container.
+func restoreNodeScenario(t *testing.T, rt string) {
+	c := newCluster(t, rt, 2)
 	c.addBlock("  backup {\n    repository = \"./backups\"\n  }\n")
 	c.mustPgha("apply", "-auto-approve")
 	ctx := context.Background()
@@ -30,7 +30,11 @@ func TestLocalRestoreNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := snapshot(ctx, t, p)
-	c.mustPgha("backup")
+	if rt == "docker" {
+		c.mustPgha("backup", "-type", "incremental")
+	} else {
+		c.mustPgha("backup")
+	}
 	var listed struct{ Backups []state.Backup }
 	if err := json.Unmarshal([]byte(c.mustPgha("backup", "list", "-json").stdout), &listed); err != nil {
 		t.Fatal(err)
@@ -66,8 +70,15 @@ func TestLocalRestoreNode(t *testing.T) {
 	if err := p.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&tl); err != nil || tl < 2 {
 		t.Errorf("the restored primary is on timeline %d (%v), want a new one", tl, err)
 	}
-	if aside, _ := filepath.Glob(filepath.Join(c.dir, "data", "db1.before-restore-*")); len(aside) != 1 {
-		t.Errorf("the previous data directory was not kept aside: %v", aside)
+	if !strings.Contains(r.stdout, ".before-restore-") {
+		t.Errorf("the previous data directory was not moved aside:\n%s", r)
+	}
+	if rt == "local" {
+		if aside, _ := filepath.Glob(filepath.Join(c.dir, "data", "db1.before-restore-*")); len(aside) != 1 {
+			t.Errorf("the previous data directory was not kept aside: %v", aside)
+		}
+	} else if out := c.sh("db1", `ls -d "$D".before-restore-*`); !strings.Contains(out, "before-restore") {
+		t.Errorf("the previous data directory is not in the volume: %q", out)
 	}
 
 	// The standby is ahead of the restored primary on the old timeline;
@@ -86,4 +97,14 @@ func TestLocalRestoreNode(t *testing.T) {
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 		t.Fatalf("not converged after the restore:\n%s", r)
 	}
+}
+
+func TestLocalRestoreNode(t *testing.T) {
+	t.Parallel()
+	restoreNodeScenario(t, "local")
+}
+
+func TestDockerRestoreNode(t *testing.T) {
+	t.Parallel()
+	restoreNodeScenario(t, "docker")
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
@@ -22,9 +24,9 @@ import (
 // not deleted. The standbys are then ahead of the restored primary on the
 // old timeline; the next plan rejoins them (pg_rewind, else re-clone).
 func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), out io.Writer) error {
-	lr, ok := e.Runtime.(*localRuntime)
+	nr, ok := e.Runtime.(nodeRestorer)
 	if !ok {
-		return fmt.Errorf("restore -node runs on the local runtime in this version; on docker, `pgha backup verify -restore` restores into a scratch container")
+		return fmt.Errorf("this runtime cannot restore over a node")
 	}
 	cn := e.Cfg.Node(name)
 	if cn == nil {
@@ -35,6 +37,12 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	}
 	chain, err := e.chain(ctx, id)
 	if err != nil {
+		return err
+	}
+	if l, err := backup.Layout(chain); err != nil || l == backup.LayoutLogical {
+		if err == nil {
+			err = fmt.Errorf("restore -node %s: %s is a logical dump; it loads into a fresh cluster (pgha backup verify -restore, or psql), not over a node", name, id)
+		}
 		return err
 	}
 	if err := e.startCatalog(ctx, out); err != nil {
@@ -54,17 +62,18 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	}
 	n := s.Node(name)
 	last := chain[len(chain)-1]
-	aside := fmt.Sprintf("%s.before-restore-%s", cn.DataDir, e.now().Format("20060102T150405Z"))
+	stamp := e.now().Format("20060102T150405Z")
+	aside := nr.asideDir(cn, stamp)
 	now := "stopped"
 	if n.Running {
 		now = fmt.Sprintf("running (%s)", n.Role())
 	}
 	summary := fmt.Sprintf(`Restore %s %s (a chain of %d, taken %s) over %s, which is %s.
-  %s's data directory %s is stopped and moved aside to %s: nothing is deleted.
+  %s is stopped and its data directory moved aside to %s: nothing is deleted.
   The chain is restored in its place and %s starts as the primary at the backup's moment, on a new
   timeline. Writes made after the backup are not in it. The standbys are ahead of it: the next
   `+"`pgha apply`"+` rejoins them (pg_rewind, else a re-clone).`,
-		last.Type, last.ID, len(chain), last.Started.Format("2006-01-02 15:04 MST"), name, now, name, cn.DataDir, aside, name)
+		last.Type, last.ID, len(chain), last.Started.Format("2006-01-02 15:04 MST"), name, now, name, aside, name)
 	okd, err := ask(summary)
 	if err != nil {
 		return err
@@ -78,30 +87,18 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 			return fmt.Errorf("stop %s before the restore: %w", name, err)
 		}
 	}
-	if _, err := os.Stat(cn.DataDir); err == nil {
-		if err := os.Rename(cn.DataDir, aside); err != nil {
-			return fmt.Errorf("move %s aside: %w", cn.DataDir, err)
-		}
-		fmt.Fprintf(out, "Moved %s aside to %s.\n", cn.DataDir, aside)
-	}
-	recovery, err := restoreLocal(lr, e.Cfg.Backup.Repository, chain, cn.DataDir, out)
+	recovery, err := nr.restoreNode(ctx, cn, e.Cfg.Backup.Repository, chain, aside, out)
 	if err != nil {
-		return fmt.Errorf("%w\n(%s's previous data is in %s)", err, name, aside)
+		return fmt.Errorf("%w\n(%s's previous data, if it had any, is in %s)", err, name, aside)
 	}
 	// A new timeline, whatever the layout: the standbys' history then
 	// shows where they left it, and apply rejoins them.
 	if len(recovery) == 0 {
 		recovery = map[string]string{"restore_command": "false", "recovery_target": "immediate", "recovery_target_action": "promote"}
 	}
-	if err := os.WriteFile(cn.DataDir+"/recovery.signal", nil, 0o600); err != nil {
-		return err
-	}
-	if err := lr.rt.Adopt(cn.DataDir); err != nil {
-		return err
-	}
 	settings := plan.DesiredSettings(e.Cfg, cn, name)
 	maps.Copy(settings, recovery)
-	if err := lr.rt.Configure(cn.DataDir, settings, plan.HBA(e.Cfg)); err != nil {
+	if err := e.Runtime.Configure(ctx, cn, settings, plan.HBA(e.Cfg)); err != nil {
 		return err
 	}
 	if err := e.Runtime.Start(ctx, cn); err != nil {
@@ -126,4 +123,75 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	fmt.Fprintf(out, "Restored %s over %s in %s; %s takes writes (its previous data is in %s).\nRun `pgha plan`: it shows how the standbys rejoin.\n",
 		last.ID, name, time.Since(start).Round(time.Millisecond), name, aside)
 	return nil
+}
+
+// nodeRestorer is a runtime that can restore a chain into a stopped
+// node's data directory after moving the old one aside.
+type nodeRestorer interface {
+	// asideDir is where the node's data goes before a restore.
+	asideDir(n *config.Node, stamp string) string
+	// restoreNode moves n's data to aside (if it has any), restores the
+	// chain in its place with recovery.signal set, and returns the
+	// recovery settings it starts with.
+	restoreNode(ctx context.Context, n *config.Node, repo string, chain []state.Backup, aside string, out io.Writer) (map[string]string, error)
+}
+
+func (l *localRuntime) asideDir(n *config.Node, stamp string) string {
+	return n.DataDir + ".before-restore-" + stamp
+}
+
+func (l *localRuntime) restoreNode(_ context.Context, n *config.Node, repo string, chain []state.Backup, aside string, out io.Writer) (map[string]string, error) {
+	if _, err := os.Stat(n.DataDir); err == nil {
+		if err := os.Rename(n.DataDir, aside); err != nil {
+			return nil, fmt.Errorf("move %s aside: %w", n.DataDir, err)
+		}
+		fmt.Fprintf(out, "Moved %s aside to %s.\n", n.DataDir, aside)
+	}
+	recovery, err := restoreLocal(l, repo, chain, n.DataDir, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(n.DataDir+"/recovery.signal", nil, 0o600); err != nil {
+		return nil, err
+	}
+	return recovery, l.rt.Adopt(n.DataDir)
+}
+
+func (d *dockerRuntime) asideDir(_ *config.Node, stamp string) string {
+	return pgData + ".before-restore-" + stamp
+}
+
+// restoreNode works inside the node's volume: the old data directory is
+// renamed there, and the chain streams in through the engine.
+func (d *dockerRuntime) restoreNode(ctx context.Context, n *config.Node, repo string, chain []state.Backup, aside string, out io.Writer) (map[string]string, error) {
+	if err := d.ensureNode(ctx, n); err != nil {
+		return nil, err
+	}
+	if _, err := d.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `set -e
+if [ -n "$(ls -A "$0" 2>/dev/null)" ]; then mv "$0" "$1"; fi
+mkdir -p "$0"; chown `+pgUser+`: "$0"; chmod 700 "$0"`, pgData, aside); err != nil {
+		return nil, fmt.Errorf("move %s aside in %s: %w", pgData, d.eng.Name(n.Name), err)
+	}
+	fmt.Fprintf(out, "Moved %s aside to %s in %s.\n", pgData, aside, d.eng.Name(n.Name))
+	pg := func(name string, args ...string) error {
+		_, err := d.pg(ctx, n, nil, name, args...)
+		return err
+	}
+	layout, err := backup.Layout(chain)
+	if err != nil {
+		return nil, err
+	}
+	if layout == backup.LayoutCombine {
+		// pg_combinebackup makes the output directory itself.
+		if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "rmdir", pgData); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.loadChain(ctx, n.Name, repo, chain, volumeDir, pgData, false, pg, out); err != nil {
+		return nil, err
+	}
+	if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `set -e; rm -f "$0/standby.signal" "$0/postmaster.pid"; touch "$0/recovery.signal"; chmod 700 "$0"`, pgData); err != nil {
+		return nil, err
+	}
+	return backup.RecoverySettings(chain), nil
 }

@@ -82,83 +82,8 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		}
 		return port, stop, logf, nil
 	}
-	var total int64
-	for _, b := range chain {
-		total += b.DatabaseBytes
-	}
-	prog := progress(out, total)
-	var done int64
-	began := time.Now()
-	var parts []string
-	for i, b := range chain {
-		dir := data
-		if layout == backup.LayoutCombine {
-			dir = fmt.Sprintf("%s/part%d", root, i)
-			parts = append(parts, dir)
-		}
-		rc, err := backup.Open(repo, b)
-		if err != nil {
-			return fail(fmt.Errorf("restore %s: %w", b.ID, err))
-		}
-		r := io.TeeReader(rc, progressWriter(func(n int64) { done += n; prog(done) }))
-		if _, err := d.eng.Exec(ctx, node, pgUser, nil, nil, "mkdir", "-p", dir); err != nil {
-			rc.Close()
-			return fail(err)
-		}
-		err = d.eng.CopyIn(ctx, node, dir, r)
-		rc.Close()
-		if err != nil {
-			return fail(fmt.Errorf("restore %s into a scratch container: %w", b.ID, err))
-		}
-	}
-	// The archive names the backed-up server's owner; here it is the
-	// image's postgres user.
-	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, "chown", "-R", pgUser+":", root); err != nil {
+	if err := d.loadChain(ctx, node, repo, chain, root, data, check, pg, out); err != nil {
 		return fail(err)
-	}
-	fmt.Fprintf(out, "copied %s into a scratch container in %s\n", plan.Bytes(done), time.Since(began).Round(time.Millisecond))
-	// pg_combinebackup reads each backup's manifest from its directory,
-	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
-	for i, b := range chain {
-		if b.ServerManifest == "" || (layout != backup.LayoutCombine && i > 0) {
-			continue
-		}
-		content, err := backup.ServerManifest(repo, b)
-		if err != nil {
-			return fail(err)
-		}
-		dir := data
-		if layout == backup.LayoutCombine {
-			dir = parts[i]
-		}
-		if err := d.write(ctx, node, pgUser, dir+"/"+backup.ServerManifestName, content); err != nil {
-			return fail(err)
-		}
-	}
-	if layout == backup.LayoutCombine {
-		// Each part is checked as the server sent it; the combined
-		// directory is pg_combinebackup's own work, not checked again.
-		if check {
-			for _, part := range parts {
-				if err := pg("pg_verifybackup", "-n", "-q", part); err != nil {
-					return fail(err)
-				}
-			}
-			fmt.Fprintf(out, "pg_verifybackup: every file of the %d restored backups matches the server's manifest\n", len(parts))
-			check = false
-		}
-		began = time.Now()
-		if err := pg("pg_combinebackup", append(slices.Clone(parts), "--no-manifest", "--copy-file-range", "-o", data)...); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(out, "pg_combinebackup combined %d backups in %s\n", len(parts), time.Since(began).Round(time.Millisecond))
-		_, _ = d.eng.Exec(ctx, node, pgUser, nil, nil, "sh", "-c", `rm -rf "$0"/part*`, root)
-	}
-	if check {
-		if err := pg("pg_verifybackup", "-n", "-q", data); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(out, "pg_verifybackup: every file of the restored directory matches the server's manifest\n")
 	}
 	// The node's own pgha.conf and pg_hba.conf came with the backup (port
 	// 5432, every address, passwords over TCP); what changes is appended
@@ -183,6 +108,102 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		return 0, nil, none, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(log)))
 	}
 	return port, stop, logf, nil
+}
+
+// loadChain streams a chain into a container: the tars through the
+// engine's archive endpoint into data (a WAL chain's segments over the
+// full's pg_wal), or, for a PostgreSQL 17 block-level chain, each into its
+// own directory under root, checked by pg_verifybackup when check is set,
+// then combined into data by pg_combinebackup.
+func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain []state.Backup, root, data string, check bool,
+	pg func(string, ...string) error, out io.Writer) error {
+	layout, err := backup.Layout(chain)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, b := range chain {
+		total += b.DatabaseBytes
+	}
+	prog := progress(out, total)
+	var done int64
+	began := time.Now()
+	var parts []string
+	for i, b := range chain {
+		dir := data
+		if layout == backup.LayoutCombine {
+			dir = fmt.Sprintf("%s/restore-part%d", root, i)
+			parts = append(parts, dir)
+		}
+		rc, err := backup.Open(repo, b)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", b.ID, err)
+		}
+		r := io.TeeReader(rc, progressWriter(func(n int64) { done += n; prog(done) }))
+		if _, err := d.eng.Exec(ctx, node, pgUser, nil, nil, "mkdir", "-p", dir); err != nil {
+			rc.Close()
+			return err
+		}
+		err = d.eng.CopyIn(ctx, node, dir, r)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("restore %s into %s: %w", b.ID, d.eng.Name(node), err)
+		}
+	}
+	// The archive names the backed-up server's owner; here it is the
+	// image's postgres user.
+	owned := parts
+	if len(owned) == 0 {
+		owned = []string{data}
+	}
+	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, append([]string{"chown", "-R", pgUser + ":"}, owned...)...); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "copied %s into %s in %s\n", plan.Bytes(done), d.eng.Name(node), time.Since(began).Round(time.Millisecond))
+	// pg_combinebackup reads each backup's manifest from its directory,
+	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
+	for i, b := range chain {
+		if b.ServerManifest == "" || (layout != backup.LayoutCombine && i > 0) {
+			continue
+		}
+		content, err := backup.ServerManifest(repo, b)
+		if err != nil {
+			return err
+		}
+		dir := data
+		if layout == backup.LayoutCombine {
+			dir = parts[i]
+		}
+		if err := d.write(ctx, node, pgUser, dir+"/"+backup.ServerManifestName, content); err != nil {
+			return err
+		}
+	}
+	if layout == backup.LayoutCombine {
+		// Each part is checked as the server sent it; the combined
+		// directory is pg_combinebackup's own work, not checked again.
+		if check {
+			for _, part := range parts {
+				if err := pg("pg_verifybackup", "-n", "-q", part); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(out, "pg_verifybackup: every file of the %d restored backups matches the server's manifest\n", len(parts))
+			check = false
+		}
+		began = time.Now()
+		if err := pg("pg_combinebackup", append(slices.Clone(parts), "--no-manifest", "--copy-file-range", "-o", data)...); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "pg_combinebackup combined %d backups in %s\n", len(parts), time.Since(began).Round(time.Millisecond))
+		_, _ = d.eng.Exec(ctx, node, pgUser, nil, nil, "sh", "-c", `rm -rf "$0"/restore-part*`, root)
+	}
+	if check {
+		if err := pg("pg_verifybackup", "-n", "-q", data); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "pg_verifybackup: every file of the restored directory matches the server's manifest\n")
+	}
+	return nil
 }
 
 // loadLogical makes a fresh cluster in the scratch container, starts it
