@@ -30,7 +30,8 @@ type parallelWriter struct {
 	order chan *chunk
 	done  chan struct{}
 	wg    sync.WaitGroup
-	pool  sync.Pool
+	pool  sync.Pool // input chunks
+	outs  sync.Pool // compressed chunks, reused: no 4 MiB allocation per chunk
 	mu    sync.Mutex
 	err   error
 }
@@ -45,6 +46,7 @@ func newParallel(w io.Writer, enc func(dst, src []byte) ([]byte, error)) *parall
 	n := runtime.GOMAXPROCS(0)
 	p := &parallelWriter{w: w, enc: enc, work: make(chan *chunk, n), order: make(chan *chunk, 2*n), done: make(chan struct{})}
 	p.pool.New = func() any { return make([]byte, 0, chunkSize) }
+	p.outs.New = func() any { return make([]byte, 0, chunkSize/2) }
 	p.buf = p.pool.Get().([]byte)
 	for range n {
 		p.wg.Add(1)
@@ -73,6 +75,7 @@ func (p *parallelWriter) write() {
 			p.fail(err)
 		}
 		p.pool.Put(c.src[:0])
+		p.outs.Put(c.out[:0])
 	}
 }
 
@@ -107,7 +110,7 @@ func (p *parallelWriter) Write(b []byte) (int, error) {
 }
 
 func (p *parallelWriter) submit() {
-	c := &chunk{src: p.buf, ready: make(chan struct{})}
+	c := &chunk{src: p.buf, out: p.outs.Get().([]byte), ready: make(chan struct{})}
 	p.order <- c // blocks when the writer is behind: memory stays bounded
 	p.work <- c
 	p.buf = p.pool.Get().([]byte)
@@ -125,14 +128,22 @@ func (p *parallelWriter) Close() error {
 	return p.failed()
 }
 
-// gzipChunk compresses one chunk as a complete gzip member.
+// gzipChunk compresses one chunk as a complete gzip member. The deflate
+// state (about a megabyte) is reused across chunks.
 func gzipChunk(level int) func(dst, src []byte) ([]byte, error) {
+	var writers sync.Pool
 	return func(dst, src []byte) ([]byte, error) {
 		buf := bytes.NewBuffer(dst)
-		zw, err := gzip.NewWriterLevel(buf, level)
-		if err != nil {
-			return nil, err
+		zw, _ := writers.Get().(*gzip.Writer)
+		if zw == nil {
+			var err error
+			if zw, err = gzip.NewWriterLevel(buf, level); err != nil {
+				return nil, err
+			}
+		} else {
+			zw.Reset(buf)
 		}
+		defer writers.Put(zw)
 		if _, err := zw.Write(src); err != nil {
 			return nil, err
 		}
