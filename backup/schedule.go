@@ -100,3 +100,8 @@ func NextDue(sch Schedule, backups []state.Backup, timeline int, now time.Time) 
 	}
 	return nil, nil
 }
+
+// WALSlot says whether incrementals on a server of this version
+// (server_version_num) store WAL and so need the backup slot: before
+// PostgreSQL 17. On 17 they are block-level and nothing holds WAL back.
+func WALSlot(serverVersion int) bool { return serverVersion < 170000 }

@@ -50,7 +50,7 @@ func (b *builder) backups() {
 	take := ""
 	if due != nil {
 		reason := due.Reason
-		if due.Type != "full" && bk.Method == "physical" && running && primary.Slot(config.BackupSlot) == nil {
+		if due.Type != "full" && bk.Method == "physical" && running && backup.WALSlot(primary.ServerVersion) && primary.Slot(config.BackupSlot) == nil {
 			// Without the slot the WAL since the parent may be recycled:
 			// an incremental could not be restored. A full starts anew.
 			reason = fmt.Sprintf("slot %s is missing on %s, so the WAL since %s may be gone: a full starts a new chain instead of the %s (%s)",

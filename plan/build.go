@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
 )
@@ -437,9 +438,12 @@ func (b *builder) slots() {
 			declared[cn.Slot] = cn.Name
 		}
 	}
-	if b.c.Backup != nil && b.c.Backup.Method == "physical" {
+	// The backup slot holds WAL for WAL-based incrementals (before 17).
+	// An unobserved version declares it (nothing is dropped) but creates
+	// nothing: the first full backup creates it when it is needed.
+	if b.c.Backup != nil && b.c.Backup.Method == "physical" && (n.ServerVersion == 0 || backup.WALSlot(n.ServerVersion)) {
 		declared[config.BackupSlot] = "backups"
-		if b.primaryNew || n.Slot(config.BackupSlot) == nil {
+		if n.ServerVersion != 0 && n.Slot(config.BackupSlot) == nil {
 			a := newAction(SlotCreate, Create, b.target, b.target+"/"+config.BackupSlot,
 				fmt.Sprintf("incremental and differential backups store the WAL since the newest backup, which slot %s holds on primary %s", config.BackupSlot, b.target))
 			a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
@@ -472,8 +476,12 @@ func (b *builder) slots() {
 				"It holds WAL back, but something streams through it; pgha leaves an active slot alone. Declare it on a node, or stop its client and plan again.")
 			continue
 		}
-		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+sl.Name,
-			fmt.Sprintf("slot %s on %s is declared by no node and holds WAL back since %s", sl.Name, b.target, sl.RestartLSN))
+		reason := fmt.Sprintf("slot %s on %s is declared by no node and holds WAL back since %s", sl.Name, b.target, sl.RestartLSN)
+		if sl.Name == config.BackupSlot {
+			reason = fmt.Sprintf("slot %s on %s holds WAL back since %s for WAL-based backups, which this cluster does not take (no physical backup block, or PostgreSQL 17's block-level incrementals)",
+				sl.Name, b.target, sl.RestartLSN)
+		}
+		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+sl.Name, reason)
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
 		b.add(a)
 	}

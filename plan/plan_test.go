@@ -244,6 +244,16 @@ var planCases = []planCase{
 		p.CurrentLSN = 0x2_03000148
 		p.Slots = append(p.Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
 	}, diags: []string{"slot pgha_backup holds 8.0 GiB of WAL on db1 since 0/3000100"}},
+	{name: "backup_pg17_needs_no_slot", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// PostgreSQL 17: incrementals are block-level; no slot holds WAL
+		// for them, and one left from before is dropped.
+		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
+		for _, n := range s.Nodes {
+			n.ServerVersion = 170004
+		}
+		p := s.Node("db1")
+		p.Slots = append(p.Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}, ids: []string{"slot.drop[db1/pgha_backup]", "backup.take[incremental]"}},
 	{name: "backup_slot_lost", mutate: func(c *config.Cluster, s *state.Cluster) {
 		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 	}, ids: []string{"slot.create[db1/pgha_backup]", "backup.take[full]"}},

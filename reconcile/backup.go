@@ -69,8 +69,10 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		o.Node = src.Name
 		// The slot holds the WAL from here on, so the next incremental
 		// finds every segment since this full.
-		if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
-			return b, err
+		if backup.WALSlot(pn.ServerVersion) {
+			if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
+				return b, err
+			}
 		}
 		fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
 		o.Progress = progress(out, pn.DatabaseBytes)
@@ -107,7 +109,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	if err != nil {
 		return b, err
 	}
-	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil {
+	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil && backup.WALSlot(pn.ServerVersion) {
 		if err := postgres.AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
 			fmt.Fprintf(out, "Warning: %v; the slot keeps WAL the repository already holds until the next backup.\n", err)
 		}
