@@ -78,11 +78,8 @@ func Incremental(ctx context.Context, o Options, typ string, ref state.Backup, s
 	if err != nil {
 		return state.Backup{}, err
 	}
-	b := o.record(typ)
-	b.Format, b.Parent, b.Root = FormatIncremental, ref.ID, ref.Root
-	if b.Root == "" {
-		b.Root = ref.ID
-	}
+	b := o.child(typ, ref)
+	b.Format = FormatIncremental
 	return b, o.base(ctx, &b, src, parent)
 }
 
@@ -178,6 +175,16 @@ func (o Options) record(typ string) state.Backup {
 	b := state.Backup{ID: id, Cluster: o.Cluster, Type: typ, Method: "physical",
 		Node: o.Node, ServerVersion: o.ServerVersion, SystemID: o.SystemID, Started: started, Compression: o.Compression, Status: "running"}
 	b.Root = b.ID
+	return b
+}
+
+// child starts the record of a backup that builds on ref, in ref's chain.
+func (o Options) child(typ string, ref state.Backup) state.Backup {
+	b := o.record(typ)
+	b.Parent, b.Root = ref.ID, ref.Root
+	if b.Root == "" {
+		b.Root = ref.ID
+	}
 	return b
 }
 

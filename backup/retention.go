@@ -45,15 +45,9 @@ func Expired(all []state.Backup, r Retention, now time.Time) []ExpiredChain {
 		chains[f.ID] = []state.Backup{f}
 	}
 	for _, b := range all {
-		if b.Status != "complete" || b.Type == "full" {
-			continue
-		}
-		// A backup belongs to the chain of the full its parent links reach.
-		if ids, err := chainIDs(all, b.ID); err == nil && len(ids) > 0 {
-			root := ids[len(ids)-1]
-			if _, ok := chains[root]; ok {
-				chains[root] = append(chains[root], b)
-			}
+		// Each backup records the full its chain starts from.
+		if _, ok := chains[b.Root]; ok && b.Status == "complete" && b.Type != "full" {
+			chains[b.Root] = append(chains[b.Root], b)
 		}
 	}
 	sort.Slice(fulls, func(i, j int) bool { return fulls[i].Started.After(fulls[j].Started) })

@@ -8,11 +8,18 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
+// link is a backup with its parent, in the chain parentage gives it.
 func link(id, typ, parent string, t time.Time) state.Backup {
 	b := bk(id, typ, t)
-	b.Parent = parent
+	b.Parent, b.Root = parent, id
+	if parent != "" {
+		b.Root = roots[parent]
+	}
+	roots[id] = b.Root
 	return b
 }
+
+var roots = map[string]string{}
 
 // TestExpired: chains go whole, only when every member is past the age
 // rule and the chain is outside the count rule; the newest chain stays
@@ -79,10 +86,44 @@ func TestChain(t *testing.T) {
 	if _, err := Chain(all, "nope"); err == nil {
 		t.Error("an unknown backup has a chain")
 	}
-	if got := Dependents(all, "d"); !slices.Equal(got, []string{"i2"}) {
-		t.Errorf("dependents of d: %v", got)
+}
+
+// TestReference: an incremental builds on the newest backup of the newest
+// full's chain, a differential on that full, carrying the chain's later
+// WAL; both read from the newest backup's stop. Older chains and failed
+// backups do not count.
+func TestReference(t *testing.T) {
+	withStop := func(b state.Backup, lsn string) state.Backup { b.StopLSN = lsn; return b }
+	old := withStop(link("old", "full", "", at(-7, 2, 0)), "0/1000000")
+	f := withStop(link("f", "full", "", at(0, 2, 0)), "0/2000000")
+	i1 := withStop(link("i1", "incremental", "f", at(1, 2, 0)), "0/3000000")
+	d := withStop(link("d", "differential", "f", at(2, 2, 0)), "0/4000000")
+	i2 := withStop(link("i2", "incremental", "d", at(3, 2, 0)), "0/5000000")
+	bad := withStop(link("bad", "incremental", "i2", at(4, 2, 0)), "0/6000000")
+	bad.Status = "failed"
+	all := []state.Backup{old, f, i1, d, i2, bad}
+	for _, tc := range []struct {
+		kind, ref string
+		carry     []string
+	}{
+		{"incremental", "i2", nil},
+		{"differential", "f", []string{"d", "i2"}},
+	} {
+		ref, carry, since, err := Reference(all, tc.kind)
+		var ids []string
+		for _, c := range carry {
+			ids = append(ids, c.ID)
+		}
+		if err != nil || ref.ID != tc.ref || !slices.Equal(ids, tc.carry) || since.String() != "0/5000000" {
+			t.Errorf("%s: ref %s carry %v since %s (%v), want ref %s carry %v since 0/5000000", tc.kind, ref.ID, ids, since, err, tc.ref, tc.carry)
+		}
 	}
-	if got := Dependents(all, "f"); !slices.Equal(got, []string{"d", "i1", "i2"}) {
-		t.Errorf("dependents of f: %v", got)
+	if _, _, _, err := Reference([]state.Backup{i1}, "incremental"); err == nil {
+		t.Error("an incremental without a full has a reference")
+	}
+	logical := link("lg", "full", "", at(5, 2, 0))
+	logical.Format = FormatLogical
+	if _, _, _, err := Reference(append(all, logical), "incremental"); err == nil {
+		t.Error("an incremental builds on a logical dump")
 	}
 }

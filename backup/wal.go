@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 
 	"github.com/pgha/pgha/state"
 )
@@ -43,11 +43,8 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 	if typ != "incremental" && typ != "differential" {
 		return state.Backup{}, fmt.Errorf("a WAL backup is incremental or differential, not %q", typ)
 	}
-	b := o.record(typ)
-	b.Format, b.Parent, b.Root, b.StartLSN = FormatWAL, ref.ID, ref.Root, ref.StopLSN
-	if b.Root == "" {
-		b.Root = ref.ID
-	}
+	b := o.child(typ, ref)
+	b.Format, b.StartLSN = FormatWAL, ref.StopLSN
 	b.RestorePoint = b.ID
 	stop, err := src.RestorePoint(ctx, b.RestorePoint)
 	if err != nil {
@@ -109,6 +106,43 @@ func copyWAL(repo string, m state.Backup, tw *tar.Writer) error {
 	}
 }
 
+// Reference finds what an incremental or differential builds on, from
+// the repository's backups: the newest full's chain. An incremental refers
+// to the chain's newest backup; a differential to its full, and carries
+// over (for the WAL method) the chain's backups after the full. Either
+// reads the WAL from the newest backup's stop, where the backup slot
+// stands.
+func Reference(all []state.Backup, kind string) (ref state.Backup, carry []state.Backup, since state.LSN, err error) {
+	var full, last *state.Backup
+	for i := range all {
+		if b := &all[i]; b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
+			full = b
+		}
+	}
+	if full == nil {
+		return ref, nil, 0, fmt.Errorf("no full backup to build a %s on: take a full one first (pgha backup -type full)", kind)
+	}
+	if full.Format != "" && full.Format != FormatBase {
+		return ref, nil, 0, fmt.Errorf("the newest full %s is a %s backup: incrementals build on a base backup; take a physical full", full.ID, full.Format)
+	}
+	for i := range all {
+		if b := &all[i]; b.Status == "complete" && b.Root == full.ID && (last == nil || b.Started.After(last.Started)) {
+			last = b
+		}
+	}
+	if since, err = state.ParseLSN(last.StopLSN); err != nil {
+		return ref, nil, 0, fmt.Errorf("backup %s: %w", last.ID, err)
+	}
+	if kind == "incremental" {
+		return *last, nil, since, nil
+	}
+	chain, err := Chain(all, last.ID)
+	if err != nil {
+		return ref, nil, 0, err
+	}
+	return *full, chain[1:], since, nil
+}
+
 // Chain returns what a restore of id needs, full first: the full, then
 // each backup on the way to id by parent links. A differential's parent
 // is its full, so its chain has two members whatever came between.
@@ -122,7 +156,7 @@ func Chain(all []state.Backup, id string) ([]state.Backup, error) {
 		b, ok := byID[cur]
 		if !ok {
 			if len(chain) == 0 {
-				return nil, fmt.Errorf("no backup %s", id)
+				return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
 			}
 			return nil, fmt.Errorf("backup %s needs %s, which is gone: it cannot be restored", id, cur)
 		}
@@ -135,52 +169,11 @@ func Chain(all []state.Backup, id string) ([]state.Backup, error) {
 		}
 		cur = b.Parent
 	}
-	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
-		chain[i], chain[j] = chain[j], chain[i]
-	}
+	slices.Reverse(chain)
 	if chain[0].Type != "full" {
 		return nil, fmt.Errorf("backup %s: its chain starts at %s, a %s, not a full", id, chain[0].ID, chain[0].Type)
 	}
 	return chain, nil
-}
-
-// Dependents returns the IDs of every backup that needs id to restore.
-func Dependents(all []state.Backup, id string) []string {
-	var out []string
-	for _, b := range all {
-		if b.ID == id {
-			continue
-		}
-		if c, err := chainIDs(all, b.ID); err == nil && contains(c, id) {
-			out = append(out, b.ID)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func chainIDs(all []state.Backup, id string) ([]string, error) {
-	byID := map[string]state.Backup{}
-	for _, b := range all {
-		byID[b.ID] = b
-	}
-	var ids []string
-	for cur := id; cur != "" && len(ids) <= 1000; cur = byID[cur].Parent {
-		if _, ok := byID[cur]; !ok {
-			return ids, fmt.Errorf("%s missing", cur)
-		}
-		ids = append(ids, cur)
-	}
-	return ids, nil
-}
-
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // How a chain is put back together.

@@ -82,7 +82,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		if rerr != nil {
 			return b, rerr
 		}
-		ref, carry, since, rerr := walReference(all, kind)
+		ref, carry, since, rerr := backup.Reference(all, kind)
 		if rerr != nil {
 			return b, rerr
 		}
@@ -131,7 +131,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 // (PostgreSQL 17 and a chain whose newest backup kept the server's
 // manifest) rather than WAL.
 func native(pn *state.Node, ref state.Backup) bool {
-	return pn.ServerVersion >= 170000 && ref.ServerManifest != "" && ref.Format != backup.FormatWAL
+	return !backup.WALSlot(pn.ServerVersion) && ref.ServerManifest != "" && ref.Format != backup.FormatWAL
 }
 
 // summarizeWAL turns on WAL summarization on a PostgreSQL 17 primary
@@ -139,8 +139,8 @@ func native(pn *state.Node, ref state.Backup) bool {
 // find the summaries they need. It is a reload-only setting; pgha sets it
 // with ALTER SYSTEM, next to its own pgha.conf, and says so.
 func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.Node, out io.Writer) error {
-	if pn.ServerVersion < 170000 {
-		return nil
+	if backup.WALSlot(pn.ServerVersion) {
+		return nil // before 17 incrementals are WAL-based
 	}
 	on, err := postgres.Setting(ctx, ep, "summarize_wal")
 	if err != nil || on == "on" {
@@ -167,44 +167,6 @@ func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.
 	}
 }
 
-// walReference finds what a WAL backup of kind builds on, from the
-// repository's complete backups: the newest full's chain. An incremental
-// refers to the chain's newest backup; a differential to its full, and
-// carries over the WAL of the chain's backups after the full. Either
-// streams from the newest backup's stop, where the backup slot stands.
-func walReference(all []state.Backup, kind string) (ref state.Backup, carry []state.Backup, since state.LSN, err error) {
-	var full, last *state.Backup
-	for i := range all {
-		b := &all[i]
-		if b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
-			full = b
-		}
-	}
-	if full == nil {
-		return ref, nil, 0, fmt.Errorf("no full backup to build a %s on: take a full one first (pgha backup -type full)", kind)
-	}
-	if full.Format != "" && full.Format != backup.FormatBase {
-		return ref, nil, 0, fmt.Errorf("the newest full %s is not a base backup", full.ID)
-	}
-	for i := range all {
-		b := &all[i]
-		if b.Status == "complete" && (b.Root == full.ID || b.ID == full.ID) && (last == nil || b.Started.After(last.Started)) {
-			last = b
-		}
-	}
-	if since, err = state.ParseLSN(last.StopLSN); err != nil {
-		return ref, nil, 0, fmt.Errorf("backup %s: %w", last.ID, err)
-	}
-	if kind == "incremental" {
-		return *last, nil, since, nil
-	}
-	chain, err := backup.Chain(all, last.ID)
-	if err != nil {
-		return ref, nil, 0, err
-	}
-	return *full, chain[1:], since, nil
-}
-
 // walSource reads a WAL backup from the primary: the restore point as the
 // superuser, the WAL through the backup slot as the replication user.
 type walSource struct {
@@ -217,9 +179,7 @@ func (w walSource) RestorePoint(ctx context.Context, name string) (state.LSN, er
 }
 
 func (w walSource) ReceiveWAL(ctx context.Context, start, stop state.LSN, sink func(backup.Segment) error) (int, error) {
-	host, port := plan.AdminEndpoint(w.e.Cfg, w.n)
-	ep := postgres.Endpoint{Host: host, Port: port, User: w.e.Cfg.Replication.User, Password: w.e.Cfg.Replication.Password.Reveal()}
-	return postgres.ReceiveWAL(ctx, ep, config.BackupSlot, start, stop, func(s postgres.WALSegment) error {
+	return postgres.ReceiveWAL(ctx, w.e.replicator(w.n), config.BackupSlot, start, stop, func(s postgres.WALSegment) error {
 		return sink(backup.Segment{Name: s.Name, Data: s.Data})
 	})
 }
@@ -244,6 +204,21 @@ func progress(out io.Writer, total int64) func(int64) {
 		}
 		fmt.Fprintln(out, line)
 	}
+}
+
+// meter counts the bytes written through it and reports the running
+// total to a progress printer.
+type meter struct {
+	n      int64
+	report func(int64)
+}
+
+func newMeter(out io.Writer, total int64) *meter { return &meter{report: progress(out, total)} }
+
+func (m *meter) Write(b []byte) (int, error) {
+	m.n += int64(len(b))
+	m.report(m.n)
+	return len(b), nil
 }
 
 // backupSource is the primary, or a streaming standby when the backup
@@ -298,9 +273,7 @@ type streamer struct {
 // compressor (any runtime: pgha reaches every node); servers older than
 // PostgreSQL 15 go through pg_basebackup next to the node.
 func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer, parent []byte) (backup.BaseInfo, error) {
-	host, port := plan.AdminEndpoint(s.e.Cfg, s.n)
-	ep := postgres.Endpoint{Host: host, Port: port, User: s.e.Cfg.Replication.User, Password: s.e.Cfg.Replication.Password.Reveal()}
-	r, err := postgres.BaseBackup(ctx, ep, "pgha", w, manifest, parent)
+	r, err := postgres.BaseBackup(ctx, s.e.replicator(s.n), "pgha", w, manifest, parent)
 	if errors.Is(err, postgres.ErrOldServer) && parent == nil {
 		report, err := s.e.Runtime.BaseBackup(ctx, s.n, w)
 		return backup.ParseReport(report), err
@@ -412,27 +385,48 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 	if err != nil {
 		return 0, nil, none, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
-	if err := os.Chmod(dir, 0o755); err != nil {
-		cleanup()
+	fail := func(err error) (int, func(), func() string, error) {
+		os.RemoveAll(dir)
 		return 0, nil, none, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fail(err)
 	}
 	data := filepath.Join(dir, "data")
 	if chain[0].Format == backup.FormatLogical {
-		return l.startLogicalScratch(ctx, repo, chain[0], dir, out)
+		// A dump loads into a fresh cluster, once it runs.
+		if err := l.rt.InitDB(ctx, data, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal()); err != nil {
+			return fail(err)
+		}
+		port, stop, logf, err := l.serve(ctx, dir, data, nil)
+		if err != nil {
+			return 0, nil, none, err
+		}
+		if err := l.loadDump(ctx, repo, chain[0], port, out); err != nil {
+			stop()
+			return 0, nil, none, err
+		}
+		return port, stop, logf, nil
 	}
 	recovery, err := restoreLocal(l, repo, chain, data, out)
 	if err != nil {
-		cleanup()
-		return 0, nil, none, err
+		return fail(err)
 	}
 	if _, err := os.Stat(filepath.Join(data, backup.ServerManifestName)); err == nil && check {
 		if _, err := l.rt.VerifyBackup(ctx, data); err != nil {
-			cleanup()
-			return 0, nil, none, err
+			return fail(err)
 		}
 		fmt.Fprintf(out, "pg_verifybackup: every file of the restored directory matches the server's manifest\n")
 	}
+	return l.serve(ctx, dir, data, recovery)
+}
+
+// serve starts data as a loopback-only server on a free port, with extra
+// settings (recovery) on top; stop stops it and removes dir. On failure
+// dir is removed and the error carries the server log.
+func (l *localRuntime) serve(ctx context.Context, dir, data string, extra map[string]string) (int, func(), func() string, error) {
+	none := func() string { return "" }
+	cleanup := func() { os.RemoveAll(dir) }
 	port, err := freePort()
 	if err != nil {
 		cleanup()
@@ -440,7 +434,7 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 	}
 	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": "",
 		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
-	maps.Copy(settings, recovery)
+	maps.Copy(settings, extra)
 	if err := l.rt.Configure(data, settings, plan.HBA(l.c)); err != nil {
 		cleanup()
 		return 0, nil, none, err
@@ -449,7 +443,7 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 	logf := func() string { b, _ := os.ReadFile(logFile); return string(b) }
 	if err := l.rt.Start(ctx, data, logFile); err != nil {
 		defer cleanup()
-		return 0, nil, logf, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(logf())))
+		return 0, nil, none, fmt.Errorf("the restored data directory does not start: %w%s", err, withLog([]byte(logf())))
 	}
 	stop := func() {
 		_ = l.rt.Stop(context.Background(), data, "immediate")
@@ -469,57 +463,19 @@ func withLog(log []byte) string {
 	return "\nserver log (end):\n" + string(log)
 }
 
-// startLogicalScratch makes a fresh cluster in dir/data, starts it and
-// loads a pg_dumpall script into it with psql.
-func (l *localRuntime) startLogicalScratch(ctx context.Context, repo string, b state.Backup, dir string, out io.Writer) (int, func(), func() string, error) {
-	none := func() string { return "" }
-	data := filepath.Join(dir, "data")
-	cleanup := func() { os.RemoveAll(dir) }
-	fail := func(err error) (int, func(), func() string, error) {
-		cleanup()
-		return 0, nil, none, err
-	}
-	if err := l.rt.InitDB(ctx, data, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal()); err != nil {
-		return fail(err)
-	}
-	port, err := freePort()
-	if err != nil {
-		return fail(err)
-	}
-	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": ""}
-	if err := l.rt.Configure(data, settings, plan.HBA(l.c)); err != nil {
-		return fail(err)
-	}
-	logFile := filepath.Join(dir, "postgresql.log")
-	logf := func() string { b, _ := os.ReadFile(logFile); return string(b) }
-	if err := l.rt.Start(ctx, data, logFile); err != nil {
-		return fail(err)
-	}
-	stop := func() {
-		_ = l.rt.Stop(context.Background(), data, "immediate")
-		cleanup()
-	}
+// loadDump feeds a pg_dumpall script to psql against the server on port.
+func (l *localRuntime) loadDump(ctx context.Context, repo string, b state.Backup, port int, out io.Writer) error {
 	pf, done, err := l.superPassfile()
 	if err != nil {
-		stop()
-		return 0, nil, none, err
+		return err
 	}
 	defer done()
 	rc, err := backup.Open(repo, b)
 	if err != nil {
-		stop()
-		return 0, nil, none, err
+		return err
 	}
 	defer rc.Close()
-	r := io.TeeReader(rc, progressWriter(func() func(int64) {
-		p, n := progress(out, 0), int64(0)
-		return func(k int64) { n += k; p(n) }
-	}()))
-	if err := l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, r); err != nil {
-		stop()
-		return 0, nil, none, err
-	}
-	return port, stop, logf, nil
+	return l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, io.TeeReader(rc, newMeter(out, 0)))
 }
 
 // restoreLocal writes the chain into data on this host, hands it to the
@@ -593,13 +549,6 @@ func (e *Env) chain(ctx context.Context, id string) ([]state.Backup, error) {
 	list, _, err := e.Backups(ctx)
 	if err != nil {
 		return nil, err
-	}
-	found := false
-	for _, b := range list {
-		found = found || b.ID == id
-	}
-	if !found {
-		return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
 	}
 	return backup.Chain(list, id)
 }

@@ -71,6 +71,13 @@ func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
 }
 
+// replicator is how pgha streams from n over the replication protocol
+// (base backups, WAL): as the replication user, through the admin endpoint.
+func (e *Env) replicator(n *config.Node) postgres.Endpoint {
+	host, port := plan.AdminEndpoint(e.Cfg, n)
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal()}
+}
+
 // Observe takes a snapshot of every node and the catalog, concurrently.
 // Nothing unreachable is an error: it is a fact in the snapshot.
 func (e *Env) Observe(ctx context.Context) *state.Cluster {

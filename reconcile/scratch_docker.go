@@ -125,8 +125,7 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 	for _, b := range chain {
 		total += b.DatabaseBytes
 	}
-	prog := progress(out, total)
-	var done int64
+	m := newMeter(out, total)
 	began := time.Now()
 	var parts []string
 	for i, b := range chain {
@@ -139,7 +138,7 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", b.ID, err)
 		}
-		r := io.TeeReader(rc, progressWriter(func(n int64) { done += n; prog(done) }))
+		r := io.TeeReader(rc, m)
 		if _, err := d.eng.Exec(ctx, node, pgUser, nil, nil, "mkdir", "-p", dir); err != nil {
 			rc.Close()
 			return err
@@ -159,7 +158,7 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, append([]string{"chown", "-R", pgUser + ":"}, owned...)...); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "copied %s into %s in %s\n", plan.Bytes(done), d.eng.Name(node), time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(out, "copied %s into %s in %s\n", plan.Bytes(m.n), d.eng.Name(node), time.Since(began).Round(time.Millisecond))
 	// pg_combinebackup reads each backup's manifest from its directory,
 	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
 	for i, b := range chain {
@@ -244,19 +243,10 @@ func (d *dockerRuntime) loadLogical(ctx context.Context, node, repo string, b st
 	if err != nil {
 		return err
 	}
-	p, n := progress(out, 0), int64(0)
-	r := io.TeeReader(rc, progressWriter(func(k int64) { n += k; p(n) }))
+	r := io.TeeReader(rc, newMeter(out, 0))
 	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-restore"}
 	if o, err := d.eng.ExecIn(ctx, node, pgUser, env, r, bin+"/psql", "-h", "127.0.0.1", "-U", d.c.Postgres.Superuser, "--no-password", "-X", "-q", "-d", "postgres", "-f", "-"); err != nil {
 		return fmt.Errorf("psql: %w\n%s", err, o)
 	}
 	return nil
-}
-
-// progressWriter counts bytes written through it.
-type progressWriter func(int64)
-
-func (p progressWriter) Write(b []byte) (int, error) {
-	p(int64(len(b)))
-	return len(b), nil
 }
