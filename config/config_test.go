@@ -343,3 +343,25 @@ func TestRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestValidHost: a node's host is an IP address or an RFC 1123 DNS name;
+// anything that could add a field or a line to pg_hba.conf or a conninfo
+// is refused.
+func TestValidHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1", true}, {"::1", true}, {"fe80::1", true}, {"2001:db8::5", true},
+		{"localhost", true}, {"db1", true}, {"db-1.example.com", true}, {"db1.example.com.", true},
+		{"1db", true}, {strings.Repeat("a", 63) + ".com", true},
+		{"", false}, {".", false}, {"0.0.0.0/0", false}, {"0.0.0.0/0 trust #", false}, {"db1 host=evil", false},
+		{"db1\nhost all all 0.0.0.0/0 trust", false}, {"-db1", false}, {"db1-", false}, {"db_1", false},
+		{"a..b", false}, {"[::1]", false}, {"fe80::1%eth0", false}, {strings.Repeat("a", 64) + ".com", false},
+		{strings.Repeat("a.", 127) + "ab", false}, {"db1'", false}, {"db1\\", false}, {"samenet", true},
+	} {
+		if got := ValidHost(tc.host); got != tc.ok {
+			t.Errorf("ValidHost(%q) = %v, want %v", tc.host, got, tc.ok)
+		}
+	}
+}

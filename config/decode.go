@@ -319,8 +319,15 @@ func (d *decoder) node(b *hcl.Block) *Node {
 	d.attrs(b.Body, nodeSchema, func(name string, a *hcl.Attribute) {
 		switch name {
 		case "host":
-			if d.str(a, &n.Host) && n.Host == "" {
-				d.errorAt(a.Expr.Range(), "Empty host", `host is the address pgha and the other nodes connect to; leave it out for "127.0.0.1".`)
+			if d.str(a, &n.Host) {
+				switch {
+				case n.Host == "":
+					d.errorAt(a.Expr.Range(), "Empty host", `host is the address pgha and the other nodes connect to; leave it out for "127.0.0.1".`)
+				case !ValidHost(n.Host):
+					d.errorAt(a.Expr.Range(), "Invalid host",
+						fmt.Sprintf("host = %s is neither an IP address nor a DNS name (labels of letters, digits and '-', dot-separated, at most 253 characters); it goes into every node's pg_hba.conf and conninfo.", d.show(&n.Host, n.Host)))
+					n.Host = "" // reported; not compared with other endpoints
+				}
 			}
 		case "port":
 			if d.integer(a, &n.Port) && (n.Port < 1 || n.Port > 65535) {

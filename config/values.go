@@ -202,3 +202,28 @@ func splitHostPort(addr string) (string, int, error) {
 	}
 	return h, n, nil
 }
+
+// dnsLabelRe is one label of a DNS name as RFC 1123 allows it: letters,
+// digits and hyphens, not starting or ending with a hyphen.
+var dnsLabelRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// ValidHost reports whether h is an IP address (v4 or v6, without a zone
+// or brackets) or a DNS name. A node's host is written, unquoted, into
+// pg_hba.conf and libpq conninfo strings on every node, so anything else —
+// a space, a '#', a '/' — could add a line or a field there; checking it
+// here turns such a value into a diagnostic rather than a trust line.
+func ValidHost(h string) bool {
+	if ip := net.ParseIP(h); ip != nil {
+		return true
+	}
+	name := strings.TrimSuffix(h, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if !dnsLabelRe.MatchString(label) {
+			return false
+		}
+	}
+	return true
+}
