@@ -1,0 +1,134 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Store is a directory of PEM files: ca.crt and ca.key, and NAME.crt and
+// NAME.key for every certificate (a node's name, "pgha", "redis"). Keys
+// are 0600 and the directory 0700, owned by whoever runs pgha; the
+// runtimes copy a node's files to where its server reads them.
+type Store struct{ Dir string }
+
+// CA is the name of the authority's files.
+const CA = "ca"
+
+// CertPath and KeyPath are where a name's files live in the store.
+func (s Store) CertPath(name string) string { return filepath.Join(s.Dir, name+".crt") }
+func (s Store) KeyPath(name string) string  { return filepath.Join(s.Dir, name+".key") }
+
+// Read returns a name's certificate and key; a missing key is nil
+// without error (a CA given without its key, a certificate kept
+// elsewhere), a missing certificate is an error wrapping os.ErrNotExist.
+func (s Store) Read(name string) (cert, key []byte, err error) {
+	cert, err = os.ReadFile(s.CertPath(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err = os.ReadFile(s.KeyPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return cert, nil, nil
+	}
+	return cert, key, err
+}
+
+// CreateCA makes the cluster's authority. An existing one is never
+// replaced: every certificate and every node's trust hangs on it.
+func (s Store) CreateCA(cluster string, now time.Time) error {
+	if _, err := os.Stat(s.CertPath(CA)); err == nil {
+		return fmt.Errorf("%s exists; pgha does not replace a CA", s.CertPath(CA))
+	}
+	cert, key, err := NewCA(cluster, now)
+	if err != nil {
+		return err
+	}
+	return s.write(CA, cert, key)
+}
+
+// Issue signs a new certificate for name with the store's CA, replacing
+// the previous one.
+func (s Store) Issue(name string, req Request, now time.Time) error {
+	caCert, caKey, err := s.Read(CA)
+	if err != nil {
+		return fmt.Errorf("read the CA: %w", err)
+	}
+	if caKey == nil {
+		return fmt.Errorf("%s is absent: certificates of a CA given without its key are issued by whoever holds it", s.KeyPath(CA))
+	}
+	cert, key, err := Issue(caCert, caKey, req, now)
+	if err != nil {
+		return err
+	}
+	return s.write(name, cert, key)
+}
+
+// write puts a key then its certificate in place, each atomically (a
+// reader sees an old or a new file, never half of one).
+func (s Store) write(name string, cert, key []byte) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("TLS store: %w", err)
+	}
+	if err := writeAtomic(s.KeyPath(name), key, 0o600); err != nil {
+		return err
+	}
+	return writeAtomic(s.CertPath(name), cert, 0o644)
+}
+
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, perm)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ClientConfig is how pgha itself connects to a server of the cluster:
+// the server's certificate must chain to the store's CA and name
+// serverName (libpq's verify-full), and pgha presents its own "pgha"
+// certificate when one is there (replication lines ask for one). It
+// returns nil, nil when the store has no CA yet: nothing to verify
+// against, and no server of the cluster has TLS either.
+func (s Store) ClientConfig(serverName string) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(s.CertPath(CA))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("TLS: %s holds no certificate", s.CertPath(CA))
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if pair, err := tls.LoadX509KeyPair(s.CertPath("pgha"), s.KeyPath("pgha")); err == nil {
+		cfg.Certificates = []tls.Certificate{pair}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("TLS: pgha's client certificate: %w", err)
+	}
+	return cfg, nil
+}
