@@ -19,7 +19,7 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "primary"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "postgres"}, {Type: "runtime", LabelNames: []string{"kind"}}, {Type: "node", LabelNames: []string{"name"}},
-			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"},
+			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"}, {Type: "tls"},
 		},
 	}
 	postgresSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -32,6 +32,7 @@ var (
 	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}}}
+	tlsSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "dir"}}}
 	catalogSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address", Required: true}, {Name: "password"}, {Name: "db"}, {Name: "managed"}}}
 )
@@ -121,6 +122,7 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 		Runtime:     Runtime{Kind: "local", DataDir: filepath.Join(d.dir, "data")},
 		Replication: Replication{User: "replicator"},
 		Failover:    Failover{CheckInterval: time.Second, FailureThreshold: 3, MaximumLag: 16 << 20, Failback: "manual"},
+		TLS:         TLS{Enabled: true},
 	}
 	if runningAsRoot() {
 		c.Runtime.RunAs = "postgres"
@@ -165,6 +167,8 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 			c.Catalog = d.catalog(blk)
 		case "backup":
 			c.Backup = d.backup(blk)
+		case "tls":
+			d.tls(blk, &c.TLS)
 		}
 	}
 	if seen["postgres"] == nil && !d.clusterBodyBad {
@@ -191,7 +195,33 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 	if c.Catalog != nil {
 		c.Catalog.DataDir = filepath.Join(c.Runtime.DataDir, "redis")
 	}
+	if c.TLS.Dir == "" {
+		c.TLS.Dir = filepath.Join(c.Runtime.DataDir, "tls")
+	}
 	return c
+}
+
+// tls decodes tls { enabled, dir }; an empty block keeps the defaults
+// (on, pgha's own CA under data_dir).
+func (d *decoder) tls(b *hcl.Block, t *TLS) {
+	t.DeclRange = b.DefRange
+	d.attrs(b.Body, tlsSchema, func(name string, a *hcl.Attribute) {
+		switch name {
+		case "enabled":
+			d.boolean(a, &t.Enabled)
+		case "dir":
+			var v string
+			if !d.str(a, &v) {
+				return
+			}
+			if v == "" {
+				d.errorAt(a.Expr.Range(), "Empty dir",
+					`dir holds the cluster's CA and certificates; leave it out for pgha's own CA under data_dir ("./data/tls").`)
+				return
+			}
+			t.Dir = d.path(v)
+		}
+	})
 }
 
 // password decodes a required password. A missing one is reported at the

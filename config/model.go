@@ -26,6 +26,7 @@ type Cluster struct {
 	Failover    Failover
 	Catalog     *Catalog // nil when no catalog block
 	Backup      *Backup  // nil when no backup block
+	TLS         TLS
 
 	// File is the absolute path of the cluster file, Dir its directory;
 	// relative paths in the file resolve against Dir.
@@ -124,6 +125,26 @@ type Failover struct {
 	FailureThreshold int           // default 3
 	MaximumLag       int64         // bytes; default 16MB
 	Failback         string        // "manual" (default) | "automatic"
+}
+
+// TLS says whether the cluster's connections are encrypted and
+// authenticated with certificates, and where the certificates live.
+//
+// TLS is on unless the file says tls { enabled = false }: a new cluster
+// starts with it, and an existing one that predates it is moved to it by
+// its next plan (certificates, ssl = on and hostssl by reload). There is
+// no "new cluster" test: one rule for both keeps the file the truth.
+type TLS struct {
+	Enabled bool // default true
+	// Dir is the certificate store (see internal/pki): ca.crt and, when
+	// pgha manages the CA, ca.key; NAME.crt and NAME.key for every node,
+	// for pgha and for the managed Redis. Default <data_dir>/tls, where
+	// pgha creates its CA. Files an operator puts there are used as they
+	// are; without ca.key pgha issues nothing and the plan says what is
+	// missing or expiring.
+	Dir string
+
+	DeclRange hcl.Range `json:"-"`
 }
 
 // Catalog is the Redis catalog: backup metadata, cluster record, apply lock.

@@ -1,0 +1,17 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+  tls {
+    enabled = "maybe"
+    dir     = ""
+    ca_file = "ca.crt"
+  }
+}
