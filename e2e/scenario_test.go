@@ -292,7 +292,7 @@ func scenario(t *testing.T, rt string) {
 		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), "", 0, c.name)
 		defer cat.Close()
 		holder := state.Lock{ID: "e2e-holder-1", Owner: "alice", Host: "ops-host", PID: 4242, Operation: "apply", Created: time.Now()}
-		lease, err := cat.Acquire(ctx, holder, 0, nil)
+		lease, err := cat.Acquire(ctx, holder, redis.AcquireOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -53,6 +53,11 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 	done := map[string]bool{}
 	var doneIDs []string
 	for i, a := range p.Actions {
+		// Between actions is the safe point to stop: a lost lock or a
+		// cancel ends the apply here, before anything else starts.
+		if ctx.Err() != nil {
+			return e.stopped(p, i, doneIDs, fmt.Errorf("not started: %w", context.Cause(ctx)))
+		}
 		for _, d := range a.DependsOn {
 			if !done[d] {
 				return e.stopped(p, i, doneIDs, fmt.Errorf("dependency %s has not run", d))
@@ -62,6 +67,9 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 		err := e.do(ctx, a)
 		took := time.Since(start).Round(time.Millisecond)
 		if err != nil {
+			if cause := context.Cause(ctx); ctx.Err() != nil && cause != ctx.Err() {
+				err = fmt.Errorf("%w (%v)", err, cause) // say why the context ended
+			}
 			fmt.Fprintf(out, "[%d/%d] %s %s: failed after %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
 			return e.stopped(p, i, doneIDs, err)
 		}
@@ -347,7 +355,7 @@ func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error
 // pgha acted), unless forced.
 func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) error {
 	if e.Catalog != nil && a.After["force"] != "true" {
-		_, rec, _, err := e.Catalog.Observe(ctx)
+		_, rec, _, err := e.store.Observe(ctx)
 		if err == nil && rec != nil && strconv.FormatInt(rec.Generation, 10) != a.Before["generation"] && a.Before["generation"] != "" {
 			return fmt.Errorf("the catalog is at generation %d, the plan was made at %s: someone else changed the cluster; plan again (or -force)", rec.Generation, a.Before["generation"])
 		}
@@ -424,15 +432,15 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 }
 
 func (e *Env) record(ctx context.Context, a plan.Action) error {
-	if e.Catalog == nil {
+	if e.store == nil {
 		return ErrNoCatalog
 	}
 	if a.Change == plan.Delete {
-		return e.Catalog.DeleteCluster(ctx)
+		return e.store.DeleteCluster(ctx)
 	}
 	// The generation is decided against the record as it is now, not as
 	// planned: a plan made while the catalog was down cannot know it.
-	_, cur, _, err := e.Catalog.Observe(ctx)
+	_, cur, _, err := e.store.Observe(ctx)
 	if err != nil {
 		return err
 	}
@@ -458,7 +466,7 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if p.Reachable {
 		rec.SystemID, rec.Timeline = p.SystemID, p.Timeline
 	}
-	if err := e.Catalog.PutRecord(ctx, rec); err != nil {
+	if err := e.store.PutRecord(ctx, rec); err != nil {
 		return err
 	}
 	kind := a.After["event"]

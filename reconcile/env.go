@@ -26,6 +26,8 @@ type Env struct {
 	Cfg     *config.Cluster
 	Runtime Runtime
 	Catalog *redis.Catalog // nil when the file declares no catalog
+	// store holds the lock and the cluster record (the catalog, today).
+	store Store
 	// Now is the clock backups are scheduled and named by; nil means
 	// time.Now. Tests fix it to replay a week in minutes.
 	Now func() time.Time
@@ -46,6 +48,7 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	e := &Env{Cfg: cfg, Runtime: rt}
 	if c := cfg.Catalog; c != nil {
 		e.Catalog = redis.New(c.Address, c.Password.Reveal(), c.DB, cfg.Name)
+		e.store = redisStore{e.Catalog}
 	}
 	return e, nil
 }
@@ -128,7 +131,7 @@ func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	out := state.Catalog{Configured: true, Address: c.Address, Managed: c.Managed}
 	ctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 	defer cancel()
-	ok, rec, lock, err := e.Catalog.Observe(ctx)
+	ok, rec, lock, err := e.store.Observe(ctx)
 	out.Reachable, out.Record, out.Lock = ok, rec, lock
 	if err != nil {
 		out.Error = err.Error()

@@ -25,7 +25,7 @@ func TestFailoverRefusesNewerGeneration(t *testing.T) {
 	}
 	node := &config.Node{Name: "db3", Host: "127.0.0.1", Port: testenv.FreePort(t)}
 	e := &Env{Cfg: &config.Cluster{Name: "gen", Primary: "db1", Nodes: []*config.Node{node},
-		Postgres: config.Postgres{Superuser: "postgres", Password: config.NewSecret("x")}}, Catalog: cat}
+		Postgres: config.Postgres{Superuser: "postgres", Password: config.NewSecret("x")}}, Catalog: cat, store: redisStore{cat}}
 	a := plan.Action{Kind: plan.Failover, Node: "db3", Before: map[string]string{"primary": "db1", "generation": "4"}, After: map[string]string{}}
 
 	err := e.failover(ctx, a, node)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,9 +29,12 @@ var ErrNoCatalog = errors.New("the cluster declares no catalog: there is nothing
 // Lock takes the cluster lock in the catalog for operation, waiting up to
 // timeout. After a quiet 400 ms it tells the user it is waiting and for whom,
 // as Terraform does, so a short wait is silent and a long one is explained.
-func (e *Env) Lock(ctx context.Context, operation string, timeout time.Duration, out io.Writer) (Unlocker, error) {
+// A lock left by a pgha process on this host that is gone (SIGKILL, a
+// crash) is taken over at once, and said: waiting out its lease would
+// leave a half-done switchover without a primary for that long.
+func (e *Env) Lock(ctx context.Context, operation string, timeout time.Duration, out io.Writer) (Lease, error) {
 	info := LockInfo(operation)
-	if e.Catalog == nil {
+	if e.store == nil {
 		return fileLock(ctx, filepath.Join(e.Cfg.Dir, ".pgha-"+e.Cfg.Name+".lock"), info, timeout)
 	}
 	onWait := func(h *state.Lock) {
@@ -40,11 +44,78 @@ func (e *Env) Lock(ctx context.Context, operation string, timeout time.Duration,
 			fmt.Fprintln(out, "Acquiring the cluster lock...")
 		}
 	}
-	lease, err := e.Catalog.Acquire(ctx, info, timeout, onWait)
+	lease, err := e.store.Acquire(ctx, info, LockOptions{Timeout: timeout, OnWait: onWait, Gone: holderGone})
 	if err != nil {
 		return nil, fmt.Errorf("acquire the cluster lock: %w", err)
 	}
+	if h := lease.TookOver(); h != nil {
+		fmt.Fprintf(out, "Took over the cluster lock of pid %d on %s, which is gone (lock ID %s, operation %q since %s).\n",
+			h.PID, h.Host, h.ID, h.Operation, h.Created.UTC().Format(time.RFC3339))
+	}
 	return lease, nil
+}
+
+// holderGone says whether a lock holder is certainly dead: it ran on this
+// host (same hostname) and either the machine rebooted since (another boot
+// ID) or its pid no longer runs the process that took the lock (absent, or
+// started at another time: the pid was reused). A holder on another host,
+// or one that left no boot ID and start time, is never declared gone here;
+// its lease runs out instead.
+func holderGone(h *state.Lock) bool {
+	host, err := os.Hostname()
+	if err != nil || h.Host != host || h.PID <= 0 || h.Boot == "" {
+		return false
+	}
+	if boot := bootID(); boot == "" || boot != h.Boot {
+		return boot != ""
+	}
+	if h.PID == os.Getpid() {
+		return false // this very process (a second Env in one program)
+	}
+	start, ok := processStart(h.PID)
+	return !ok || (h.Start != 0 && start != h.Start)
+}
+
+// bootID is the kernel's ID of this boot ("" when unknown).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// processStart is a process's start time in clock ticks since boot (field
+// 22 of /proc/PID/stat); ok is false when no such process exists.
+func processStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		// No /proc entry: the process is gone, unless /proc itself is
+		// missing, in which case signal 0 decides (EPERM means it exists).
+		if _, perr := os.Stat("/proc/self/stat"); perr == nil {
+			return 0, false
+		}
+		err := syscall.Kill(pid, 0)
+		return 0, err == nil || errors.Is(err, syscall.EPERM)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, true
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, true
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, false // a zombie took no lock; it is gone
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, true
+	}
+	return start, true
 }
 
 // LockInfo describes this process as a lock holder.
@@ -56,16 +127,17 @@ func LockInfo(operation string) state.Lock {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
+	start, _ := processStart(os.Getpid())
 	return state.Lock{ID: hex.EncodeToString(b[:]), Owner: owner, Host: host, PID: os.Getpid(),
-		Operation: operation, Created: time.Now().UTC()}
+		Operation: operation, Created: time.Now().UTC(), Boot: bootID(), Start: start}
 }
 
 // ForceUnlock removes a lock whose holder is gone.
 func (e *Env) ForceUnlock(ctx context.Context, id string) error {
-	if e.Catalog == nil {
+	if e.store == nil {
 		return ErrNoCatalog
 	}
-	return e.Catalog.ForceUnlock(ctx, id)
+	return e.store.ForceUnlock(ctx, id)
 }
 
 // noLock is used when no lock applies (destroying a cluster whose catalog
@@ -73,6 +145,8 @@ func (e *Env) ForceUnlock(ctx context.Context, id string) error {
 type noLock struct{}
 
 func (noLock) Release(context.Context) error { return nil }
+func (noLock) Lost() <-chan struct{}         { return nil }
+func (noLock) TookOver() *state.Lock         { return nil }
 
 // flock is the lock of a cluster without a catalog: an advisory lock on a
 // file next to the cluster file, holding the holder's description. It
@@ -80,7 +154,7 @@ func (noLock) Release(context.Context) error { return nil }
 // lock between machines.
 type flock struct{ f *os.File }
 
-func fileLock(ctx context.Context, path string, info state.Lock, timeout time.Duration) (Unlocker, error) {
+func fileLock(ctx context.Context, path string, info state.Lock, timeout time.Duration) (Lease, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
@@ -110,6 +184,10 @@ func fileLock(ctx context.Context, path string, info state.Lock, timeout time.Du
 	_, _ = f.WriteAt([]byte((&info).String()+"\n"), 0)
 	return flock{f: f}, nil
 }
+
+// Lost never fires: the kernel holds a flock for as long as the process.
+func (flock) Lost() <-chan struct{} { return nil }
+func (flock) TookOver() *state.Lock { return nil }
 
 func (l flock) Release(context.Context) error {
 	_ = l.f.Truncate(0)

@@ -15,6 +15,10 @@ import (
 // ErrCancelled is returned when the operator does not approve.
 var ErrCancelled = errors.New("apply cancelled")
 
+// ErrLockLost is the cause of an apply stopped because its lease ended
+// under it: another pgha may act now, so this one must not.
+var ErrLockLost = errors.New("the cluster lock was lost (the catalog did not answer for a whole lease, or someone ran force-unlock): stopped so as not to act without it")
+
 // StalePlanError refuses a saved plan the cluster or the file moved away from.
 type StalePlanError struct {
 	ConfigChanged bool
@@ -56,7 +60,7 @@ type RunOptions struct {
 // execute, unlock. The plan is made under the lock so that what is shown
 // is what runs.
 func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
-	var lock Unlocker = noLock{}
+	var lock Lease = noLock{}
 	if e.lockable(o.Operation) {
 		if err := e.startCatalog(ctx, o.Out); err != nil {
 			return nil, err
@@ -72,6 +76,8 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 		defer cancel()
 		_ = lock.Release(rctx) // after catalog.destroy there is nothing left to release
 	}()
+	ctx, stop := WhileHeld(ctx, lock)
+	defer stop()
 
 	s := e.Observe(ctx)
 	var p *plan.Plan
@@ -117,6 +123,29 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 	verb := strings.ToUpper(o.Operation[:1]) + o.Operation[1:]
 	fmt.Fprintf(o.Out, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", verb, s2.Add, s2.Change, s2.Destroy)
 	return p, nil
+}
+
+// WhileHeld returns a context that ends, with ErrLockLost as its cause,
+// when the lease is lost; long waits and the gaps between actions watch
+// it, so the apply stops at the next safe point. stop releases the watcher.
+func WhileHeld(parent context.Context, l Lease) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	lost := l.Lost()
+	if lost == nil {
+		return ctx, func() { cancel(nil) }
+	}
+	go func() {
+		select {
+		case <-lost:
+			// The renewer also stops when the caller's context ends (Ctrl-C):
+			// that is a cancel, not a lost lock.
+			if parent.Err() == nil {
+				cancel(ErrLockLost)
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // lockable is false only when destroying a cluster whose managed catalog is

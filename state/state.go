@@ -248,6 +248,11 @@ type Lock struct {
 	PID       int       `json:"pid"`
 	Operation string    `json:"operation"`
 	Created   time.Time `json:"created"`
+	// Boot is the holder's kernel boot ID and Start its process start
+	// time (clock ticks since boot): with Host and PID they tell a live
+	// holder on this host from a pid that is gone or was reused.
+	Boot  string `json:"boot,omitempty"`
+	Start uint64 `json:"start,omitempty"`
 }
 
 // String says who holds the lock in one line, for error messages.

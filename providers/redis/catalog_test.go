@@ -66,14 +66,14 @@ func TestLock(t *testing.T) {
 	defer b.Close()
 	a.SetLockTTL(300 * time.Millisecond)
 	holder := state.Lock{ID: "id-a", Owner: "alice", Host: "h1", PID: 11, Operation: "apply", Created: time.Now()}
-	lease, err := a.Acquire(ctx, holder, 0, nil)
+	lease, err := a.Acquire(ctx, holder, AcquireOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The lease outlives its TTL because it is renewed.
 	time.Sleep(time.Second)
 	waited := make(chan *state.Lock, 1)
-	_, err = b.Acquire(ctx, state.Lock{ID: "id-b", Operation: "apply"}, 600*time.Millisecond, func(h *state.Lock) { waited <- h })
+	_, err = b.Acquire(ctx, state.Lock{ID: "id-b", Operation: "apply"}, AcquireOptions{Timeout: 600 * time.Millisecond, OnWait: func(h *state.Lock) { waited <- h }})
 	var le *LockedError
 	if !errors.As(err, &le) || le.Holder == nil || le.Holder.ID != "id-a" {
 		t.Fatalf("second acquire: %v", err)
@@ -102,7 +102,7 @@ func TestLock(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("lease did not notice it was force-unlocked")
 	}
-	lb, err := b.Acquire(ctx, state.Lock{ID: "id-b"}, 0, nil)
+	lb, err := b.Acquire(ctx, state.Lock{ID: "id-b"}, AcquireOptions{})
 	if err != nil {
 		t.Fatalf("acquire after force-unlock: %v", err)
 	}
@@ -174,14 +174,14 @@ func TestLockTimeoutWithinQuietPeriod(t *testing.T) {
 	ctx := context.Background()
 	c := New(r.Addr, "", 0, "t6")
 	defer c.Close()
-	lease, err := c.Acquire(ctx, state.Lock{ID: "id-1", Owner: "bob", Host: "h2", PID: 22, Operation: "plan"}, 0, nil)
+	lease, err := c.Acquire(ctx, state.Lock{ID: "id-1", Owner: "bob", Host: "h2", PID: 22, Operation: "plan"}, AcquireOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lease.Release(ctx)
 	called := false
 	start := time.Now()
-	_, err = c.Acquire(ctx, state.Lock{ID: "id-2"}, 300*time.Millisecond, func(*state.Lock) { called = true })
+	_, err = c.Acquire(ctx, state.Lock{ID: "id-2"}, AcquireOptions{Timeout: 300 * time.Millisecond, OnWait: func(*state.Lock) { called = true }})
 	var le *LockedError
 	if !errors.As(err, &le) || le.Holder.ID != "id-1" || le.Holder.Host != "h2" || le.Holder.PID != 22 || le.Holder.Operation != "plan" {
 		t.Fatalf("acquire of a held lock: %v", err)
@@ -193,7 +193,7 @@ func TestLockTimeoutWithinQuietPeriod(t *testing.T) {
 		t.Fatal("onWait called within the quiet period")
 	}
 	// timeout 0 is a single try.
-	if _, err := c.Acquire(ctx, state.Lock{ID: "id-3"}, 0, nil); !errors.As(err, &le) {
+	if _, err := c.Acquire(ctx, state.Lock{ID: "id-3"}, AcquireOptions{}); !errors.As(err, &le) {
 		t.Fatalf("one try: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestLeaseEndsWithContext(t *testing.T) {
 	defer c.Close()
 	c.SetLockTTL(300 * time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
-	lease, err := c.Acquire(ctx, state.Lock{ID: "id-ctx"}, 0, nil)
+	lease, err := c.Acquire(ctx, state.Lock{ID: "id-ctx"}, AcquireOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,5 +230,42 @@ func TestForceUnlockNothingLocked(t *testing.T) {
 	defer c.Close()
 	if err := c.ForceUnlock(context.Background(), "id-x"); err == nil || !strings.Contains(err.Error(), "not locked") {
 		t.Fatalf("force-unlock of nothing: %v", err)
+	}
+}
+
+// TestLockTakeOverGone: a holder Gone declares dead is replaced at once
+// (named by TookOver), a live one is waited for, and the replaced holder's
+// renewals and release no longer touch the lock.
+func TestLockTakeOverGone(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	c := New(r.Addr, "", 0, "t9")
+	defer c.Close()
+	old, err := c.Acquire(ctx, state.Lock{ID: "dead", Host: "h1", PID: 4242}, AcquireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if _, err := c.Acquire(ctx, state.Lock{ID: "new"}, AcquireOptions{Gone: func(*state.Lock) bool { return false }}); !errors.As(err, &le) || le.Holder.ID != "dead" {
+		t.Fatalf("acquire over a live holder: %v", err)
+	}
+	start := time.Now()
+	l, err := c.Acquire(ctx, state.Lock{ID: "new"}, AcquireOptions{Timeout: 5 * time.Second,
+		Gone: func(h *state.Lock) bool { return h.Host == "h1" && h.PID == 4242 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	if time.Since(start) > time.Second {
+		t.Fatalf("take-over waited %s", time.Since(start))
+	}
+	if tk := l.TookOver(); tk == nil || tk.ID != "dead" || tk.PID != 4242 {
+		t.Fatalf("TookOver = %+v, want the dead holder", tk)
+	}
+	if err := old.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, h, _ := c.Observe(ctx); h == nil || h.ID != "new" {
+		t.Fatalf("after the old holder's release the lock is %+v, want new", h)
 	}
 }

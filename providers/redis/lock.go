@@ -14,9 +14,10 @@ import (
 )
 
 // DefaultLockTTL is how long a lease lives without renewal: long enough to
-// ride out a slow Redis, short enough that a crashed apply does not block
-// the next one for long.
-const DefaultLockTTL = 15 * time.Second
+// ride out a slow Redis (it is renewed every third of it), short enough
+// that an apply that crashed on another host blocks the next one for less
+// than 10 s. A holder gone on the same host is taken over at once.
+const DefaultLockTTL = 9 * time.Second
 
 // lockQuietPeriod is how long Acquire waits before telling the user it is
 // waiting (Terraform's habit: most locks are free within a moment).
@@ -50,6 +51,12 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 if cjson.decode(v)['id'] ~= ARGV[1] then return -1 end
 return redis.call('DEL', KEYS[1])`)
+	takeoverScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if cjson.decode(v)['id'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
 )
 
 // Lease is a held cluster lock. A goroutine renews it every ttl/3 until
@@ -63,16 +70,31 @@ type Lease struct {
 	done chan struct{} // closed when the renewer has returned
 	lost chan struct{} // closed when the renewer stopped for any reason but Release
 	once sync.Once
+	// tookOver is the holder whose lock this lease replaced, if any.
+	tookOver *state.Lock
 }
 
-// Acquire takes the cluster lock, trying again every 100 ms until timeout
-// (0 = one try); when it stays taken, the error is a *LockedError naming
-// the holder. onWait, if set, is called once with the holder when the lock
-// was not got within the first 400 ms, so that a CLI can say why it waits.
+// AcquireOptions steer Acquire.
+type AcquireOptions struct {
+	// Timeout is how long to keep trying (every 100 ms); 0 = one try.
+	Timeout time.Duration
+	// OnWait, if set, is called once with the holder when the lock was not
+	// got within the first 400 ms, so that a CLI can say why it waits.
+	OnWait func(holder *state.Lock)
+	// Gone, if set, says whether a holder is certainly dead (its process
+	// on this very host has exited). Its lock is taken over at once rather
+	// than waited out; the lease then names it in TookOver.
+	Gone func(holder *state.Lock) bool
+}
+
+// Acquire takes the cluster lock, trying again until o.Timeout; when it
+// stays taken, the error is a *LockedError naming the holder. A holder
+// o.Gone declares dead is replaced atomically (compare-and-set on its ID,
+// so that two waiters cannot both take it over).
 //
 // The lease is renewed in the background for as long as ctx lives: pass the
 // context of the whole locked operation, not a short one for the wait.
-func (c *Catalog) Acquire(ctx context.Context, info state.Lock, timeout time.Duration, onWait func(holder *state.Lock)) (*Lease, error) {
+func (c *Catalog) Acquire(ctx context.Context, info state.Lock, o AcquireOptions) (*Lease, error) {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, fmt.Errorf("encode lock: %w", err)
@@ -95,13 +117,25 @@ func (c *Catalog) Acquire(ctx context.Context, info state.Lock, timeout time.Dur
 		if holder == nil {
 			continue // it expired or was released between SETNX and GET: try at once
 		}
+		if o.Gone != nil && o.Gone(holder) {
+			n, err := takeoverScript.Run(ctx, c.client, []string{c.key("lock")}, holder.ID, b, ttl.Milliseconds()).Int()
+			if err != nil {
+				return nil, fmt.Errorf("take over the cluster lock of %s: %w", holder, err)
+			}
+			if n == 1 {
+				l := c.lease(ctx, info.ID, ttl)
+				l.tookOver = holder
+				return l, nil
+			}
+			continue // released or taken meanwhile: look again
+		}
 		elapsed := time.Since(start)
-		if elapsed >= timeout {
+		if elapsed >= o.Timeout {
 			return nil, &LockedError{Holder: holder}
 		}
-		if !waited && elapsed >= lockQuietPeriod && onWait != nil {
+		if !waited && elapsed >= lockQuietPeriod && o.OnWait != nil {
 			waited = true
-			onWait(holder)
+			o.OnWait(holder)
 		}
 		select {
 		case <-ctx.Done():
@@ -173,6 +207,10 @@ func (l *Lease) renew(ctx context.Context) {
 // force-unlocked or expired, renewals failed for a whole TTL, or the
 // Acquire context ended. A locked operation should stop its mutations.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// TookOver is the holder whose lock Acquire replaced because Gone said it
+// was dead; nil when the lock was free.
+func (l *Lease) TookOver() *state.Lock { return l.tookOver }
 
 // ID is the lock ID of this lease.
 func (l *Lease) ID() string { return l.id }

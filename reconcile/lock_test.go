@@ -1,0 +1,116 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/providers/redis"
+)
+
+// TestHolderGone: only a holder on this host whose process is gone (or
+// whose pid now runs another process, or whose machine rebooted) is
+// declared dead; anything else is waited for.
+func TestHolderGone(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	live := LockInfo("apply")
+	live.PID = cmd.Process.Pid
+	live.Start, _ = processStart(cmd.Process.Pid)
+	if holderGone(&live) {
+		t.Fatal("a running holder was declared gone")
+	}
+	reused := live
+	reused.Start++
+	if !holderGone(&reused) {
+		t.Fatal("a pid running another process (other start time) was not declared gone")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !holderGone(&live) {
+		t.Fatal("a dead holder on this host was not declared gone")
+	}
+	elsewhere := live
+	elsewhere.Host = "another-host"
+	if holderGone(&elsewhere) {
+		t.Fatal("a holder on another host was declared gone")
+	}
+	old := live
+	old.Boot = "a-previous-boot"
+	old.PID = os.Getpid()
+	if !holderGone(&old) {
+		t.Fatal("a holder from a previous boot was not declared gone")
+	}
+	noBoot := live
+	noBoot.Boot = ""
+	if holderGone(&noBoot) {
+		t.Fatal("a holder without boot ID (an older pgha) was declared gone")
+	}
+	self := LockInfo("apply")
+	if holderGone(&self) {
+		t.Fatal("this process was declared gone")
+	}
+}
+
+// TestLockTakesOverDeadHolder: Lock replaces the lock of a dead pgha on
+// this host at once and says whose; a lost lease cancels the context
+// WhileHeld gives, with ErrLockLost as the cause.
+func TestLockTakesOverDeadHolder(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	cat := redis.New(r.Addr, "", 0, "takeover")
+	defer cat.Close()
+	e := &Env{Cfg: &config.Cluster{Name: "takeover"}, Catalog: cat, store: redisStore{cat}}
+
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dead := LockInfo("apply")
+	dead.ID, dead.PID = "dead-holder", cmd.Process.Pid
+	dead.Start, _ = processStart(cmd.Process.Pid)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := cat.Acquire(ctx, dead, redis.AcquireOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	start := time.Now()
+	lease, err := e.Lock(ctx, "apply", 0, &out)
+	if err != nil {
+		t.Fatalf("lock over a dead holder: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("take-over took %s", d)
+	}
+	host, _ := os.Hostname()
+	want := "Took over the cluster lock of pid " + strconv.Itoa(dead.PID) + " on " + host + ", which is gone"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("lock output %q lacks %q", out.String(), want)
+	}
+
+	lctx, stop := WhileHeld(ctx, lease)
+	defer stop()
+	if err := e.ForceUnlock(ctx, lease.(*redis.Lease).ID()); err != nil {
+		t.Fatal(err)
+	}
+	// The renewer notices at its next renewal (every TTL/3).
+	select {
+	case <-lctx.Done():
+	case <-time.After(redis.DefaultLockTTL):
+		t.Fatal("the apply context did not end after a force-unlock")
+	}
+	if !errors.Is(context.Cause(lctx), ErrLockLost) {
+		t.Fatalf("cause = %v, want ErrLockLost", context.Cause(lctx))
+	}
+	_ = lease.Release(ctx)
+}
