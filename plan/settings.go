@@ -3,11 +3,13 @@ package plan
 import (
 	"fmt"
 	"math"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgconf"
 )
 
 // Managed settings pgha always writes, before the operator's parameters.
@@ -82,8 +84,9 @@ func LogFile(c *config.Cluster, n *config.Node) string {
 // PrimaryConninfo is the connection string a standby uses to follow primary.
 func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
 	host, port := PeerEndpoint(c, primary)
-	return fmt.Sprintf("host=%s port=%d user=%s application_name=%s passfile=%s sslmode=prefer",
-		host, port, c.Replication.User, standby.Name, PassfilePath(c))
+	return pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
+		pgconf.KV{Key: "user", Value: c.Replication.User}, pgconf.KV{Key: "application_name", Value: standby.Name},
+		pgconf.KV{Key: "passfile", Value: PassfilePath(c)}, pgconf.KV{Key: "sslmode", Value: "prefer"})
 }
 
 // DesiredSettings is, for primary as the cluster's primary, the full set of settings pgha writes to a node's
@@ -109,19 +112,27 @@ func DesiredSettings(c *config.Cluster, n *config.Node, primary string) map[stri
 
 // HBA is the pg_hba.conf pgha writes: peer for local sockets, scram over TCP
 // for everyone and for replication by the replication user from every node's
-// host. Never trust over TCP.
+// host. Never trust over TCP. Names (the replication user, host names) go
+// through pgconf.HBAName, so each is one field meaning that name only; a
+// name pg_hba.conf cannot hold (config refuses those) drops its line.
 func HBA(c *config.Cluster) []string {
 	lines := []string{"local all all peer"}
+	user, err := pgconf.HBAName(c.Replication.User)
+	if err != nil {
+		return lines
+	}
 	if c.IsDocker() {
 		// Peers are containers on the cluster network; pgha comes in
 		// through a published port. Passwords are always required.
 		return append(lines, "host all all all scram-sha-256",
-			fmt.Sprintf("host replication %s samenet scram-sha-256", c.Replication.User))
+			fmt.Sprintf("host replication %s samenet scram-sha-256", user))
 	}
 	// pgha itself connects from loopback; peers from their nodes' hosts.
 	hosts := map[string]bool{hostCIDR("127.0.0.1"): true}
 	for _, n := range c.Nodes {
-		hosts[hostCIDR(n.Host)] = true
+		if h := hostCIDR(n.Host); h != "" {
+			hosts[h] = true
+		}
 	}
 	hs := make([]string, 0, len(hosts))
 	for h := range hosts {
@@ -132,23 +143,32 @@ func HBA(c *config.Cluster) []string {
 		lines = append(lines, fmt.Sprintf("host all all %s scram-sha-256", h))
 	}
 	for _, h := range hs {
-		lines = append(lines, fmt.Sprintf("host replication %s %s scram-sha-256", c.Replication.User, h))
+		lines = append(lines, fmt.Sprintf("host replication %s %s scram-sha-256", user, h))
 	}
 	return lines
 }
 
+// hostCIDR is a node's host as a pg_hba.conf address field: an IP address
+// as a single-host CIDR, a host name as a (quoted if need be) name, and ""
+// for anything else, which config refuses and pg_hba.conf must not get.
 func hostCIDR(h string) string {
-	switch {
-	case h == "localhost":
+	if h == "localhost" {
 		return "127.0.0.1/32"
-	case strings.Contains(h, "/"):
-		return h
-	case strings.Contains(h, ":"):
-		return h + "/128"
-	case h != "" && (h[0] >= '0' && h[0] <= '9'):
-		return h + "/32"
 	}
-	return h // a host name: pg_hba accepts it as is
+	if ip := net.ParseIP(h); ip != nil {
+		if ip.To4() != nil {
+			return ip.String() + "/32"
+		}
+		return ip.String() + "/128"
+	}
+	if !config.ValidHost(h) {
+		return ""
+	}
+	name, err := pgconf.HBAName(h)
+	if err != nil {
+		return ""
+	}
+	return name
 }
 
 // settingEqual compares a desired value, as written in cluster.hcl, with

@@ -211,7 +211,11 @@ func (d *dockerRuntime) Configure(ctx context.Context, n *config.Node, settings 
 	if err := d.write(ctx, n.Name, pgUser, pgData+"/pgha.conf", conf); err != nil {
 		return err
 	}
-	if err := d.write(ctx, n.Name, pgUser, pgData+"/pg_hba.conf", pgconf.HBA(hba)); err != nil {
+	hbaText, err := pgconf.HBA(hba)
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", n.Name, err)
+	}
+	if err := d.write(ctx, n.Name, pgUser, pgData+"/pg_hba.conf", hbaText); err != nil {
 		return err
 	}
 	_, err = d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c",
@@ -440,7 +444,8 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 	}
 	defer d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "rm", "-f", pf)
 	host, port := plan.PeerEndpoint(d.c, source)
-	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", host, port, su.Superuser)
+	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
+		pgconf.KV{Key: "user", Value: su.Superuser}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
 	return d.pg(ctx, n, []string{"PGPASSFILE=" + pf}, "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
 }
 

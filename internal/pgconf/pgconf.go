@@ -42,9 +42,16 @@ func Settings(settings map[string]string) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// HBA renders pg_hba.conf from its lines.
-func HBA(lines []string) []byte {
-	return []byte(Header + strings.Join(lines, "\n") + "\n")
+// HBA renders pg_hba.conf from its lines. Each line is checked to be one
+// rule of the kinds pgha writes (see checkHBALine), so that a value that
+// slipped past validation cannot add a rule, least of all a trust one.
+func HBA(lines []string) ([]byte, error) {
+	for _, l := range lines {
+		if err := checkHBALine(l); err != nil {
+			return nil, err
+		}
+	}
+	return []byte(Header + "# TYPE DATABASE USER ADDRESS METHOD\n" + strings.Join(lines, "\n") + "\n"), nil
 }
 
 // PassEntry is one line of a libpq passfile; empty fields match anything.
@@ -57,40 +64,126 @@ type PassEntry struct {
 }
 
 // Passfile renders a libpq passfile (host:port:database:user:password)
-// with ':' and '\' escaped; a line break, which no passfile can hold, is
-// refused.
+// with ':' and '\' escaped, a field that is literally "*" escaped so that
+// it is not a wildcard, and a leading '#' escaped so that the line is not a
+// comment. A line break or NUL, which no passfile can hold, is refused.
 func Passfile(entries []PassEntry) ([]byte, error) {
 	var b strings.Builder
 	for i, e := range entries {
 		fields := []struct{ name, v string }{{"host", e.Host}, {"database", e.Database}, {"user", e.User}, {"password", e.Password}}
 		for _, f := range fields {
-			if strings.ContainsAny(f.v, "\r\n") {
-				return nil, fmt.Errorf("entry %d: the %s contains a line break, which a passfile cannot hold", i+1, f.name)
+			if strings.ContainsAny(f.v, "\r\n\x00") {
+				return nil, fmt.Errorf("entry %d: the %s contains a line break or NUL, which a passfile cannot hold", i+1, f.name)
 			}
+		}
+		if e.Port < 0 || e.Port > 65535 {
+			return nil, fmt.Errorf("entry %d: port %d out of range", i+1, e.Port)
 		}
 		port := "*"
 		if e.Port > 0 {
 			port = fmt.Sprint(e.Port)
 		}
-		fmt.Fprintf(&b, "%s:%s:%s:%s:%s\n", passField(e.Host), port, passField(e.Database), passField(e.User), passEscaper.Replace(e.Password))
+		fmt.Fprintf(&b, "%s:%s:%s:%s:%s\n", passField(e.Host), port, passField(e.Database), passField(e.User), passPassword(e.Password))
 	}
 	return []byte(b.String()), nil
 }
 
 var passEscaper = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 
+// passField escapes a matched field; "" is the wildcard.
 func passField(s string) string {
-	if s == "" {
+	switch {
+	case s == "":
 		return "*"
+	case s == "*":
+		return `\*`
+	case s[0] == '#':
+		return `\` + passEscaper.Replace(s)
 	}
 	return passEscaper.Replace(s)
 }
 
+func passPassword(s string) string {
+	return passEscaper.Replace(s)
+}
+
+// ParsePassfile reads a passfile the way libpq's passwordFromFile does: a
+// line starting with '#' is a comment, fields end at an unescaped ':', a
+// backslash takes the next character literally, an unescaped "*" field
+// matches anything (returned as "", port 0). pgha uses it to check what
+// Passfile renders.
+func ParsePassfile(b []byte) ([]PassEntry, error) {
+	var out []PassEntry
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		var fields [4]string
+		rest := line
+		for i := range fields {
+			f, r, ok := passSplit(rest)
+			if !ok {
+				return nil, fmt.Errorf("passfile line %d has fewer than 5 fields", n+1)
+			}
+			fields[i], rest = f, r
+		}
+		e := PassEntry{Host: fields[0], Database: fields[2], User: fields[3], Password: passUnescape(rest)}
+		if fields[1] != "" {
+			if _, err := fmt.Sscanf(fields[1], "%d", &e.Port); err != nil || fmt.Sprint(e.Port) != fields[1] {
+				return nil, fmt.Errorf("passfile line %d: port %q", n+1, fields[1])
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// passSplit takes one matched field off s: "*" (unescaped) is "".
+func passSplit(s string) (field, rest string, ok bool) {
+	if strings.HasPrefix(s, "*:") {
+		return "", s[2:], true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) {
+			i++
+			b.WriteByte(s[i])
+			continue
+		}
+		if c == ':' {
+			return b.String(), s[i+1:], true
+		}
+		b.WriteByte(c)
+	}
+	return "", "", false
+}
+
+func passUnescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // RedisConf renders a managed Redis's configuration with persistence on.
+// Every value is quoted for Redis's argument splitter (redisQuote), so a
+// directory or a password with a space, a quote or a line break stays one
+// argument of one directive. bind may list several addresses, separated
+// by spaces; each is quoted on its own.
 func RedisConf(bind string, port int, dir, password string, daemonize bool) []byte {
 	d := "no"
 	if daemonize {
 		d = "yes"
+	}
+	binds := strings.Fields(bind)
+	for i, b := range binds {
+		binds[i] = redisQuote(b)
 	}
 	conf := fmt.Sprintf(`# Managed by pgha: edit cluster.hcl instead.
 bind %s
@@ -99,12 +192,33 @@ dir %s
 appendonly yes
 appendfsync everysec
 daemonize %s
-pidfile %s/redis.pid
-logfile %s/redis.log
+pidfile %s
+logfile %s
 protected-mode no
-`, bind, port, dir, d, dir, dir)
+`, strings.Join(binds, " "), port, redisQuote(dir), d, redisQuote(dir+"/redis.pid"), redisQuote(dir+"/redis.log"))
 	if password != "" {
-		conf += fmt.Sprintf("requirepass %q\n", password)
+		conf += fmt.Sprintf("requirepass %s\n", redisQuote(password))
 	}
 	return []byte(conf)
+}
+
+// redisQuote writes s as one double-quoted argument of redis.conf, as
+// Redis's sdssplitargs reads it: backslash and double quote escaped,
+// anything outside printable ASCII as \xHH.
+func redisQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }

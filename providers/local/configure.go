@@ -31,10 +31,9 @@ func (r *Runtime) Configure(dir string, settings map[string]string, hba []string
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", dir, err)
 	}
-	for i, l := range hba {
-		if strings.ContainsAny(l, "\r\n") {
-			return fmt.Errorf("configure %s: pg_hba.conf line %d contains a line break", dir, i+1)
-		}
+	hbaText, err := pgconf.HBA(hba)
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", dir, err)
 	}
 	pgconf := filepath.Join(dir, "postgresql.conf")
 	current, err := os.ReadFile(pgconf)
@@ -49,8 +48,7 @@ func (r *Runtime) Configure(dir string, settings map[string]string, hba []string
 			return fmt.Errorf("configure %s: write postgresql.conf: %w", dir, err)
 		}
 	}
-	hbaText := managedHeader + "\n# TYPE DATABASE USER ADDRESS METHOD\n" + strings.Join(hba, "\n") + "\n"
-	if err := r.writeFileAtomic(filepath.Join(dir, "pg_hba.conf"), []byte(hbaText), 0o600); err != nil {
+	if err := r.writeFileAtomic(filepath.Join(dir, "pg_hba.conf"), hbaText, 0o600); err != nil {
 		return fmt.Errorf("configure %s: write pg_hba.conf: %w", dir, err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pgha/pgha/internal/pgconf"
 )
 
 // ControlData runs pg_controldata on a stopped or running data directory
@@ -49,7 +51,8 @@ func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (str
 	if err := clearDeadPidfile(dir); err != nil {
 		return "", err
 	}
-	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", src.Host, src.Port, src.User)
+	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: src.Host}, pgconf.KV{Key: "port", Value: strconv.Itoa(src.Port)},
+		pgconf.KV{Key: "user", Value: src.User}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
 	cmd := r.command(ctx, "pg_rewind", "--target-pgdata", dir, "--source-server", conn)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile)
 	out, err := output(cmd)

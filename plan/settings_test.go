@@ -1,0 +1,53 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/internal/pgconf"
+)
+
+// TestHBAAndConninfo: the pg_hba.conf lines and primary_conninfo pgha
+// writes, on exact values, for plain hosts and for hosts that need care
+// (an IPv6 address, a name that is a pg_hba.conf keyword, a data
+// directory with a space).
+func TestHBAAndConninfo(t *testing.T) {
+	c := testCluster()
+	got := strings.Join(HBA(c), "\n")
+	want := "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication replicator 127.0.0.1/32 scram-sha-256"
+	if got != want {
+		t.Errorf("HBA:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := PrimaryConninfo(c, c.Node("db2"), c.Node("db1")),
+		"host=127.0.0.1 port=5441 user=replicator application_name=db2 passfile=/srv/pgha/data/.pgha/pgpass sslmode=prefer"; got != want {
+		t.Errorf("conninfo %s, want %s", got, want)
+	}
+
+	c.Nodes[1].Host = "all" // a host name pg_hba.conf would read as a keyword
+	c.Nodes[2].Host = "::1"
+	c.Runtime.DataDir = "/srv/my data"
+	lines := HBA(c)
+	want = "local all all peer\nhost all all \"all\" scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n" +
+		"host replication replicator \"all\" scram-sha-256\nhost replication replicator 127.0.0.1/32 scram-sha-256\nhost replication replicator ::1/128 scram-sha-256"
+	if got := strings.Join(lines, "\n"); got != want {
+		t.Errorf("HBA:\n%s\nwant\n%s", got, want)
+	}
+	if _, err := pgconf.HBA(lines); err != nil {
+		t.Errorf("pgconf.HBA refuses plan.HBA's lines: %v", err)
+	}
+	ci := PrimaryConninfo(c, c.Node("db3"), c.Node("db2"))
+	if want := "host=all port=5442 user=replicator application_name=db3 passfile='/srv/my data/.pgha/pgpass' sslmode=prefer"; ci != want {
+		t.Errorf("conninfo %s, want %s", ci, want)
+	}
+
+	c.Nodes[1].Host = "0.0.0.0/0 trust #" // config refuses it; the renderer drops it too
+	for _, l := range HBA(c) {
+		if strings.Contains(l, "trust") || strings.Contains(l, "0.0.0.0") {
+			t.Errorf("HBA wrote %q", l)
+		}
+	}
+	kv, err := pgconf.ParseConninfo(PrimaryConninfo(c, c.Node("db3"), c.Node("db2")))
+	if err != nil || len(kv) != 6 || kv[0] != (pgconf.KV{Key: "host", Value: "0.0.0.0/0 trust #"}) {
+		t.Errorf("conninfo with a bad host parses as %v, %v", kv, err)
+	}
+}
