@@ -274,10 +274,25 @@ func TestFormat(t *testing.T) {
 	if got != want {
 		t.Fatalf("got\n%s", got)
 	}
-	for _, f := range []string{"testdata/good/two_node.hcl", "testdata/good/three_node.hcl"} {
-		src, _ := os.ReadFile(f)
-		if !bytes.Equal(Format(src), src) {
-			t.Errorf("%s is not formatted", f)
+	// Every shipped cluster file is formatted: Format leaves it byte for byte.
+	files, err := filepath.Glob("testdata/good/*.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../cluster.hcl", "../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl")
+	if len(files) < 5 {
+		t.Fatalf("only %d files to check: %v", len(files), files)
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(src) == 0 || !bytes.Contains(src, []byte(`cluster "`)) {
+			t.Fatalf("%s is not a cluster file", f)
+		}
+		if got := Format(src); !bytes.Equal(got, src) {
+			t.Errorf("%s is not formatted; pgha fmt gives:\n%s", f, got)
 		}
 	}
 }
@@ -295,23 +310,124 @@ func TestSnippetMultibyte(t *testing.T) {
 }
 
 // TestRepositoryClusterFiles keeps the shipped cluster files in step with
-// the schema. The default cluster.hcl reads passwords that `make secrets`
-// creates; where they do not exist, those must be the only errors.
+// the schema: each decodes without a diagnostic.
 func TestRepositoryClusterFiles(t *testing.T) {
 	setSecrets(t)
-	for _, f := range []string{"../cluster.hcl", "../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl"} {
+	for _, f := range []string{"../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl"} {
 		t.Run(f, func(t *testing.T) {
 			r := Load(f)
-			for _, d := range r.Diags {
-				if d.Summary != "File not found" {
-					t.Errorf("%s", diagText(t, r))
-					break
-				}
+			if r.Diags.HasErrors() || r.Cluster == nil {
+				t.Fatalf("%s", diagText(t, r))
 			}
-			if r.Cluster != nil && len(r.Cluster.Nodes) < 2 {
+			if len(r.Cluster.Nodes) < 2 {
 				t.Errorf("%s declares %d nodes", f, len(r.Cluster.Nodes))
 			}
 		})
+	}
+}
+
+// TestRootClusterFile decodes the default cluster.hcl as `make demo` uses
+// it. Its passwords come from files `make secrets` creates, which a clean
+// clone lacks, so the file is copied into a temporary directory beside
+// secret files of its own, and the decoded cluster is checked value by
+// value. Without them, a missing secret file is the only error.
+func TestRootClusterFile(t *testing.T) {
+	src, err := os.ReadFile("../cluster.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cluster.hcl"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := Load(filepath.Join(dir, "cluster.hcl"))
+	if r.Cluster != nil || !r.Diags.HasErrors() {
+		t.Fatal("cluster.hcl decoded without its secret files")
+	}
+	for _, d := range r.Diags {
+		if d.Summary != "File not found" {
+			t.Errorf("without .secrets: %s", diagText(t, r))
+			break
+		}
+	}
+
+	secrets := map[string]string{"superuser": "root-super-s3cret", "replication": "root-repl-s3cret",
+		"catalog": "root-catalog-s3cret", "redis": "root-redis-s3cret", "api": "root-api-s3cret"}
+	if err := os.Mkdir(filepath.Join(dir, ".secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range secrets {
+		if err := os.WriteFile(filepath.Join(dir, ".secrets", name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = Load(filepath.Join(dir, "cluster.hcl"))
+	c := r.Cluster
+	if c == nil || r.Diags.HasErrors() {
+		t.Fatalf("%s", diagText(t, r))
+	}
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"name", c.Name, "demo"},
+		{"primary", c.Primary, "db1"},
+		{"superuser", c.Postgres.Superuser, "postgres"},
+		{"superuser password", c.Postgres.Password.Reveal(), secrets["superuser"]},
+		{"replication user", c.Replication.User, "replicator"},
+		{"replication password", c.Replication.Password.Reveal(), secrets["replication"]},
+		{"wal_keep_size", c.Postgres.Parameters["wal_keep_size"], "256MB"},
+		{"max_connections", c.Postgres.Parameters["max_connections"], "100"},
+		{"shared_buffers", c.Postgres.Parameters["shared_buffers"], "128MB"},
+		{"runtime", c.Runtime.Kind, "local"},
+		{"data_dir", c.Runtime.DataDir, filepath.Join(dir, "data")},
+		{"nodes", len(c.Nodes), 3},
+		{"maximum_lag", c.Failover.MaximumLag, int64(16 << 20)},
+		{"failback", c.Failover.Failback, "manual"},
+		{"catalog", c.Catalog != nil && c.Catalog.Address == "127.0.0.1:6390" && c.Catalog.Managed, true},
+		{"catalog data dir", c.Catalog != nil && c.Catalog.DataDir == filepath.Join(dir, "data", "redis"), true},
+		{"backup", c.Backup != nil, true},
+	}
+	for i, name := range []string{"db1", "db2", "db3"} {
+		n := c.Node(name)
+		if n == nil {
+			t.Fatalf("no node %s", name)
+		}
+		checks = append(checks, []struct {
+			what      string
+			got, want any
+		}{
+			{name + " host", n.Host, "127.0.0.1"},
+			{name + " port", n.Port, 5441 + i},
+			{name + " slot", n.Slot, name},
+			{name + " data dir", n.DataDir, filepath.Join(dir, "data", name)},
+		}...)
+	}
+	if b := c.Backup; b != nil {
+		checks = append(checks, []struct {
+			what      string
+			got, want any
+		}{
+			{"repository", b.Repository, filepath.Join(dir, "backups")},
+			{"compression", b.Compression, "zstd"},
+			{"retention days", b.Retention.Days, 6},
+			{"retention fulls", b.Retention.Fulls, 0},
+			{"schedule", b.Schedule, Schedule{Full: "0 2 * * 1", Incremental: "0 2 * * 2,4,6", Differential: "0 2 * * 3,5"}},
+		}...)
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
+		}
+	}
+	out, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range secrets {
+		if strings.Contains(string(out), v) {
+			t.Errorf("the decoded cluster's JSON holds a secret: %s", out)
+		}
 	}
 }
 

@@ -2,7 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,6 +67,39 @@ func logicalScenario(t *testing.T, rt string) {
 		t.Fatalf("the restored dump holds %+v, its moment had %+v", got, want)
 	}
 	q.Close(ctx)
+
+	// A script that does not apply cleanly fails verify -restore, naming
+	// the file: the dump gets a statement that errors, and the catalog the
+	// checksum of the damaged file, so that only psql can notice.
+	path := filepath.Join(c.dir, "backups", filepath.FromSlash(b.Path))
+	rc, err := backup.Open(filepath.Join(c.dir, "backups"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Contains(sql, []byte("CREATE TABLE public.wk")) {
+		t.Fatalf("read the dump: %v (%d bytes)", err, len(sql))
+	}
+	sql = bytes.Replace(sql, []byte("CREATE TABLE public.wk"), []byte("SELECT pgha_no_such_function();\nCREATE TABLE public.wk"), 1)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(sql)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, gz.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(gz.Bytes())
+	b.Checksum, b.StoredBytes = "sha256:"+hex.EncodeToString(sum[:]), int64(gz.Len())
+	if err := env.Catalog.PutBackup(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	r := c.pgha("backup", "verify", "-restore", b.ID)
+	if r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "pgha_no_such_function") || strings.Contains(r.stdout, "answered") {
+		t.Fatalf("verify -restore of a damaged dump (%s):\n%s", path, r)
+	}
 }
 
 func TestLocalBackupLogical(t *testing.T) {

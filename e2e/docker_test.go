@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -35,7 +36,13 @@ func TestDockerDrift(t *testing.T) {
 		s := c.with(t).conn(ctx, node)
 		eventually(t, 15*time.Second, func() error {
 			var n int
-			return s.QueryRow(ctx, "SELECT count(*) FROM drift WHERE id = 1").Scan(&n)
+			if err := s.QueryRow(ctx, "SELECT count(*) FROM drift WHERE id = 1").Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("%s has %d rows with id 1, want 1", node, n)
+			}
+			return nil
 		})
 	}
 	readRow(t, "db2")

@@ -114,8 +114,13 @@ func missing(ctx context.Context, t *testing.T, c *cluster, node string, acked [
 	have := map[int]bool{}
 	for rows.Next() {
 		var id int
-		rows.Scan(&id)
+		if err := rows.Scan(&id); err != nil {
+			t.Fatalf("read ha_writes on %s: %v", node, err)
+		}
 		have[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read ha_writes on %s: %v", node, err)
 	}
 	var out []int
 	for _, id := range acked {

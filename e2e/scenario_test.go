@@ -182,18 +182,27 @@ func scenario(t *testing.T, rt string) {
 		}
 		// A reload-only change does not restart.
 		edit2 := strings.Replace(edit, `work_mem = "6MB"`, `work_mem = "7MB"`, 1)
-		os.WriteFile(c.file, []byte(edit2), 0o644)
+		if err := os.WriteFile(c.file, []byte(edit2), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		r = c.pgha("plan")
 		if !strings.Contains(r.stdout, "apply by reload") || strings.Contains(r.stdout, "restart") {
 			t.Fatalf("work_mem change:\n%s", r)
 		}
 		var before, after time.Time
-		conn.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&before)
+		if err := conn.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&before); err != nil {
+			t.Fatal(err)
+		}
 		c.mustPgha("apply", "-auto-approve")
 		conn2 := c.conn(ctx, "db3")
-		conn2.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&after)
-		if !before.Equal(after) {
-			t.Fatal("a reload-only change restarted the server")
+		if err := conn2.QueryRow(ctx, "SELECT pg_postmaster_start_time(), current_setting('work_mem')").Scan(&after, &wm); err != nil {
+			t.Fatal(err)
+		}
+		if before.IsZero() || !before.Equal(after) {
+			t.Fatalf("a reload-only change restarted the server: started %v, now %v", before, after)
+		}
+		if wm != "7MB" {
+			t.Fatalf("db3 runs with work_mem=%s after the reload, want 7MB", wm)
 		}
 		os.WriteFile(c.file, good, 0o644)
 		c.mustPgha("apply", "-auto-approve")
@@ -211,10 +220,12 @@ func scenario(t *testing.T, rt string) {
 			t.Fatalf("plan with an orphaned slot:\n%s", r)
 		}
 		c.mustPgha("apply", "-auto-approve")
-		var n int
-		p.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'forgotten_backup'").Scan(&n)
+		n := -1
+		if err := p.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'forgotten_backup'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
 		if n != 0 {
-			t.Fatal("slot not dropped")
+			t.Fatalf("slot not dropped: %d left", n)
 		}
 	})
 

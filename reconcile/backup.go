@@ -475,7 +475,11 @@ func (l *localRuntime) loadDump(ctx context.Context, repo string, b state.Backup
 		return err
 	}
 	defer rc.Close()
-	return l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, io.TeeReader(rc, newMeter(out, 0)))
+	script := backup.ForFreshCluster(io.TeeReader(rc, newMeter(out, 0)), l.c.Postgres.Superuser)
+	if err := l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, script); err != nil {
+		return fmt.Errorf("load %s (backup %s): %w", filepath.Join(repo, filepath.FromSlash(b.Path)), b.ID, err)
+	}
+	return nil
 }
 
 // restoreLocal writes the chain into data on this host, hands it to the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -243,10 +244,12 @@ func (d *dockerRuntime) loadLogical(ctx context.Context, node, repo string, b st
 	if err != nil {
 		return err
 	}
-	r := io.TeeReader(rc, newMeter(out, 0))
+	// As on the local runtime: the superuser's CREATE ROLE, which must
+	// fail in a fresh cluster, is left out, and psql stops at any other error.
+	r := backup.ForFreshCluster(io.TeeReader(rc, newMeter(out, 0)), d.c.Postgres.Superuser)
 	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-restore"}
-	if o, err := d.eng.ExecIn(ctx, node, pgUser, env, r, bin+"/psql", "-h", "127.0.0.1", "-U", d.c.Postgres.Superuser, "--no-password", "-X", "-q", "-d", "postgres", "-f", "-"); err != nil {
-		return fmt.Errorf("psql: %w\n%s", err, o)
+	if o, err := d.eng.ExecIn(ctx, node, pgUser, env, r, bin+"/psql", "-h", "127.0.0.1", "-U", d.c.Postgres.Superuser, "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", "-"); err != nil {
+		return fmt.Errorf("load %s (backup %s): psql: %w\n%s", filepath.Join(repo, filepath.FromSlash(b.Path)), b.ID, err, o)
 	}
 	return nil
 }

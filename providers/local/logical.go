@@ -34,12 +34,12 @@ func (r *Runtime) DumpAll(ctx context.Context, src SQLSource, w io.Writer) error
 	return nil
 }
 
-// LoadSQL feeds a SQL script (a pg_dumpall) to psql against the server at
-// dst, as RunAs. Errors on objects that already exist in a fresh cluster
-// (the superuser role, the postgres database) are expected and ignored by
-// psql's default; a script that cannot be read fails.
+// LoadSQL feeds a SQL script (a pg_dumpall, adapted by
+// backup.ForFreshCluster) to psql against the server at dst, as RunAs.
+// psql stops at the first error (ON_ERROR_STOP) and so does the load: a
+// script that does not apply cleanly is a failed restore, not a warning.
 func (r *Runtime) LoadSQL(ctx context.Context, dst SQLSource, script io.Reader) error {
-	cmd := r.command(ctx, "psql", append(dst.args(), "-X", "-q", "-d", "postgres", "-f", "-")...)
+	cmd := r.command(ctx, "psql", append(dst.args(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", "-")...)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+dst.Passfile, "PGAPPNAME=pgha-restore", "PGCONNECT_TIMEOUT=10")
 	var stderr strings.Builder
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = script, io.Discard, &stderr
