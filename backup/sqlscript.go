@@ -16,7 +16,7 @@ import (
 // looked at; table data is passed through untouched.
 func ForFreshCluster(script io.Reader, superuser string) io.Reader {
 	return &freshFilter{br: bufio.NewReaderSize(script, 64<<10), skip: map[string]bool{
-		"CREATE ROLE " + superuser + ";":                                   true,
+		"CREATE ROLE " + superuser + ";":                                  true,
 		`CREATE ROLE "` + strings.ReplaceAll(superuser, `"`, `""`) + `";`: true,
 	}}
 }
