@@ -45,13 +45,13 @@ func lastTick(spec string, now time.Time) (time.Time, bool, error) {
 }
 
 // NextDue decides, purely, which one backup is due at now given the
-// complete backups taken so far (any order) and the cluster's current
-// timeline. A missed night yields one backup (the latest tick's), not one
-// per missed tick; a full is due when there is none, or when the newest
-// full is from an older timeline (after a failover, incremental chains
-// restart from a new full). Stronger types satisfy weaker ones: a full
-// taken after an incremental tick covers it.
-func NextDue(sch Schedule, backups []state.Backup, timeline int, now time.Time) (*Due, error) {
+// complete backups taken so far (any order). A missed night yields one
+// backup (the latest tick's), not one per missed tick; a full is due when
+// there is none. Stronger types satisfy weaker ones: a full taken after an
+// incremental tick covers it. Whether the newest chain can continue on the
+// current primary (a switchover or a failover since) is ChainBreak's
+// question, asked by the planner, which knows the primary.
+func NextDue(sch Schedule, backups []state.Backup, now time.Time) (*Due, error) {
 	var lastFull, lastFullOrDiff, lastAny *state.Backup
 	for i := range backups {
 		b := &backups[i]
@@ -70,9 +70,6 @@ func NextDue(sch Schedule, backups []state.Backup, timeline int, now time.Time) 
 	}
 	if lastFull == nil {
 		return &Due{Type: "full", Since: now, Reason: "no full backup exists"}, nil
-	}
-	if timeline > 0 && lastFull.Timeline > 0 && lastFull.Timeline != timeline {
-		return &Due{Type: "full", Since: now, Reason: fmt.Sprintf("the newest full is from timeline %d, the cluster is on %d (a failover happened)", lastFull.Timeline, timeline)}, nil
 	}
 	type rule struct {
 		typ, spec string
@@ -105,3 +102,51 @@ func NextDue(sch Schedule, backups []state.Backup, timeline int, now time.Time) 
 // (server_version_num) store WAL and so need the backup slot: before
 // PostgreSQL 17. On 17 they are block-level and nothing holds WAL back.
 func WALSlot(serverVersion int) bool { return serverVersion < 170000 }
+
+// Head is the backup the next incremental or differential continues from:
+// the newest complete backup of the newest full's chain (nil when there
+// is no full).
+func Head(all []state.Backup) *state.Backup {
+	var full, last *state.Backup
+	for i := range all {
+		if b := &all[i]; b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
+			full = b
+		}
+	}
+	if full == nil {
+		return nil
+	}
+	for i := range all {
+		if b := &all[i]; b.Status == "complete" && (b.ID == full.ID || b.Root == full.ID) && (last == nil || b.Started.After(last.Started)) {
+			last = b
+		}
+	}
+	return last
+}
+
+// ChainBreak says why a chain whose newest backup is head cannot continue
+// on a primary on timeline with history (its timeline history file), or
+// "" when it can. A chain follows a switchover or a failover when head is
+// on the primary's history: on its timeline, or on an ancestor the
+// primary's timeline left after head's stop (the primary has replayed
+// everything head holds, and the WAL since is one line of history).
+func ChainBreak(head state.Backup, timeline int, history []state.TimelineSwitch) string {
+	if head.Timeline == 0 || timeline == 0 || head.Timeline == timeline {
+		return ""
+	}
+	stop, err := state.ParseLSN(head.StopLSN)
+	if err != nil {
+		return fmt.Sprintf("backup %s records no usable stop LSN (%v)", head.ID, err)
+	}
+	for _, h := range history {
+		if h.Parent != head.Timeline {
+			continue
+		}
+		if stop > h.SwitchLSN {
+			return fmt.Sprintf("backup %s stops at %s on timeline %d, after %s where the primary's timeline %d left it (the primary never had all it holds)",
+				head.ID, stop, head.Timeline, h.SwitchLSN, timeline)
+		}
+		return ""
+	}
+	return fmt.Sprintf("backup %s is on timeline %d, which is not in the history of the primary's timeline %d", head.ID, head.Timeline, timeline)
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 
 	"github.com/pgha/pgha/state"
 )
@@ -26,9 +27,12 @@ type Segment struct {
 type WALSource interface {
 	// RestorePoint writes a named restore point and returns its end.
 	RestorePoint(ctx context.Context, name string) (state.LSN, error)
-	// ReceiveWAL streams the WAL from the segment holding start up to
-	// stop, segment by segment, and returns the timeline it came from.
-	ReceiveWAL(ctx context.Context, start, stop state.LSN, sink func(Segment) error) (int, error)
+	// ReceiveWAL streams the WAL from the segment holding start on
+	// timeline (0: the current one) up to stop, segment by segment,
+	// following the server's timeline history past a switchover or a
+	// failover (a history file comes as a Segment too), and returns the
+	// timeline it ended on.
+	ReceiveWAL(ctx context.Context, timeline int, start, stop state.LSN, sink func(Segment) error) (int, error)
 }
 
 // WAL takes an incremental or differential backup as the WAL written since
@@ -38,7 +42,9 @@ type WALSource interface {
 // adds what was written since, so that it restores with its full alone.
 //
 // This is how pgha builds incremental chains on every PostgreSQL version:
-// restore = the full, then replay up to the backup's restore point.
+// restore = the full, then replay up to the backup's restore point. A
+// chain continues across timelines: the WAL since ref is read along the
+// primary's history, with the history files recovery follows.
 func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []state.Backup, since state.LSN, src WALSource) (state.Backup, error) {
 	if typ != "incremental" && typ != "differential" {
 		return state.Backup{}, fmt.Errorf("a WAL backup is incremental or differential, not %q", typ)
@@ -58,7 +64,7 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 				return fmt.Errorf("carry over the WAL of %s: %w", m.ID, err)
 			}
 		}
-		tl, err := src.ReceiveWAL(ctx, since, stop, func(s Segment) error {
+		tl, err := src.ReceiveWAL(ctx, ref.Timeline, since, stop, func(s Segment) error {
 			h := &tar.Header{Name: "pg_wal/" + s.Name, Mode: 0o600, Size: int64(len(s.Data)), ModTime: b.Started, Typeflag: tar.TypeReg}
 			if err := tw.WriteHeader(h); err != nil {
 				return err
@@ -68,9 +74,6 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 		})
 		if err != nil {
 			return err
-		}
-		if ref.Timeline > 0 && tl != ref.Timeline {
-			return fmt.Errorf("the primary is on timeline %d, %s on %d: a failover happened since, take a full backup", tl, ref.ID, ref.Timeline)
 		}
 		b.Timeline = tl
 		return tw.Close()
@@ -218,15 +221,24 @@ func Layout(chain []state.Backup) (string, error) {
 // the last backup's restore point, then promote. Recovery reads the WAL
 // from pg_wal; an archive recovery insists on a restore_command, and one
 // that finds nothing sends it there. Other layouts need none.
+//
+// A chain that crossed a switchover or a failover ends on a later
+// timeline than its full: recovery follows the history file the WAL
+// backup stored to that timeline, the one its restore point is on.
 func RecoverySettings(chain []state.Backup) map[string]string {
 	if l, _ := Layout(chain); l != LayoutWAL {
 		return map[string]string{}
 	}
+	last := chain[len(chain)-1]
+	tli := "current"
+	if last.Timeline > 0 && chain[0].Timeline > 0 && last.Timeline != chain[0].Timeline {
+		tli = strconv.Itoa(last.Timeline)
+	}
 	return map[string]string{
 		"restore_command":          "false",
-		"recovery_target_name":     chain[len(chain)-1].RestorePoint,
+		"recovery_target_name":     last.RestorePoint,
 		"recovery_target_action":   "promote",
-		"recovery_target_timeline": "current",
+		"recovery_target_timeline": tli,
 	}
 }
 
@@ -334,15 +346,15 @@ func copyManifest(repo string, b state.Backup, dir string) error {
 	return os.WriteFile(filepath.Join(dir, ServerManifestName), data, 0o600)
 }
 
-var segmentRe = regexp.MustCompile(`^pg_wal/[0-9A-F]{24}$`)
+var segmentRe = regexp.MustCompile(`^pg_wal/([0-9A-F]{24}|[0-9A-F]{8}\.history)$`)
 
-// extractWAL writes the segments of a WAL backup into the restored data
-// directory's pg_wal. A later copy of a segment replaces an earlier one:
+// extractWAL writes the segments (and timeline history files) of a WAL
+// backup into the restored data directory's pg_wal. A later copy of a segment replaces an earlier one:
 // chains stream each boundary segment again, more complete.
 func extractWAL(r io.Reader, dataDir string) error {
 	return untar(r, dataDir, os.O_TRUNC, func(h *tar.Header) error {
 		if !segmentRe.MatchString(h.Name) || h.Typeflag != tar.TypeReg {
-			return fmt.Errorf("WAL backup entry %q is not a WAL segment", h.Name)
+			return fmt.Errorf("WAL backup entry %q is not a WAL segment or timeline history file", h.Name)
 		}
 		return nil
 	})

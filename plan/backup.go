@@ -16,7 +16,11 @@ import (
 // exists when its manifest says so, whatever the catalog recorded.
 func (b *builder) backups() {
 	bk := b.c.Backup
-	if bk == nil || b.undecided || b.switched != "" {
+	if bk == nil || b.undecided {
+		return
+	}
+	if b.switched != "" {
+		b.switchoverBackup()
 		return
 	}
 	if b.s.BackupsError != "" {
@@ -42,21 +46,23 @@ func (b *builder) backups() {
 	if bk.Method == "logical" {
 		sch.Incremental, sch.Differential = "", "" // pg_dumpall has no chains
 	}
-	due, err := backup.NextDue(sch, b.s.Backups, primary.Timeline, now)
+	due, err := backup.NextDue(sch, b.s.Backups, now)
 	if err != nil {
 		b.diag(Warning, "", err.Error(), "Fix the schedule in cluster.hcl.")
 		return
 	}
+	if why := b.chainBreak(primary, running); why != "" && (due == nil || due.Type != "full") {
+		// The next incremental could not be taken or restored: a full
+		// now starts a new chain, rather than a failure at the next tick.
+		reason := why + ": a full starts a new chain"
+		if due != nil {
+			reason += fmt.Sprintf(" instead of the %s (%s)", due.Type, due.Reason)
+		}
+		due = &backup.Due{Type: "full", Since: now, Reason: reason}
+	}
 	take := ""
 	if due != nil {
 		reason := due.Reason
-		if due.Type != "full" && bk.Method == "physical" && running && backup.WALSlot(primary.ServerVersion) && primary.Slot(config.BackupSlot) == nil {
-			// Without the slot the WAL since the parent may be recycled:
-			// an incremental could not be restored. A full starts anew.
-			reason = fmt.Sprintf("slot %s is missing on %s, so the WAL since %s may be gone: a full starts a new chain instead of the %s (%s)",
-				config.BackupSlot, b.target, due.Parent, due.Type, due.Reason)
-			due.Type, due.Parent = "full", ""
-		}
 		a := newAction(BackupTake, Create, b.target, due.Type, reason)
 		a.After = map[string]string{"type": due.Type, "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
 		if due.Parent != "" {
@@ -83,6 +89,84 @@ func (b *builder) backups() {
 		a.DependsOn = deps(take) // the newer backup first: a failed one must not cost an older chain
 		b.add(a)
 	}
+}
+
+// chainBreak says why the newest chain cannot continue on primary p (""
+// when it can, or when there is no chain): its newest backup is not on
+// p's timeline history, or, for WAL-based incrementals, p's backup slot
+// does not hold the WAL since that backup. A switchover or a failover
+// alone breaks nothing: the WAL since the newest backup is read along the
+// new primary's history (block-level incrementals on PostgreSQL 17 follow
+// it too).
+func (b *builder) chainBreak(p *state.Node, running bool) string {
+	bk := b.c.Backup
+	head := backup.Head(b.s.Backups)
+	if bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || !running {
+		return ""
+	}
+	if why := backup.ChainBreak(*head, p.Timeline, p.History); why != "" {
+		return fmt.Sprintf("%s is primary on timeline %d%s, and %s", b.target, p.Timeline, b.since(p), why)
+	}
+	if !backup.WALSlot(p.ServerVersion) {
+		return ""
+	}
+	stop, err := state.ParseLSN(head.StopLSN)
+	if err != nil {
+		return fmt.Sprintf("backup %s records no usable stop LSN (%v)", head.ID, err)
+	}
+	return slotBreak(b.target, p, *head, stop)
+}
+
+// slotBreak says why node n's backup slot cannot give the WAL since
+// head, which stops at stop: it has none, or it holds the WAL from later.
+func slotBreak(name string, n *state.Node, head state.Backup, stop state.LSN) string {
+	sl := n.Slot(config.BackupSlot)
+	if sl == nil {
+		return fmt.Sprintf("slot %s is missing on %s, so the WAL since %s may be gone", config.BackupSlot, name, head.ID)
+	}
+	if sl.RestartLSN > stop {
+		return fmt.Sprintf("slot %s on %s holds the WAL from %s only, %s stops at %s", config.BackupSlot, name, sl.RestartLSN, head.ID, stop)
+	}
+	return ""
+}
+
+// since names the role change that put the primary on its timeline, as
+// the catalog recorded it.
+func (b *builder) since(p *state.Node) string {
+	rec := b.s.Catalog.Record
+	if rec == nil || rec.Primary != b.target || rec.Event == "" || rec.Event == "record" {
+		return ""
+	}
+	return fmt.Sprintf(" since the %s to %s (generation %d)", rec.Event, rec.Primary, rec.Generation)
+}
+
+// switchoverBackup plans a full after a switchover whose new primary
+// cannot continue the newest chain, so that the plan that changes the
+// timeline leaves the cluster with backups it can extend. When the chain
+// continues (the usual case), the schedule goes on as before.
+func (b *builder) switchoverBackup() {
+	bk := b.c.Backup
+	head := backup.Head(b.s.Backups)
+	tn := b.node(b.target)
+	if bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || b.s.BackupsError != "" {
+		return
+	}
+	why := backup.ChainBreak(*head, tn.Timeline, tn.History)
+	if why == "" && backup.WALSlot(tn.ServerVersion) {
+		if stop, err := state.ParseLSN(head.StopLSN); err == nil {
+			why = slotBreak(b.target, tn, *head, stop)
+		}
+	}
+	if why == "" {
+		return
+	}
+	a := newAction(BackupTake, Create, b.target, "full",
+		fmt.Sprintf("after the switchover to %s the chain of %s cannot continue (%s): a full on the new primary starts a new chain", b.target, head.Root, why))
+	a.After = map[string]string{"type": "full", "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
+	for _, x := range b.p.Actions {
+		a.DependsOn = append(a.DependsOn, x.ID)
+	}
+	b.add(a)
 }
 
 // backupSlotWarn is how much WAL the backup slot may hold before the plan

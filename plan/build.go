@@ -569,9 +569,11 @@ func (b *builder) standby(cn *config.Node) {
 
 // standbySlots drops the slots a standby kept from its time as primary:
 // only the primary keeps slots, and a slot on a standby holds its WAL back.
+// The backup slot is the exception (see standbyBackupSlot).
 func (b *builder) standbySlots(cn *config.Node, n *state.Node) {
+	keep := b.standbyBackupSlot(cn, n)
 	for _, sl := range n.Slots {
-		if sl.Type != "physical" {
+		if sl.Type != "physical" || (keep && sl.Name == config.BackupSlot) {
 			continue
 		}
 		if sl.Active {
@@ -579,8 +581,11 @@ func (b *builder) standbySlots(cn *config.Node, n *state.Node) {
 				"pgha keeps slots on the primary only and leaves an active slot alone.")
 			continue
 		}
-		a := newAction(SlotDrop, Delete, cn.Name, cn.Name+"/"+sl.Name,
-			fmt.Sprintf("slot %s on standby %s is left from its time as primary and holds WAL back since %s", sl.Name, cn.Name, sl.RestartLSN))
+		reason := fmt.Sprintf("slot %s on standby %s is left from its time as primary and holds WAL back since %s", sl.Name, cn.Name, sl.RestartLSN)
+		if sl.Name == config.BackupSlot {
+			reason = fmt.Sprintf("slot %s on standby %s holds WAL back since %s for WAL-based backups, which this cluster does not take", sl.Name, cn.Name, sl.RestartLSN)
+		}
+		a := newAction(SlotDrop, Delete, cn.Name, cn.Name+"/"+sl.Name, reason)
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
 		b.add(a)
 	}

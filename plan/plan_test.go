@@ -250,6 +250,9 @@ var planCases = []planCase{
 		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 		for _, n := range s.Nodes {
 			n.ServerVersion = 170004
+			if n.InRecovery {
+				n.Slots = nil
+			}
 		}
 		p := s.Node("db1")
 		p.Slots = append(p.Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
@@ -283,10 +286,12 @@ var planCases = []planCase{
 		// and no backup slot holds WAL back.
 		withBackups(c, s, tuesday, bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 		c.Backup.Method = "logical"
+		noStandbySlots(s)
 	}},
 	{name: "backup_logical_full_due", mutate: func(c *config.Cluster, s *state.Cluster) {
 		withBackups(c, s, tuesday.AddDate(0, 0, 6), bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)))
 		c.Backup.Method = "logical"
+		noStandbySlots(s)
 	}, ids: []string{"backup.take[full]"}},
 	{name: "restored_primary_standby_diverged", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// pgha restore -node db1: db1 starts at the backup's moment on
@@ -641,6 +646,21 @@ func withBackups(c *config.Cluster, s *state.Cluster, now time.Time, list ...sta
 	slices.SortFunc(list, func(a, b state.Backup) int { return b.Started.Compare(a.Started) })
 	s.Backups = list
 	s.Catalog.Backups = list
+	// Standbys keep the backup slot too (see standbyBackupSlot).
+	for _, n := range s.Nodes {
+		if n.InRecovery {
+			n.Slots = append(n.Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		}
+	}
+}
+
+// noStandbySlots is for logical backups, which keep no backup slot.
+func noStandbySlots(s *state.Cluster) {
+	for _, n := range s.Nodes {
+		if n.InRecovery {
+			n.Slots = nil
+		}
+	}
 }
 
 func bk(id, typ, parent string, at time.Time) state.Backup {

@@ -421,9 +421,14 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	// A standby that still followed it may have reconnected to it (it
 	// cascades now, until that standby is re-pointed): pgha does not
 	// cascade, so that stale sender is ended and the slot goes anyway.
+	// The backup slot stays: it holds the WAL since the newest backup, so
+	// that the chain continues if this node becomes primary again.
 	st := &state.Node{}
 	postgres.Observe(ctx, e.superuser(n), st, nil)
 	for _, sl := range st.Slots {
+		if sl.Name == config.BackupSlot && e.walBackups(st.ServerVersion) {
+			continue
+		}
 		if err := postgres.DropSlotEndingSender(ctx, e.superuser(n), sl.Name); err != nil {
 			return err
 		}
@@ -456,7 +461,10 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		}
 	}
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: nodes,
-		Generation: gen, UpdatedAt: time.Now().UTC()}
+		Generation: gen, UpdatedAt: time.Now().UTC(), Event: a.After["event"]}
+	if cur != nil && cur.Primary == rec.Primary {
+		rec.Event = cur.Event // the same primary: the event that made it stands
+	}
 	if r := a.After["rejoin"]; r != "" {
 		rec.Rejoin = strings.Split(r, ",")
 	}

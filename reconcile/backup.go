@@ -68,11 +68,13 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		n := s.Node(src.Name)
 		o.Node = src.Name
 		// The slot holds the WAL from here on, so the next incremental
-		// finds every segment since this full.
+		// finds every segment since this full; on the standbys too, so
+		// that the chain continues on whichever node becomes primary.
 		if backup.WALSlot(pn.ServerVersion) {
 			if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
 				return b, err
 			}
+			e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return postgres.CreateSlot(ctx, ep, config.BackupSlot) })
 		}
 		fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
 		o.Progress = progress(out, pn.DatabaseBytes)
@@ -113,6 +115,8 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		if err := postgres.AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
 			fmt.Fprintf(out, "Warning: %v; the slot keeps WAL the repository already holds until the next backup.\n", err)
 		}
+		// A standby moves its slot only as far as it has replayed.
+		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return postgres.AdvanceSlot(ctx, ep, config.BackupSlot, stop) })
 	}
 	took := time.Since(start)
 	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes),
@@ -125,6 +129,13 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		}
 	}
 	return b, nil
+}
+
+// walBackups says whether this cluster's incrementals store WAL on a
+// server of this version, and so every node keeps the backup slot.
+func (e *Env) walBackups(serverVersion int) bool {
+	bk := e.Cfg.Backup
+	return bk != nil && bk.Method == "physical" && serverVersion > 0 && backup.WALSlot(serverVersion)
 }
 
 // native says whether an incremental on this primary is block-level
@@ -167,6 +178,19 @@ func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.
 	}
 }
 
+// standbySlots runs f on every standby that answers, for its backup slot.
+// A standby that does not answer is left to the next plan, which says so.
+func (e *Env) standbySlots(ctx context.Context, s *state.Cluster, primary *config.Node, out io.Writer, f func(postgres.Endpoint) error) {
+	for _, cn := range e.Cfg.Nodes {
+		if cn.Name == primary.Name || s.Node(cn.Name).Role() != state.RoleStandby {
+			continue
+		}
+		if err := f(e.superuser(cn)); err != nil {
+			fmt.Fprintf(out, "Warning: backup slot on standby %s: %v\n", cn.Name, err)
+		}
+	}
+}
+
 // walSource reads a WAL backup from the primary: the restore point as the
 // superuser, the WAL through the backup slot as the replication user.
 type walSource struct {
@@ -178,8 +202,8 @@ func (w walSource) RestorePoint(ctx context.Context, name string) (state.LSN, er
 	return postgres.RestorePoint(ctx, w.e.superuser(w.n), name)
 }
 
-func (w walSource) ReceiveWAL(ctx context.Context, start, stop state.LSN, sink func(backup.Segment) error) (int, error) {
-	return postgres.ReceiveWAL(ctx, w.e.replicator(w.n), config.BackupSlot, start, stop, func(s postgres.WALSegment) error {
+func (w walSource) ReceiveWAL(ctx context.Context, timeline int, start, stop state.LSN, sink func(backup.Segment) error) (int, error) {
+	return postgres.ReceiveWAL(ctx, w.e.replicator(w.n), config.BackupSlot, timeline, start, stop, func(s postgres.WALSegment) error {
 		return sink(backup.Segment{Name: s.Name, Data: s.Data})
 	})
 }

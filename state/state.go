@@ -238,6 +238,9 @@ type ClusterRecord struct {
 	// Rejoin lists former primaries (failed over, fenced) that must be
 	// rewound before they may follow again.
 	Rejoin []string `json:"rejoin,omitempty"`
+	// Event is what made this record: "record", "switchover" or
+	// "failover". Plans name a role change by it.
+	Event string `json:"event,omitempty"`
 }
 
 // Lock is the holder of the cluster's apply lock.

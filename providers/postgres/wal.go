@@ -58,11 +58,19 @@ type WALSegment struct {
 }
 
 // ReceiveWAL streams the primary's WAL through a physical slot, from the
-// start of the segment holding start up to at least stop, and hands each
-// segment to sink in order. It reports nothing as flushed, so the slot
-// does not move: the caller advances it once the WAL is stored durably.
-// It returns the timeline streamed.
-func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, start, stop state.LSN, sink func(WALSegment) error) (int, error) {
+// start of the segment holding start (on timeline, 0 for the server's
+// current one) up to at least stop, and hands each segment to sink in
+// order. It reports nothing as flushed, so the slot does not move: the
+// caller advances it once the WAL is stored durably. It returns the
+// timeline streamed last.
+//
+// When start lies on a timeline the server has left (a switchover or a
+// failover since), the stream follows the server's history as
+// pg_receivewal does: the old timeline up to its switch point (its last
+// segment zero-padded past it), then the history file of the next
+// timeline (recovery reads it to follow the same way), then the next
+// timeline from the start of the segment holding the switch point.
+func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, timeline int, start, stop state.LSN, sink func(WALSegment) error) (int, error) {
 	conn, err := replConnect(ctx, ep)
 	if err != nil {
 		return 0, err
@@ -76,16 +84,41 @@ func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, start, stop state
 	if err != nil {
 		return 0, err
 	}
-	segStart := start - start%state.LSN(segSize)
-	if err := pglogrepl.StartReplication(ctx, conn, slot, pglogrepl.LSN(segStart), pglogrepl.StartReplicationOptions{Mode: pglogrepl.PhysicalReplication}); err != nil {
-		return 0, fmt.Errorf("stream WAL from %s at %s through slot %s: %w", ep, segStart, slot, err)
+	tl := sys.Timeline
+	if timeline > 0 {
+		tl = int32(timeline)
 	}
 	buf := make([]byte, segSize)
+	for from := start; ; {
+		next, err := receiveTimeline(ctx, conn, ep, slot, tl, from, stop, buf, sink)
+		if err != nil || next == nil {
+			return int(tl), err
+		}
+		h, err := pglogrepl.TimelineHistory(ctx, conn, next.Timeline)
+		if err != nil {
+			return 0, fmt.Errorf("history of timeline %d on %s: %w", next.Timeline, ep, err)
+		}
+		if err := sink(WALSegment{Name: h.FileName, Data: h.Content}); err != nil {
+			return 0, err
+		}
+		tl, from = next.Timeline, state.LSN(next.LSN)
+	}
+}
+
+// receiveTimeline streams one timeline from the segment holding from. It
+// returns nil when stop was reached, or where the server's next timeline
+// starts when this one ended first.
+func receiveTimeline(ctx context.Context, conn *pgconn.PgConn, ep Endpoint, slot string, tl int32, from, stop state.LSN, buf []byte, sink func(WALSegment) error) (*pglogrepl.CopyDoneResult, error) {
+	segSize := len(buf)
+	segStart := from - from%state.LSN(segSize)
+	if err := pglogrepl.StartReplication(ctx, conn, slot, pglogrepl.LSN(segStart), pglogrepl.StartReplicationOptions{Mode: pglogrepl.PhysicalReplication, Timeline: tl}); err != nil {
+		return nil, fmt.Errorf("stream WAL from %s at %s on timeline %d through slot %s: %w", ep, segStart, tl, slot, err)
+	}
+	clear(buf)
 	cur := segStart // the start of the segment in buf
 	filled := state.LSN(0)
 	emit := func() error {
-		seg := WALSegment{Name: SegmentName(sys.Timeline, cur, segSize), Data: buf}
-		if err := sink(seg); err != nil {
+		if err := sink(WALSegment{Name: SegmentName(tl, cur, segSize), Data: buf}); err != nil {
 			return err
 		}
 		clear(buf)
@@ -96,11 +129,27 @@ func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, start, stop state
 	for {
 		msg, err := conn.ReceiveMessage(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("stream WAL from %s: %w", ep, err)
+			return nil, fmt.Errorf("stream WAL from %s: %w", ep, err)
 		}
 		switch m := msg.(type) {
 		case *pgproto3.ErrorResponse:
-			return 0, fmt.Errorf("stream WAL from %s: %w", ep, pgconn.ErrorResponseToPgError(m))
+			return nil, fmt.Errorf("stream WAL from %s: %w", ep, pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			// The server left this timeline before stop: what arrived of
+			// the segment holding the switch point is kept, padded.
+			if filled > 0 {
+				if err := emit(); err != nil {
+					return nil, err
+				}
+			}
+			next, err := pglogrepl.SendStandbyCopyDone(ctx, conn)
+			if err != nil {
+				return nil, fmt.Errorf("end of timeline %d on %s: %w", tl, ep, err)
+			}
+			if next == nil || next.Timeline <= tl {
+				return nil, fmt.Errorf("timeline %d ended on %s before %s and the server named no next timeline", tl, ep, stop)
+			}
+			return next, nil
 		case *pgproto3.CopyData:
 			if len(m.Data) == 0 {
 				continue
@@ -109,23 +158,23 @@ func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, start, stop state
 			case pglogrepl.PrimaryKeepaliveMessageByteID:
 				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
 				if err != nil {
-					return 0, err
+					return nil, err
 				}
 				if ka.ReplyRequested {
 					// Zero positions: alive, nothing confirmed, the slot stays.
 					if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{}); err != nil {
-						return 0, err
+						return nil, err
 					}
 				}
 			case pglogrepl.XLogDataByteID:
 				x, err := pglogrepl.ParseXLogData(m.Data[1:])
 				if err != nil {
-					return 0, err
+					return nil, err
 				}
 				pos, data := state.LSN(x.WALStart), x.WALData
 				for len(data) > 0 {
 					if pos < cur || pos >= cur+state.LSN(segSize) {
-						return 0, fmt.Errorf("stream WAL from %s: data at %s outside segment %s", ep, pos, SegmentName(sys.Timeline, cur, segSize))
+						return nil, fmt.Errorf("stream WAL from %s: data at %s outside segment %s", ep, pos, SegmentName(tl, cur, segSize))
 					}
 					off := int(pos - cur)
 					n := copy(buf[off:], data)
@@ -136,20 +185,20 @@ func ReceiveWAL(ctx context.Context, ep Endpoint, slot string, start, stop state
 						if cur+state.LSN(segSize) >= stop {
 							// stop lies inside this now-complete segment
 							if err := emit(); err != nil {
-								return 0, err
+								return nil, err
 							}
-							return int(sys.Timeline), endCopy(ctx, conn)
+							return nil, endCopy(ctx, conn)
 						}
 						if err := emit(); err != nil {
-							return 0, err
+							return nil, err
 						}
 					}
 				}
 				if cur+filled >= stop && filled > 0 {
 					if err := emit(); err != nil {
-						return 0, err
+						return nil, err
 					}
-					return int(sys.Timeline), endCopy(ctx, conn)
+					return nil, endCopy(ctx, conn)
 				}
 			}
 		}

@@ -1,0 +1,105 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
+)
+
+// Cases of issue 9's "one apply converges": role changes, slot renames
+// and removed nodes are finished by the plan that starts them.
+func init() { planCases = append(planCases, convergeCases...) }
+
+// switchedOver is the converged cluster after a switchover from db1 to
+// db2, cluster.hcl edited to match: db2 is primary on timeline 2, db1
+// and db3 follow it, the catalog recorded the switchover.
+func switchedOver(c *config.Cluster, s *state.Cluster) {
+	c.Primary = "db2"
+	for _, cn := range c.Nodes {
+		n := s.Node(cn.Name)
+		n.Settings = settingsOf(c, cn)
+		n.Timeline = 2
+		if cn.Name == "db2" {
+			n.InRecovery, n.StandbySignal, n.Upstream = false, false, nil
+			n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN = 0x3000300, 0, 0
+			n.History = []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x3000200}}
+			n.Slots = []state.Slot{{Name: "db1", Type: "physical", Active: true, ActivePID: 300, RestartLSN: 0x3000300},
+				{Name: "db3", Type: "physical", Active: true, ActivePID: 301, RestartLSN: 0x3000300}}
+			continue
+		}
+		n.InRecovery, n.StandbySignal, n.CurrentLSN = true, true, 0
+		n.ReceiveLSN, n.ReplayLSN = 0x3000300, 0x3000300
+		n.Upstream = &state.Upstream{Status: "streaming", Host: "127.0.0.1", Port: 5442, Slot: cn.Name}
+		n.Slots = nil
+	}
+	s.Catalog.Record = &state.ClusterRecord{Name: "demo", Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Event: "switchover"}
+}
+
+var convergeCases = []planCase{
+	{name: "backup_after_switchover_continues", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// The full and an incremental were taken on timeline 1; db2 was
+		// promoted after them and kept the backup slot as a standby: the
+		// chain continues, nothing is due before Wednesday's tick.
+		switchedOver(c, s)
+		withBackups(c, s, tuesday.Add(3*60*60e9),
+			bk("20261123T020500Z-full", "full", "", tuesday.AddDate(0, 0, -1)),
+			bk("20261124T020500Z-incremental", "incremental", "20261123T020500Z-full", tuesday))
+		s.Node("db2").Slots = append(s.Node("db2").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}},
+	{name: "backup_after_failover_chain_broken", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// A failover promoted db2 before it received the end of the
+		// newest backup: the chain cannot continue, a full is due now.
+		switchedOver(c, s)
+		s.Catalog.Record.Event = "failover"
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		full := &s.Backups[0]
+		full.StopLSN = "0/3000280"
+		s.Node("db2").Slots = append(s.Node("db2").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+	}, ids: []string{"backup.take[full]"}},
+	{name: "backup_after_switchover_slot_too_new", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// db2's backup slot was made after the newest backup: the WAL
+		// between them may be gone there.
+		switchedOver(c, s)
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		s.Node("db2").Slots = append(s.Node("db2").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000200})
+	}, ids: []string{"backup.take[full]"}},
+	{name: "switchover_backup_continues", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// The switchover plan itself: db2 holds the WAL since the newest
+		// backup, so no full is planned with it.
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		c.Primary = "db2"
+	}, ids: []string{"switchover[db2]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"db1 is the writable primary, cluster.hcl declares db2"}},
+	{name: "switchover_backup_needs_full", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// db2 has no backup slot (it was cloned before backups were
+		// declared and never observed since): the plan that changes the
+		// timeline takes the full the new primary's chain needs.
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		s.Node("db2").Slots = nil
+		c.Primary = "db2"
+	}, ids: []string{"switchover[db2]", "slot.create[db2/pgha_backup]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "backup.take[full]", "catalog.record[cluster]"},
+		diags: []string{"db1 is the writable primary, cluster.hcl declares db2"}},
+}
+
+// After a switchover with a backup block, the plan is "No changes.": the
+// timeline moved, the chain did not break.
+func TestSwitchoverKeepsBackupChain(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	convergeCases[0].mutate(c, s)
+	p := Build(c, s)
+	if len(p.Actions) != 0 || len(p.Diagnostics) != 0 {
+		t.Fatalf("after a switchover the plan is not empty: %+v %+v", p.Actions, p.Diagnostics)
+	}
+	c = testCluster()
+	s = converged(c)
+	convergeCases[1].mutate(c, s)
+	p = Build(c, s)
+	if len(p.Actions) != 1 || !strings.Contains(p.Actions[0].Reason, "since the failover to db2 (generation 2)") {
+		t.Fatalf("a broken chain after a failover: %+v", p.Actions)
+	}
+}
