@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/reconcile"
+)
+
+// leapSchedule ticks only on 29 February (2028 next): the binary, on the
+// real clock, never finds a backup due, while an in-process apply with
+// the clock on 2028-02-29 02:30 finds the incremental due.
+const leapSchedule = `  backup {
+    repository  = "./backups"
+    compression = "zstd"
+    schedule {
+      full         = "0 3 29 2 *"
+      incremental  = "0 2 29 2 *"
+      differential = "0 4 29 2 *"
+    }
+  }
+`
+
+var leapNight = time.Date(2028, 2, 29, 2, 30, 0, 0, time.UTC)
+
+// TestLocalBackupChainAcrossSwitchover: on PostgreSQL 15 a full is taken,
+// rows are written, the primary is switched over to db2 (timeline 2), and
+// `plan -detailed-exitcode` exits 0 at once: no new full. The next
+// scheduled backup is an incremental whose parent is the full from
+// before the switchover, read along db2's timeline history, and its
+// chain restores to exactly the rows written before and after the
+// switchover.
+func TestLocalBackupChainAcrossSwitchover(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 2)
+	c.addBlock(leapSchedule)
+	ctx := context.Background()
+
+	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") {
+		t.Fatalf("the first apply did not take a full:\n%s", r)
+	}
+	// The standby holds the WAL since the newest backup too.
+	var slots int
+	if err := c.conn(ctx, "db2").QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgha_backup'").Scan(&slots); err != nil || slots != 1 {
+		t.Fatalf("standby db2 has %d backup slots (%v), want 1", slots, err)
+	}
+	p := c.conn(ctx, "db1")
+	if _, err := p.Exec(ctx, "CREATE TABLE sw AS SELECT g AS id FROM generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("not converged after the first apply:\n%s", r)
+	}
+
+	src, _ := os.ReadFile(c.file)
+	c.write(strings.Replace(string(src), `primary = "db1"`, `primary = "db2"`, 1))
+	r := c.mustPgha("apply", "-auto-approve")
+	if !strings.Contains(r.stdout, "~ switchover[db2]") || strings.Contains(r.stdout, "backup.take") {
+		t.Fatalf("switchover apply (want a switchover and no backup):\n%s", r)
+	}
+	if c.primary(ctx) != "db2" {
+		t.Fatal("db2 is not the primary")
+	}
+	if _, err := c.conn(ctx, "db2").Exec(ctx, "INSERT INTO sw SELECT g FROM generate_series(1001, 1500) g"); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
+		t.Fatalf("after the switchover the plan is not empty (exit %d):\n%s", r.code, r)
+	}
+
+	env := c.env()
+	env.Now = func() time.Time { return leapNight }
+	var out bytes.Buffer
+	pl, err := env.Run(ctx, reconcile.RunOptions{Operation: "apply", Out: &out})
+	if err != nil {
+		t.Fatalf("scheduled apply: %v\n%s", err, out.String())
+	}
+	list, _, err := env.Backups(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("backups after the scheduled apply: %+v (%v)\n%s", list, err, out.String())
+	}
+	incr, full := list[0], list[1]
+	var takes []plan.Action
+	for _, a := range pl.Actions {
+		if a.Kind == plan.BackupTake {
+			takes = append(takes, a)
+		}
+	}
+	if len(takes) != 1 || takes[0].After["type"] != "incremental" || takes[0].After["parent"] != full.ID {
+		t.Fatalf("the scheduled apply planned %+v, want one incremental on %s\n%s", takes, full.ID, out.String())
+	}
+	if incr.Type != "incremental" || incr.Parent != full.ID || incr.Root != full.ID || incr.Status != "complete" ||
+		full.Timeline != 1 || incr.Timeline != 2 || incr.Node != "db2" || full.Node != "db1" {
+		t.Fatalf("incremental %+v\nfull %+v", incr, full)
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("after the incremental the plan is not empty (exit %d):\n%s", r.code, r)
+	}
+
+	// The incremental holds the WAL of both timelines and the history
+	// file that leads recovery from one to the other.
+	rc, err := backup.Open(filepath.Join(c.dir, "backups"), incr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		names[h.Name[len("pg_wal/"):][:8]+strings.TrimPrefix(filepath.Ext(h.Name), ".")] = true
+	}
+	rc.Close()
+	if !names["00000001"] || !names["00000002"] || !names["00000002history"] {
+		t.Fatalf("the incremental's WAL holds %v, want segments of timelines 1 and 2 and 00000002.history", names)
+	}
+
+	chain, err := backup.Chain(list, incr.ID)
+	if err != nil || len(chain) != 2 {
+		t.Fatalf("chain of %s: %v (%v)", incr.ID, chain, err)
+	}
+	out.Reset()
+	rs, err := env.StartRestored(ctx, chain, false, &out)
+	if err != nil {
+		t.Fatalf("restore %s: %v\n%s", incr.ID, err, out.String())
+	}
+	defer rs.Stop()
+	q := c.connPort(ctx, rs.Port)
+	var n int
+	if err := q.QueryRow(ctx, "SELECT count(*) FROM sw").Scan(&n); err != nil || n != 1500 {
+		t.Fatalf("the restored chain holds %d rows (%v), want the 1500 written before and after the switchover", n, err)
+	}
+}
