@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
@@ -135,5 +137,34 @@ func TestLocalBackupChainAcrossSwitchover(t *testing.T) {
 	var n int
 	if err := q.QueryRow(ctx, "SELECT count(*) FROM sw").Scan(&n); err != nil || n != 1500 {
 		t.Fatalf("the restored chain holds %d rows (%v), want the 1500 written before and after the switchover", n, err)
+	}
+}
+
+// TestLocalSlotRenameOneApply: renaming a standby's slot in cluster.hcl
+// converges in one apply: the new slot is created, the standby streams
+// through it, and the old slot is gone (no second apply needed).
+func TestLocalSlotRenameOneApply(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 2)
+	ctx := context.Background()
+	c.mustPgha("apply", "-auto-approve")
+	src, _ := os.ReadFile(c.file)
+	c.write(strings.Replace(string(src), `slot = "db2_slot"`, `slot = "db2_renamed"`, 1))
+	r := c.mustPgha("apply", "-auto-approve")
+	for _, want := range []string{"+ slot.create[db1/db2_renamed]", "~ standby.follow[db2]", "- slot.drop[db1/db2_slot]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("the rename's apply lacks %q:\n%s", want, r)
+		}
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("after one apply the plan is not empty (exit %d):\n%s", r.code, r)
+	}
+	rows, err := c.conn(ctx, "db1").Query(ctx, "SELECT slot_name || ':' || active FROM pg_replication_slots ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || strings.Join(got, ",") != "db2_renamed:true" {
+		t.Fatalf("slots on db1: %v (%v), want only db2_renamed, active", got, err)
 	}
 }

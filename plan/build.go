@@ -61,6 +61,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 				b.standby(n)
 			}
 		}
+		b.dropReleased()
 		b.backups()
 	}
 	b.record()
@@ -101,6 +102,8 @@ type builder struct {
 	failover bool
 	// undecided: a split brain the catalog cannot settle; nothing is done.
 	undecided bool
+	// released are renamed slots, dropped after their standby follows.
+	released []released
 }
 
 func (b *builder) targetNode() *config.Node { return b.c.Node(b.target) }
@@ -469,6 +472,10 @@ func (b *builder) slots() {
 	}
 	for _, sl := range n.Slots {
 		if sl.Type != "physical" || declared[sl.Name] != "" {
+			continue
+		}
+		if who := b.streamedBy(sl); sl.Active && who != "" {
+			b.released = append(b.released, released{slot: sl, node: who})
 			continue
 		}
 		if sl.Active {

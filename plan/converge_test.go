@@ -38,6 +38,18 @@ func switchedOver(c *config.Cluster, s *state.Cluster) {
 }
 
 var convergeCases = []planCase{
+	{name: "slot_renamed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// node "db2" { slot = "db2" } became slot = "db2_new": one plan
+		// creates the new slot, re-points db2, then drops the old one.
+		c.Node("db2").Slot = "db2_new"
+	}, ids: []string{"slot.create[db1/db2_new]", "standby.follow[db2]", "slot.drop[db1/db2]"}},
+	{name: "slot_renamed_standby_down", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// The standby does not answer: nothing re-points it, its old
+		// slot stays (in use) and the plan says why.
+		c.Node("db2").Slot = "db2_new"
+		n := s.Node("db2")
+		n.Reachable, n.Error = false, "connection refused"
+	}, ids: []string{"slot.create[db1/db2_new]"}, diags: []string{"undeclared slot db2 on db1 is in use by db2 (pid 200)", "standby db2 is running but does not answer"}},
 	{name: "backup_after_switchover_continues", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// The full and an incremental were taken on timeline 1; db2 was
 		// promoted after them and kept the backup slot as a standby: the
@@ -88,16 +100,20 @@ var convergeCases = []planCase{
 // After a switchover with a backup block, the plan is "No changes.": the
 // timeline moved, the chain did not break.
 func TestSwitchoverKeepsBackupChain(t *testing.T) {
+	byName := map[string]planCase{}
+	for _, pc := range convergeCases {
+		byName[pc.name] = pc
+	}
 	c := testCluster()
 	s := converged(c)
-	convergeCases[0].mutate(c, s)
+	byName["backup_after_switchover_continues"].mutate(c, s)
 	p := Build(c, s)
 	if len(p.Actions) != 0 || len(p.Diagnostics) != 0 {
 		t.Fatalf("after a switchover the plan is not empty: %+v %+v", p.Actions, p.Diagnostics)
 	}
 	c = testCluster()
 	s = converged(c)
-	convergeCases[1].mutate(c, s)
+	byName["backup_after_failover_chain_broken"].mutate(c, s)
 	p = Build(c, s)
 	if len(p.Actions) != 1 || !strings.Contains(p.Actions[0].Reason, "since the failover to db2 (generation 2)") {
 		t.Fatalf("a broken chain after a failover: %+v", p.Actions)

@@ -29,3 +29,50 @@ func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 	}
 	return true
 }
+
+// released is an undeclared slot on the primary that a declared standby
+// still streams through: its slot was renamed in cluster.hcl.
+type released struct {
+	slot state.Slot
+	node string
+}
+
+// streamedBy names the declared standby that streams through slot sl on
+// the primary although cluster.hcl gives it another slot ("" when none):
+// its slot was renamed, and this plan re-points it.
+func (b *builder) streamedBy(sl state.Slot) string {
+	for _, cn := range b.c.Nodes {
+		if cn.Name == b.target || cn.Slot == sl.Name {
+			continue
+		}
+		n := b.node(cn.Name)
+		if (n.Upstream != nil && n.Upstream.Slot == sl.Name) || n.Settings["primary_slot_name"].Value == sl.Name {
+			return cn.Name
+		}
+	}
+	return ""
+}
+
+// dropReleased drops the slots of renamed slots in the same plan, after
+// their standby follows through its new slot: a rename converges in one
+// apply, and the old slot does not hold WAL back until the next one. A
+// standby this plan does not re-point keeps its slot, with a warning.
+func (b *builder) dropReleased() {
+	for _, r := range b.released {
+		follow := string(StandbyFollow) + "[" + r.node + "]"
+		planned := false
+		for _, a := range b.p.Actions {
+			planned = planned || a.ID == follow
+		}
+		if !planned {
+			b.diag(Warning, b.target, fmt.Sprintf("undeclared slot %s on %s is in use by %s (pid %d)", r.slot.Name, b.target, r.node, r.slot.ActivePID),
+				fmt.Sprintf("cluster.hcl gives %s slot %s; the slot goes once %s streams through it.", r.node, b.c.Node(r.node).Slot, r.node))
+			continue
+		}
+		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+r.slot.Name,
+			fmt.Sprintf("slot %s on %s was %s's until cluster.hcl renamed it to %s; dropped once %s streams through the new one, since it would hold WAL back", r.slot.Name, b.target, r.node, b.c.Node(r.node).Slot, r.node))
+		a.Before = map[string]string{"slot": r.slot.Name, "restart_lsn": r.slot.RestartLSN.String(), "streamed_by": r.node}
+		a.DependsOn = deps(follow)
+		b.add(a)
+	}
+}

@@ -195,6 +195,9 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.SlotCreate:
 		return postgres.CreateSlot(ctx, e.superuser(n), a.After["slot"])
 	case plan.SlotDrop:
+		if who := a.Before["streamed_by"]; who != "" {
+			return e.dropReleased(ctx, n, a.Before["slot"], who)
+		}
 		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
 	case plan.StandbyClone:
 		if err := e.Runtime.Clone(ctx, n, c.Node(primary)); err != nil {
@@ -234,6 +237,25 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		return e.recordBackup(ctx, a.Target)
 	}
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
+}
+
+// dropReleased drops a renamed slot once the standby that streamed
+// through it has moved to its new one: its WAL receiver restarts on the
+// reload, and the old sender goes a moment later.
+func (e *Env) dropReleased(ctx context.Context, n *config.Node, slot, standby string) error {
+	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
+	defer cancel()
+	for {
+		err := postgres.DropSlot(wctx, e.superuser(n), slot)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%w (%s still streams through it after %s)", err, standby, StreamTimeout)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl,
