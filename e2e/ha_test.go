@@ -279,18 +279,56 @@ func haScenario(t *testing.T, rt string) {
 		if _, err := lc.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = ''"); err != nil {
 			t.Fatal(err)
 		}
-		lc.Exec(ctx, "SELECT pg_reload_conf()")
-		time.Sleep(500 * time.Millisecond)
-		if _, err := c.conn(ctx, np).Exec(ctx, "INSERT INTO ha_writes SELECT g FROM generate_series(100000, 104000) g"); err != nil {
+		if _, err := lc.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 			t.Fatal(err)
 		}
+		// Seen to be cut off on both ends before the writes that make it
+		// lag: no WAL receiver on the laggard, no sender for it on the primary.
+		pc := c.conn(ctx, np)
+		eventually(t, 10*time.Second, func() error {
+			var recv, send int
+			if err := lc.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&recv); err != nil {
+				return err
+			}
+			if err := pc.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1", laggard).Scan(&send); err != nil {
+				return err
+			}
+			if recv != 0 || send != 0 {
+				return fmt.Errorf("%s still streams (%d WAL receivers on it, %d senders for it on %s)", laggard, recv, send, np)
+			}
+			return nil
+		})
+		if _, err := pc.Exec(ctx, "INSERT INTO ha_writes SELECT g FROM generate_series(100000, 104000) g"); err != nil {
+			t.Fatal(err)
+		}
+		// The third node has replayed every write before the kill, so that
+		// the refusal below compares the laggard with a known position.
+		var end string
+		if err := pc.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+			t.Fatal(err)
+		}
+		third := c.conn(ctx, "db2")
+		eventually(t, 10*time.Second, func() error {
+			var caught bool
+			if err := third.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", end).Scan(&caught); err != nil {
+				return err
+			}
+			if !caught {
+				return fmt.Errorf("db2 has not replayed %s yet", end)
+			}
+			return nil
+		})
 		c.kill(np)
 		r := c.pgha("failover", "-auto-approve", "-to", laggard)
 		if r.code == 0 || !strings.Contains(r.stderr, "refused: "+laggard+" is ") || !strings.Contains(r.stderr, "maximum_lag (64.0 KiB)") {
 			t.Fatalf("a lagging candidate was not refused:\n%s", r)
 		}
-		lc.Exec(ctx, "ALTER SYSTEM RESET primary_conninfo")
-		lc.Exec(ctx, "SELECT pg_reload_conf()")
+		if _, err := lc.Exec(ctx, "ALTER SYSTEM RESET primary_conninfo"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lc.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
 		// With the primary dead the laggard cannot catch up; -force promotes it anyway.
 		r = c.pgha("failover", "-auto-approve", "-to", laggard, "-force")
 		if r.code != 0 {

@@ -133,6 +133,18 @@ func requireDocker(t *testing.T, image string) {
 
 // teardown stops whatever the test left running, even after a failure.
 func (c *cluster) teardown() {
+	if c.t.Failed() && c.rt == "local" {
+		// The servers' logs say why a node did not stream or start; the
+		// temporary directory holding them is gone after the test.
+		logs, _ := filepath.Glob(filepath.Join(c.dir, "data", "log", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			c.t.Logf("--- tail of %s\n%s", l, b)
+		}
+	}
 	if r := c.pgha("destroy", "-auto-approve", "-delete-volumes"); r.code != 0 {
 		c.t.Logf("destroy at cleanup: %s%s", r.stdout, r.stderr)
 	}

@@ -80,6 +80,9 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 	defer stop()
 
 	s := e.Observe(ctx)
+	if o.Operation == "failover" {
+		s = e.settle(ctx, s)
+	}
 	var p *plan.Plan
 	var err error
 	switch {
