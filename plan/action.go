@@ -60,11 +60,15 @@ const (
 	BackupTake     Kind = "backup.take"     // take the backup the schedule says is due
 	BackupExpire   Kind = "backup.expire"   // delete a chain retention lets go, keep its manifests as tombstones
 	BackupRecord   Kind = "backup.record"   // copy a backup's manifest into the catalog that missed it
+
+	CertificateIssue   Kind = "certificate.issue"   // create the cluster CA, or issue (renew) a certificate in the store
+	CertificateInstall Kind = "certificate.install" // copy a node's certificate, key and the CA to it, reload
 )
 
 // Kinds lists every action kind, in documentation order.
 var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy,
-	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord}
+	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord,
+	CertificateIssue, CertificateInstall}
 
 // Action is one step of a plan. It is data: apply looks at Kind and the
 // attributes, nothing else.

@@ -35,6 +35,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 		b.diag(Warning, "", fmt.Sprintf("docker network %s is missing", s.Network.Name),
 			"apply recreates it, and recreates the containers that were attached to it; their data stays on their volumes.")
 	}
+	b.certificates()
 	b.catalog()
 	b.roles()
 	if b.actual != "" && b.actual != b.target && o.NoSwitchover {
@@ -718,7 +719,8 @@ func (b *builder) settings(cn *config.Node, n *state.Node) {
 			restart = append(restart, k)
 		}
 	}
-	if len(after) == 0 && len(restart) == 0 {
+	hba := b.c.TLS.Enabled && n.HBAPlainTCP > 0
+	if len(after) == 0 && len(restart) == 0 && !hba {
 		return
 	}
 	how := "reload"
@@ -730,6 +732,13 @@ func (b *builder) settings(cn *config.Node, n *state.Node) {
 		if _, ok := after[k]; ok {
 			changed = append(changed, k)
 		}
+	}
+	if hba {
+		// pg_hba.conf is rewritten by every settings.update; it is named
+		// when it is what differs.
+		changed = append(changed, "pg_hba.conf")
+		before["pg_hba.conf"] = fmt.Sprintf("%d TCP lines without TLS", n.HBAPlainTCP)
+		after["pg_hba.conf"] = "hostssl only"
 	}
 	reason := fmt.Sprintf("%s: %s differ from cluster.hcl; apply by %s", cn.Name, strings.Join(changed, ", "), how)
 	if len(changed) == 0 {

@@ -114,6 +114,41 @@ func dockerize(c *config.Cluster, s *state.Cluster) {
 	}
 }
 
+var tlsNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// withTLS turns TLS on in c and makes s its converged observation: the
+// store holds the CA and every certificate, each node has its own
+// installed, its settings and pg_hba.conf say ssl.
+func withTLS(c *config.Cluster, s *state.Cluster) {
+	c.TLS = config.TLS{Enabled: true, Dir: "/srv/pgha/data/tls"}
+	s.ObservedAt = tlsNow
+	s.TLS = &state.TLS{Dir: c.TLS.Dir, CAKey: true, CA: &state.Cert{Fingerprint: "ca0123456789abcdef", NotAfter: tlsNow.AddDate(9, 0, 0), Verified: true},
+		Certs: map[string]*state.Cert{}}
+	for _, name := range TLSNames(c) {
+		s.TLS.Certs[name] = &state.Cert{Fingerprint: name + "-0123456789abcdef", NotAfter: tlsNow.AddDate(0, 11, 0), Verified: true, Hosts: CertRequest(c, name).Hosts}
+	}
+	for _, cn := range c.Nodes {
+		n := s.Node(cn.Name)
+		n.TLSCert, n.TLSCA = s.TLS.Certs[cn.Name].Fingerprint, s.TLS.CA.Fingerprint
+		n.Settings = settingsOf(c, cn)
+	}
+}
+
+// tlsFromScratch is an existing cluster without TLS seen by a pgha that
+// turns it on: an empty store, host lines in pg_hba.conf, ssl off.
+func tlsFromScratch(c *config.Cluster, s *state.Cluster) {
+	c.TLS = config.TLS{Enabled: true, Dir: "/srv/pgha/data/tls"}
+	s.ObservedAt = tlsNow
+	s.TLS = &state.TLS{Dir: c.TLS.Dir}
+	for _, n := range s.Nodes {
+		n.HBAPlainTCP = 3
+		for k, v := range map[string]string{"ssl": "off", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key", "ssl_ca_file": ""} {
+			n.Settings[k] = state.Setting{Value: v, Context: "sighup", VarType: "string"}
+		}
+		n.Settings["ssl"] = state.Setting{Value: "off", Context: "sighup", VarType: "bool"}
+	}
+}
+
 func empty(c *config.Cluster) *state.Cluster {
 	s := &state.Cluster{Name: c.Name, Catalog: state.Catalog{Configured: true, Address: c.Catalog.Address, Managed: true, Error: "dial tcp 127.0.0.1:6390: connect: connection refused"}}
 	for _, cn := range c.Nodes {
@@ -314,6 +349,33 @@ var planCases = []planCase{
 		p.Timeline, p.History = 2, []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x2000100}}
 		s.Node("db2").ReplayLSN = 0x3000148
 	}},
+	{name: "tls_enable_existing", mutate: tlsFromScratch, ids: []string{
+		"certificate.issue[ca]", "certificate.issue[db1]", "certificate.install[db1]", "certificate.issue[db2]", "certificate.install[db2]",
+		"certificate.issue[db3]", "certificate.install[db3]", "certificate.issue[pgha]", "certificate.issue[redis]",
+		"settings.update[db1]", "standby.follow[db2]", "settings.update[db2]", "standby.follow[db3]", "settings.update[db3]"}},
+	{name: "tls_converged", mutate: withTLS},
+	{name: "tls_renew_expiring", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withTLS(c, s)
+		s.TLS.Certs["db2"].NotAfter = tlsNow.AddDate(0, 0, 12)
+		s.TLS.Certs["redis"].NotAfter = tlsNow.AddDate(0, 0, 40) // not yet
+	}, ids: []string{"certificate.issue[db2]", "certificate.install[db2]"}},
+	{name: "tls_foreign_certificate_installed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withTLS(c, s)
+		s.Node("db3").TLSCert = "self-signed-fedcba9876543210"
+		s.Node("db2").TLSCA = "another-ca-fedcba98765"
+		stop(s.Node("db1")) // a stopped node gets its files when it starts
+		s.Node("db1").TLSCert = ""
+	}, ids: []string{"certificate.install[db2]", "certificate.install[db3]", "node.start[db1]"}},
+	{name: "tls_store_renames_host", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withTLS(c, s)
+		s.TLS.Certs["db1"].Hosts = []string{"127.0.0.1"}
+		s.TLS.Certs["pgha"].Verified, s.TLS.Certs["pgha"].Problem = false, "not signed by the cluster CA: x509: certificate signed by unknown authority"
+	}, ids: []string{"certificate.issue[db1]", "certificate.install[db1]", "certificate.issue[pgha]"}},
+	{name: "tls_given_without_ca_key", mutate: func(c *config.Cluster, s *state.Cluster) {
+		withTLS(c, s)
+		s.TLS.CAKey = false
+		delete(s.TLS.Certs, "db3")
+	}, diags: []string{"db3 has no certificate, and /srv/pgha/data/tls has no ca.key to issue one"}},
 	{name: "unknown_parameter", mutate: func(c *config.Cluster, s *state.Cluster) {
 		c.Postgres.Parameters["shared_bufers"] = "1GB"
 	}, diags: []string{`db1 does not know the parameter "shared_bufers"`}},

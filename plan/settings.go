@@ -20,7 +20,7 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 		listen = "*" // the container's own interfaces; publishing decides who reaches it
 	}
 	_, port := PeerEndpoint(c, n)
-	return map[string]string{
+	s := map[string]string{
 		"listen_addresses":        listen,
 		"port":                    strconv.Itoa(port),
 		"unix_socket_directories": "",
@@ -33,6 +33,14 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 		"wal_log_hints":           "on",
 		"password_encryption":     "scram-sha-256",
 	}
+	if c.TLS.Enabled {
+		f := NodeTLS(c, n)
+		s["ssl"] = "on"
+		s["ssl_cert_file"] = f.Cert
+		s["ssl_key_file"] = f.Key
+		s["ssl_ca_file"] = f.CA
+	}
+	return s
 }
 
 // DockerPort is the port PostgreSQL listens on inside a node container.
@@ -81,12 +89,32 @@ func LogFile(c *config.Cluster, n *config.Node) string {
 	return c.Runtime.DataDir + "/log/" + n.Name + ".log"
 }
 
-// PrimaryConninfo is the connection string a standby uses to follow primary.
+// PrimaryConninfo is the connection string a standby uses to follow
+// primary. With TLS the standby checks the primary's certificate against
+// the cluster CA and its name (verify-full), and presents its own, which
+// the primary's replication lines require.
 func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
 	host, port := PeerEndpoint(c, primary)
-	return pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
-		pgconf.KV{Key: "user", Value: c.Replication.User}, pgconf.KV{Key: "application_name", Value: standby.Name},
-		pgconf.KV{Key: "passfile", Value: PassfilePath(c)}, pgconf.KV{Key: "sslmode", Value: "prefer"})
+	kv := []pgconf.KV{{Key: "host", Value: host}, {Key: "port", Value: strconv.Itoa(port)},
+		{Key: "user", Value: c.Replication.User}, {Key: "application_name", Value: standby.Name},
+		{Key: "passfile", Value: PassfilePath(c)}}
+	if !c.TLS.Enabled {
+		return pgconf.Conninfo(append(kv, pgconf.KV{Key: "sslmode", Value: "prefer"})...)
+	}
+	f := NodeTLS(c, standby)
+	return pgconf.Conninfo(append(kv, pgconf.KV{Key: "sslmode", Value: "verify-full"}, pgconf.KV{Key: "sslrootcert", Value: f.CA},
+		pgconf.KV{Key: "sslcert", Value: f.Cert}, pgconf.KV{Key: "sslkey", Value: f.Key})...)
+}
+
+// LibpqTLS is the environment that gives a libpq client run on n's
+// behalf (pg_basebackup, pg_rewind, pg_dumpall) the same TLS as n's
+// primary_conninfo; nil without TLS.
+func LibpqTLS(c *config.Cluster, n *config.Node) []string {
+	if !c.TLS.Enabled {
+		return nil
+	}
+	f := NodeTLS(c, n)
+	return []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + f.CA, "PGSSLCERT=" + f.Cert, "PGSSLKEY=" + f.Key}
 }
 
 // DesiredSettings is, for primary as the cluster's primary, the full set of settings pgha writes to a node's
@@ -115,17 +143,24 @@ func DesiredSettings(c *config.Cluster, n *config.Node, primary string) map[stri
 // host. Never trust over TCP. Names (the replication user, host names) go
 // through pgconf.HBAName, so each is one field meaning that name only; a
 // name pg_hba.conf cannot hold (config refuses those) drops its line.
+// With TLS every TCP line is hostssl, and replication also needs a client
+// certificate signed by the cluster CA (clientcert=verify-ca): the
+// password alone does not let a node join.
 func HBA(c *config.Cluster) []string {
 	lines := []string{"local all all peer"}
 	user, err := pgconf.HBAName(c.Replication.User)
 	if err != nil {
 		return lines
 	}
+	typ, repl := "host", "scram-sha-256"
+	if c.TLS.Enabled {
+		typ, repl = "hostssl", "scram-sha-256 clientcert=verify-ca"
+	}
 	if c.IsDocker() {
 		// Peers are containers on the cluster network; pgha comes in
 		// through a published port. Passwords are always required.
-		return append(lines, "host all all all scram-sha-256",
-			fmt.Sprintf("host replication %s samenet scram-sha-256", user))
+		return append(lines, typ+" all all all scram-sha-256",
+			fmt.Sprintf("%s replication %s samenet %s", typ, user, repl))
 	}
 	// pgha itself connects from loopback; peers from their nodes' hosts.
 	hosts := map[string]bool{hostCIDR("127.0.0.1"): true}
@@ -140,10 +175,10 @@ func HBA(c *config.Cluster) []string {
 	}
 	sort.Strings(hs)
 	for _, h := range hs {
-		lines = append(lines, fmt.Sprintf("host all all %s scram-sha-256", h))
+		lines = append(lines, fmt.Sprintf("%s all all %s scram-sha-256", typ, h))
 	}
 	for _, h := range hs {
-		lines = append(lines, fmt.Sprintf("host replication %s %s scram-sha-256", user, h))
+		lines = append(lines, fmt.Sprintf("%s replication %s %s %s", typ, user, h, repl))
 	}
 	return lines
 }

@@ -49,6 +49,31 @@ type Cluster struct {
 	Backups []Backup `json:"backups,omitempty"`
 	// BackupsError says why the repository could not be read.
 	BackupsError string `json:"backups_error,omitempty"`
+	// TLS is what the certificate store holds; nil when TLS is off.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS is the cluster's certificate store: its CA and the certificates
+// issued for nodes, pgha and the managed Redis (by name).
+type TLS struct {
+	Dir string `json:"dir"`
+	// CA is nil when the store has no ca.crt.
+	CA *Cert `json:"ca,omitempty"`
+	// CAKey: the store holds ca.key, so pgha can issue certificates.
+	CAKey bool             `json:"ca_key"`
+	Certs map[string]*Cert `json:"certs,omitempty"`
+	Error string           `json:"error,omitempty"`
+}
+
+// Cert is one certificate of the store.
+type Cert struct {
+	Fingerprint string    `json:"fingerprint"` // SHA-256 of the DER, hex
+	NotAfter    time.Time `json:"not_after"`
+	// Hosts are its SAN DNS names and IP addresses.
+	Hosts []string `json:"hosts,omitempty"`
+	// Verified: it chains to the store's CA and its key matches.
+	Verified bool   `json:"verified"`
+	Problem  string `json:"problem,omitempty"`
 }
 
 // Network is the cluster's Docker network.
@@ -109,8 +134,15 @@ type Node struct {
 	// History is where the node's timeline forked from each ancestor.
 	History []TimelineSwitch `json:"history,omitempty"`
 	// DatabaseBytes is the size of all databases: what a re-clone copies.
-	DatabaseBytes int64             `json:"database_bytes,omitempty"`
-	Roles         map[string]DBRole `json:"roles,omitempty"`
+	DatabaseBytes int64 `json:"database_bytes,omitempty"`
+	// HBAPlainTCP counts pg_hba.conf lines that accept TCP without TLS.
+	HBAPlainTCP int `json:"hba_plain_tcp,omitempty"`
+	// TLSCert and TLSCA are the fingerprints of the certificate and CA
+	// installed where the node's server reads them; "" when absent.
+	// Runtime facts: read from the files, whether or not it runs.
+	TLSCert string            `json:"tls_cert,omitempty"`
+	TLSCA   string            `json:"tls_ca,omitempty"`
+	Roles   map[string]DBRole `json:"roles,omitempty"`
 }
 
 // Role derives primary/standby/unknown from what PostgreSQL said.

@@ -35,6 +35,9 @@ func HBAName(s string) (string, error) {
 var (
 	hbaTypes   = map[string]int{"local": 4, "host": 5, "hostssl": 5, "hostnossl": 5}
 	hbaMethods = map[string]bool{"scram-sha-256": true, "peer": true, "cert": true, "reject": true}
+	// hbaOptions follow the method: replication over TLS also asks for a
+	// client certificate from the cluster CA.
+	hbaOptions = map[string]bool{"clientcert=verify-ca": true, "clientcert=verify-full": true}
 )
 
 // HBAToken is one field of a pg_hba.conf line as PostgreSQL reads it.
@@ -104,8 +107,13 @@ func checkHBALine(line string) error {
 	if !ok {
 		return fmt.Errorf("pg_hba.conf line %q: unknown connection type %q", line, tokens[0].Text)
 	}
-	if len(tokens) != n {
+	if len(tokens) < n {
 		return fmt.Errorf("pg_hba.conf line %q has %d fields, not %d", line, len(tokens), n)
+	}
+	for _, o := range tokens[n:] {
+		if o.Quoted || !hbaOptions[o.Text] {
+			return fmt.Errorf("pg_hba.conf line %q has %d fields, not %d", line, len(tokens), n)
+		}
 	}
 	if m := tokens[n-1]; m.Quoted || !hbaMethods[m.Text] {
 		return fmt.Errorf("pg_hba.conf line %q: method %q is not one pgha writes", line, m.Text)

@@ -61,6 +61,8 @@ func TestHBA(t *testing.T) {
 		{"host all all 10.0.0.1/32 scram-sha-256 # x", "contains a comment"},
 		{"host all all 10.0.0.1/32 scram-sha-256\nhost all all all trust", "line break"},
 		{"host all all 10.0.0.1/32 extra scram-sha-256", "has 6 fields, not 5"},
+		{"hostssl replication r 10.0.0.1/32 scram-sha-256 clientcert=verify-ca trust", "has 7 fields, not 5"},
+		{"hostssl replication r 10.0.0.1/32 scram-sha-256 map=x", "has 6 fields, not 5"},
 		{"hostx all all 10.0.0.1/32 scram-sha-256", `unknown connection type "hostx"`},
 		{`host all all "10.0.0.1/32 scram-sha-256`, "unterminated quote"},
 		{"", "no connection type"},
@@ -69,6 +71,10 @@ func TestHBA(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("HBA(%q): error %v, want one containing %q", tc.line, err, tc.err)
 		}
+	}
+	tlsLine := "hostssl replication replicator samenet scram-sha-256 clientcert=verify-ca"
+	if got, err := HBA([]string{tlsLine}); err != nil || string(got) != Header+tlsLine+"\n" {
+		t.Errorf("HBA(%q) = %q, %v", tlsLine, got, err)
 	}
 }
 

@@ -47,6 +47,9 @@ const (
   FROM (SELECT CASE WHEN pg_is_in_recovery()
        THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
+	// qHBA counts pg_hba.conf's TCP lines that accept a connection
+	// without TLS ("host"; "hostssl" and "hostnossl" say what they take).
+	qHBA   = `SELECT count(*) FILTER (WHERE type = 'host')::int FROM pg_hba_file_rules`
 	qRoles = `SELECT rolname, rolcanlogin, rolreplication, rolsuper, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)`
 )
 
@@ -79,6 +82,7 @@ func resetFacts(n *state.Node) {
 	n.ServerVersion, n.InRecovery, n.SystemID, n.Timeline = 0, false, "", 0
 	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN, n.ReplayAge = 0, 0, 0, 0
 	n.Upstream, n.Slots, n.Replicas, n.Settings, n.Roles = nil, nil, nil, nil, nil
+	n.HBAPlainTCP = 0
 }
 
 func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[string]string) error {
@@ -94,6 +98,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	b.Queue(qSettings)
 	b.Queue(qRoles, names)
 	b.Queue(qHistory)
+	b.Queue(qHBA)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -196,7 +201,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 		return err
 	}
 	n.History = ParseHistory(history)
-	return nil
+	return br.QueryRow().Scan(&n.HBAPlainTCP)
 }
 
 // ParseHistory reads a timeline history file: one line per ancestor
