@@ -73,7 +73,7 @@ func TestHBA(t *testing.T) {
 		}
 	}
 	tlsLine := "hostssl replication replicator samenet scram-sha-256 clientcert=verify-ca"
-	if got, err := HBA([]string{tlsLine}); err != nil || string(got) != Header+tlsLine+"\n" {
+	if got, err := HBA([]string{tlsLine}); err != nil || !strings.HasSuffix(string(got), "\n"+tlsLine+"\n") {
 		t.Errorf("HBA(%q) = %q, %v", tlsLine, got, err)
 	}
 }
