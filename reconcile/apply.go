@@ -200,6 +200,13 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
 	case plan.StandbyClone:
+		// pg_basebackup presents the node's certificate: install it first.
+		if err := e.Runtime.Prepare(ctx, n); err != nil {
+			return err
+		}
+		if err := e.installTLS(ctx, n); err != nil {
+			return err
+		}
 		if err := e.Runtime.Clone(ctx, n, c.Node(primary)); err != nil {
 			return err
 		}
@@ -235,6 +242,13 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		return e.expire(ctx, strings.Split(a.Before["backups"], ","))
 	case plan.BackupRecord:
 		return e.recordBackup(ctx, a.Target)
+	case plan.CertificateIssue:
+		return e.issue(a)
+	case plan.CertificateInstall:
+		if err := e.installTLS(ctx, n); err != nil {
+			return err
+		}
+		return e.Runtime.Reload(ctx, n)
 	}
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
 }
@@ -261,6 +275,9 @@ func (e *Env) dropReleased(ctx context.Context, n *config.Node, slot, standby st
 // configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl,
 // for primary as the cluster's primary.
 func (e *Env) configure(ctx context.Context, n *config.Node, primary string) error {
+	if err := e.installTLS(ctx, n); err != nil {
+		return err
+	}
 	if err := e.Runtime.Configure(ctx, n, plan.DesiredSettings(e.Cfg, n, primary), plan.HBA(e.Cfg)); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}

@@ -457,9 +457,12 @@ func (l *localRuntime) serve(ctx context.Context, dir, data string, extra map[st
 		return 0, nil, none, err
 	}
 	settings := map[string]string{"port": fmt.Sprint(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": "",
-		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
+		"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off", "ssl": "off"}
 	maps.Copy(settings, extra)
-	if err := l.rt.Configure(data, settings, plan.HBA(l.c)); err != nil {
+	// A loopback-only scratch instance is reached in plain text.
+	plain := *l.c
+	plain.TLS.Enabled = false
+	if err := l.rt.Configure(data, settings, plan.HBA(&plain)); err != nil {
 		cleanup()
 		return 0, nil, none, err
 	}

@@ -5,12 +5,15 @@ package reconcile
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pki"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
@@ -71,14 +74,32 @@ func (e *Env) Close() {
 // superuser is how pgha talks to a node.
 func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 	host, port := plan.AdminEndpoint(e.Cfg, n)
-	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal(), TLS: e.clientTLS(host)}
 }
 
 // replicator is how pgha streams from n over the replication protocol
 // (base backups, WAL): as the replication user, through the admin endpoint.
 func (e *Env) replicator(n *config.Node) postgres.Endpoint {
 	host, port := plan.AdminEndpoint(e.Cfg, n)
-	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal()}
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal(), TLS: e.clientTLS(host)}
+}
+
+// clientTLS is pgha's side of TLS towards host: verify-full against the
+// cluster CA, with pgha's client certificate. It is read from the store
+// at each connection, so that the CA an apply creates is used by the
+// rest of that apply. nil when TLS is off or the store has no CA yet.
+func (e *Env) clientTLS(host string) *tls.Config {
+	if !e.Cfg.TLS.Enabled {
+		return nil
+	}
+	cfg, err := pki.Store{Dir: e.Cfg.TLS.Dir}.ClientConfig(host)
+	if err != nil {
+		// An unreadable store verifies nothing: a config whose roots
+		// are empty makes every handshake fail with a clear error
+		// rather than fall back to plain text.
+		return &tls.Config{ServerName: host, RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	}
+	return cfg
 }
 
 // Observe takes a snapshot of every node and the catalog, concurrently.
@@ -110,6 +131,7 @@ func (e *Env) Observe(ctx context.Context) *state.Cluster {
 		}
 	}
 	wg.Wait()
+	e.observeTLS(ctx, s)
 	// The runtime reported whether the managed catalog's files exist.
 	cat.DirExists = s.Catalog.DirExists
 	s.Catalog = cat

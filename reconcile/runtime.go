@@ -49,6 +49,14 @@ type Runtime interface {
 	// Replace recreates a node's container (image or network changed),
 	// keeping its data. Only the docker runtime plans it.
 	Replace(ctx context.Context, n *config.Node) error
+	// InstallTLS writes n's certificate, key and the cluster CA where
+	// plan.NodeTLS says, readable by its server only.
+	InstallTLS(ctx context.Context, n *config.Node, cert, key, ca []byte) error
+	// InstalledTLS reads the installed certificate and CA back (nil when
+	// absent).
+	InstalledTLS(ctx context.Context, n *config.Node) (cert, ca []byte, err error)
+	// Reload signals n's running server to re-read its configuration.
+	Reload(ctx context.Context, n *config.Node) error
 	StartCatalog(ctx context.Context) error
 	DestroyCatalog(ctx context.Context, keepData bool) error
 	Close()

@@ -295,6 +295,7 @@ func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) erro
 		args = append(args, "-S", n.Slot)
 	}
 	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=" + n.Name, "PGCONNECT_TIMEOUT=10"}
+	env = append(env, plan.LibpqTLS(d.c, n)...)
 	if _, err := d.pg(ctx, n, env, "pg_basebackup", args...); err != nil {
 		_, _ = d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
 		return err
@@ -446,7 +447,47 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 	host, port := plan.PeerEndpoint(d.c, source)
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
 		pgconf.KV{Key: "user", Value: su.Superuser}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
-	return d.pg(ctx, n, []string{"PGPASSFILE=" + pf}, "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+	return d.pg(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+}
+
+// InstallTLS copies n's certificate, key and the CA into its volume,
+// outside PGDATA, for the image's postgres user, through the engine (the
+// files never touch a command line or the image).
+func (d *dockerRuntime) InstallTLS(ctx context.Context, n *config.Node, cert, key, ca []byte) error {
+	f := plan.NodeTLS(d.c, n)
+	if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `umask 077; mkdir -p "$(dirname "$0")"`, f.Cert); err != nil {
+		return fmt.Errorf("TLS directory in %s: %w", n.Name, err)
+	}
+	for _, w := range []struct {
+		path string
+		data []byte
+	}{{f.Key, key}, {f.Cert, cert}, {f.CA, ca}} {
+		if err := d.write(ctx, n.Name, pgUser, w.path, w.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InstalledTLS reads n's installed certificate and CA (nil when absent
+// or when the container does not run).
+func (d *dockerRuntime) InstalledTLS(ctx context.Context, n *config.Node) (cert, ca []byte, err error) {
+	f := plan.NodeTLS(d.c, n)
+	out, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `cat "$0" 2>/dev/null; echo "#pgha-split"; cat "$1" 2>/dev/null; true`, f.Cert, f.CA)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, a, _ := strings.Cut(out, "#pgha-split")
+	return []byte(c), []byte(a), nil
+}
+
+// Reload signals the server in n's container (pg_ctl reload).
+func (d *dockerRuntime) Reload(ctx context.Context, n *config.Node) error {
+	if running, _ := d.postmasterRunning(ctx, n); !running {
+		return nil
+	}
+	_, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "reload")
+	return err
 }
 
 func (d *dockerRuntime) WipeData(ctx context.Context, n *config.Node) error {
@@ -485,6 +526,7 @@ func (d *dockerRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Wri
 	}
 	host, port := plan.PeerEndpoint(d.c, n) // the address pg_hba.conf lets replication in from
 	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
+	env = append(env, plan.LibpqTLS(d.c, n)...)
 	report, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast",
 		"--no-password", "-v", "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Replication.User)
 	if err != nil {
@@ -521,6 +563,7 @@ func (d *dockerRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer
 	}
 	host, port := plan.PeerEndpoint(d.c, n)
 	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
+	env = append(env, plan.LibpqTLS(d.c, n)...)
 	if stderr, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Postgres.Superuser, "--no-password"); err != nil {
 		return fmt.Errorf("pg_dumpall on %s: %w\n%s", n.Name, err, stderr)
 	}

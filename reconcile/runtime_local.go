@@ -93,7 +93,7 @@ func (l *localRuntime) Clone(ctx context.Context, n, primary *config.Node) error
 	}
 	host, port := plan.PeerEndpoint(l.c, primary)
 	return l.rt.Clone(ctx, n.DataDir, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User,
-		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name})
+		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name, Env: plan.LibpqTLS(l.c, n)})
 }
 
 func (l *localRuntime) Destroy(ctx context.Context, n *config.Node, _ bool) error {
@@ -140,7 +140,35 @@ func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (stri
 	}
 	defer os.Remove(pf)
 	host, port := plan.PeerEndpoint(l.c, source)
-	return l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf})
+	return l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)})
+}
+
+// InstallTLS puts n's certificate, key and the CA where its server and
+// its libpq clients read them, 0600 and owned by run_as.
+func (l *localRuntime) InstallTLS(_ context.Context, n *config.Node, cert, key, ca []byte) error {
+	f := plan.NodeTLS(l.c, n)
+	return l.rt.WritePrivateFiles(map[string][]byte{f.Cert: cert, f.Key: key, f.CA: ca})
+}
+
+// InstalledTLS reads back what InstallTLS wrote (nil when absent).
+func (l *localRuntime) InstalledTLS(_ context.Context, n *config.Node) (cert, ca []byte, err error) {
+	f := plan.NodeTLS(l.c, n)
+	cert, err = os.ReadFile(f.Cert)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, nil, err
+	}
+	ca, err = os.ReadFile(f.CA)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, nil, err
+	}
+	return cert, ca, nil
+}
+
+// Reload signals n's server to re-read its configuration and TLS files
+// (pg_ctl reload): it works when pgha cannot log in, e.g. because the
+// server presents a certificate pgha does not trust.
+func (l *localRuntime) Reload(ctx context.Context, n *config.Node) error {
+	return l.rt.Reload(ctx, n.DataDir)
 }
 
 func (l *localRuntime) WipeData(ctx context.Context, n *config.Node) error {
@@ -162,7 +190,7 @@ func (l *localRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writ
 		return "", err
 	}
 	host, port := plan.AdminEndpoint(l.c, n)
-	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: plan.PassfilePath(l.c)}, w)
+	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: plan.PassfilePath(l.c), Env: plan.LibpqTLS(l.c, n)}, w)
 }
 
 // superPassfile writes the superuser's credentials where RunAs reads them
@@ -183,5 +211,5 @@ func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer)
 	}
 	defer done()
 	host, port := plan.AdminEndpoint(l.c, n)
-	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, w)
+	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)}, w)
 }

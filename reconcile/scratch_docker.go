@@ -89,7 +89,10 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	// The node's own pgha.conf and pg_hba.conf came with the backup (port
 	// 5432, every address, passwords over TCP); what changes is appended
 	// to postgresql.auto.conf, which is read last.
-	settings := map[string]string{"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off"}
+	// A scratch instance is reached in plain text on its loopback port:
+	// the node's certificates are not in the scratch container, and its
+	// hostssl pg_hba.conf is replaced by one plain line.
+	settings := map[string]string{"primary_conninfo": "", "primary_slot_name": "", "archive_mode": "off", "ssl": "off"}
 	maps.Copy(settings, backup.RecoverySettings(chain))
 	conf, err := pgconf.Settings(settings)
 	if err != nil {
@@ -99,7 +102,8 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 	if layout == backup.LayoutWAL {
 		signal = "touch \"$0/recovery.signal\""
 	}
-	script := `set -e; rm -f "$0/standby.signal" "$0/postmaster.pid"; ` + signal + `; cat >> "$0/postgresql.auto.conf"; chmod 700 "$0"`
+	script := `set -e; rm -f "$0/standby.signal" "$0/postmaster.pid"; ` + signal + `; cat >> "$0/postgresql.auto.conf"; chmod 700 "$0"
+printf 'local all all peer\nhost all all all scram-sha-256\n' > "$0/pg_hba.conf"`
 	if _, err := d.eng.Exec(ctx, node, pgUser, nil, conf, "sh", "-c", script, data); err != nil {
 		return fail(err)
 	}

@@ -19,6 +19,8 @@ type CloneSource struct {
 	Slot     string // physical slot to stream WAL through; "" = none
 	Passfile string // libpq passfile holding User's password (see WritePassfile)
 	AppName  string // application_name, shown in the primary's pg_stat_replication
+	// Env adds libpq settings (PGSSLMODE and the certificate files).
+	Env []string
 }
 
 // Clone copies a running server into dir with pg_basebackup, streaming the
@@ -58,6 +60,7 @@ func (r *Runtime) Clone(ctx context.Context, dir string, src CloneSource) error 
 	}
 	cmd := r.command(ctx, "pg_basebackup", args...)
 	cmd.Env = append(cmd.Env, "PGCONNECT_TIMEOUT=10") // an unreachable primary fails the clone instead of hanging it
+	cmd.Env = append(cmd.Env, src.Env...)
 	if src.Passfile != "" {
 		pf, err := absPath("clone: passfile", src.Passfile)
 		if err != nil {
@@ -123,6 +126,24 @@ func (r *Runtime) WritePassfile(path string, entries []PassEntry) error {
 	}
 	if err := r.writeFileAtomic(path, content, 0o600); err != nil {
 		return fmt.Errorf("passfile %s: %w", path, err)
+	}
+	return nil
+}
+
+// WritePrivateFiles writes each file 0600, owned by RunAs, creating its
+// directory 0700 (TLS keys and certificates a server and libpq read).
+func (r *Runtime) WritePrivateFiles(files map[string][]byte) error {
+	for path, content := range files {
+		path, err := absPath("file", path)
+		if err != nil {
+			return err
+		}
+		if err := r.ensurePrivateDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := r.writeFileAtomic(path, content, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	return nil
 }

@@ -109,3 +109,19 @@ func (r *Runtime) prepareLog(logFile string) error {
 	f.Close()
 	return r.chown(logFile)
 }
+
+// Reload makes a running server re-read its configuration, pg_hba.conf
+// and TLS files (pg_ctl reload, a SIGHUP); a stopped one has nothing to do.
+func (r *Runtime) Reload(ctx context.Context, dir string) error {
+	dir, err := absPath("reload", dir)
+	if err != nil {
+		return err
+	}
+	if _, running, _ := r.postmaster(dir); !running {
+		return nil
+	}
+	if out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "reload")); err != nil {
+		return fmt.Errorf("reload %s: %w%s", dir, err, withOutput(out))
+	}
+	return nil
+}

@@ -42,6 +42,7 @@ type RewindSource struct {
 	Port     int
 	User     string
 	Passfile string
+	Env      []string // libpq settings (TLS)
 }
 
 // Rewind runs pg_rewind on the stopped data directory dir so that it can
@@ -55,6 +56,7 @@ func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (str
 		pgconf.KV{Key: "user", Value: src.User}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
 	cmd := r.command(ctx, "pg_rewind", "--target-pgdata", dir, "--source-server", conn)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile)
+	cmd.Env = append(cmd.Env, src.Env...)
 	out, err := output(cmd)
 	if err != nil {
 		return out, fmt.Errorf("pg_rewind %s from %s:%d: %w%s", dir, src.Host, src.Port, err, withOutput(out))
@@ -92,6 +94,7 @@ func (r *Runtime) BaseBackup(ctx context.Context, src CloneSource, w io.Writer) 
 		"-h", src.Host, "-p", strconv.Itoa(src.Port), "-U", src.User}
 	cmd := r.command(ctx, "pg_basebackup", args...)
 	cmd.Env = append(cmd.Env, "PGCONNECT_TIMEOUT=10", "PGPASSFILE="+src.Passfile, "PGAPPNAME=pgha-backup")
+	cmd.Env = append(cmd.Env, src.Env...)
 	var report strings.Builder
 	cmd.Stderr = &report
 	stdout, err := cmd.StdoutPipe()

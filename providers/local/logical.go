@@ -15,6 +15,7 @@ type SQLSource struct {
 	Port     int
 	User     string
 	Passfile string
+	Env      []string // libpq settings (TLS)
 }
 
 func (s SQLSource) args() []string {
@@ -26,6 +27,7 @@ func (s SQLSource) args() []string {
 func (r *Runtime) DumpAll(ctx context.Context, src SQLSource, w io.Writer) error {
 	cmd := r.command(ctx, "pg_dumpall", src.args()...)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile, "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(cmd.Env, src.Env...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {

@@ -5,6 +5,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"regexp"
@@ -22,6 +23,12 @@ type Endpoint struct {
 	User     string
 	Password string
 	Database string // "" = postgres
+	// TLS, when set, is tried first and must verify the server (pgha's
+	// verify-full); only a server that refuses TLS outright (ssl = off:
+	// a cluster that TLS is being turned on for) is then reached in
+	// plain text, and its pg_hba.conf has no hostssl lines yet. nil =
+	// plain text.
+	TLS *tls.Config
 }
 
 func (e Endpoint) String() string { return fmt.Sprintf("%s:%d", e.Host, e.Port) }
@@ -44,11 +51,27 @@ func connect(ctx context.Context, ep Endpoint) (*pgx.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	if ep.TLS != nil {
+		cfg.TLSConfig = ep.TLS
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			return conn, nil
+		}
+		if !refusedTLS(err) {
+			return nil, &connectError{ep: ep, err: err}
+		}
+		cfg.TLSConfig = nil
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, &connectError{ep: ep, err: err}
 	}
 	return conn, nil
+}
+
+// refusedTLS: the server answered the SSL request with "no" (ssl = off).
+func refusedTLS(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "server refused TLS connection")
 }
 
 // connectError words a failed connection in one short line: pgconn's own
