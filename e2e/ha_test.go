@@ -80,7 +80,7 @@ func startWriter(ctx context.Context, c *cluster) *writer {
 // connectPrimary connects to the node that is not in recovery, if any.
 func (w *writer) connectPrimary(ctx context.Context) *pgx.Conn {
 	for _, name := range w.c.names {
-		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=1", w.c.port(name)))
+		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s connect_timeout=1", w.c.port(name), w.c.sslParams()))
 		cfg.Password = superPW
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {

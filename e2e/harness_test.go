@@ -112,6 +112,17 @@ func newCluster(t *testing.T, rt string, n int) *cluster {
 	return c
 }
 
+// sslParams is how the tests' own clients reach a node: verify-full
+// against the cluster CA once pgha made one (pg_hba.conf then takes TCP
+// over TLS only), plain text before.
+func (c *cluster) sslParams() string {
+	ca := filepath.Join(c.dir, "data", "tls", "ca.crt")
+	if _, err := os.Stat(ca); err == nil {
+		return "sslmode=verify-full sslrootcert=" + ca
+	}
+	return "sslmode=disable"
+}
+
 func (c *cluster) write(src string) {
 	c.t.Helper()
 	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
@@ -267,7 +278,7 @@ func (c *cluster) conn(ctx context.Context, node string) *pgx.Conn {
 			i = j
 		}
 	}
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", c.ports[i]))
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s", c.ports[i], c.sslParams()))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -399,7 +410,7 @@ func (c *cluster) peer(node string) string {
 // connPort opens a superuser connection to any local server port.
 func (c *cluster) connPort(ctx context.Context, port int) *pgx.Conn {
 	c.t.Helper()
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port))
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=prefer", port))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/internal/pki"
+)
+
+func TestLocalTLS(t *testing.T) {
+	t.Parallel()
+	tlsScenario(t, "local")
+}
+
+func TestDockerTLS(t *testing.T) {
+	t.Parallel()
+	tlsScenario(t, "docker")
+}
+
+// tlsScenario: a new cluster comes up with TLS (no tls block: on by
+// default); the primary's pg_stat_ssl shows TLS for the walsenders, with
+// each standby's client certificate, and for pgha's own sessions; a
+// standby whose certificate is not from the cluster CA cannot stream;
+// the next apply installs the cluster's certificate again.
+func tlsScenario(t *testing.T, rt string) {
+	c := newCluster(t, rt, 3)
+	ctx := context.Background()
+	r := c.mustPgha("apply", "-auto-approve")
+	for _, want := range []string{"certificate.issue[ca]", "certificate.issue[db1]", "certificate.issue[pgha]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("apply of a new cluster did not run %s:\n%s", want, r)
+		}
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("plan after apply:\n%s", r)
+	}
+	db1 := c.conn(ctx, "db1")
+
+	t.Run("walsenders use TLS with the standbys' certificates", func(t *testing.T) {
+		eventually(t, 30*time.Second, func() error {
+			rows, err := db1.Query(ctx, `SELECT a.application_name, s.ssl, COALESCE(s.version, ''), COALESCE(s.client_dn, '')
+  FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.backend_type = 'walsender' ORDER BY 1`)
+			if err != nil {
+				return err
+			}
+			var got []string
+			for rows.Next() {
+				var app, ver, dn string
+				var ssl bool
+				if err := rows.Scan(&app, &ssl, &ver, &dn); err != nil {
+					return err
+				}
+				got = append(got, fmt.Sprintf("%s ssl=%v %s %s", app, ssl, ver, dn))
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			want := []string{"db2 ssl=true TLSv1.3 /O=pgha/CN=db2", "db3 ssl=true TLSv1.3 /O=pgha/CN=db3"}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				return fmt.Errorf("walsenders %q, want %q", got, want)
+			}
+			return nil
+		})
+	})
+
+	t.Run("pgha's sessions use TLS", func(t *testing.T) {
+		// pgha's sessions are short: run plans until one is caught.
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			for pctx.Err() == nil {
+				c.pghaCtx(pctx, "plan")
+			}
+		}()
+		seen := map[string]int{}
+		deadline := time.Now().Add(60 * time.Second)
+		for seen["true"] < 3 && time.Now().Before(deadline) {
+			rows, err := db1.Query(ctx, `SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+  WHERE a.application_name = 'pgha' AND a.pid <> pg_backend_pid()`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var ssl bool
+				if err := rows.Scan(&ssl); err != nil {
+					t.Fatal(err)
+				}
+				seen[fmt.Sprint(ssl)]++
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		cancel()
+		if seen["true"] < 3 || seen["false"] != 0 {
+			t.Fatalf("pgha sessions seen by ssl: %v; want 3 or more with ssl and none without", seen)
+		}
+	})
+
+	t.Run("a standby without a certificate from the cluster CA cannot stream", func(t *testing.T) {
+		// A certificate and key for db3's names from another CA, in place
+		// of db3's own; its walsender ended so that it connects again.
+		rogueCA, rogueKey, err := pki.NewCA("rogue", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := pki.Issue(rogueCA, rogueKey, pki.Request{CommonName: "db3", Hosts: []string{"127.0.0.1", "localhost", c.container("db3")}, Server: true, Client: true}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(c.dir, "data", ".pgha", "tls", "db3")
+		if rt == "docker" {
+			dir = "/var/lib/pgha/tls"
+		}
+		c.sh("db3", fmt.Sprintf("umask 077; cat > %s/server.crt <<'EOF'\n%sEOF\ncat > %s/server.key <<'EOF'\n%sEOF\n", dir, cert, dir, key))
+		logStart := len(c.nodeLog("db1"))
+		if _, err := db1.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'db3'"); err != nil {
+			t.Fatal(err)
+		}
+		// The primary refuses db3's certificate, every time db3 retries.
+		eventually(t, 30*time.Second, func() error {
+			log := c.nodeLog("db1")[logStart:]
+			if n := strings.Count(log, "could not accept SSL connection: certificate verify failed"); n < 2 {
+				return fmt.Errorf("%d refusals in db1's log since the swap:\n%s", n, log)
+			}
+			return nil
+		})
+		var streaming int
+		if err := db1.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'db3'").Scan(&streaming); err != nil {
+			t.Fatal(err)
+		}
+		if streaming != 0 {
+			t.Fatalf("db3 streams with a certificate from another CA (%d walsenders)", streaming)
+		}
+
+		// pgha sees the foreign certificate and puts the cluster's back.
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "certificate.install[db3]") || !strings.Contains(r.stdout, "db3 serves a certificate") {
+			t.Fatalf("plan after the swap:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		eventually(t, 60*time.Second, func() error {
+			var ssl bool
+			err := db1.QueryRow(ctx, `SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)
+  WHERE r.application_name = 'db3' AND r.state = 'streaming'`).Scan(&ssl)
+			if err != nil || !ssl {
+				return fmt.Errorf("db3 does not stream over TLS yet (ssl=%v, %v)", ssl, err)
+			}
+			return nil
+		})
+		eventually(t, 30*time.Second, func() error {
+			if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+				return fmt.Errorf("plan after the repair:\n%s", r)
+			}
+			return nil
+		})
+	})
+}
+
+// nodeLog returns a node's server log.
+func (c *cluster) nodeLog(node string) string {
+	c.t.Helper()
+	if c.rt == "docker" {
+		out, err := exec.Command("docker", "exec", c.container(node), "cat", "/var/lib/pgha/log/postgresql.log").Output()
+		if err != nil {
+			c.t.Fatalf("read %s's log: %v", node, err)
+		}
+		return string(out)
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, "data", "log", node+".log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(b)
+}
