@@ -45,6 +45,7 @@ const (
 	NodeRestart    Kind = "node.restart"    // restart for settings that need one
 	NodeReplace    Kind = "node.replace"    // recreate a node's container (image, network), keeping its data
 	NodeDestroy    Kind = "node.destroy"    // stop and delete the data directory
+	DataRemove     Kind = "data.remove"     // delete a data directory set aside by a re-clone or restore, once the node is healthy and it is old enough
 	RoleEnsure     Kind = "role.ensure"     // replication role with LOGIN REPLICATION and the declared password
 	SlotCreate     Kind = "slot.create"     // physical slot on the primary
 	SlotDrop       Kind = "slot.drop"       // drop an undeclared slot that holds WAL back
@@ -66,7 +67,7 @@ const (
 )
 
 // Kinds lists every action kind, in documentation order.
-var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy,
+var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove,
 	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord,
 	CertificateIssue, CertificateInstall}
 

@@ -65,6 +65,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 		b.dropReleased()
 		b.backups()
 	}
+	b.asides()
 	b.record()
 	return b.p
 }
@@ -239,9 +240,35 @@ func (b *builder) switchover() bool {
 	switch {
 	case streaming:
 	case !tn.Initialized:
-		b.diag(Critical, tgt, fmt.Sprintf("%s has no data and cannot become primary", tgt),
-			"Clone it first: declare primary = \""+act+"\" until it streams, then switch.")
-		return false
+		if tn.DirExists && tn.RuntimeError != "" {
+			b.diag(Critical, tgt, fmt.Sprintf("%s has no data and cannot be cloned, so it cannot become primary", tgt),
+				tn.RuntimeError+". "+act+" stays primary; fix that, or declare primary = \""+act+"\".")
+			return false
+		}
+		// A declared primary without data (lost, or moved aside by an
+		// interrupted re-clone) becomes a standby of the actual primary
+		// first, then takes over: one plan, nothing lost on either side.
+		if tcn.Slot != "" && an.Slot(tcn.Slot) == nil {
+			a := newAction(SlotCreate, Create, act, act+"/"+tcn.Slot, fmt.Sprintf("%s will stream through slot %s on %s", tgt, tcn.Slot, act))
+			a.After = map[string]string{"slot": tcn.Slot, "type": "physical", "for": tgt}
+			a.Primary = act
+			prep = append(prep, b.add(a))
+		}
+		actNode := b.c.Node(act)
+		a := newAction(StandbyClone, Create, tgt, tgt,
+			fmt.Sprintf("declared primary %s has no data; clone it from %s, the writable primary, and switch over once it streams", tgt, act))
+		a.After = map[string]string{"source": b.peer(actNode), "data_dir": tcn.DataDir}
+		if tcn.Slot != "" {
+			a.After["slot"] = tcn.Slot
+		}
+		a.Primary = act
+		a.DependsOn = deps(prep...)
+		clone := b.add(a)
+		start := newAction(NodeStart, Create, tgt, tgt, fmt.Sprintf("start %s as a standby of %s until the switchover", tgt, act))
+		start.After = map[string]string{"role": "standby", "endpoint": b.endpoint(tcn), "upstream": b.peer(actNode)}
+		start.Primary = act
+		start.DependsOn = deps(clone)
+		prep = append(prep, b.add(start))
 	default:
 		if tcn.Slot != "" && an.Slot(tcn.Slot) == nil {
 			a := newAction(SlotCreate, Create, act, act+"/"+tcn.Slot, fmt.Sprintf("%s will stream through slot %s on %s", tgt, tcn.Slot, act))
@@ -265,13 +292,17 @@ func (b *builder) switchover() bool {
 // standby of primary: pg_rewind, else a re-clone.
 func (b *builder) rejoin(cn *config.Node, primary string, after []string) string {
 	n := b.node(cn.Name)
-	reason := fmt.Sprintf("%s was a primary; rejoin it as a standby of %s with pg_rewind (a re-clone if rewind cannot work)", cn.Name, primary)
+	reason := fmt.Sprintf("%s was a primary; rejoin it as a standby of %s with %s", cn.Name, primary, rejoinMethod(cn))
 	a := newAction(StandbyRejoin, Update, cn.Name, cn.Name, reason)
 	a.Before = map[string]string{"role": string(n.Role())}
 	if n.Timeline > 0 {
 		a.Before["timeline"] = strconv.Itoa(n.Timeline)
 	}
-	a.After = map[string]string{"role": "standby", "upstream": primary, "method": "rewind-or-reclone", "slots": "its own slots are dropped: only the primary keeps slots"}
+	method := "rewind-or-reclone"
+	if cn.PreventDestroy {
+		method = "rewind"
+	}
+	a.After = map[string]string{"role": "standby", "upstream": primary, "method": method, "slots": "its own slots are dropped: only the primary keeps slots"}
 	a.Primary = primary
 	if b.switched == "" || cn.Name != b.actual {
 		// A node that accepted writes on its own after the timelines split
@@ -283,6 +314,16 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 	id := b.add(a)
 	b.rejoined[cn.Name] = id
 	return id
+}
+
+// rejoinMethod says how a node rejoins. A re-clone replaces the data
+// directory (the old one is moved aside, never deleted), which
+// prevent_destroy forbids: such a node is rewound or left alone.
+func rejoinMethod(cn *config.Node) string {
+	if cn.PreventDestroy {
+		return "pg_rewind only (prevent_destroy: no re-clone; if pg_rewind cannot work, apply stops and says why)"
+	}
+	return "pg_rewind (a re-clone if rewind cannot work, the old data moved aside)"
 }
 
 // primary plans the declared primary up to running; it reports whether the
@@ -545,8 +586,8 @@ func (b *builder) standby(cn *config.Node) {
 		id := b.rejoin(cn, b.target, []string{b.primaryUp, b.roleID, b.slotIDs[cn.Slot]})
 		a := &b.p.Actions[len(b.p.Actions)-1]
 		if a.ID == id {
-			a.Reason = fmt.Sprintf("standby %s %s; rejoin it to %s with pg_rewind (a re-clone if rewind cannot work); %s",
-				cn.Name, why, b.target, b.divergence(cn.Name, n, b.target))
+			a.Reason = fmt.Sprintf("standby %s %s; rejoin it to %s with %s; %s",
+				cn.Name, why, b.target, rejoinMethod(cn), b.divergence(cn.Name, n, b.target))
 		}
 		return
 	}
@@ -617,7 +658,7 @@ func (b *builder) divergence(name string, n *state.Node, primary string) string 
 			out += fmt.Sprintf(" (%s of WAL)", Bytes(int64(n.CurrentLSN-fork.SwitchLSN)))
 		}
 	}
-	if p.DatabaseBytes > 0 {
+	if p.DatabaseBytes > 0 && !b.c.Node(name).PreventDestroy {
 		out += fmt.Sprintf("; re-clone if rewind cannot work: %s", Bytes(p.DatabaseBytes))
 	}
 	return out
@@ -782,7 +823,21 @@ func (b *builder) record() {
 		}
 	}
 	sort.Strings(rejoin)
-	if rec != nil && rec.Primary == b.target && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) {
+	// The record names the primary this plan leaves, never one it only
+	// wishes for: the target when it is (or this plan makes it) the
+	// writable primary, else the node that is, else what was recorded.
+	primary := b.target
+	if b.actual != b.target && b.primaryUp == "" && b.switched == "" {
+		switch {
+		case b.actual != "":
+			primary = b.actual
+		case rec != nil:
+			primary = rec.Primary
+		default:
+			return // nothing true to record yet
+		}
+	}
+	if rec != nil && rec.Primary == primary && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) {
 		return
 	}
 	var all []string
@@ -801,13 +856,13 @@ func (b *builder) record() {
 		change = Update
 		gen = rec.Generation
 		reason = "the catalog's record of the cluster differs from cluster.hcl"
-		if rec.Primary != b.target {
+		if rec.Primary != primary {
 			gen++
 			event = "switchover"
 			if b.failover {
 				event = "failover"
 			}
-			reason = fmt.Sprintf("record the %s from %s to %s as generation %d", event, rec.Primary, b.target, gen)
+			reason = fmt.Sprintf("record the %s from %s to %s as generation %d", event, rec.Primary, primary, gen)
 		}
 		before = map[string]string{"primary": rec.Primary, "nodes": strings.Join(rec.Nodes, ","), "generation": strconv.FormatInt(rec.Generation, 10)}
 		if len(rec.Rejoin) > 0 {
@@ -816,7 +871,7 @@ func (b *builder) record() {
 	}
 	a := newAction(CatalogRecord, change, "", "cluster", reason)
 	a.Before = before
-	a.After = map[string]string{"primary": b.target, "nodes": strings.Join(names, ","), "generation": strconv.FormatInt(gen, 10), "event": event}
+	a.After = map[string]string{"primary": primary, "nodes": strings.Join(names, ","), "generation": strconv.FormatInt(gen, 10), "event": event}
 	if len(rejoin) > 0 {
 		a.After["rejoin"] = strings.Join(rejoin, ",")
 	}

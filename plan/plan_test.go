@@ -256,6 +256,45 @@ var planCases = []planCase{
 		afterFailover(c, s)
 	}, ids: []string{"standby.rejoin[db1]", "switchover[db1]", "slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]", "standby.follow[db3]", "catalog.record[cluster]"},
 		diags: []string{"db2 is the writable primary, cluster.hcl declares db1 (the catalog recorded db2 as primary"}},
+	{name: "prevent_destroy_rejoins_by_rewind_only", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// The rejoin of a protected node never falls back to a re-clone.
+		afterFailover(c, s)
+		c.Node("db1").PreventDestroy = true
+	}, ids: []string{"standby.rejoin[db1]", "switchover[db1]", "slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"db2 is the writable primary, cluster.hcl declares db1"}},
+	{name: "declared_primary_without_data", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// After a failover, db1's data is gone (a re-clone interrupted
+		// after its data was moved aside): cloned from db2, then switched.
+		afterFailover(c, s)
+		n := s.Node("db1")
+		*n = state.Node{Name: "db1", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Error: "not running",
+			Aside: []state.AsideDir{{Path: "/srv/pgha/data/db1.aside-20261124T020000Z", Bytes: 489 << 20}}}
+		s.ObservedAt = tuesday
+	}, ids: []string{"standby.clone[db1]", "node.start[db1]", "switchover[db1]", "slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"db2 is the writable primary, cluster.hcl declares db1", "db1 keeps 1 set-aside data directory (489.0 MiB)"}},
+	{name: "declared_primary_cannot_be_cloned", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Nothing true to record: db2 stays primary, the catalog says so already.
+		afterFailover(c, s)
+		n := s.Node("db1")
+		*n = state.Node{Name: "db1", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Error: "not running",
+			RuntimeError: "/srv/pgha/data/db1 holds files but no PostgreSQL cluster (no PG_VERSION)"}
+	}, diags: []string{"db2 is the writable primary", "db1 has no data and cannot be cloned"}},
+	{name: "aside_removed_when_healthy_and_old", mutate: func(c *config.Cluster, s *state.Cluster) {
+		s.ObservedAt = tuesday
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20}}
+		s.Node("db3").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db3.aside-20261124T010000Z", Bytes: 1 << 30}}
+	}, ids: []string{"data.remove[db2.aside-20261122T010000Z]"}, diags: []string{"db3 keeps 1 set-aside data directory (1.0 GiB)"}},
+	{name: "aside_kept_while_not_streaming", mutate: func(c *config.Cluster, s *state.Cluster) {
+		s.ObservedAt = tuesday
+		stop(s.Node("db2"))
+		s.Node("db1").Slots[0].Active = false
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20}}
+	}, ids: []string{"node.start[db2]"}, diags: []string{"db2 keeps 1 set-aside data directory (489.0 MiB)"}},
+	{name: "aside_prevent_destroy_kept", mutate: func(c *config.Cluster, s *state.Cluster) {
+		s.ObservedAt = tuesday
+		c.Node("db2").PreventDestroy = true
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.before-restore-20261122T010000Z", Bytes: 489 << 20}}
+	}, diags: []string{"db2 keeps 1 set-aside data directory (489.0 MiB)"}},
 	{name: "docker_image_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		dockerize(c, s)
 		c.Runtime.Docker.Image = "postgres:17.3"

@@ -25,9 +25,14 @@ func Text(w io.Writer, p *Plan) {
 		fmt.Fprintln(w)
 	}
 	if p.Empty() {
-		if p.Operation == "destroy" {
+		switch {
+		case p.Operation == "destroy":
 			fmt.Fprintln(w, "No changes. Nothing of this cluster is left to destroy.")
-		} else {
+		case p.Critical():
+			// Not "matches the configuration": it does not, and pgha
+			// cannot say how to get there alone.
+			fmt.Fprintln(w, "No changes pgha can make on its own: the cluster does not match the configuration (see the critical findings above).")
+		default:
 			fmt.Fprintln(w, "No changes. The cluster matches the configuration.")
 		}
 		return

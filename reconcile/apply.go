@@ -188,6 +188,15 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		return e.ready(ctx, n, primary)
 	case plan.NodeDestroy:
 		return e.Runtime.Destroy(ctx, n, a.After["volume"] == "kept")
+	case plan.DataRemove:
+		if n.PreventDestroy {
+			return fmt.Errorf("remove %s: %s has prevent_destroy = true", a.Before["path"], n.Name)
+		}
+		if err := e.Runtime.RemoveAside(ctx, n, a.Before["path"]); err != nil {
+			return err
+		}
+		e.note("removed %s, freeing %s", a.Before["path"], a.Before["size"])
+		return nil
 	case plan.NodeFence:
 		return e.fence(ctx, n)
 	case plan.RoleEnsure:
@@ -357,6 +366,10 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 		return err
 	}
 	if err := e.Runtime.Stop(ctx, old, "fast"); err != nil {
+		if ctx.Err() != nil {
+			// Cancelled while it stopped: it may be down; bring it back.
+			return e.rollback(ctx, old, fmt.Errorf("stop %s cleanly: %w", old.Name, err))
+		}
 		return fmt.Errorf("stop %s cleanly: %w", old.Name, err)
 	}
 	cd, err := e.Runtime.ControlData(ctx, old)
@@ -380,10 +393,18 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 	return postgres.Promote(ctx, e.superuser(target))
 }
 
+// RollbackTimeout bounds the restart of the old primary after a switchover
+// that could not complete.
+const RollbackTimeout = 60 * time.Second
+
 // rollback restarts the old primary after a switchover that could not
-// complete, and reports both.
+// complete, and reports both. It runs on a context the apply's cancel
+// (Ctrl-C, a lost lease) does not end: a cancelled switchover must not
+// leave the cluster without its primary.
 func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error {
-	if err := e.start(ctx, old, old.Name); err != nil {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
+	defer cancel()
+	if err := e.start(rctx, old, old.Name); err != nil {
 		return fmt.Errorf("%w; restarting %s as primary also failed: %v", cause, old.Name, err)
 	}
 	return fmt.Errorf("%w; %s was restarted as primary, nothing changed", cause, old.Name)
@@ -408,6 +429,13 @@ func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) er
 
 // rejoin turns a former primary (or a diverged node) into a standby of
 // primary: pg_rewind when it can, a fresh clone when it cannot.
+//
+// It never deletes to recover. A re-clone moves the old data directory
+// aside first, and happens only when pg_rewind says it can never work
+// between these two data directories (see rewindCannotWork) or the plan
+// asked for one. A cancelled apply, an unreachable source, a refused
+// password stop the action with the data where it was: the next apply
+// tries pg_rewind again. A node with prevent_destroy is never re-cloned.
 func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string) error {
 	t0 := time.Now()
 	step := func(what string) {
@@ -421,7 +449,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		// A just-promoted source must checkpoint first, or pg_rewind reads
 		// the old timeline from its control file.
 		if err := postgres.Checkpoint(ctx, e.superuser(primary)); err != nil {
-			return err
+			return fmt.Errorf("checkpoint on %s before pg_rewind of %s (%s's data is untouched): %w", primary.Name, n.Name, n.Name, err)
 		}
 		step("checkpoint on " + primary.Name)
 		// pg_rewind first runs crash recovery in single-user mode, which
@@ -433,19 +461,37 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := e.Runtime.SetStandby(ctx, n, false); err != nil {
 			return err
 		}
-		if _, err := e.Runtime.Rewind(ctx, n, primary); err != nil {
-			if method != "rewind-or-reclone" {
-				return err
-			}
-			e.note("pg_rewind of %s failed, re-cloning it instead: %v", n.Name, firstLine(err.Error()))
-			method = "reclone"
-		} else {
+		out, err := e.Runtime.Rewind(ctx, n, primary)
+		switch {
+		case err == nil:
 			step("pg_rewind")
+		case ctx.Err() != nil:
+			return fmt.Errorf("pg_rewind of %s interrupted (%v): its data directory stays where it was, nothing was re-cloned; run `pgha apply` again to rewind it", n.Name, context.Cause(ctx))
+		default:
+			why, cannot := rewindCannotWork(out + "\n" + err.Error())
+			switch {
+			case !cannot:
+				return fmt.Errorf("pg_rewind of %s failed; its data directory stays where it was (a re-clone is only for a rewind that cannot work), fix the cause and run `pgha apply` again: %w", n.Name, err)
+			case method != "rewind-or-reclone":
+				return fmt.Errorf("pg_rewind of %s cannot work (%s) and the plan allows no re-clone: %w", n.Name, why, err)
+			case n.PreventDestroy:
+				return fmt.Errorf("pg_rewind of %s cannot work (%s), and %s has prevent_destroy = true, so pgha does not replace its data by a re-clone; its data directory is untouched. Remove prevent_destroy from node %q in %s to allow a re-clone (the old data is moved aside, not deleted)",
+					n.Name, why, n.Name, n.Name, e.Cfg.File)
+			}
+			e.note("pg_rewind of %s cannot work (%s): re-cloning it, its data moved aside", n.Name, why)
+			method = "reclone"
 		}
 	}
 	if method == "reclone" {
-		if err := e.Runtime.WipeData(ctx, n); err != nil {
+		if n.PreventDestroy {
+			return fmt.Errorf("re-clone of %s refused: it has prevent_destroy = true", n.Name)
+		}
+		aside, err := e.Runtime.MoveAside(ctx, n, e.now().Format("20060102T150405Z"))
+		if err != nil {
 			return err
+		}
+		if aside != "" {
+			e.note("moved the data of %s aside to %s (a later plan removes it once %s streams)", n.Name, aside, n.Name)
 		}
 		if err := e.Runtime.Clone(ctx, n, primary); err != nil {
 			return err
@@ -473,6 +519,34 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		}
 	}
 	return nil
+}
+
+// rewindCauses are pg_rewind's messages (PostgreSQL 13–17) for the
+// situations where no retry can help: the two data directories share no
+// history pg_rewind can use. Only these lead to a re-clone.
+var rewindCauses = []struct{ match, why string }{
+	{"source and target clusters are from different systems", "another system identifier"},
+	{"could not find common ancestor", "no common timeline"},
+	{"could not find previous WAL record", "WAL missing on the target"},
+	{"could not find WAL", "WAL missing"},
+	{"target server needs to use either data checksums or", "neither data checksums nor wal_log_hints"},
+}
+
+// rewindCannotWork classifies pg_rewind's output: whether the failure is
+// one a retry cannot fix, and why in a few words. A missing WAL segment is
+// "could not open file ".../pg_wal/..."" (the file varies).
+func rewindCannotWork(out string) (string, bool) {
+	for _, c := range rewindCauses {
+		if strings.Contains(out, c.match) {
+			return c.why, true
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "could not open file") && strings.Contains(line, "pg_wal/") {
+			return "WAL missing", true
+		}
+	}
+	return "", false
 }
 
 func (e *Env) record(ctx context.Context, a plan.Action) error {
@@ -507,11 +581,25 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if r := a.After["rejoin"]; r != "" {
 		rec.Rejoin = strings.Split(r, ",")
 	}
-	// The primary's identity makes later split-brain checks possible.
+	// The record says what is, not what was meant: the primary is
+	// observed now, and a new primary is recorded only once it is seen
+	// writable and out of recovery. Its identity makes later split-brain
+	// checks possible.
+	pn := e.Cfg.Node(a.After["primary"])
+	if pn == nil {
+		return fmt.Errorf("the plan records primary %q, which cluster.hcl does not declare", a.After["primary"])
+	}
 	p := &state.Node{}
-	postgres.Observe(ctx, e.superuser(e.Cfg.Node(a.After["primary"])), p, nil)
+	postgres.Observe(ctx, e.superuser(pn), p, nil)
 	if p.Reachable {
 		rec.SystemID, rec.Timeline = p.SystemID, p.Timeline
+	}
+	if (cur == nil || cur.Primary != rec.Primary) && p.Role() != state.RolePrimary {
+		seen := "does not answer"
+		if p.Reachable {
+			seen = "is in recovery (a standby)"
+		}
+		return fmt.Errorf("the catalog keeps its record: %s %s, so it is not recorded as primary", rec.Primary, seen)
 	}
 	if err := e.store.PutRecord(ctx, rec); err != nil {
 		return err

@@ -83,3 +83,25 @@ func TestFileLockWithoutCatalog(t *testing.T) {
 	}
 	again.Release(ctx)
 }
+
+// Only pg_rewind's messages for a rewind that can never work lead to a
+// re-clone; an interrupted or unreachable rewind stops instead.
+func TestRewindCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		out, why string
+	}{
+		{"pg_rewind: error: source and target clusters are from different systems", "another system identifier"},
+		{"pg_rewind: error: could not find common ancestor of the source and target cluster's timelines", "no common timeline"},
+		{`pg_rewind: error: could not open file "/srv/data/db1/pg_wal/000000010000000000000003": No such file or directory`, "WAL missing"},
+		{"pg_rewind: error: could not find previous WAL record at 0/3000060", "WAL missing on the target"},
+		{`pg_rewind: error: connection to server at "127.0.0.1", port 5442 failed: Connection refused`, ""},
+		{`pg_rewind: error: connection to server at "127.0.0.1", port 5442 failed: FATAL:  password authentication failed for user "postgres"`, ""},
+		{"signal: killed", ""},
+		{`pg_rewind: error: could not fetch remote file "global/pg_control": server closed the connection unexpectedly`, ""},
+	} {
+		why, cannot := rewindCannotWork(tc.out)
+		if why != tc.why || cannot != (tc.why != "") {
+			t.Errorf("%q: got %q %v, want %q", tc.out, why, cannot, tc.why)
+		}
+	}
+}

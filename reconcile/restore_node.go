@@ -32,6 +32,10 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	if cn == nil {
 		return fmt.Errorf("restore -node %s: cluster.hcl declares no such node", name)
 	}
+	if cn.PreventDestroy {
+		return fmt.Errorf("restore -node %s: %s has prevent_destroy = true, and a restore replaces its data directory (moved aside, but no longer the node's data); remove prevent_destroy from node %q in %s first, or restore with -target-dir",
+			name, name, name, e.Cfg.File)
+	}
 	if name != e.Cfg.Primary {
 		return fmt.Errorf("restore -node %s: restore over the declared primary (%s); apply then re-clones the standbys from it", name, e.Cfg.Primary)
 	}

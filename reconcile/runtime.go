@@ -42,8 +42,14 @@ type Runtime interface {
 	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
 	// Rewind runs pg_rewind on n (stopped) against source, which runs.
 	Rewind(ctx context.Context, n, source *config.Node) (string, error)
-	// WipeData empties n's (stopped) data directory before a re-clone.
-	WipeData(ctx context.Context, n *config.Node) error
+	// MoveAside stops n and renames its data directory to a set-aside
+	// sibling named with stamp (same filesystem; inside the node's volume
+	// on Docker), leaving an empty one for a re-clone. It returns where the
+	// data went, "" when there was none. Nothing is deleted.
+	MoveAside(ctx context.Context, n *config.Node, stamp string) (string, error)
+	// RemoveAside deletes one of n's set-aside data directories (a
+	// data.remove action), refusing any path not named as one.
+	RemoveAside(ctx context.Context, n *config.Node, path string) error
 	// Destroy removes n and, unless keepData, its data.
 	Destroy(ctx context.Context, n *config.Node, keepData bool) error
 	// Replace recreates a node's container (image or network changed),

@@ -81,6 +81,9 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 		pg(cn, n)
 		if n.Reachable {
 			n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
+			if out, err := d.eng.Exec(ctx, cn.Name, pgUser, nil, nil, "sh", "-c", asideScript); err == nil {
+				n.Aside = parseAside(out)
+			}
 			return
 		}
 		out, err := d.eng.Exec(ctx, cn.Name, pgUser, nil, nil, "sh", "-c", statusScript)
@@ -88,6 +91,7 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 			n.RuntimeError = err.Error()
 			return
 		}
+		n.Aside = parseAside(out)
 		n.Initialized = strings.Contains(out, "initialized")
 		n.StandbySignal = strings.Contains(out, "standby")
 		n.Running = strings.Contains(out, "running")
@@ -103,6 +107,7 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 			n.RuntimeError = err.Error()
 			return
 		}
+		n.Aside = parseAside(out)
 		n.Initialized = strings.Contains(out, "initialized")
 		n.StandbySignal = strings.Contains(out, "standby")
 		n.Error = "not running"
@@ -115,7 +120,31 @@ const statusScript = `D=` + pgData + `
 [ -f $D/PG_VERSION ] && echo initialized
 [ -f $D/standby.signal ] && echo standby
 [ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
+` + asideScript
+
+// asideScript lists the set-aside data directories in the volume, one
+// "aside <KiB> <path>" line each.
+const asideScript = `for a in ` + pgData + `.aside-* ` + pgData + `.before-restore-*; do
+[ -d "$a" ] && [ ! -L "$a" ] && echo "aside $(du -sk "$a" | cut -f1) $a"
+done
 true`
+
+// parseAside reads asideScript's lines.
+func parseAside(out string) []state.AsideDir {
+	var dirs []state.AsideDir
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "aside" {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		dirs = append(dirs, state.AsideDir{Path: f[2], Bytes: kb * 1024})
+	}
+	return dirs
+}
 
 // keeper is a container's main process: it idles, and on `docker stop`
 // it shuts the server down cleanly (SIGINT: PostgreSQL's fast shutdown;
@@ -490,15 +519,46 @@ func (d *dockerRuntime) Reload(ctx context.Context, n *config.Node) error {
 	return err
 }
 
-func (d *dockerRuntime) WipeData(ctx context.Context, n *config.Node) error {
+// MoveAside renames the data directory inside the node's volume (one
+// filesystem: instant, nothing copied) and leaves an empty one, 0700, for
+// the re-clone.
+func (d *dockerRuntime) MoveAside(ctx context.Context, n *config.Node, stamp string) (string, error) {
 	if err := d.Stop(ctx, n, "fast"); err != nil {
-		return err
+		return "", err
+	}
+	if err := d.ensureNode(ctx, n); err != nil {
+		return "", err
+	}
+	aside := pgData + ".aside-" + stamp
+	out, err := d.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `set -e
+if [ -e "$1" ]; then echo "$1 exists already" >&2; exit 1; fi
+if [ -n "$(ls -A "$0" 2>/dev/null)" ]; then mv "$0" "$1"; echo moved; fi
+mkdir -p "$0"; chown `+pgUser+`: "$0"; chmod 700 "$0"`, pgData, aside)
+	if err != nil {
+		return "", fmt.Errorf("move %s aside in %s: %w", pgData, d.eng.Name(n.Name), err)
+	}
+	if !strings.Contains(out, "moved") {
+		return "", nil
+	}
+	return aside, nil
+}
+
+// RemoveAside deletes a set-aside directory inside the node's volume.
+func (d *dockerRuntime) RemoveAside(ctx context.Context, n *config.Node, path string) error {
+	if !local.IsAsideOf(pgData, path) {
+		return fmt.Errorf("remove %s: not a set-aside data directory of %s", path, pgData)
 	}
 	if err := d.ensureNode(ctx, n); err != nil {
 		return err
 	}
-	_, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
-	return err
+	if _, err := d.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `set -e
+[ -L "$0" ] && { echo "$0 is a symlink" >&2; exit 1; }
+[ -d "$0" ] || exit 0
+[ -f "$0/PG_VERSION" ] || [ -d "$0/base" ] || { echo "$0 does not look like a PostgreSQL data directory" >&2; exit 1; }
+rm -rf -- "$0"`, path); err != nil {
+		return fmt.Errorf("remove %s in %s: %w", path, d.eng.Name(n.Name), err)
+	}
+	return nil
 }
 
 // MarkFenced writes standby.signal when the node's container runs. A

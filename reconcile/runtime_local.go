@@ -171,11 +171,15 @@ func (l *localRuntime) Reload(ctx context.Context, n *config.Node) error {
 	return l.rt.Reload(ctx, n.DataDir)
 }
 
-func (l *localRuntime) WipeData(ctx context.Context, n *config.Node) error {
+func (l *localRuntime) MoveAside(ctx context.Context, n *config.Node, stamp string) (string, error) {
 	if err := l.rt.Stop(ctx, n.DataDir, "fast"); err != nil {
-		return err
+		return "", err
 	}
-	return l.rt.RemoveDataDir(n.DataDir)
+	return l.rt.MoveAside(n.DataDir, stamp)
+}
+
+func (l *localRuntime) RemoveAside(_ context.Context, n *config.Node, path string) error {
+	return l.rt.RemoveAside(n.DataDir, path)
 }
 
 // MarkFenced writes standby.signal: a supervisor or an operator restarting

@@ -115,6 +115,10 @@ type Node struct {
 	RuntimeError  string `json:"runtime_error,omitempty"`
 	// Container is set on the docker runtime when the node's container exists.
 	Container *Container `json:"container,omitempty"`
+	// Aside lists data directories pgha moved aside instead of deleting
+	// them (a re-clone, a restore over the node): what a later plan may
+	// remove once the node is healthy again.
+	Aside []AsideDir `json:"aside,omitempty"`
 
 	// PostgreSQL facts; zero when not Reachable.
 	Reachable     bool               `json:"reachable"`
@@ -143,6 +147,12 @@ type Node struct {
 	TLSCert string            `json:"tls_cert,omitempty"`
 	TLSCA   string            `json:"tls_ca,omitempty"`
 	Roles   map[string]DBRole `json:"roles,omitempty"`
+}
+
+// AsideDir is a node's former data directory, kept beside the current one.
+type AsideDir struct {
+	Path  string `json:"path"`
+	Bytes int64  `json:"bytes"`
 }
 
 // Role derives primary/standby/unknown from what PostgreSQL said.

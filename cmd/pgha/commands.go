@@ -121,7 +121,7 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("plan", errw)
 	asJSON := fs.Bool("json", false, "print the plan as JSON (format documented in README)")
 	outFile := fs.String("out", "", "save the plan to this file for `pgha apply FILE`")
-	detailed := fs.Bool("detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes")
+	detailed := fs.Bool("detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes, 4 with a critical finding")
 	destroy := fs.Bool("destroy", false, "plan the destruction of the cluster")
 	delVolumes := fs.Bool("delete-volumes", false, "with -destroy, docker runtime: also delete the volumes (the data)")
 	if fs.Parse(args) != nil {
@@ -155,7 +155,10 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 				fmt.Fprintf(out, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", *outFile, *file, *outFile)
 			}
 		}
-		if *detailed && !p.Empty() {
+		switch {
+		case *detailed && p.Critical():
+			return exitCritical
+		case *detailed && !p.Empty():
 			return exitChanges
 		}
 		return exitOK

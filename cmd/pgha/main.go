@@ -22,6 +22,10 @@ const (
 	exitError   = 1
 	exitChanges = 2 // plan -detailed-exitcode: the plan has changes
 	exitFormat  = 3 // fmt -check: files need formatting
+	// exitCritical: plan -detailed-exitcode found something pgha cannot
+	// fix alone (a split brain, a primary with no data...); it wins over
+	// exitChanges, so that a dry-run audit never passes a broken cluster.
+	exitCritical = 4
 )
 
 type command struct {

@@ -24,6 +24,7 @@ func (r *Runtime) Observe(n *state.Node) {
 		n.RuntimeError = err.Error()
 		return
 	}
+	n.Aside = FindAside(dir)
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
