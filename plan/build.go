@@ -367,6 +367,14 @@ func (b *builder) primary() bool {
 	case b.replace(cn, n):
 		return true
 	case !n.Running:
+		if rec := b.s.Catalog.Record; rec != nil && rec.Primary != cn.Name && slices.Contains(rec.Rejoin, cn.Name) {
+			// An interrupted rejoin leaves it stopped without standby.signal:
+			// starting it as primary would fork the cluster's history.
+			b.diag(Critical, cn.Name, fmt.Sprintf("declared primary %s is a former primary waiting to rejoin, and no node accepts writes", cn.Name),
+				fmt.Sprintf("The catalog (generation %d) records %s as primary and %s as to be rejoined; starting %s as primary would fork the history. "+
+					"Start %s (pgha then rejoins %s and switches back), or fail over with `pgha failover`.", rec.Generation, rec.Primary, cn.Name, cn.Name, rec.Primary, cn.Name))
+			return false
+		}
 		if n.StandbySignal {
 			b.diag(Critical, cn.Name, fmt.Sprintf("declared primary %s is stopped and configured as a standby", cn.Name),
 				"Its data directory holds standby.signal: it was demoted or cloned as a standby. pgha will not promote it in this version.")

@@ -295,6 +295,14 @@ var planCases = []planCase{
 		c.Node("db2").PreventDestroy = true
 		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.before-restore-20261122T010000Z", Bytes: 489 << 20}}
 	}, diags: []string{"db2 keeps 1 set-aside data directory (489.0 MiB)"}},
+	{name: "former_primary_not_started_as_primary", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// A rejoin of db1 was interrupted (no standby.signal), and db2,
+		// the recorded primary, is down too: db1 is not started as primary.
+		afterFailover(c, s)
+		s.Node("db1").StandbySignal = false
+		stop(s.Node("db2"))
+		s.Node("db3").Upstream.Status = "waiting"
+	}, diags: []string{"declared primary db1 is a former primary waiting to rejoin, and no node accepts writes"}},
 	{name: "docker_image_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		dockerize(c, s)
 		c.Runtime.Docker.Image = "postgres:17.3"

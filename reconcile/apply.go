@@ -462,6 +462,14 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			return err
 		}
 		out, err := e.Runtime.Rewind(ctx, n, primary)
+		if err != nil {
+			// Marked a standby again whatever comes next, on a context the
+			// cancel does not end: a failed rewind must not leave a node
+			// that a restart brings back as a second primary.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = e.Runtime.SetStandby(mctx, n, true)
+			cancel()
+		}
 		switch {
 		case err == nil:
 			step("pg_rewind")
