@@ -458,12 +458,13 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := e.Runtime.Prepare(ctx, n); err != nil {
 			return err
 		}
+		marked := e.standbySignal(ctx, n)
 		if err := e.Runtime.SetStandby(ctx, n, false); err != nil {
 			return err
 		}
 		out, err := e.Runtime.Rewind(ctx, n, primary)
-		if err != nil {
-			// Marked a standby again whatever comes next, on a context the
+		if err != nil && marked {
+			// A fenced node is marked a standby again, on a context the
 			// cancel does not end: a failed rewind must not leave a node
 			// that a restart brings back as a second primary.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -480,11 +481,11 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			switch {
 			case !cannot:
 				return fmt.Errorf("pg_rewind of %s failed; its data directory stays where it was (a re-clone is only for a rewind that cannot work), fix the cause and run `pgha apply` again: %w", n.Name, err)
+			case n.PreventDestroy:
+				return fmt.Errorf("pg_rewind of %s cannot work (%s), and %s has prevent_destroy = true, so pgha does not replace its data by a re-clone; its data directory is untouched. Remove prevent_destroy from node %q in %s to allow a re-clone (the old data is moved aside, not deleted): %w",
+					n.Name, why, n.Name, n.Name, e.Cfg.File, err)
 			case method != "rewind-or-reclone":
 				return fmt.Errorf("pg_rewind of %s cannot work (%s) and the plan allows no re-clone: %w", n.Name, why, err)
-			case n.PreventDestroy:
-				return fmt.Errorf("pg_rewind of %s cannot work (%s), and %s has prevent_destroy = true, so pgha does not replace its data by a re-clone; its data directory is untouched. Remove prevent_destroy from node %q in %s to allow a re-clone (the old data is moved aside, not deleted)",
-					n.Name, why, n.Name, n.Name, e.Cfg.File)
 			}
 			e.note("pg_rewind of %s cannot work (%s): re-cloning it, its data moved aside", n.Name, why)
 			method = "reclone"
@@ -527,6 +528,14 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		}
 	}
 	return nil
+}
+
+// standbySignal reports whether n's (stopped) data directory holds
+// standby.signal, as the runtime observes it.
+func (e *Env) standbySignal(ctx context.Context, n *config.Node) bool {
+	s := &state.Cluster{Name: e.Cfg.Name, Nodes: []*state.Node{{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}}}
+	e.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {})
+	return s.Nodes[0].StandbySignal
 }
 
 // rewindCauses are pg_rewind's messages (PostgreSQL 13–17) for the

@@ -1,0 +1,483 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/state"
+)
+
+// TestLocalFailsafe: pgha never deletes to recover and the catalog and the
+// plan never say what did not happen.
+//
+//   - failover, then Ctrl-C (SIGINT to pgha) while pg_rewind of the former
+//     primary runs: its data directory stays where it was, nothing is
+//     recorded, plan -detailed-exitcode is not 0; apply then converges and
+//     only then is it 0;
+//   - the same with the source stopped while pg_rewind runs;
+//   - a rewind that cannot work (another system) re-clones after moving the
+//     old directory aside; a later plan removes it saying what it frees;
+//   - with prevent_destroy the re-clone is refused and the data untouched;
+//   - a declared primary with no data is cloned and switched over in one
+//     plan; one that cannot be cloned is a critical finding (exit 4).
+func TestLocalFailsafe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCluster(t, "local", 2)
+	c.mustPgha("apply", "-auto-approve")
+	if _, err := c.conn(ctx, "db1").Exec(ctx, "CREATE TABLE fs_rows (id int PRIMARY KEY, pad text); INSERT INTO fs_rows SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g"); err != nil {
+		t.Fatal(err)
+	}
+	waitStreaming(ctx, t, c, "db2", "db1")
+
+	ok := t.Run("Ctrl-C during the rejoin keeps the data and records nothing", func(t *testing.T) {
+		c := c.with(t)
+		failoverTo(ctx, t, c, "db2")
+		gen := catalogRecord(ctx, t, c).Generation
+		// Writes after the failover: WAL pg_rewind copies, so that it runs
+		// long enough to be caught.
+		if _, err := c.conn(ctx, "db2").Exec(ctx, "INSERT INTO fs_rows SELECT g, 'after failover' FROM generate_series(20001, 21000) g; UPDATE fs_rows SET pad = repeat('y', 500)"); err != nil {
+			t.Fatal(err)
+		}
+		before := dirFacts(t, c.dataDir("db1"))
+
+		r := interruptDuringRewind(t, c, "db1", true, nil, "apply", "-auto-approve")
+		if r.code == 0 || !strings.Contains(r.stderr, "pg_rewind of db1 interrupted") || !strings.Contains(r.stderr, "stays where it was") {
+			t.Fatalf("apply interrupted during pg_rewind:\n%s", r)
+		}
+		assertDataKept(t, c, "db1", before)
+		rec := catalogRecord(ctx, t, c)
+		if rec.Primary != "db2" || rec.Generation != gen {
+			t.Fatalf("the catalog records %s at generation %d after the interrupted apply; want db2 at %d", rec.Primary, rec.Generation, gen)
+		}
+		noSwitchoverRecorded(ctx, t, c, "db1")
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 2 || !strings.Contains(r.stdout, "standby.rejoin[db1]") {
+			t.Fatalf("plan after the interrupted apply must show the rejoin (exit 2):\n%s", r)
+		}
+
+		c.mustPgha("apply", "-auto-approve")
+		converged(ctx, t, c, "db1", 21000)
+	})
+
+	ok = ok && t.Run("source stopped mid-rewind: the action stops, the data stays", func(t *testing.T) {
+		c := c.with(t)
+		failoverTo(ctx, t, c, "db2")
+		before := dirFacts(t, c.dataDir("db1"))
+		r := interruptDuringRewind(t, c, "db1", false, func() {
+			c.pgctl("db2", "-m", "fast", "stop") // the source goes away under pg_rewind
+		}, "apply", "-auto-approve")
+		if r.code == 0 || !strings.Contains(r.stderr, "pg_rewind of db1 failed; its data directory stays where it was") {
+			t.Fatalf("apply with the source stopped mid-rewind:\n%s", r)
+		}
+		assertDataKept(t, c, "db1", before)
+		// No writable node: db1 is not started as primary on its own.
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 4 || !strings.Contains(r.stdout, "Critical: declared primary db1 is a former primary waiting to rejoin") {
+			t.Fatalf("plan with the recorded primary down and db1 half-rewound (want exit 4):\n%s", r)
+		}
+		if rec := catalogRecord(ctx, t, c); rec.Primary != "db2" {
+			t.Fatalf("the catalog records %s", rec.Primary)
+		}
+		c.pgctl("db2", "-l", filepath.Join(c.dataDir("db2"), "restart.log"), "start")
+		c.mustPgha("apply", "-auto-approve")
+		converged(ctx, t, c, "db1", 21000)
+	})
+
+	ok = ok && t.Run("rewind cannot work: re-cloned, old data moved aside, removed later", func(t *testing.T) {
+		c := c.with(t)
+		foreignCluster(t, c, "db2")
+		r := c.mustPgha("apply", "-auto-approve")
+		if !strings.Contains(r.stdout, "cannot work (another system identifier): re-cloning it") || !strings.Contains(r.stdout, "moved the data of db2 aside to ") {
+			t.Fatalf("apply over a foreign standby:\n%s", r)
+		}
+		aside := asideDirs(t, c, "db2")
+		if len(aside) != 1 {
+			t.Fatalf("set-aside directories of db2: %v", aside)
+		}
+		if b, err := os.ReadFile(filepath.Join(aside[0], "fs_marker")); err != nil || string(b) != "foreign\n" {
+			t.Fatalf("the old data is not in %s: %q %v", aside[0], b, err)
+		}
+		waitStreaming(ctx, t, c, "db2", "db1")
+		r = c.pgha("plan", "-detailed-exitcode")
+		if r.code != 0 || !strings.Contains(r.stdout, "Warning: db2 keeps 1 set-aside data directory") || !strings.Contains(r.stdout, "No changes.") {
+			t.Fatalf("plan with a young set-aside directory:\n%s", r)
+		}
+		// A day later (the stamp in its name says when it was set aside).
+		old := filepath.Join(c.dir, "data", "db2.aside-"+time.Now().UTC().Add(-25*time.Hour).Format("20060102T150405Z"))
+		if err := os.Rename(aside[0], old); err != nil {
+			t.Fatal(err)
+		}
+		r = c.pgha("plan", "-detailed-exitcode")
+		if r.code != 2 || !strings.Contains(r.stdout, "- data.remove["+filepath.Base(old)+"]") || !strings.Contains(r.stdout, "removing it frees ") ||
+			!strings.Contains(r.stdout, "!! this discards data") {
+			t.Fatalf("plan for an old set-aside directory:\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		if _, err := os.Stat(old); !os.IsNotExist(err) {
+			t.Fatalf("%s was not removed: %v", old, err)
+		}
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			t.Fatalf("not converged:\n%s", r)
+		}
+	})
+
+	ok = ok && t.Run("prevent_destroy: no re-clone, the data untouched", func(t *testing.T) {
+		c := c.with(t)
+		orig, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.write(string(orig))
+		c.write(strings.Replace(string(orig), `slot = "db2_slot"`, "slot = \"db2_slot\"\n    prevent_destroy = true", 1))
+		foreignCluster(t, c, "db2")
+		before := dirFacts(t, c.dataDir("db2"))
+		r := c.pgha("plan")
+		if !strings.Contains(r.stdout, "pg_rewind only (prevent_destroy: no re-clone") || !strings.Contains(r.stdout, `method   = "rewind"`) {
+			t.Fatalf("plan for a protected foreign standby:\n%s", r)
+		}
+		r = c.pgha("apply", "-auto-approve")
+		if r.code == 0 || !strings.Contains(r.stderr, "has prevent_destroy = true, so pgha does not replace its data by a re-clone") {
+			t.Fatalf("apply over a protected foreign standby:\n%s", r)
+		}
+		assertDataKept(t, c, "db2", before)
+		if b, err := os.ReadFile(filepath.Join(c.dataDir("db2"), "fs_marker")); err != nil || string(b) != "foreign\n" {
+			t.Fatalf("the protected data changed: %q %v", b, err)
+		}
+		if r := c.pgha("destroy", "-auto-approve"); r.code == 0 || !strings.Contains(r.stderr, "prevent_destroy") {
+			t.Fatalf("destroy of a protected node:\n%s", r)
+		}
+		// Unprotected again: the next apply re-clones it.
+		c.write(string(orig))
+		c.mustPgha("apply", "-auto-approve")
+		waitStreaming(ctx, t, c, "db2", "db1")
+	})
+
+	ok = ok && t.Run("a declared primary without data: clone, then switchover, in one plan", func(t *testing.T) {
+		c := c.with(t)
+		failoverTo(ctx, t, c, "db2")
+		gen := catalogRecord(ctx, t, c).Generation
+		// db1's data is gone (moved away by hand), and something else sits
+		// in its directory: it cannot be cloned; the plan is critical and
+		// records nothing.
+		gone := filepath.Join(c.dir, "data", "db1-gone")
+		if err := os.Rename(c.dataDir("db1"), gone); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(c.dataDir("db1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Chown(t, c.dataDir("db1"))
+		c.sh("db1", `echo junk > "$D/notes.txt"`)
+		r := c.pgha("plan", "-detailed-exitcode")
+		if r.code != 4 || !strings.Contains(r.stdout, "Critical: db1 has no data and cannot be cloned") || strings.Contains(r.stdout, "catalog.record") {
+			t.Fatalf("plan with db1 unclonable (want exit 4, no catalog.record):\n%s", r)
+		}
+		c.mustPgha("apply", "-auto-approve")
+		if rec := catalogRecord(ctx, t, c); rec.Primary != "db2" || rec.Generation != gen {
+			t.Fatalf("apply with a critical finding recorded %s at generation %d; want db2 at %d", rec.Primary, rec.Generation, gen)
+		}
+		c.sh("db1", `rm "$D/notes.txt"`)
+		r = c.pgha("plan")
+		for _, want := range []string{"+ standby.clone[db1]", "+ node.start[db1]", "~ switchover[db1]", "record the switchover from db2 to db1"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Fatalf("plan for an empty declared primary lacks %q:\n%s", want, r)
+			}
+		}
+		c.mustPgha("apply", "-auto-approve")
+		converged(ctx, t, c, "db1", 21000)
+		if rec := catalogRecord(ctx, t, c); rec.Primary != "db1" || rec.Generation != gen+1 {
+			t.Fatalf("the catalog records %s at generation %d; want db1 at %d", rec.Primary, rec.Generation, gen+1)
+		}
+	})
+}
+
+// failoverTo waits until node replayed everything db1 wrote, kills db1's
+// postmaster and fails over to node.
+func failoverTo(ctx context.Context, t *testing.T, c *cluster, node string) {
+	t.Helper()
+	var lsn string
+	if err := c.conn(ctx, "db1").QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, func() error {
+		q := c.conn(ctx, node)
+		defer q.Close(ctx)
+		var behind bool
+		if err := q.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() < $1::pg_lsn", lsn).Scan(&behind); err != nil {
+			return err
+		}
+		if behind {
+			return fmt.Errorf("%s has not replayed %s yet", node, lsn)
+		}
+		return nil
+	})
+	c.kill("db1")
+	if r := c.pgha("failover", "-auto-approve", "-to", node); r.code != 0 {
+		t.Fatalf("failover:\n%s", r)
+	}
+	if got := c.primary(ctx); got != node {
+		t.Fatalf("primary after failover: %q", got)
+	}
+}
+
+// interruptDuringRewind runs pgha with args and waits until pg_rewind of
+// node works against its source (connected, its crash recovery of the
+// target done), then freezes it (SIGSTOP). With sigint, pgha gets SIGINT
+// as from Ctrl-C; else during breaks something under pg_rewind. Then
+// pg_rewind runs on (SIGCONT) and pgha's result is returned.
+func interruptDuringRewind(t *testing.T, c *cluster, node string, sigint bool, during func(), args ...string) result {
+	t.Helper()
+	full := append([]string{args[0], "-f", c.file}, args[1:]...)
+	cmd := exec.Command(pghaBin, full...)
+	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
+	cmd.Dir = c.dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var pid int
+	var sawRecovery bool
+	var connected time.Time
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("pgha ended before pg_rewind of %s was caught working (%v):\n%s%s", node, err, out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no pg_rewind of %s within 90 s:\n%s", node, out.String())
+		}
+		if pid = rewindPID(c.dataDir(node)); pid != 0 {
+			kids := children(pid)
+			sawRecovery = sawRecovery || kids != ""
+			if hasSocket(pid) && kids == "" {
+				if connected.IsZero() {
+					connected = time.Now()
+				}
+				if sawRecovery || time.Since(connected) > 200*time.Millisecond {
+					break
+				}
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP pg_rewind: %v", err)
+	}
+	t.Logf("pg_rewind (pid %d) frozen %s after it connected (crash recovery seen: %v)", pid, time.Since(connected).Round(time.Millisecond), sawRecovery)
+	if sigint {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		during()
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(120 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("pgha did not end after the interruption:\n%s", out.String())
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+// children lists pid's child processes (pg_rewind's crash recovery of
+// the target runs postgres --single under it).
+func children(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	return strings.TrimSpace(string(b))
+}
+
+// hasSocket: pid holds a socket, which pg_rewind opens only to its source.
+func hasSocket(pid int) bool {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range ents {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			return true
+		}
+	}
+	return false
+}
+
+// rewindPID finds the pg_rewind process whose target is dir.
+func rewindPID(dir string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(string(b), "\x00")
+		if len(argv) > 2 && filepath.Base(argv[0]) == "pg_rewind" && strings.Contains(string(b), "\x00"+dir+"\x00") {
+			return pid
+		}
+	}
+	return 0
+}
+
+type dirFact struct {
+	ino   uint64
+	bytes int64
+}
+
+// dirFacts is what shows a data directory was neither replaced nor
+// emptied: its inode, and the size of what it holds.
+func dirFacts(t *testing.T, dir string) dirFact {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return dirFact{ino: fi.Sys().(*syscall.Stat_t).Ino, bytes: n}
+}
+
+// assertDataKept: the same directory, still a cluster, at least 90 % of
+// its size, and nothing set aside.
+func assertDataKept(t *testing.T, c *cluster, node string, before dirFact) {
+	t.Helper()
+	after := dirFacts(t, c.dataDir(node))
+	if after.ino != before.ino {
+		t.Fatalf("%s's data directory was replaced (inode %d → %d)", node, before.ino, after.ino)
+	}
+	if after.bytes < before.bytes*9/10 {
+		t.Fatalf("%s's data directory shrank from %d to %d bytes", node, before.bytes, after.bytes)
+	}
+	if _, err := os.Stat(filepath.Join(c.dataDir(node), "PG_VERSION")); err != nil {
+		t.Fatalf("%s's data directory holds no cluster: %v", node, err)
+	}
+	if a := asideDirs(t, c, node); len(a) != 0 {
+		t.Fatalf("%s's data was set aside: %v", node, a)
+	}
+}
+
+func asideDirs(t *testing.T, c *cluster, node string) []string {
+	t.Helper()
+	m, err := filepath.Glob(c.dataDir(node) + ".aside-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// foreignCluster replaces a stopped standby's data with an unrelated
+// cluster (another system identifier) carrying a marker file; the old
+// directory is kept by the test, out of pgha's way.
+func foreignCluster(t *testing.T, c *cluster, node string) {
+	t.Helper()
+	c.pgctl(node, "-m", "fast", "stop")
+	keep := filepath.Join(c.dir, fmt.Sprintf("%s-kept-%d", node, time.Now().UnixNano()))
+	if err := os.Rename(c.dataDir(node), keep); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(c.dataDir(node), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Chown(t, c.dataDir(node))
+	c.sh(node, `initdb -D "$D" -A trust -k >/dev/null && echo foreign > "$D/fs_marker"`)
+}
+
+func catalogRecord(ctx context.Context, t *testing.T, c *cluster) *state.ClusterRecord {
+	t.Helper()
+	_, rec, _, err := c.env().Catalog.Observe(ctx)
+	if err != nil || rec == nil {
+		t.Fatalf("catalog record: %v %v", rec, err)
+	}
+	return rec
+}
+
+// noSwitchoverRecorded: the history holds no role change to node after
+// the last failover.
+func noSwitchoverRecorded(ctx context.Context, t *testing.T, c *cluster, node string) {
+	t.Helper()
+	events, err := c.env().Catalog.History(ctx, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events { // newest first
+		if ev.Kind == "failover" {
+			return
+		}
+		if ev.Kind == "switchover" || ev.Kind == "standby.rejoin" {
+			t.Fatalf("the catalog history records %s (%s) after the interrupted apply", ev.Kind, ev.Message)
+		}
+	}
+}
+
+// waitStreaming waits until node streams from primary.
+func waitStreaming(ctx context.Context, t *testing.T, c *cluster, node, primary string) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		var status string
+		q := c.conn(ctx, node)
+		defer q.Close(ctx)
+		if err := q.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')").Scan(&status); err != nil {
+			return err
+		}
+		if status != "streaming" {
+			return fmt.Errorf("%s: WAL receiver %s", node, status)
+		}
+		return nil
+	})
+}
+
+// converged: primary is the writable primary with rows rows, every other
+// node streams and has them too, and plan -detailed-exitcode is 0.
+func converged(ctx context.Context, t *testing.T, c *cluster, primary string, rows int) {
+	t.Helper()
+	if got := c.primary(ctx); got != primary {
+		t.Fatalf("primary is %q, want %s", got, primary)
+	}
+	for _, n := range c.names {
+		if n != primary {
+			waitStreaming(ctx, t, c, n, primary)
+		}
+		eventually(t, 30*time.Second, func() error {
+			q := c.conn(ctx, n)
+			defer q.Close(ctx)
+			var got int
+			if err := q.QueryRow(ctx, "SELECT count(*) FROM fs_rows").Scan(&got); err != nil {
+				return err
+			}
+			if got != rows {
+				return fmt.Errorf("%s holds %d rows, want %d", n, got, rows)
+			}
+			return nil
+		})
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
+		t.Fatalf("not converged:\n%s", r)
+	}
+}
