@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -194,6 +197,7 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 	}
 	if c.Catalog != nil {
 		c.Catalog.DataDir = filepath.Join(c.Runtime.DataDir, "redis")
+		d.catalogPassword(c.Catalog)
 	}
 	if c.TLS.Dir == "" {
 		c.TLS.Dir = filepath.Join(c.Runtime.DataDir, "tls")
@@ -444,6 +448,25 @@ func (d *decoder) failover(b *hcl.Block, f *Failover) {
 			}
 		}
 	})
+}
+
+// catalogPassword gives a managed catalog without a declared password the
+// one pgha generated for it (reconcile writes the file when it first starts
+// Redis, or when it secures a Redis that ran without one).
+func (d *decoder) catalogPassword(c *Catalog) {
+	if !c.Managed || c.Password.Reveal() != "" {
+		return
+	}
+	c.PasswordFile = filepath.Join(d.dir, ".secrets", "catalog")
+	b, err := os.ReadFile(c.PasswordFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		d.errorAt(c.DeclRange, "Unreadable catalog password",
+			fmt.Sprintf("pgha keeps the managed catalog's generated password in %s, which cannot be read: %v. Fix its permissions, or declare password = file(...) in catalog \"redis\".", c.PasswordFile, errors.Unwrap(err)))
+	default:
+		c.Password = NewSecret(strings.TrimSpace(string(b)))
+	}
 }
 
 func (d *decoder) catalog(b *hcl.Block) *Catalog {

@@ -157,6 +157,12 @@ type Catalog struct {
 	// persistence on (appendonly) under <Runtime.DataDir>/redis.
 	Managed bool
 	DataDir string // absolute, for managed Redis
+	// PasswordFile is where pgha keeps the password it generated for a
+	// managed catalog that declares none: <cluster dir>/.secrets/catalog
+	// (mode 0600, in a 0700 directory, beside the demo's other secrets).
+	// Password holds its content once it exists; "" when a password is
+	// declared or the catalog is not managed.
+	PasswordFile string
 
 	DeclRange hcl.Range `json:"-"`
 }

@@ -69,6 +69,11 @@ func (d *decoder) validate(c *Cluster) {
 						d.show(&cat.Address, cat.Address), n.Name, pos(n.DeclRange)))
 			}
 		}
+		if h, _, err := splitHostPort(cat.Address); err == nil && cat.Managed && !c.IsDocker() && !loopback(h) {
+			d.errorAt(d.rangeOf(&cat.Address, cat.DeclRange), "Managed catalog off loopback",
+				fmt.Sprintf("On the local runtime the managed Redis listens on loopback only (127.0.0.1, ::1 or localhost), where pgha on this host reaches it; %s would expose the cluster's lock and record. "+
+					"For a catalog other hosts reach, run Redis yourself with a password (managed = false).", d.show(&cat.Address, cat.Address)))
+		}
 		if cat.Managed {
 			if n := names["redis"]; n != nil {
 				d.errorAt(d.nameRanges[n], "Reserved node name",
@@ -103,4 +108,13 @@ func endpointKey(host string, port int) string {
 		host = "loopback"
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// loopback: the host names this machine's loopback interface only.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

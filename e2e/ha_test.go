@@ -206,7 +206,7 @@ func haScenario(t *testing.T, rt string) {
 			t.Fatalf("plan after failover does not explain it:\n%s", r)
 		}
 		// The choice is in the catalog's history, with its reasons.
-		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), "", 0, c.name)
+		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name)
 		defer cat.Close()
 		events, err := cat.History(ctx, 10)
 		var recorded, promoted, fenced bool

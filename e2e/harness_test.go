@@ -252,12 +252,22 @@ func (c *cluster) pghaRun(ctx context.Context, stdin io.Reader, args ...string) 
 	case err != nil:
 		c.t.Fatalf("run pgha %v: %v", args, err)
 	}
-	for _, s := range []string{superPW, replPW} {
-		if strings.Contains(r.stdout+r.stderr, s) {
+	for _, s := range []string{superPW, replPW, c.catalogPassword()} {
+		if s != "" && strings.Contains(r.stdout+r.stderr, s) {
 			c.t.Fatalf("pgha %v printed a secret:\n%s", args, r)
 		}
 	}
 	return r
+}
+
+// catalogPassword is the password pgha generated for the managed catalog
+// ("" before the first apply).
+func (c *cluster) catalogPassword() string {
+	b, err := os.ReadFile(filepath.Join(c.dir, ".secrets", "catalog"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (c *cluster) mustPgha(args ...string) result {

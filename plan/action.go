@@ -38,6 +38,7 @@ type Kind string
 
 const (
 	CatalogStart   Kind = "catalog.start"   // start the managed Redis
+	CatalogRestart Kind = "catalog.restart" // rewrite the managed Redis's configuration (a password) and restart it
 	NodeCreate     Kind = "node.create"     // create an empty data directory
 	PrimaryInit    Kind = "primary.init"    // initdb with data checksums + pgha's configuration
 	NodeStart      Kind = "node.start"      // write configuration, start, wait until ready (standbys: streaming)
@@ -67,7 +68,7 @@ const (
 )
 
 // Kinds lists every action kind, in documentation order.
-var Kinds = []Kind{CatalogStart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove,
+var Kinds = []Kind{CatalogStart, CatalogRestart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove,
 	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord,
 	CertificateIssue, CertificateInstall}
 

@@ -38,6 +38,9 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 	b.certificates()
 	b.catalog()
 	b.roles()
+	if b.actual == "" && !o.NoSwitchover {
+		b.resumeSwitchover()
+	}
 	if b.actual != "" && b.actual != b.target && o.NoSwitchover {
 		b.target = b.actual
 	}
@@ -106,12 +109,15 @@ type builder struct {
 	undecided bool
 	// released are renamed slots, dropped after their standby follows.
 	released []released
+	// resumed: actual is a stopped primary whose switchover to the target
+	// was interrupted; the switchover resumes from where it stopped.
+	resumed bool
 }
 
 func (b *builder) targetNode() *config.Node { return b.c.Node(b.target) }
 
 func (b *builder) add(a Action) string {
-	if a.Primary == "" && a.Kind != CatalogStart {
+	if a.Primary == "" && a.Kind != CatalogStart && a.Kind != CatalogRestart {
 		a.Primary = b.target
 	}
 	b.p.Actions = append(b.p.Actions, a)
@@ -141,7 +147,11 @@ func deps(ids ...string) []string {
 
 func (b *builder) catalog() {
 	cat := b.c.Catalog
-	if cat == nil || b.s.Catalog.Reachable {
+	if cat == nil {
+		return
+	}
+	if b.s.Catalog.Reachable {
+		b.catalogAuth()
 		return
 	}
 	if cat.Managed {
@@ -157,6 +167,32 @@ func (b *builder) catalog() {
 	b.diag(Warning, "", fmt.Sprintf("the Redis catalog at %s is unreachable", cat.Address),
 		fmt.Sprintf("%s. apply takes its lock in the catalog and cannot run until Redis answers; start it or fix catalog \"redis\" in %s.",
 			strings.TrimSuffix(b.s.Catalog.Error, "."), b.c.File))
+}
+
+// catalogAuth: a catalog that takes commands without a password lets
+// whoever reaches it rewrite the recorded primary and generation (which
+// decide fencing and split brains) or break the lock. A managed one is
+// restarted with a password; an external one is the operator's to fix.
+func (b *builder) catalogAuth() {
+	cat := b.c.Catalog
+	if !b.s.Catalog.Open {
+		return
+	}
+	if !cat.Managed {
+		b.diag(Warning, "", fmt.Sprintf("the Redis catalog at %s accepts clients without a password", cat.Address),
+			"Whoever reaches it can rewrite the recorded primary and generation, which decide fencing and split brains, or break the cluster lock. "+
+				"Set requirepass in its configuration and declare password = file(\"...\") or env(\"...\") in catalog \"redis\".")
+		return
+	}
+	from := "the password declared in catalog \"redis\""
+	if cat.PasswordFile != "" {
+		from = "a password pgha generates into " + cat.PasswordFile + " (mode 0600)"
+	}
+	a := newAction(CatalogRestart, Update, "", "redis",
+		fmt.Sprintf("the managed Redis catalog at %s accepts clients without a password (made by an earlier pgha, or changed by hand): restart it with %s", cat.Address, from))
+	a.Before = map[string]string{"password": "none"}
+	a.After = map[string]string{"password": "(sensitive)", "protected_mode": "yes"}
+	b.add(a)
 }
 
 // roles finds the writable nodes. One that is not the target makes this
@@ -217,6 +253,29 @@ func (b *builder) roles() {
 	}
 }
 
+// resumeSwitchover recognises a switchover that stopped half-way (pgha
+// killed after it stopped the old primary, before the target was
+// promoted): no node accepts writes, the primary the catalog records is
+// stopped (or still stopping) with its data, and the declared primary is a
+// running standby.
+// That stopped primary is taken as the actual one, so that the plan
+// finishes the switchover (the executor checks that it shut down cleanly
+// and that the target replayed its last record, else it starts it again
+// and switches over from the start) instead of leaving the cluster
+// without a primary.
+func (b *builder) resumeSwitchover() {
+	rec := b.s.Catalog.Record
+	if rec == nil || rec.Primary == b.target || b.c.Node(rec.Primary) == nil {
+		return
+	}
+	// A primary still shutting down runs but no longer answers.
+	old, tgt := b.node(rec.Primary), b.node(b.target)
+	if !old.Initialized || (old.Running && old.Reachable) || old.RuntimeError != "" || !tgt.Reachable || !tgt.InRecovery {
+		return
+	}
+	b.actual, b.resumed = rec.Primary, true
+}
+
 // switchover plans the change from the actual primary to the target:
 // the target first becomes a streaming standby of the actual primary if it
 // is not one (rewinding a former primary), then a lossless switchover, then
@@ -234,9 +293,18 @@ func (b *builder) switchover() bool {
 		}
 		why += fmt.Sprintf(" (the catalog recorded %s as primary%s, generation %d)", act, at, rec.Generation)
 	}
-	b.diag(Warning, tgt, why, "The plan makes "+tgt+" primary again; edit primary in cluster.hcl to keep "+act+", or run `pgha failback -no-switchover`.")
+	detail := "The plan makes " + tgt + " primary again; edit primary in cluster.hcl to keep " + act + ", or run `pgha failback -no-switchover`."
+	if b.resumed {
+		why = fmt.Sprintf("no node accepts writes: %s, the catalog's primary (generation %d), is stopped and cluster.hcl declares %s; the switchover resumes",
+			act, b.s.Catalog.Record.Generation, tgt)
+		detail = "An interrupted switchover (pgha stopped after " + act + " shut down) is finished, so that the cluster has a primary again; to keep " + act + " instead, declare primary = \"" + act + "\"."
+	}
+	b.diag(Warning, tgt, why, detail)
 	var prep []string
 	streaming := tn.Reachable && tn.InRecovery && tn.Upstream != nil && tn.Upstream.Status == "streaming"
+	if b.resumed {
+		streaming = true // it streamed from act until act stopped; nothing to prepare
+	}
 	switch {
 	case streaming:
 	case !tn.Initialized:
@@ -282,6 +350,11 @@ func (b *builder) switchover() bool {
 	a := newAction(Switchover, Update, tgt, tgt, fmt.Sprintf("switch the primary from %s to %s without losing a committed transaction", act, tgt))
 	a.Before = map[string]string{"primary": act, "timeline": strconv.Itoa(an.Timeline)}
 	a.After = map[string]string{"primary": tgt, "steps": fmt.Sprintf("checkpoint %s; stop %s cleanly; wait until %s replayed its final LSN; promote %s", act, act, tgt, tgt)}
+	if b.resumed {
+		a.Reason = fmt.Sprintf("finish the switchover from %s to %s, interrupted after %s stopped", act, tgt, act)
+		a.Before = map[string]string{"primary": act, "running": "false"}
+		a.After["steps"] = fmt.Sprintf("if %s shut down cleanly: wait until %s replayed its final LSN, promote %s; else start %s and switch over from the start", act, tgt, tgt, act)
+	}
 	a.DependsOn = deps(prep...)
 	b.switched = b.add(a)
 	b.primaryUp = b.switched
@@ -697,13 +770,21 @@ func (b *builder) standbyDiverged(n *state.Node) string {
 }
 
 // mustRejoin says whether a node cannot simply be started as a standby:
-// the catalog lists it as a former primary, this plan fences it, or it
-// is stopped without standby.signal (it was a primary when it stopped).
+// the catalog lists it as a former primary or still as the primary, this
+// plan fences it, or it is stopped without standby.signal (it was a
+// primary when it stopped).
 func (b *builder) mustRejoin(name string, n *state.Node) bool {
 	if slices.Contains(b.fenced, name) {
 		return true
 	}
 	if rec := b.s.Catalog.Record; rec != nil && slices.Contains(rec.Rejoin, name) {
+		return true
+	}
+	// A stopped node the catalog still records as primary was stopped by
+	// a switchover that did not get to rejoin it (pgha killed after the
+	// promotion): it keeps the slots of its time as primary, which only
+	// the rejoin drops.
+	if rec := b.s.Catalog.Record; rec != nil && rec.Primary == name && name != b.target && n.Initialized && !n.Running {
 		return true
 	}
 	return n.Initialized && !n.Running && !n.StandbySignal

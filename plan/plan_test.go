@@ -251,6 +251,35 @@ var planCases = []planCase{
 		c.Primary = "db2"
 	}, ids: []string{"switchover[db2]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "catalog.record[cluster]"},
 		diags: []string{"db1 is the writable primary, cluster.hcl declares db2"}},
+	{name: "switchover_interrupted_old_stopped", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// pgha was killed after it stopped db1 cleanly, before it promoted db2.
+		c.Primary = "db2"
+		stop(s.Node("db1"))
+		for _, n := range s.Nodes[1:] {
+			n.Upstream = &state.Upstream{Status: "waiting"}
+		}
+	}, ids: []string{"switchover[db2]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "catalog.record[cluster]"},
+		diags: []string{"no node accepts writes: db1, the catalog's primary (generation 1), is stopped and cluster.hcl declares db2; the switchover resumes"}},
+	{name: "switchover_interrupted_after_promotion", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Killed after db2's promotion: db1 is stopped with standby.signal,
+		// the catalog still names it, db3 lost its upstream.
+		c.Primary = "db2"
+		end := s.Node("db1").CurrentLSN
+		s.Node("db1").StandbySignal = true
+		stop(s.Node("db1"))
+		n := s.Node("db2")
+		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
+		n.History = []state.TimelineSwitch{{Parent: 1, SwitchLSN: end}}
+		s.Node("db3").Upstream = &state.Upstream{Status: "waiting"}
+	}, ids: []string{"slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "catalog.record[cluster]"}},
+	{name: "catalog_open_managed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Catalog.PasswordFile = "/srv/pgha/.secrets/catalog"
+		s.Catalog.Open = true
+	}, ids: []string{"catalog.restart[redis]"}},
+	{name: "catalog_open_external", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Catalog.Managed = false
+		s.Catalog.Open, s.Catalog.Managed = true, false
+	}, diags: []string{"the Redis catalog at 127.0.0.1:6390 accepts clients without a password"}},
 	{name: "after_failover", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// db1 was killed and fenced, db2 promoted; cluster.hcl still says db1.
 		afterFailover(c, s)

@@ -157,7 +157,12 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	}
 	switch a.Kind {
 	case plan.CatalogStart:
+		if _, err := e.ensureCatalogPassword(); err != nil {
+			return err
+		}
 		return e.Runtime.StartCatalog(ctx)
+	case plan.CatalogRestart:
+		return e.restartCatalog(ctx)
 	case plan.CatalogDestroy:
 		if e.held != nil {
 			// Destroying the catalog is the last action: nothing runs after it.
@@ -241,6 +246,9 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return postgres.Reload(ctx, e.superuser(n))
 	case plan.Switchover:
+		if a.Before["running"] == "false" {
+			return e.resumeSwitchover(ctx, c.Node(a.Before["primary"]), n)
+		}
 		return e.switchover(ctx, c.Node(a.Before["primary"]), n)
 	case plan.Failover:
 		return e.failover(ctx, a, n)
@@ -396,6 +404,46 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 // RollbackTimeout bounds the restart of the old primary after a switchover
 // that could not complete.
 const RollbackTimeout = 60 * time.Second
+
+// resumeSwitchover finishes a switchover interrupted after the old
+// primary stopped. When old shut down cleanly, its last checkpoint is the
+// end of its WAL: the target is promoted once it replayed it, which is
+// where the interrupted switchover was. Otherwise (it crashed, or the
+// plan was wrong about it) old starts again as the primary and the
+// switchover runs from the start.
+func (e *Env) resumeSwitchover(ctx context.Context, old, target *config.Node) error {
+	// It may still be shutting down: wait for that (a stopped one is no error).
+	if err := e.Runtime.Stop(ctx, old, "fast"); err != nil {
+		return fmt.Errorf("stop %s cleanly: %w", old.Name, err)
+	}
+	cd, err := e.Runtime.ControlData(ctx, old)
+	if err != nil {
+		return fmt.Errorf("read the control data of %s: %w", old.Name, err)
+	}
+	if cd["Database cluster state"] != "shut down" {
+		e.note("%s did not shut down cleanly (%s): start it and switch over from the start", old.Name, cd["Database cluster state"])
+		if err := e.start(ctx, old, old.Name); err != nil {
+			return fmt.Errorf("start %s to switch over from it: %w", old.Name, err)
+		}
+		return e.switchover(ctx, old, target)
+	}
+	final, err := state.ParseLSN(cd["Latest checkpoint location"])
+	if err != nil {
+		return fmt.Errorf("final LSN of %s: %w", old.Name, err)
+	}
+	e.note("%s shut down cleanly at %s: promote %s once it replayed that", old.Name, final, target.Name)
+	_ = postgres.ResumeReplay(ctx, e.superuser(target))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = postgres.WaitReplayed(wctx, e.superuser(target), final)
+	cancel()
+	if err != nil {
+		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
+	}
+	if err := e.Runtime.SetStandby(ctx, old, true); err != nil {
+		return err
+	}
+	return postgres.Promote(ctx, e.superuser(target))
+}
 
 // rollback restarts the old primary after a switchover that could not
 // complete, and reports both. It runs on a context the apply's cancel

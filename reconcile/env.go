@@ -153,6 +153,11 @@ func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	out := state.Catalog{Configured: true, Address: c.Address, Managed: c.Managed}
 	ctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 	defer cancel()
+	// Whether it takes commands without a password, asked first: the
+	// client then sends none to a server that wants none.
+	if open, err := e.Catalog.Probe(ctx); err == nil {
+		out.Open = open
+	}
 	ok, rec, lock, err := e.store.Observe(ctx)
 	out.Reachable, out.Record, out.Lock = ok, rec, lock
 	if err != nil {

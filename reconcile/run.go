@@ -2,12 +2,18 @@ package reconcile
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pgha/pgha/config"
 
 	"github.com/pgha/pgha/plan"
 )
@@ -180,11 +186,86 @@ func (e *Env) startCatalog(ctx context.Context, out io.Writer) error {
 	if err == nil {
 		return nil
 	}
+	generated, err := e.ensureCatalogPassword()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "Starting the managed Redis catalog at %s (the cluster lock lives there)...\n", c.Address)
+	if generated {
+		fmt.Fprintf(out, "Generated its password into %s (mode 0600).\n", c.PasswordFile)
+	}
 	if err := e.Runtime.StartCatalog(ctx); err != nil {
 		return fmt.Errorf("start the managed catalog: %w", err)
 	}
-	// Wait until it answers through the address pgha uses.
+	return e.waitCatalog(ctx)
+}
+
+// ensureCatalogPassword generates the managed catalog's password when
+// cluster.hcl declares none and pgha has not made one yet: 32 random bytes
+// (crypto/rand), base64url, in PasswordFile (0600, directory 0700),
+// created exclusively so that two pgha runs cannot write two passwords.
+// It reports whether it made one.
+func (e *Env) ensureCatalogPassword() (bool, error) {
+	c := e.Cfg.Catalog
+	if c == nil || !c.Managed || c.PasswordFile == "" || c.Password.Reveal() != "" {
+		return false, nil
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, fmt.Errorf("generate the catalog password: %w", err)
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.MkdirAll(filepath.Dir(c.PasswordFile), 0o700); err != nil {
+		return false, fmt.Errorf("catalog password: %w", err)
+	}
+	f, err := os.OpenFile(c.PasswordFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		// Another pgha made it meanwhile: use that one.
+		got, rerr := os.ReadFile(c.PasswordFile)
+		if rerr != nil || strings.TrimSpace(string(got)) == "" {
+			return false, fmt.Errorf("catalog password %s exists but cannot be read", c.PasswordFile)
+		}
+		pw = strings.TrimSpace(string(got))
+	} else if err != nil {
+		return false, fmt.Errorf("catalog password: %w", err)
+	} else {
+		_, werr := f.WriteString(pw + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			_ = os.Remove(c.PasswordFile)
+			return false, fmt.Errorf("write the catalog password %s: %w", c.PasswordFile, werr)
+		}
+	}
+	c.Password = config.NewSecret(pw)
+	e.Catalog.SetPassword(pw)
+	return err == nil, nil
+}
+
+// restartCatalog secures a managed catalog that runs without a password:
+// the password (declared, or generated now) goes into a fresh redis.conf,
+// Redis restarts with it, and pgha's client (the lease included) uses it
+// from then on. The lock survives: Redis writes its appendonly file when
+// it stops, and the lease outlives a restart of a few seconds.
+func (e *Env) restartCatalog(ctx context.Context) error {
+	generated, err := e.ensureCatalogPassword()
+	if err != nil {
+		return err
+	}
+	if generated {
+		e.note("generated the catalog password into %s (mode 0600)", e.Cfg.Catalog.PasswordFile)
+	}
+	e.Catalog.SetPassword(e.Cfg.Catalog.Password.Reveal())
+	if err := e.Runtime.RestartCatalog(ctx); err != nil {
+		return fmt.Errorf("restart the managed catalog: %w", err)
+	}
+	return e.waitCatalog(ctx)
+}
+
+// waitCatalog waits until the catalog answers through the address pgha uses.
+func (e *Env) waitCatalog(ctx context.Context) error {
+	c := e.Cfg.Catalog
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for {

@@ -64,6 +64,9 @@ type Runtime interface {
 	// Reload signals n's running server to re-read its configuration.
 	Reload(ctx context.Context, n *config.Node) error
 	StartCatalog(ctx context.Context) error
+	// RestartCatalog restarts the managed Redis with a freshly written
+	// configuration (a password added).
+	RestartCatalog(ctx context.Context) error
 	DestroyCatalog(ctx context.Context, keepData bool) error
 	Close()
 }

@@ -390,7 +390,17 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf", pgconf.RedisConf("0.0.0.0", redisPort, redisDir, cat.Password.Reveal(), true)); err != nil {
+	// Redis listens where connections can come from: its address on the
+	// cluster network (the published port on the configured bind address
+	// leads there, and the nodes' network is the only other way in) and
+	// loopback inside its container. Not on every address.
+	ip, err := d.eng.Address(ctx, redisNode)
+	if err != nil {
+		return err
+	}
+	conf := pgconf.RedisConf(pgconf.RedisOptions{Bind: []string{ip, "127.0.0.1"}, Port: redisPort, Dir: redisDir,
+		Password: cat.Password.Reveal(), Daemonize: true})
+	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf", conf); err != nil {
 		return err
 	}
 	_, err = d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c",
@@ -403,6 +413,20 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 		return fmt.Errorf("start redis in %s: %w", d.eng.Name(redisNode), err)
 	}
 	return nil
+}
+
+// RestartCatalog stops redis-server in its container (SIGTERM: it writes
+// its appendonly file and exits) and starts it with a fresh redis.conf.
+func (d *dockerRuntime) RestartCatalog(ctx context.Context) error {
+	_, err := d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c", `p=`+redisDir+`/redis.pid
+if [ -f $p ] && kill $(cat $p) 2>/dev/null; then
+  i=0; while [ -f $p ] && kill -0 $(cat $p) 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+fi
+true`)
+	if err != nil {
+		return fmt.Errorf("stop redis in %s: %w", d.eng.Name(redisNode), err)
+	}
+	return d.StartCatalog(ctx)
 }
 
 func (d *dockerRuntime) DestroyCatalog(ctx context.Context, keepData bool) error {

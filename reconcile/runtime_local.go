@@ -119,6 +119,15 @@ func (l *localRuntime) StartCatalog(ctx context.Context) error {
 	return l.rt.StartRedis(ctx, l.redisOptions())
 }
 
+// RestartCatalog stops the managed redis-server (it flushes its appendonly
+// file) and starts it with a fresh redis.conf.
+func (l *localRuntime) RestartCatalog(ctx context.Context) error {
+	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
+		return err
+	}
+	return l.rt.StartRedis(ctx, l.redisOptions())
+}
+
 func (l *localRuntime) DestroyCatalog(ctx context.Context, _ bool) error {
 	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
 		return err

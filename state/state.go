@@ -258,11 +258,15 @@ type Catalog struct {
 	Address    string `json:"address,omitempty"`
 	Managed    bool   `json:"managed"`
 	// DirExists: the managed Redis's directory exists (local runtime).
-	DirExists bool           `json:"dir_exists,omitempty"`
-	Reachable bool           `json:"reachable"`
-	Error     string         `json:"error,omitempty"`
-	Record    *ClusterRecord `json:"record,omitempty"`
-	Lock      *Lock          `json:"lock,omitempty"`
+	DirExists bool `json:"dir_exists,omitempty"`
+	Reachable bool `json:"reachable"`
+	// Open: it answers commands from a client that sent no password
+	// (no requirepass): whoever reaches it can rewrite the record or
+	// break the lock.
+	Open   bool           `json:"open,omitempty"`
+	Error  string         `json:"error,omitempty"`
+	Record *ClusterRecord `json:"record,omitempty"`
+	Lock   *Lock          `json:"lock,omitempty"`
 	// Backups are the catalog's backup records (read only when the file
 	// declares backups); nil when it holds none or was not read.
 	Backups []Backup `json:"backups,omitempty"`

@@ -171,35 +171,56 @@ func passUnescape(s string) string {
 	return b.String()
 }
 
-// RedisConf renders a managed Redis's configuration with persistence on.
-// Every value is quoted for Redis's argument splitter (redisQuote), so a
-// directory or a password with a space, a quote or a line break stays one
-// argument of one directive. bind may list several addresses, separated
-// by spaces; each is quoted on its own.
-func RedisConf(bind string, port int, dir, password string, daemonize bool) []byte {
+// RedisOptions describe a managed redis-server. Every runtime renders its
+// redis.conf through RedisConf, so that a setting (a password, TLS) is
+// added in one place.
+type RedisOptions struct {
+	// Bind lists the addresses it listens on: loopback locally; on Docker
+	// the container's own address on the cluster network (where the
+	// published port leads) and loopback.
+	Bind []string
+	Port int
+	Dir  string // working directory: appendonly files
+	// Password is requirepass; "" leaves the server open to whoever
+	// reaches it (protected-mode then limits that to loopback).
+	Password  string
+	Daemonize bool
+	PidFile   string // default Dir/redis.pid
+	LogFile   string // default Dir/redis.log
+}
+
+// RedisConf renders a managed Redis's whole configuration (nothing of a
+// distribution's redis.conf applies): persistence on (appendonly, fsync
+// every second: the catalog holds the backup history and the cluster
+// record), protected-mode on. Every value is quoted for Redis's argument
+// splitter (redisQuote), so a directory or a password with a space, a
+// quote or a line break stays one argument of one directive.
+func RedisConf(o RedisOptions) []byte {
+	pid, log := o.PidFile, o.LogFile
+	if pid == "" {
+		pid = o.Dir + "/redis.pid"
+	}
+	if log == "" {
+		log = o.Dir + "/redis.log"
+	}
 	d := "no"
-	if daemonize {
+	if o.Daemonize {
 		d = "yes"
 	}
-	binds := strings.Fields(bind)
-	for i, b := range binds {
-		binds[i] = redisQuote(b)
+	var b strings.Builder
+	b.WriteString(Header)
+	b.WriteString("bind")
+	for _, a := range o.Bind {
+		b.WriteString(" " + redisQuote(a))
 	}
-	conf := fmt.Sprintf(`# Managed by pgha: edit cluster.hcl instead.
-bind %s
-port %d
-dir %s
-appendonly yes
-appendfsync everysec
-daemonize %s
-pidfile %s
-logfile %s
-protected-mode no
-`, strings.Join(binds, " "), port, redisQuote(dir), d, redisQuote(dir+"/redis.pid"), redisQuote(dir+"/redis.log"))
-	if password != "" {
-		conf += fmt.Sprintf("requirepass %s\n", redisQuote(password))
+	fmt.Fprintf(&b, "\nport %d\nprotected-mode yes\n", o.Port)
+	fmt.Fprintf(&b, "dir %s\n", redisQuote(o.Dir))
+	b.WriteString("appendonly yes\nappendfsync everysec\n")
+	fmt.Fprintf(&b, "daemonize %s\npidfile %s\nlogfile %s\n", d, redisQuote(pid), redisQuote(log))
+	if o.Password != "" {
+		fmt.Fprintf(&b, "requirepass %s\n", redisQuote(o.Password))
 	}
-	return []byte(conf)
+	return []byte(b.String())
 }
 
 // redisQuote writes s as one double-quoted argument of redis.conf, as

@@ -116,19 +116,21 @@ func TestPassfile(t *testing.T) {
 	}
 }
 
+// TestRedisConf: one renderer for both runtimes; every value quoted, so a
+// password cannot add a directive; protected-mode always on.
 func TestRedisConf(t *testing.T) {
-	got := string(RedisConf("127.0.0.1 ::1", 6390, "/srv/my data/redis", "pa\"ss\\w\nrd", true))
-	want := `# Managed by pgha: edit cluster.hcl instead.
-bind "127.0.0.1" "::1"
+	got := string(RedisConf(RedisOptions{Bind: []string{"127.0.0.1", "::1"}, Port: 6390, Dir: "/srv/my data/redis",
+		Password: "pa\"ss\\w\nrd\nbind 0.0.0.0", Daemonize: true}))
+	want := Header + `bind "127.0.0.1" "::1"
 port 6390
+protected-mode yes
 dir "/srv/my data/redis"
 appendonly yes
 appendfsync everysec
 daemonize yes
 pidfile "/srv/my data/redis/redis.pid"
 logfile "/srv/my data/redis/redis.log"
-protected-mode no
-requirepass "pa\"ss\\w\x0ard"
+requirepass "pa\"ss\\w\x0ard\x0abind 0.0.0.0"
 `
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)

@@ -460,3 +460,19 @@ const FindBinScript = `p=$(command -v pg_ctl 2>/dev/null) && { dirname "$p"; exi
 for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do [ -x "$d/pg_ctl" ] && { echo "$d"; exit 0; }; done
 p=$(pg_config --bindir 2>/dev/null) && [ -x "$p/pg_ctl" ] && { echo "$p"; exit 0; }
 exit 3`
+
+// Address is a running container's IP address on the cluster network: where
+// the other containers, and connections through its published port, reach it.
+func (e *Engine) Address(ctx context.Context, node string) (string, error) {
+	name := e.Name(node)
+	info, err := e.cli.ContainerInspect(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if info.NetworkSettings != nil {
+		if ep := info.NetworkSettings.Networks[e.o.Network]; ep != nil && ep.IPAddress != "" {
+			return ep.IPAddress, nil
+		}
+	}
+	return "", fmt.Errorf("%s has no address on network %s", name, e.o.Network)
+}

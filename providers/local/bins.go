@@ -181,7 +181,10 @@ func (r *Runtime) command(ctx context.Context, bin string, args ...string) *exec
 		bin = filepath.Join(r.bin, bin)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Pdeathsig: a tool pgha waits for (pg_rewind, pg_basebackup, pg_ctl)
+	// dies with pgha rather than racing the next apply; servers survive,
+	// since the flag is not inherited by what the tool forks.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if r.switchUser {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), Groups: r.supplementaryGroups()}
 	}

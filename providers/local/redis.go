@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pgha/pgha/internal/pgconf"
 )
 
 // redisWait bounds starting and stopping Redis when the caller's context
@@ -106,39 +108,12 @@ func redisBinary() (string, error) {
 	return "", errors.New("redis-server not found; run `make setup` (apt-get install redis-server), or set managed = false and run Redis yourself")
 }
 
-// redisConf is the whole configuration: nothing of Debian's
-// /etc/redis/redis.conf applies to the managed server.
+// redisConf renders redis.conf through pgconf (one renderer for every
+// runtime), listening on the catalog address's host only.
 func redisConf(p redisPaths, password string) []byte {
-	var b strings.Builder
-	b.WriteString(managedHeader + "\n")
-	fmt.Fprintf(&b, "bind %s\nport %s\n", redisQuote(p.host), p.port)
-	fmt.Fprintf(&b, "dir %s\n", redisQuote(p.dir))
-	b.WriteString("appendonly yes\nappendfsync everysec\ndaemonize yes\n")
-	fmt.Fprintf(&b, "pidfile %s\nlogfile %s\n", redisQuote(p.pid), redisQuote(p.log))
-	if password != "" {
-		fmt.Fprintf(&b, "requirepass %s\n", redisQuote(password))
-	}
-	return []byte(b.String())
-}
-
-// redisQuote writes s as a double-quoted redis.conf argument, which
-// redis-server unescapes (sdssplitargs): any byte survives.
-func redisQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\x%02x", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	port, _ := strconv.Atoi(p.port)
+	return pgconf.RedisConf(pgconf.RedisOptions{Bind: []string{p.host}, Port: port, Dir: p.dir, Password: password,
+		Daemonize: true, PidFile: p.pid, LogFile: p.log})
 }
 
 // waitStarted waits for the new server's pid file and PING. The server

@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgha/pgha/state"
 )
@@ -16,7 +19,8 @@ func Checkpoint(ctx context.Context, ep Endpoint) error {
 }
 
 // Promote turns a standby into a primary and waits (up to 60 s) until it
-// accepts writes.
+// accepts writes. A server that is no longer in recovery is done: a
+// promotion requested by an interrupted pgha finishes on its own.
 func Promote(ctx context.Context, ep Endpoint) error {
 	conn, err := connect(ctx, ep)
 	if err != nil {
@@ -25,6 +29,10 @@ func Promote(ctx context.Context, ep Endpoint) error {
 	defer conn.Close(context.Background())
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55000" { // recovery is not in progress
+			return nil
+		}
 		return fmt.Errorf("promote %s: %w", ep, err)
 	}
 	if !ok {

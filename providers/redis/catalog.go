@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -20,18 +22,69 @@ type Catalog struct {
 	client  *goredis.Client
 	cluster string
 	lockTTL time.Duration
+	// password is what new connections AUTH with; open is set by Probe
+	// when the server takes commands without one, so that a password is
+	// never sent to a server that did not ask for it (and AUTH does not
+	// fail there before the plan can secure it).
+	password atomic.Pointer[string]
+	open     atomic.Bool
 }
 
 // New connects lazily to addr. Timeouts are short and nothing is retried:
 // an unreachable catalog is a fact to report, not something to wait for.
 func New(addr, password string, db int, cluster string) *Catalog {
 	quietOnce.Do(func() { goredis.SetLogger(quietLogger{}) })
-	c := goredis.NewClient(&goredis.Options{
-		Addr: addr, Password: password, DB: db,
+	c := &Catalog{cluster: cluster, lockTTL: DefaultLockTTL}
+	c.password.Store(&password)
+	c.client = goredis.NewClient(&goredis.Options{
+		Addr: addr, DB: db, CredentialsProvider: c.credentials,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		DialerRetries: 1, MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
 	})
-	return &Catalog{client: c, cluster: cluster, lockTTL: DefaultLockTTL}
+	return c
+}
+
+func (c *Catalog) credentials() (string, string) {
+	if c.open.Load() {
+		return "", ""
+	}
+	return "", *c.password.Load()
+}
+
+// SetPassword changes the password new connections AUTH with (the managed
+// Redis was restarted with one, which closed the old connections).
+func (c *Catalog) SetPassword(password string) {
+	c.password.Store(&password)
+	c.open.Store(false)
+}
+
+// Probe asks the server, on a connection of its own that sends no
+// password, whether it takes commands from anyone: open is true when
+// PING is answered without AUTH (no requirepass). The answer steers the
+// client (see Catalog.open) and is reported by Observe's callers.
+func (c *Catalog) Probe(ctx context.Context) (open bool, err error) {
+	o := *c.client.Options()
+	o.Password, o.CredentialsProvider, o.CredentialsProviderContext = "", nil, nil
+	o.PoolSize = 1
+	p := goredis.NewClient(&o)
+	defer p.Close()
+	err = p.Ping(ctx).Err()
+	switch {
+	case err == nil:
+		c.open.Store(true)
+		return true, nil
+	case isAuthRequired(err):
+		c.open.Store(false)
+		return false, nil
+	}
+	return false, fmt.Errorf("redis %s: %w", c.addr(), err)
+}
+
+// isAuthRequired: the server refuses commands before AUTH (requirepass),
+// or protected mode refuses this client.
+func isAuthRequired(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "NOAUTH") || strings.HasPrefix(s, "DENIED")
 }
 
 // quietLogger drops go-redis's own log lines ("failed to dial after N
@@ -55,8 +108,12 @@ func (c *Catalog) SetLockTTL(d time.Duration) { c.lockTTL = d }
 
 func (c *Catalog) key(name string) string { return "pgha:{" + c.cluster + "}:" + name }
 
-// Ping checks that the catalog answers.
+// Ping checks that the catalog answers (probing first whether it wants a
+// password).
 func (c *Catalog) Ping(ctx context.Context) error {
+	if _, err := c.Probe(ctx); err != nil {
+		return err
+	}
 	if err := c.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", c.addr(), err)
 	}

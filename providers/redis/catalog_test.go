@@ -269,3 +269,35 @@ func TestLockTakeOverGone(t *testing.T) {
 		t.Fatalf("after the old holder's release the lock is %+v, want new", h)
 	}
 }
+
+// TestProbeAndPassword: Probe tells an open server from one that requires
+// a password; a client whose password the server does not ask for still
+// works (it sends none), and SetPassword is used by new connections.
+func TestProbeAndPassword(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	c := New(r.Addr, "not-yet-set", 0, "t10")
+	defer c.Close()
+	if open, err := c.Probe(ctx); err != nil || !open {
+		t.Fatalf("probe of a server without requirepass: open=%v err=%v", open, err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping an open server with a password configured: %v", err)
+	}
+	if err := c.client.ConfigSet(ctx, "requirepass", "s3cret-catalog").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.client.Close() // connections made before requirepass stay authenticated
+	c = New(r.Addr, "wrong", 0, "t10")
+	defer c.Close()
+	if open, err := c.Probe(ctx); err != nil || open {
+		t.Fatalf("probe of a server with requirepass: open=%v err=%v", open, err)
+	}
+	if err := c.Ping(ctx); err == nil || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("ping with a wrong password: %v", err)
+	}
+	c.SetPassword("s3cret-catalog")
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping after SetPassword: %v", err)
+	}
+}

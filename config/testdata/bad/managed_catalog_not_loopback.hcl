@@ -1,0 +1,16 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+  catalog "redis" {
+    address = "0.0.0.0:6390"
+    managed = true
+  }
+}
