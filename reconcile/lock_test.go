@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/redis"
 )
 
@@ -113,4 +114,23 @@ func TestLockTakesOverDeadHolder(t *testing.T) {
 		t.Fatalf("cause = %v, want ErrLockLost", context.Cause(lctx))
 	}
 	_ = lease.Release(ctx)
+}
+
+// TestExecuteStopsWhenLockLost: an apply whose lease was lost starts no
+// further action, and its error says why.
+func TestExecuteStopsWhenLockLost(t *testing.T) {
+	e := &Env{Cfg: &config.Cluster{Name: "lost"}}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrLockLost)
+	p := &plan.Plan{Actions: []plan.Action{{ID: "node.start[db1]", Kind: plan.NodeStart, Node: "db1"}, {ID: "catalog.record[cluster]", Kind: plan.CatalogRecord}}}
+	var out strings.Builder
+	err := e.Execute(ctx, p, &out)
+	var ae *ApplyError
+	if !errors.As(err, &ae) || !errors.Is(err, ErrLockLost) || ae.Failed != "node.start[db1]" || len(ae.Done) != 0 ||
+		!strings.Contains(err.Error(), "not started: the cluster lock was lost") {
+		t.Fatalf("Execute after the lock was lost: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("an action ran: %q", out.String())
+	}
 }
