@@ -398,6 +398,10 @@ func asideDirs(t *testing.T, c *cluster, node string) []string {
 func foreignCluster(t *testing.T, c *cluster, node string) {
 	t.Helper()
 	c.pgctl(node, "-m", "fast", "stop")
+	if c.rt == "docker" {
+		c.sh(node, `mv "$D" "$D-kept-$(date +%s%N)" && mkdir -m 700 "$D" && initdb -D "$D" -A trust -k >/dev/null && echo foreign > "$D/fs_marker"`)
+		return
+	}
 	keep := filepath.Join(c.dir, fmt.Sprintf("%s-kept-%d", node, time.Now().UnixNano()))
 	if err := os.Rename(c.dataDir(node), keep); err != nil {
 		t.Fatal(err)
@@ -478,6 +482,45 @@ func converged(ctx context.Context, t *testing.T, c *cluster, primary string, ro
 		})
 	}
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
+		t.Fatalf("not converged:\n%s", r)
+	}
+}
+
+// TestDockerFailsafeAside: on Docker the re-clone of a standby whose
+// rewind cannot work moves its data aside inside the node's volume, and a
+// later plan removes it saying what it frees.
+func TestDockerFailsafeAside(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCluster(t, "docker", 2)
+	c.mustPgha("apply", "-auto-approve")
+	if _, err := c.conn(ctx, "db1").Exec(ctx, "CREATE TABLE fs_rows (id int PRIMARY KEY, pad text); INSERT INTO fs_rows SELECT g, 'x' FROM generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	waitStreaming(ctx, t, c, "db2", "db1")
+	foreignCluster(t, c, "db2")
+	r := c.mustPgha("apply", "-auto-approve")
+	if !strings.Contains(r.stdout, "cannot work (another system identifier): re-cloning it") || !strings.Contains(r.stdout, "moved the data of db2 aside to /var/lib/pgha/data.aside-") {
+		t.Fatalf("apply over a foreign standby:\n%s", r)
+	}
+	if got := c.sh("db2", `cat "$D".aside-*/fs_marker`); got != "foreign\n" {
+		t.Fatalf("the old data is not in the volume beside the new: %q", got)
+	}
+	converged(ctx, t, c, "db1", 1000)
+	if r := c.pgha("plan"); !strings.Contains(r.stdout, "Warning: db2 keeps 1 set-aside data directory") {
+		t.Fatalf("plan does not say what is kept:\n%s", r)
+	}
+	old := "/var/lib/pgha/data.aside-" + time.Now().UTC().Add(-25*time.Hour).Format("20060102T150405Z")
+	c.sh("db2", `mv "$D".aside-* `+old)
+	r = c.pgha("plan", "-detailed-exitcode")
+	if r.code != 2 || !strings.Contains(r.stdout, "- data.remove["+filepath.Base(old)+"]") || !strings.Contains(r.stdout, "removing it frees ") {
+		t.Fatalf("plan for an old set-aside directory:\n%s", r)
+	}
+	c.mustPgha("apply", "-auto-approve")
+	if got := c.sh("db2", `ls -d "$D".aside-* 2>/dev/null | wc -l`); strings.TrimSpace(got) != "0" {
+		t.Fatalf("set-aside directories left in the volume: %s", got)
+	}
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 		t.Fatalf("not converged:\n%s", r)
 	}
 }
