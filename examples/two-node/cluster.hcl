@@ -38,7 +38,7 @@ cluster "classic" {
 
   catalog "redis" {
     address  = "127.0.0.1:6391"
-    password = env("PGHA_REDIS_PASSWORD", "")
+    password = env("PGHA_REDIS_PASSWORD", "") # unset: pgha generates one into .secrets/catalog
     managed  = true
   }
 
