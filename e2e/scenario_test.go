@@ -377,6 +377,21 @@ func scenario(t *testing.T, rt string) {
 		})
 	}
 
+	if rt == "local" {
+		t.Run("data directories carry pgha's marker", func(t *testing.T) {
+			c := c.with(t)
+			for _, n := range []string{"db1", "db2", "db3"} {
+				b, err := os.ReadFile(filepath.Join(c.dataDir(n), "pgha.marker"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := "cluster = " + c.name + "\nnode = " + n + "\n"; !strings.HasSuffix(string(b), want) {
+					t.Errorf("%s's marker:\n%s\nwant it to end with:\n%s", n, b, want)
+				}
+			}
+		})
+	}
+
 	t.Run("destroy", func(t *testing.T) {
 		c := c.with(t)
 		r := c.mustPgha("destroy", "-auto-approve", "-delete-volumes")

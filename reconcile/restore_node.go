@@ -158,7 +158,10 @@ func (l *localRuntime) restoreNode(_ context.Context, n *config.Node, repo strin
 	if err := os.WriteFile(n.DataDir+"/recovery.signal", nil, 0o600); err != nil {
 		return nil, err
 	}
-	return recovery, l.rt.Adopt(n.DataDir)
+	if err := l.rt.Adopt(n.DataDir); err != nil {
+		return nil, err
+	}
+	return recovery, l.mark(n)
 }
 
 func (d *dockerRuntime) asideDir(_ *config.Node, stamp string) string {
@@ -197,5 +200,5 @@ mkdir -p "$0"; chown `+pgUser+`: "$0"; chmod 700 "$0"`, pgData, aside); err != n
 	if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `set -e; rm -f "$0/standby.signal" "$0/postmaster.pid"; touch "$0/recovery.signal"; chmod 700 "$0"`, pgData); err != nil {
 		return nil, err
 	}
-	return backup.RecoverySettings(chain), nil
+	return backup.RecoverySettings(chain), d.mark(ctx, n)
 }

@@ -229,7 +229,42 @@ func (d *dockerRuntime) InitDB(ctx context.Context, n *config.Node) error {
 	defer d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "rm", "-f", tmpPwdFile)
 	_, err := d.pg(ctx, n, nil, "initdb", "-D", pgData, "-U", d.c.Postgres.Superuser, "--pwfile", tmpPwdFile,
 		"--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")
-	return err
+	if err != nil {
+		return err
+	}
+	return d.mark(ctx, n)
+}
+
+// mark writes pgha's marker (local.MarkerFile, the same text as on the
+// local runtime) into n's data directory after initdb, a clone, a rewind
+// or a restore, so that pgha may later delete it (checkOwned).
+func (d *dockerRuntime) mark(ctx context.Context, n *config.Node) error {
+	content := fmt.Sprintf("%s# pgha deletes this directory only while this file names its cluster.\ncluster = %s\nnode = %s\n",
+		pgconf.Header, d.c.Name, n.Name)
+	return d.write(ctx, n.Name, pgUser, pgData+"/"+local.MarkerFile, []byte(content))
+}
+
+// checkOwned is local.CheckOwned inside n's container: dir (a data
+// directory, or one set aside) is missing or empty, carries pgha's marker for this cluster, or was made by an older
+// pgha (PG_VERSION beside a pgha.conf starting with pgha's header).
+func (d *dockerRuntime) checkOwned(ctx context.Context, n *config.Node, dir string) error {
+	out, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `d="$0"; m="$0/$1"
+[ -e "$d" ] || { echo ok; exit 0; }
+[ -z "$(ls -A "$d" 2>/dev/null)" ] && { echo ok; exit 0; }
+if [ -L "$m" ]; then echo "its $1 is not a regular file"; exit 0; fi
+if [ -f "$m" ]; then
+  grep -qxF "cluster = $2" "$m" && { echo ok; exit 0; }
+  echo "it belongs to another cluster ($(grep -m1 '^cluster = ' "$m"))"; exit 0
+fi
+if [ -f "$d/PG_VERSION" ] && [ -f "$d/pgha.conf" ] && [ "$(head -n1 "$d/pgha.conf")" = "$3" ]; then echo ok; exit 0; fi
+echo "it carries no $1 and no pgha.conf written by pgha"`, dir, local.MarkerFile, d.c.Name, strings.TrimSuffix(pgconf.Header, "\n"))
+	if err != nil {
+		return fmt.Errorf("check %s in %s: %w", dir, d.eng.Name(n.Name), err)
+	}
+	if r := strings.TrimSpace(out); r != "ok" {
+		return fmt.Errorf("%s in %s: %s; pgha deletes only data directories it made for cluster %q", dir, d.eng.Name(n.Name), r, d.c.Name)
+	}
+	return nil
 }
 
 func (d *dockerRuntime) Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error {
@@ -329,7 +364,7 @@ func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) erro
 		_, _ = d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
 		return err
 	}
-	return nil
+	return d.mark(ctx, n)
 }
 
 func (d *dockerRuntime) Destroy(ctx context.Context, n *config.Node, keepData bool) error {
@@ -500,7 +535,11 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 	host, port := plan.PeerEndpoint(d.c, source)
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
 		pgconf.KV{Key: "user", Value: su.Superuser}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
-	return d.pg(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+	report, err := d.pg(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+	if err != nil {
+		return report, err
+	}
+	return report, d.mark(ctx, n) // pg_rewind copied the source's marker
 }
 
 // InstallTLS copies n's certificate, key and the CA into its volume,
@@ -574,6 +613,9 @@ func (d *dockerRuntime) RemoveAside(ctx context.Context, n *config.Node, path st
 	}
 	if err := d.ensureNode(ctx, n); err != nil {
 		return err
+	}
+	if err := d.checkOwned(ctx, n, path); err != nil {
+		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	if _, err := d.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `set -e
 [ -L "$0" ] && { echo "$0 is a symlink" >&2; exit 1; }

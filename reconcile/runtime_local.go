@@ -59,7 +59,18 @@ func (l *localRuntime) CreateNode(_ context.Context, n *config.Node) error {
 func (l *localRuntime) Prepare(context.Context, *config.Node) error { return nil }
 
 func (l *localRuntime) InitDB(ctx context.Context, n *config.Node) error {
-	return l.rt.InitDB(ctx, n.DataDir, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal())
+	if err := l.rt.InitDB(ctx, n.DataDir, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal()); err != nil {
+		return err
+	}
+	return l.mark(n)
+}
+
+// mark writes pgha's marker into n's data directory, so that pgha may
+// later delete it (local.CheckOwned); it follows every initdb, clone,
+// rewind and restore, which leave a directory without it or with the
+// source's.
+func (l *localRuntime) mark(n *config.Node) error {
+	return l.rt.WriteMarker(n.DataDir, local.Marker{Cluster: l.c.Name, Node: n.Name})
 }
 
 func (l *localRuntime) Configure(_ context.Context, n *config.Node, settings map[string]string, hba []string) error {
@@ -92,8 +103,11 @@ func (l *localRuntime) Clone(ctx context.Context, n, primary *config.Node) error
 		return err
 	}
 	host, port := plan.PeerEndpoint(l.c, primary)
-	return l.rt.Clone(ctx, n.DataDir, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User,
-		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name, Env: plan.LibpqTLS(l.c, n)})
+	if err := l.rt.Clone(ctx, n.DataDir, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User,
+		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name, Env: plan.LibpqTLS(l.c, n)}); err != nil {
+		return err
+	}
+	return l.mark(n)
 }
 
 func (l *localRuntime) Destroy(ctx context.Context, n *config.Node, _ bool) error {
@@ -103,7 +117,7 @@ func (l *localRuntime) Destroy(ctx context.Context, n *config.Node, _ bool) erro
 	if _, err := os.Stat(n.DataDir); os.IsNotExist(err) {
 		return nil
 	}
-	return l.rt.RemoveDataDir(n.DataDir)
+	return l.rt.RemoveDataDir(n.DataDir, l.c.Name)
 }
 
 func (l *localRuntime) Replace(context.Context, *config.Node) error {
@@ -132,7 +146,7 @@ func (l *localRuntime) DestroyCatalog(ctx context.Context, _ bool) error {
 	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
 		return err
 	}
-	return os.RemoveAll(l.c.Catalog.DataDir)
+	return l.rt.RemoveRedisDir(l.c.Catalog.DataDir)
 }
 
 func (l *localRuntime) ControlData(ctx context.Context, n *config.Node) (map[string]string, error) {
@@ -149,7 +163,11 @@ func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (stri
 	}
 	defer os.Remove(pf)
 	host, port := plan.PeerEndpoint(l.c, source)
-	return l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)})
+	report, err := l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)})
+	if err != nil {
+		return report, err
+	}
+	return report, l.mark(n) // pg_rewind copied the source's marker
 }
 
 // InstallTLS puts n's certificate, key and the CA where its server and
@@ -188,7 +206,7 @@ func (l *localRuntime) MoveAside(ctx context.Context, n *config.Node, stamp stri
 }
 
 func (l *localRuntime) RemoveAside(_ context.Context, n *config.Node, path string) error {
-	return l.rt.RemoveAside(n.DataDir, path)
+	return l.rt.RemoveAside(n.DataDir, path, l.c.Name)
 }
 
 // MarkFenced writes standby.signal: a supervisor or an operator restarting

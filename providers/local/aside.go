@@ -100,8 +100,8 @@ func IsAsideOf(dir, path string) bool {
 
 // RemoveAside deletes one set-aside data directory of dir. It refuses
 // anything whose name does not say it was set aside from dir, a symlink,
-// and a directory that does not look like PostgreSQL's.
-func (r *Runtime) RemoveAside(dir, path string) error {
+// and a directory pgha did not make for cluster (CheckOwned).
+func (r *Runtime) RemoveAside(dir, path, cluster string) error {
 	dir, err := absPath("remove set-aside data", dir)
 	if err != nil {
 		return err
@@ -119,8 +119,8 @@ func (r *Runtime) RemoveAside(dir, path string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("remove %s: not a directory (a symlink or a file was not set aside by pgha)", path)
 	}
-	if !looksLikeDataDir(path) {
-		return fmt.Errorf("remove %s: it does not look like a PostgreSQL data directory; remove it by hand if it is really meant to go", path)
+	if err := CheckOwned(path, cluster); err != nil {
+		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	if err := os.RemoveAll(path); err != nil {
 		return fmt.Errorf("remove %s: %w", path, err)

@@ -51,7 +51,7 @@ func TestMoveAsideAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{other, dir, root, dir + ".aside-../db1", dir + ".aside-"} {
-		if err := r.RemoveAside(dir, p); err == nil || !strings.Contains(err.Error(), "not a set-aside data directory") {
+		if err := r.RemoveAside(dir, p, "t"); err == nil || !strings.Contains(err.Error(), "not a set-aside data directory") {
 			t.Errorf("RemoveAside(%s) = %v", p, err)
 		}
 	}
@@ -59,10 +59,20 @@ func TestMoveAsideAndRemove(t *testing.T) {
 	if err := os.Symlink(aside, link); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RemoveAside(dir, link); err == nil || !strings.Contains(err.Error(), "symlink") {
+	if err := r.RemoveAside(dir, link, "t"); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("RemoveAside(symlink) = %v", err)
 	}
-	if err := r.RemoveAside(dir, aside); err != nil {
+	// Only a directory carrying pgha's marker for the cluster goes.
+	if err := r.RemoveAside(dir, aside, "t"); err == nil || !strings.Contains(err.Error(), "carries no pgha.marker") {
+		t.Fatalf("RemoveAside without pgha's marker = %v", err)
+	}
+	if err := r.WriteMarker(aside, local.Marker{Cluster: "t", Node: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveAside(dir, aside, "other"); err == nil || !strings.Contains(err.Error(), `belongs to cluster "t"`) {
+		t.Fatalf("RemoveAside for another cluster = %v", err)
+	}
+	if err := r.RemoveAside(dir, aside, "t"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(aside); !os.IsNotExist(err) {

@@ -50,10 +50,10 @@ func (r *Runtime) SetStandby(dir string, on bool) error {
 }
 
 // RemoveDataDir deletes a node's data directory. It refuses while a
-// postmaster runs in it, and refuses a directory that does not look like
-// PostgreSQL's (an empty one, a cluster, or a clone's leftovers), so that a
-// mistyped data_dir cannot take someone's home directory with it.
-func (r *Runtime) RemoveDataDir(dir string) error {
+// postmaster runs in it, and refuses a directory that pgha did not make
+// for cluster (CheckOwned): a mistyped data_dir, another cluster's data
+// or someone's home directory is never removed.
+func (r *Runtime) RemoveDataDir(dir, cluster string) error {
 	dir, err := absPath("remove data directory", dir)
 	if err != nil {
 		return err
@@ -67,23 +67,11 @@ func (r *Runtime) RemoveDataDir(dir string) error {
 	if pid, running, _ := r.postmaster(dir); running {
 		return fmt.Errorf("remove data directory %s: PostgreSQL (pid %d) is running in it; stop it first", dir, pid)
 	}
-	if !looksLikeDataDir(dir) {
-		return fmt.Errorf("remove data directory %s: it does not look like a PostgreSQL data directory (no PG_VERSION, base, global or pg_wal); remove it by hand if it is really meant to go", dir)
+	if err := CheckOwned(dir, cluster); err != nil {
+		return fmt.Errorf("remove data directory: %w", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove data directory %s: %w", dir, err)
 	}
 	return nil
-}
-
-func looksLikeDataDir(dir string) bool {
-	if empty, err := isEmpty(dir); err == nil && empty {
-		return true
-	}
-	for _, name := range []string{"PG_VERSION", "base", "global", "pg_wal", "backup_label", "postgresql.conf"} {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			return true
-		}
-	}
-	return false
 }

@@ -237,6 +237,13 @@ func TestPrimaryAndStandby(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertOwned(t, standby, 0o700)
+		if err := r.WriteMarker(standby, local.Marker{Cluster: "t", Node: "db2"}); err != nil {
+			t.Fatal(err)
+		}
+		assertOwned(t, filepath.Join(standby, local.MarkerFile), 0o600)
+		if m, ok, err := local.ReadMarker(standby); err != nil || !ok || m != (local.Marker{Cluster: "t", Node: "db2"}) {
+			t.Fatalf("marker read back as %+v, %v, %v", m, ok, err)
+		}
 		conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=replicator application_name=db2 passfile=%s", ports[0], pass)
 		if err := r.Configure(standby, nodeSettings(ports[1], map[string]string{"primary_conninfo": conninfo, "primary_slot_name": "db2"}), hba); err != nil {
 			t.Fatal(err)
@@ -271,7 +278,7 @@ func TestPrimaryAndStandby(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err := r.RemoveDataDir(standby); err == nil || !strings.Contains(err.Error(), "running") {
+		if err := r.RemoveDataDir(standby, "t"); err == nil || !strings.Contains(err.Error(), "running") {
 			t.Fatalf("RemoveDataDir of a running node: %v", err)
 		}
 		if err := r.Clone(ctx, primary, src); err == nil || !strings.Contains(err.Error(), "not empty") {
@@ -304,7 +311,10 @@ func TestPrimaryAndStandby(t *testing.T) {
 		if n := observe(r, standby); n.StandbySignal {
 			t.Fatal("standby.signal still observed after SetStandby(false)")
 		}
-		if err := r.RemoveDataDir(standby); err != nil {
+		if err := r.RemoveDataDir(standby, "other"); err == nil || !strings.Contains(err.Error(), `belongs to cluster "t"`) {
+			t.Fatalf("RemoveDataDir of another cluster's directory: %v", err)
+		}
+		if err := r.RemoveDataDir(standby, "t"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(standby); !os.IsNotExist(err) {
@@ -397,7 +407,7 @@ func TestObserveSurprises(t *testing.T) {
 	if n := observe(r, file); n.DirExists || n.RuntimeError == "" {
 		t.Fatalf("a file as data dir observed as %+v", n)
 	}
-	if err := r.RemoveDataDir(junk); err == nil {
+	if err := r.RemoveDataDir(junk, "t"); err == nil {
 		t.Fatal("RemoveDataDir removed a directory that is not PostgreSQL's")
 	}
 	if err := r.CreateDataDir(junk); err == nil {

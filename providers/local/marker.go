@@ -1,0 +1,177 @@
+package local
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgha/pgha/internal/pgconf"
+)
+
+// MarkerFile is the file pgha writes into every data directory it
+// initialises (initdb) or fills (a clone, a restore). pgha deletes a data
+// directory only when it carries this file for the same cluster: a
+// mistyped data_dir, another cluster's directory or someone's files are
+// never removed.
+//
+// pg_basebackup and pg_rewind copy the file from their source, so its
+// node line may name the source until pgha writes it again; the check
+// therefore compares the cluster only.
+//
+// Directories made by pgha before the marker existed are recognised by
+// what pgha always wrote into them: PG_VERSION beside a pgha.conf that
+// starts with pgha's header (see CheckOwned). Such a directory gets the
+// marker the next time pgha initialises, clones or rewinds it.
+const MarkerFile = "pgha.marker"
+
+// Marker is what MarkerFile records.
+type Marker struct {
+	Cluster string
+	Node    string
+}
+
+// WriteMarker records in dir that pgha made it for m.Cluster and m.Node.
+func (r *Runtime) WriteMarker(dir string, m Marker) error {
+	if strings.ContainsAny(m.Cluster+m.Node, "\r\n") {
+		return fmt.Errorf("mark %s: a name contains a line break", dir)
+	}
+	content := fmt.Sprintf("%s# pgha deletes this directory only while this file names its cluster.\ncluster = %s\nnode = %s\n",
+		pgconf.Header, m.Cluster, m.Node)
+	if err := r.writeFileAtomic(filepath.Join(dir, MarkerFile), []byte(content), 0o600); err != nil {
+		return fmt.Errorf("mark %s as pgha's: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadMarker reads dir's marker; ok is false when there is none. A marker
+// that is not a regular file (a symlink pointing elsewhere) is an error.
+func ReadMarker(dir string) (m Marker, ok bool, err error) {
+	path := filepath.Join(dir, MarkerFile)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Marker{}, false, nil
+	}
+	if err != nil {
+		return Marker{}, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Marker{}, false, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Marker{}, false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, found := strings.Cut(sc.Text(), " = ")
+		switch {
+		case !found:
+		case k == "cluster":
+			m.Cluster = v
+		case k == "node":
+			m.Node = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Marker{}, false, err
+	}
+	if m.Cluster == "" {
+		return Marker{}, false, fmt.Errorf("%s names no cluster", path)
+	}
+	return m, true, nil
+}
+
+// CheckOwned returns nil when pgha may delete dir as a data directory of
+// cluster: it is missing or empty (nothing to lose), it carries pgha's
+// marker for cluster, or it is a data directory an older pgha made
+// (PG_VERSION, and a pgha.conf starting with pgha's header). Anything else
+// is an error that says why. Whatever removes or replaces a data directory
+// (destroy, a re-clone, moving one aside and deleting it later) asks this
+// first.
+func CheckOwned(dir, cluster string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if empty, err := isEmpty(dir); err == nil && empty {
+		return nil
+	}
+	m, ok, err := ReadMarker(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w; pgha deletes only what it marked", dir, err)
+	}
+	if ok {
+		if m.Cluster != cluster {
+			return fmt.Errorf("%s belongs to cluster %q (see %s), not %q; pgha deletes only its own data directories", dir, m.Cluster, MarkerFile, cluster)
+		}
+		return nil
+	}
+	if legacyDataDir(dir) {
+		return nil
+	}
+	return fmt.Errorf("%s carries no %s and no pgha.conf written by pgha: pgha did not make it and will not delete it; move it away by hand if it is really meant to go", dir, MarkerFile)
+}
+
+// legacyDataDir recognises a data directory made by pgha before markers:
+// a cluster (PG_VERSION) with pgha's own settings file.
+func legacyDataDir(dir string) bool {
+	if fi, err := os.Lstat(filepath.Join(dir, "PG_VERSION")); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	return startsWithHeader(filepath.Join(dir, "pgha.conf"))
+}
+
+// startsWithHeader reports whether path is a regular file whose first
+// line is pgha's managed-file header.
+func startsWithHeader(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	return line == pgconf.Header
+}
+
+// CheckRedisOwned returns nil when dir is missing or holds the redis.conf
+// pgha writes for a managed catalog (its first line is pgha's header):
+// only then may pgha delete it.
+func CheckRedisOwned(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if startsWithHeader(filepath.Join(dir, "redis.conf")) {
+		return nil
+	}
+	return fmt.Errorf("%s holds no redis.conf written by pgha: pgha did not make it and will not delete it; move it away by hand if it is really meant to go", dir)
+}
+
+// RemoveRedisDir deletes a managed catalog's directory, after
+// CheckRedisOwned. The server must be stopped (StopRedis).
+func (r *Runtime) RemoveRedisDir(dir string) error {
+	dir, err := absPath("remove redis directory", dir)
+	if err != nil {
+		return err
+	}
+	if err := CheckRedisOwned(dir); err != nil {
+		return fmt.Errorf("remove redis directory: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove redis directory %s: %w", dir, err)
+	}
+	return nil
+}
