@@ -255,8 +255,10 @@ func haScenario(t *testing.T, rt string) {
 		c := c.with(t)
 		np := c.primary(ctx)
 		victim := map[string]string{"db1": "db3", "db3": "db1"}[np]
-		// Replace the standby's data with an unrelated cluster.
-		c.sh(victim, `pg_ctl -D $D -m fast -w stop >/dev/null; find $D -mindepth 1 -delete; initdb -D $D -A trust >/dev/null`)
+		// Replace the standby's data with an unrelated cluster, keeping
+		// pgha's marker: a directory pgha made whose history no longer
+		// matches (pgha never removes a directory without its marker).
+		c.sh(victim, `m=$(cat $D/pgha.marker); pg_ctl -D $D -m fast -w stop >/dev/null; find $D -mindepth 1 -delete; initdb -D $D -A trust >/dev/null; printf '%s\n' "$m" > $D/pgha.marker`)
 		r := c.pgha("plan")
 		if !strings.Contains(r.stdout, "standby.rejoin["+victim+"]") {
 			t.Fatalf("plan:\n%s", r)
