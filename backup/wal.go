@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"github.com/pgha/pgha/state"
 )
@@ -274,7 +275,7 @@ func RestoreChain(repo string, chain []state.Backup, dir string, progress func(i
 			return nil, err
 		}
 		err := extract(chain[0], func(r io.Reader) error {
-			f, err := os.OpenFile(filepath.Join(dir, "dumpall.sql"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			f, err := os.OpenFile(filepath.Join(dir, "dumpall.sql"), os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 			if err != nil {
 				return err
 			}
@@ -289,14 +290,22 @@ func RestoreChain(repo string, chain []state.Backup, dir string, progress func(i
 		if combine == nil {
 			return nil, fmt.Errorf("restore %s: a PostgreSQL 17 incremental chain needs pg_combinebackup, which this runtime cannot run here", chain[len(chain)-1].ID)
 		}
+		// The parts go into a directory made here, fresh (MkdirTemp), beside
+		// dir: nothing that existed before is written into or removed
+		// afterwards, and no name can be a symlink planted in advance. It
+		// is traversable (0711) so that pg_combinebackup, running as the
+		// PostgreSQL user, reaches the parts it is given.
+		partsDir, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".parts-")
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", chain[len(chain)-1].ID, err)
+		}
+		defer os.RemoveAll(partsDir)
+		if err := os.Chmod(partsDir, 0o711); err != nil {
+			return nil, err
+		}
 		var parts []string
-		defer func() {
-			for _, p := range parts {
-				os.RemoveAll(p)
-			}
-		}()
 		for i, b := range chain {
-			part := fmt.Sprintf("%s.part%d", dir, i)
+			part := filepath.Join(partsDir, fmt.Sprintf("part%d", i))
 			parts = append(parts, part)
 			if err := extract(b, func(r io.Reader) error { return Extract(r, part) }); err != nil {
 				return nil, err

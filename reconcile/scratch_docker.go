@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/backup"
@@ -133,10 +134,25 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 	m := newMeter(out, total)
 	began := time.Now()
 	var parts []string
+	partsDir := ""
+	if layout == backup.LayoutCombine {
+		// The parts go into a directory mktemp makes, fresh: nothing that
+		// was in the volume before (a crashed restore's leftovers, a
+		// symlink) is written into, and only this directory is removed.
+		o, err := d.eng.Exec(ctx, node, pgUser, nil, nil, "mktemp", "-d", root+"/.restore-parts.XXXXXX")
+		if err != nil {
+			return fmt.Errorf("restore parts directory in %s: %w", d.eng.Name(node), err)
+		}
+		partsDir = strings.TrimSpace(o)
+		if !strings.HasPrefix(partsDir, root+"/.restore-parts.") || strings.ContainsAny(partsDir, "\n ") {
+			return fmt.Errorf("restore parts directory in %s: mktemp said %q", d.eng.Name(node), o)
+		}
+		defer d.eng.Exec(context.Background(), node, pgUser, nil, nil, "rm", "-rf", "--", partsDir)
+	}
 	for i, b := range chain {
 		dir := data
 		if layout == backup.LayoutCombine {
-			dir = fmt.Sprintf("%s/restore-part%d", root, i)
+			dir = fmt.Sprintf("%s/part%d", partsDir, i)
 			parts = append(parts, dir)
 		}
 		rc, err := backup.Open(repo, b)
@@ -199,7 +215,6 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 			return err
 		}
 		fmt.Fprintf(out, "pg_combinebackup combined %d backups in %s\n", len(parts), time.Since(began).Round(time.Millisecond))
-		_, _ = d.eng.Exec(ctx, node, pgUser, nil, nil, "sh", "-c", `rm -rf "$0"/restore-part*`, root)
 	}
 	if check {
 		if err := pg("pg_verifybackup", "-n", "-q", data); err != nil {
