@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,5 +167,71 @@ func TestLocalSlotRenameOneApply(t *testing.T) {
 	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || strings.Join(got, ",") != "db2_renamed:true" {
 		t.Fatalf("slots on db1: %v (%v), want only db2_renamed, active", got, err)
+	}
+}
+
+// TestLocalNodeRemoval: a node deleted from cluster.hcl is listed by
+// status as undeclared, planned as a removal, and after one apply it is
+// stopped, its slot on the primary is gone, its data directory is moved
+// aside (not deleted), and the plan is empty.
+func TestLocalNodeRemoval(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 3)
+	ctx := context.Background()
+	c.mustPgha("apply", "-auto-approve")
+	src, _ := os.ReadFile(c.file)
+	i := strings.Index(string(src), `  node "db3" {`)
+	j := i + strings.Index(string(src[i:]), "}\n") + 2
+	c.write(string(src[:i]) + string(src[j:]))
+
+	var st struct {
+		Nodes []struct {
+			Name, Role string
+			Running    bool
+			Undeclared bool
+			DataDir    string `json:"data_dir"`
+		}
+	}
+	if err := json.Unmarshal([]byte(c.mustPgha("status", "-json").stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 3 || st.Nodes[2].Name != "db3" || !st.Nodes[2].Undeclared || !st.Nodes[2].Running ||
+		st.Nodes[2].Role != "standby" || st.Nodes[2].DataDir != c.dataDir("db3") || st.Nodes[0].Undeclared {
+		t.Fatalf("status does not list db3 as an undeclared running standby: %+v", st.Nodes)
+	}
+	if r := c.mustPgha("status"); !strings.Contains(r.stdout, "not in cluster.hcl") {
+		t.Fatalf("status:\n%s", r)
+	}
+	r := c.pgha("plan", "-detailed-exitcode")
+	if r.code != 2 || !strings.Contains(r.stdout, "- node.remove[db3]") || !strings.Contains(r.stdout, "- slot.drop[db1/db3_slot]") {
+		t.Fatalf("the plan does not remove db3 (exit %d):\n%s", r.code, r)
+	}
+	c.mustPgha("apply", "-auto-approve")
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("after the removal the plan is not empty (exit %d):\n%s", r.code, r)
+	}
+	if _, err := os.Stat(c.dataDir("db3")); !os.IsNotExist(err) {
+		t.Fatalf("db3's data directory is still in place (%v)", err)
+	}
+	aside, _ := filepath.Glob(c.dataDir("db3") + ".removed-*")
+	if len(aside) != 1 {
+		t.Fatalf("db3's data was not moved aside: %v", aside)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "PG_VERSION")); err != nil {
+		t.Fatalf("the set-aside directory lost its data: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("db3 still runs (postmaster.pid: %v)", err)
+	}
+	rows, err := c.conn(ctx, "db1").Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || strings.Join(got, ",") != "db2_slot" {
+		t.Fatalf("slots on db1: %v (%v), want db2_slot only", got, err)
+	}
+	if err := json.Unmarshal([]byte(c.mustPgha("status", "-json").stdout), &st); err != nil || len(st.Nodes) != 2 {
+		t.Fatalf("status after the removal: %+v (%v)", st.Nodes, err)
 	}
 }

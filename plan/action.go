@@ -47,6 +47,7 @@ const (
 	NodeReplace    Kind = "node.replace"    // recreate a node's container (image, network), keeping its data
 	NodeDestroy    Kind = "node.destroy"    // stop and delete the data directory
 	DataRemove     Kind = "data.remove"     // delete a data directory set aside by a re-clone or restore, once the node is healthy and it is old enough
+	NodeRemove     Kind = "node.remove"     // a node cluster.hcl no longer declares: stop it, move its data aside
 	RoleEnsure     Kind = "role.ensure"     // replication role with LOGIN REPLICATION and the declared password
 	SlotCreate     Kind = "slot.create"     // physical slot on the primary
 	SlotDrop       Kind = "slot.drop"       // drop an undeclared slot that holds WAL back
@@ -68,7 +69,7 @@ const (
 )
 
 // Kinds lists every action kind, in documentation order.
-var Kinds = []Kind{CatalogStart, CatalogRestart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove,
+var Kinds = []Kind{CatalogStart, CatalogRestart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove, NodeRemove,
 	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord,
 	CertificateIssue, CertificateInstall}
 

@@ -51,6 +51,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 		}
 	}
 	if b.primary() {
+		b.removals()
 		if b.primaryUp == "" || b.primaryNew || b.switched != "" {
 			// A stopped primary keeps its roles and slots; they are
 			// planned once it can be observed again. The role replicates,
@@ -107,11 +108,14 @@ type builder struct {
 	failover bool
 	// undecided: a split brain the catalog cannot settle; nothing is done.
 	undecided bool
-	// released are renamed slots, dropped after their standby follows.
+	// released are renamed slots, dropped after their standby follows,
+	// and slots of removed nodes, dropped after the removal.
 	released []released
 	// resumed: actual is a stopped primary whose switchover to the target
 	// was interrupted; the switchover resumes from where it stopped.
 	resumed bool
+	// removed maps undeclared nodes this plan removes to the action.
+	removed map[string]string
 }
 
 func (b *builder) targetNode() *config.Node { return b.c.Node(b.target) }
@@ -599,6 +603,10 @@ func (b *builder) slots() {
 		}
 		if who := b.streamedBy(sl); sl.Active && who != "" {
 			b.released = append(b.released, released{slot: sl, node: who})
+			continue
+		}
+		if who := b.removedStream(sl); who != "" {
+			b.released = append(b.released, released{slot: sl, node: who, after: b.removed[who]})
 			continue
 		}
 		if sl.Active {

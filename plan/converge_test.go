@@ -37,7 +37,41 @@ func switchedOver(c *config.Cluster, s *state.Cluster) {
 	s.Catalog.Record = &state.ClusterRecord{Name: "demo", Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Event: "switchover"}
 }
 
+// removeDB3 takes db3 out of cluster.hcl; the runtime still finds it.
+func removeDB3(c *config.Cluster, s *state.Cluster) *state.Node {
+	c.Nodes = c.Nodes[:2]
+	n := s.Node("db3")
+	s.Nodes = s.Nodes[:2]
+	s.Undeclared = []*state.Node{n}
+	s.ObservedAt = tuesday
+	return n
+}
+
 var convergeCases = []planCase{
+	{name: "node_removed", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// node "db3" was deleted from cluster.hcl while it streams from
+		// db1 through slot db3: it is stopped, its data moved aside, and
+		// its slot dropped after it.
+		removeDB3(c, s)
+	}, ids: []string{"node.remove[db3]", "slot.drop[db1/db3]", "catalog.record[cluster]"}},
+	{name: "node_removed_stopped", mutate: func(c *config.Cluster, s *state.Cluster) {
+		stop(removeDB3(c, s))
+		s.Node("db1").Slots[1].Active = false
+	}, ids: []string{"node.remove[db3]", "slot.drop[db1/db3]", "catalog.record[cluster]"}},
+	{name: "node_removed_docker", mutate: func(c *config.Cluster, s *state.Cluster) {
+		dockerize(c, s)
+		n := removeDB3(c, s)
+		// Docker: found by its container's labels; PostgreSQL is not asked.
+		*n = state.Node{Name: "db3", DataDir: "volume pgha-demo-db3", DirExists: true, Initialized: true, Running: true,
+			Container: &state.Container{Name: "pgha-demo-db3", Running: true, Image: "postgres:17"}}
+		// The primary's WAL sender for db3 holds slot db3.
+		s.Node("db1").Replicas[1].PID = 201
+	}, ids: []string{"node.remove[db3]", "slot.drop[db1/db3]", "catalog.record[cluster]"}},
+	{name: "node_removed_writable", mutate: func(c *config.Cluster, s *state.Cluster) {
+		n := removeDB3(c, s)
+		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
+		s.Node("db1").Slots[1].Active = false
+	}, ids: []string{"slot.drop[db1/db3]", "catalog.record[cluster]"}, diags: []string{"db3 is not in cluster.hcl but accepts writes"}},
 	{name: "slot_renamed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// node "db2" { slot = "db2" } became slot = "db2_new": one plan
 		// creates the new slot, re-points db2, then drops the old one.

@@ -35,6 +35,9 @@ func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 type released struct {
 	slot state.Slot
 	node string
+	// after is the action that releases it when that is not the node's
+	// standby.follow: its removal.
+	after string
 }
 
 // streamedBy names the declared standby that streams through slot sl on
@@ -59,6 +62,14 @@ func (b *builder) streamedBy(sl state.Slot) string {
 // standby this plan does not re-point keeps its slot, with a warning.
 func (b *builder) dropReleased() {
 	for _, r := range b.released {
+		if r.after != "" {
+			a := newAction(SlotDrop, Delete, b.target, b.target+"/"+r.slot.Name,
+				fmt.Sprintf("slot %s on %s was %s's, which is not in cluster.hcl; dropped once %s is stopped, since it would hold WAL back", r.slot.Name, b.target, r.node, r.node))
+			a.Before = map[string]string{"slot": r.slot.Name, "restart_lsn": r.slot.RestartLSN.String(), "streamed_by": r.node}
+			a.DependsOn = deps(r.after)
+			b.add(a)
+			continue
+		}
 		follow := string(StandbyFollow) + "[" + r.node + "]"
 		planned := false
 		for _, a := range b.p.Actions {

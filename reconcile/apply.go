@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,6 +193,8 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 			return err
 		}
 		return e.ready(ctx, n, primary)
+	case plan.NodeRemove:
+		return e.remove(ctx, a)
 	case plan.NodeDestroy:
 		return e.Runtime.Destroy(ctx, n, a.After["volume"] == "kept")
 	case plan.DataRemove:
@@ -268,6 +272,32 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		return e.Runtime.Reload(ctx, n)
 	}
 	return fmt.Errorf("this pgha cannot execute %s actions", a.Kind)
+}
+
+// remove stops a node cluster.hcl no longer declares and sets its data
+// aside: renamed beside it (local), or its container removed and its
+// volume kept (docker). Nothing is deleted.
+func (e *Env) remove(ctx context.Context, a plan.Action) error {
+	port, _ := strconv.Atoi(a.Before["port"])
+	n := &config.Node{Name: a.Node, Host: "127.0.0.1", Port: port, DataDir: a.Before["data_dir"]}
+	if e.Cfg.IsDocker() {
+		return e.Runtime.Destroy(ctx, n, true)
+	}
+	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
+		return fmt.Errorf("stop %s: %w", n.Name, err)
+	}
+	aside := a.After["aside"]
+	if aside == "" || filepath.Dir(aside) != filepath.Dir(n.DataDir) {
+		return fmt.Errorf("remove %s: the plan names no place beside %s to move it to", n.Name, n.DataDir)
+	}
+	if _, err := os.Lstat(aside); err == nil {
+		return fmt.Errorf("remove %s: %s already exists; nothing was moved", n.Name, aside)
+	}
+	if err := os.Rename(n.DataDir, aside); err != nil {
+		return fmt.Errorf("move %s aside: %w", n.DataDir, err)
+	}
+	e.note("%s's data directory is now %s", n.Name, aside)
+	return nil
 }
 
 // dropReleased drops a renamed slot once the standby that streamed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,24 @@ func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*
 		}()
 	}
 	wg.Wait()
+	// Containers with the cluster's label that no declared node owns:
+	// nodes removed from cluster.hcl. Their PostgreSQL is not asked.
+	var names []string
+	for name := range inv.Containers {
+		if name != redisNode && d.c.Node(name) == nil {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ct := inv.Containers[name]
+		n := &state.Node{Name: name, DataDir: "volume " + d.eng.Name(name), DirExists: inv.Volumes[name], Initialized: inv.Volumes[name],
+			Running: ct.Running, Container: &state.Container{Name: ct.Name, Running: ct.Running, Image: ct.Config}}
+		if !ct.Running {
+			n.Error = "not running"
+		}
+		s.Undeclared = append(s.Undeclared, n)
+	}
 }
 
 // observeNode asks PostgreSQL first (one connection answers everything);

@@ -6,6 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/pgha/pgha/config"
@@ -42,6 +45,21 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 				return
 			}
 			pg(l.c.Node(n.Name), n)
+		}()
+	}
+	for _, n := range l.undeclared() {
+		s.Undeclared = append(s.Undeclared, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.rt.Observe(n)
+			if !n.Running {
+				n.Error = "not running"
+				return
+			}
+			if n.Port = postmasterPort(n.DataDir); n.Port > 0 {
+				pg(&config.Node{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}, n)
+			}
 		}()
 	}
 	wg.Wait()
@@ -243,4 +261,50 @@ func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer)
 	defer done()
 	host, port := plan.AdminEndpoint(l.c, n)
 	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)}, w)
+}
+
+// nodeDirName is what a node's data directory is called under data_dir:
+// a node name. Directories set aside (db1.removed-…, db1.before-restore-…)
+// carry a dot and are no nodes.
+var nodeDirName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// undeclared lists the PostgreSQL data directories under the runtime's
+// data_dir that no declared node owns: nodes removed from cluster.hcl.
+func (l *localRuntime) undeclared() []*state.Node {
+	entries, err := os.ReadDir(l.c.Runtime.DataDir)
+	if err != nil {
+		return nil
+	}
+	var out []*state.Node
+	for _, e := range entries {
+		name := e.Name()
+		dir := filepath.Join(l.c.Runtime.DataDir, name)
+		if !e.IsDir() || !nodeDirName.MatchString(name) || l.c.Node(name) != nil {
+			continue
+		}
+		declared := false
+		for _, cn := range l.c.Nodes {
+			declared = declared || cn.DataDir == dir
+		}
+		if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil || declared {
+			continue
+		}
+		out = append(out, &state.Node{Name: name, Host: "127.0.0.1", DataDir: dir})
+	}
+	return out
+}
+
+// postmasterPort reads the port a running server listens on from its
+// postmaster.pid (fourth line); 0 when it cannot.
+func postmasterPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(lines[3]))
+	return port
 }

@@ -38,6 +38,9 @@ type NodeStatus struct {
 	Streaming  bool     `json:"streaming"`
 	Version    int      `json:"server_version,omitempty"`
 	Error      string   `json:"error,omitempty"`
+	// Undeclared: the runtime found this node, cluster.hcl does not
+	// declare it (see state.Cluster.Undeclared).
+	Undeclared bool `json:"undeclared,omitempty"`
 }
 
 // CatalogState is the catalog part of Status.
@@ -93,6 +96,20 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) Status {
 		if n.Role() == state.RolePrimary {
 			zero, secs := int64(0), 0.0
 			ns.LagBytes, ns.LagSeconds = &zero, &secs
+		}
+		out.Nodes = append(out.Nodes, ns)
+	}
+	for _, n := range s.Undeclared {
+		ns := NodeStatus{Name: n.Name, Role: n.Role(), Running: n.Running, Reachable: n.Reachable, Host: n.Host,
+			Port: n.Port, DataDir: n.DataDir, Timeline: n.Timeline, Version: n.ServerVersion, Undeclared: true}
+		if !n.Reachable && n.Error != "not running" {
+			ns.Error = n.Error
+		}
+		if n.Reachable {
+			ns.LSN = n.LSN().String()
+		}
+		if u := n.Upstream; u != nil {
+			ns.Upstream, ns.Streaming, ns.Slot = fmt.Sprintf("%s:%d", u.Host, u.Port), u.Status == "streaming", u.Slot
 		}
 		out.Nodes = append(out.Nodes, ns)
 	}

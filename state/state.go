@@ -39,7 +39,12 @@ type Cluster struct {
 	Name       string    `json:"name"`
 	ObservedAt time.Time `json:"observed_at"`
 	// Nodes in the order the cluster file declares them.
-	Nodes   []*Node `json:"nodes"`
+	Nodes []*Node `json:"nodes"`
+	// Undeclared are nodes the runtime found that the cluster file does
+	// not declare (removed from it, or never in it): PostgreSQL data
+	// directories under the local data_dir, containers labelled with the
+	// cluster's name on Docker. Plans remove them; status lists them.
+	Undeclared []*Node `json:"undeclared,omitempty"`
 	Catalog Catalog `json:"catalog"`
 	// Network is the Docker network; nil on the local runtime.
 	Network *Network `json:"network,omitempty"`
@@ -229,6 +234,8 @@ type Replica struct {
 	ReplayLSN       LSN           `json:"replay_lsn"`
 	ReplayLag       time.Duration `json:"replay_lag,omitempty"`
 	SyncState       string        `json:"sync_state"`
+	// PID is the WAL sender's; a slot's ActivePID names it too.
+	PID int `json:"pid,omitempty"`
 }
 
 // Setting is one row of pg_settings.

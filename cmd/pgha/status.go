@@ -77,6 +77,9 @@ func cmdStatus(ctx context.Context, args []string, out, errw io.Writer) int {
 			case !n.Running:
 				stateS = "stopped"
 			}
+			if n.Undeclared {
+				stateS = "not in cluster.hcl (`pgha apply` removes it); " + stateS
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, running, n.Host, n.Port, tl, lsn, lag, lagT, slot, stateS)
 		}
 		tw.Flush()

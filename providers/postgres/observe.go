@@ -36,7 +36,7 @@ const (
   FROM pg_replication_slots ORDER BY slot_name`
 	qReplicas = `SELECT COALESCE(application_name, ''), COALESCE(host(client_addr), ''), COALESCE(state, ''),
   COALESCE(sent_lsn::text, ''), COALESCE(replay_lsn::text, ''), COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8,
-  COALESCE(sync_state, '') FROM pg_stat_replication ORDER BY application_name`
+  COALESCE(sync_state, ''), pid FROM pg_stat_replication ORDER BY application_name`
 	qSettings = `SELECT name, COALESCE(setting, ''), COALESCE(unit, ''), context, vartype, pending_restart, source FROM pg_settings`
 	// qHistory reads the current timeline's history file (where each
 	// timeline forked from its parent) and, on a primary, the databases'
@@ -148,7 +148,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 		var r state.Replica
 		var sent, rep string
 		var lag float64
-		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &rep, &lag, &r.SyncState); err != nil {
+		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &rep, &lag, &r.SyncState, &r.PID); err != nil {
 			return err
 		}
 		r.SentLSN, r.ReplayLSN, r.ReplayLag = lsn(sent), lsn(rep), time.Duration(lag*float64(time.Second))
