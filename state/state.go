@@ -45,7 +45,7 @@ type Cluster struct {
 	// directories under the local data_dir, containers labelled with the
 	// cluster's name on Docker. Plans remove them; status lists them.
 	Undeclared []*Node `json:"undeclared,omitempty"`
-	Catalog Catalog `json:"catalog"`
+	Catalog    Catalog `json:"catalog"`
 	// Network is the Docker network; nil on the local runtime.
 	Network *Network `json:"network,omitempty"`
 	// Backups are what the backup repository's manifests say, newest
