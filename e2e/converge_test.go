@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,21 +19,25 @@ import (
 	"github.com/pgha/pgha/reconcile"
 )
 
-// leapSchedule ticks only on 29 February (2028 next): the binary, on the
-// real clock, never finds a backup due, while an in-process apply with
-// the clock on 2028-02-29 02:30 finds the incremental due.
-const leapSchedule = `  backup {
+// soonSchedule has its incremental tick at one minute two hours from
+// now, and its full and differential ticks only on 29 February: the
+// binary, on the real clock, finds nothing due during the test, while an
+// in-process apply with the clock just past the tick finds the
+// incremental due. (Two hours, not years: certificates issued now stay
+// valid on that clock.)
+func soonSchedule() (string, time.Time) {
+	tick := time.Now().UTC().Add(2 * time.Hour).Truncate(time.Minute)
+	return fmt.Sprintf(`  backup {
     repository  = "./backups"
     compression = "zstd"
     schedule {
       full         = "0 3 29 2 *"
-      incremental  = "0 2 29 2 *"
+      incremental  = "%d %d %d %d *"
       differential = "0 4 29 2 *"
     }
   }
-`
-
-var leapNight = time.Date(2028, 2, 29, 2, 30, 0, 0, time.UTC)
+`, tick.Minute(), tick.Hour(), tick.Day(), int(tick.Month())), tick.Add(5 * time.Minute)
+}
 
 // TestLocalBackupChainAcrossSwitchover: on PostgreSQL 15 a full is taken,
 // rows are written, the primary is switched over to db2 (timeline 2), and
@@ -44,7 +49,8 @@ var leapNight = time.Date(2028, 2, 29, 2, 30, 0, 0, time.UTC)
 func TestLocalBackupChainAcrossSwitchover(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "local", 2)
-	c.addBlock(leapSchedule)
+	block, night := soonSchedule()
+	c.addBlock(block)
 	ctx := context.Background()
 
 	if r := c.mustPgha("apply", "-auto-approve"); !strings.Contains(r.stdout, "+ backup.take[full]") {
@@ -80,7 +86,7 @@ func TestLocalBackupChainAcrossSwitchover(t *testing.T) {
 	}
 
 	env := c.env()
-	env.Now = func() time.Time { return leapNight }
+	env.Now = func() time.Time { return night }
 	var out bytes.Buffer
 	pl, err := env.Run(ctx, reconcile.RunOptions{Operation: "apply", Out: &out})
 	if err != nil {
