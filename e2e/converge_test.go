@@ -219,7 +219,7 @@ func TestLocalNodeRemoval(t *testing.T) {
 	if _, err := os.Stat(c.dataDir("db3")); !os.IsNotExist(err) {
 		t.Fatalf("db3's data directory is still in place (%v)", err)
 	}
-	aside, _ := filepath.Glob(c.dataDir("db3") + ".removed-*")
+	aside, _ := filepath.Glob(c.dataDir("db3") + ".aside-*")
 	if len(aside) != 1 {
 		t.Fatalf("db3's data was not moved aside: %v", aside)
 	}

@@ -8,11 +8,12 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
-// AsideDir is where a data directory is moved when pgha sets it aside
-// instead of deleting it: beside it, named after why and when, with a dot
-// so that no later observation takes it for a node.
-func AsideDir(dir, why string, at time.Time) string {
-	return dir + "." + why + "-" + at.UTC().Format("20060102T150405Z")
+// removedAside is where a removed node's data directory goes: beside it,
+// named as every set-aside directory is (local.AsidePath: a dot, so no
+// later observation takes it for a node, and the stamp asides() reads),
+// so that a node declared again under that name finds it among its own.
+func removedAside(dir string, at time.Time) string {
+	return dir + ".aside-" + at.UTC().Format("20060102T150405Z")
 }
 
 // removals plans the nodes the runtime found that cluster.hcl does not
@@ -47,7 +48,7 @@ func (b *builder) removals() {
 			a.After = map[string]string{"container": "removed", "volume": "kept"}
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and remove its container; its data stays on its volume", n.Name, what)
 		} else {
-			aside := AsideDir(n.DataDir, "removed", b.s.ObservedAt)
+			aside := removedAside(n.DataDir, b.s.ObservedAt)
 			a.After = map[string]string{"aside": aside}
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and move its data directory aside to %s; nothing is deleted", n.Name, what, aside)
 		}

@@ -264,7 +264,7 @@ func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer)
 }
 
 // nodeDirName is what a node's data directory is called under data_dir:
-// a node name. Directories set aside (db1.removed-…, db1.before-restore-…)
+// a node name. Directories set aside (db1.aside-…, db1.before-restore-…)
 // carry a dot and are no nodes.
 var nodeDirName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
