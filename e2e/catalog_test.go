@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -49,6 +50,12 @@ func catalogAuthScenario(t *testing.T, rt string) {
 		t.Fatalf("catalog password has %d characters, want 43 (32 random bytes, base64url)", len(pw))
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", c.redis)
+	// The catalog speaks TLS (on by default): these clients bring pgha's
+	// certificate, so that what is refused is refused for the password.
+	resp := func(t *testing.T, addr string, words ...string) []string {
+		t.Helper()
+		return respTLS(t, addr, c.catalogTLS(), words...)
+	}
 	checkRefused := func(t *testing.T) {
 		t.Helper()
 		if got := resp(t, addr, "PING"); !strings.HasPrefix(got[0], "-NOAUTH") {
@@ -78,10 +85,11 @@ func catalogAuthScenario(t *testing.T, rt string) {
 		if want := fmt.Sprintf("bind %q \"127.0.0.1\"\n", strings.TrimSpace(string(ip))); !strings.Contains(conf, want) {
 			t.Errorf("redis.conf lacks %q:\n%s", want, conf)
 		}
-		// A client on the cluster network (a node's container) is refused too.
+		// A client on the cluster network (a node's container) is refused
+		// too: in plain text, the TLS port drops it before any password.
 		out, _ = exec.Command("docker", "exec", c.container("db1"), "redis-cli", "-h", "pgha-"+c.name+"-redis", "ping").CombinedOutput()
-		if !strings.Contains(string(out), "NOAUTH") {
-			t.Errorf("redis-cli ping from the cluster network answered %q, want NOAUTH", out)
+		if strings.Contains(string(out), "PONG") || !strings.Contains(string(out), "Error") {
+			t.Errorf("redis-cli ping from the cluster network answered %q, want an error", out)
 		}
 	} else {
 		b, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.conf"))
@@ -131,10 +139,10 @@ func catalogAuthScenario(t *testing.T, rt string) {
 	})
 }
 
-// resp sends commands (each a single word, or AUTH with its argument, or
-// CONFIG SET with two) over one fresh connection and returns the first
-// line of every reply.
-func resp(t *testing.T, addr string, words ...string) []string {
+// respTLS sends commands (each a single word, or AUTH with its argument,
+// or CONFIG SET with two) over one fresh connection (TLS when cfg is set)
+// and returns the first line of every reply.
+func respTLS(t *testing.T, addr string, cfg *tls.Config, words ...string) []string {
 	t.Helper()
 	var cmds [][]string
 	for i := 0; i < len(words); {
@@ -150,7 +158,13 @@ func resp(t *testing.T, addr string, words ...string) []string {
 			i++
 		}
 	}
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, cfg)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
+	}
 	if err != nil {
 		t.Fatalf("connect to the catalog at %s: %v", addr, err)
 	}

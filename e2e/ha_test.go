@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgha/pgha/providers/redis"
 )
 
 func TestLocalHA(t *testing.T) {
@@ -206,7 +204,7 @@ func haScenario(t *testing.T, rt string) {
 			t.Fatalf("plan after failover does not explain it:\n%s", r)
 		}
 		// The choice is in the catalog's history, with its reasons.
-		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name)
+		cat := c.catalog()
 		defer cat.Close()
 		events, err := cat.History(ctx, 10)
 		var recorded, promoted, fenced bool

@@ -300,7 +300,7 @@ func scenario(t *testing.T, rt string) {
 
 	t.Run("lock held by someone else", func(t *testing.T) {
 		c := c.with(t)
-		cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name)
+		cat := c.catalog()
 		defer cat.Close()
 		holder := state.Lock{ID: "e2e-holder-1", Owner: "alice", Host: "ops-host", PID: 4242, Operation: "apply", Created: time.Now()}
 		lease, err := cat.Acquire(ctx, holder, redis.AcquireOptions{})

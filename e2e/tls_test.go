@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/providers/redis"
 )
 
 func TestLocalTLS(t *testing.T) {
@@ -32,7 +34,7 @@ func tlsScenario(t *testing.T, rt string) {
 	c := newCluster(t, rt, 3)
 	ctx := context.Background()
 	r := c.mustPgha("apply", "-auto-approve")
-	for _, want := range []string{"certificate.issue[ca]", "certificate.issue[db1]", "certificate.issue[pgha]"} {
+	for _, want := range []string{"Created the cluster's certificate authority", "Issued the certificate of redis", "certificate.issue[db1]"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("apply of a new cluster did not run %s:\n%s", want, r)
 		}
@@ -101,6 +103,33 @@ func tlsScenario(t *testing.T, rt string) {
 		cancel()
 		if seen["true"] < 3 || seen["false"] != 0 {
 			t.Fatalf("pgha sessions seen by ssl: %v; want 3 or more with ssl and none without", seen)
+		}
+	})
+
+	t.Run("the managed catalog speaks TLS only, to clients with a certificate", func(t *testing.T) {
+		addr := fmt.Sprintf("127.0.0.1:%d", c.redis)
+		cat := c.catalog()
+		defer cat.Close()
+		if err := cat.Ping(ctx); err != nil {
+			t.Fatalf("pgha's TLS client: %v", err)
+		}
+		plain := redis.New(addr, c.catalogPassword(), 0, c.name)
+		defer plain.Close()
+		if err := plain.Ping(ctx); err == nil {
+			t.Fatal("a plain-text client reached the catalog")
+		}
+		// TLS that trusts the CA but brings no certificate of its own.
+		store := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}
+		noCert := redis.NewTLS(addr, c.catalogPassword(), 0, c.name, func() (*tls.Config, error) {
+			cfg, err := store.ClientConfig("127.0.0.1")
+			if err == nil {
+				cfg.Certificates = nil
+			}
+			return cfg, err
+		})
+		defer noCert.Close()
+		if err := noCert.Ping(ctx); err == nil {
+			t.Fatal("a TLS client without a certificate reached the catalog")
 		}
 	})
 

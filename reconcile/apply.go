@@ -264,7 +264,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.BackupRecord:
 		return e.recordBackup(ctx, a.Target)
 	case plan.CertificateIssue:
-		return e.issue(a)
+		return e.issueAndUse(ctx, a)
 	case plan.CertificateInstall:
 		if err := e.installTLS(ctx, n); err != nil {
 			return err

@@ -50,7 +50,7 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	}
 	e := &Env{Cfg: cfg, Runtime: rt}
 	if c := cfg.Catalog; c != nil {
-		e.Catalog = redis.New(c.Address, c.Password.Reveal(), c.DB, cfg.Name)
+		e.Catalog = redis.NewTLS(c.Address, c.Password.Reveal(), c.DB, cfg.Name, catalogTLS(cfg))
 		e.store = redisStore{e.Catalog}
 	}
 	return e, nil

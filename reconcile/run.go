@@ -68,6 +68,9 @@ type RunOptions struct {
 func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 	var lock Lease = noLock{}
 	if e.lockable(o.Operation) {
+		if err := e.bootstrapTLS(o.Out); err != nil {
+			return nil, err
+		}
 		if err := e.startCatalog(ctx, o.Out); err != nil {
 			return nil, err
 		}

@@ -454,11 +454,37 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	}
 	conf := pgconf.RedisConf(pgconf.RedisOptions{Bind: []string{ip, "127.0.0.1"}, Port: redisPort, Dir: redisDir,
 		Password: cat.Password.Reveal(), Daemonize: true})
-	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf", conf); err != nil {
+	t, err := redisTLS(d.c)
+	if err != nil {
+		return fmt.Errorf("start the managed catalog: %w", err)
+	}
+	if t != nil {
+		f := plan.RedisTLS(d.c)
+		if _, err := d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c", `umask 077; mkdir -p "$(dirname "$0")"`, f.Cert); err != nil {
+			return fmt.Errorf("TLS directory in %s: %w", d.eng.Name(redisNode), err)
+		}
+		for _, w := range []struct {
+			path string
+			data []byte
+		}{{f.Key, t.Key}, {f.Cert, t.Cert}, {f.CA, t.CA}} {
+			if err := d.write(ctx, redisNode, "root", w.path, w.data); err != nil {
+				return err
+			}
+		}
+		conf = append(conf, pgconf.RedisTLS(redisPort, f.Cert, f.Key, f.CA)...)
+	}
+	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf.new", conf); err != nil {
 		return err
 	}
-	_, err = d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c",
-		`p=`+redisDir+`/redis.pid; [ -f $p ] && kill -0 $(cat $p) 2>/dev/null || redis-server `+redisDir+`/redis.conf`)
+	// A running Redis is restarted when TLS was turned on (or off); its
+	// appendonly file keeps every key.
+	_, err = d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c", `p=$0/redis.pid; c=$0/redis.conf
+pid=; [ -f $p ] && kill -0 $(cat $p) 2>/dev/null && pid=$(cat $p)
+tls() { grep -q '^tls-port ' "$1" 2>/dev/null && echo on; }
+if [ -n "$pid" ] && [ "$(tls $c.new)" = "$(tls $c)" ]; then mv $c.new $c; exit 0; fi
+mv $c.new $c
+if [ -n "$pid" ]; then kill -TERM $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done; fi
+redis-server $c`, redisDir)
 	if err != nil {
 		var ee *docker.ExecError
 		if errors.As(err, &ee) && ee.Code == 127 {

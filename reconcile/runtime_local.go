@@ -147,8 +147,23 @@ func (l *localRuntime) redisOptions() local.RedisOptions {
 	return local.RedisOptions{Addr: c.Address, Password: c.Password.Reveal(), Dir: c.DataDir}
 }
 
+// startOptions are redisOptions with the TLS files the server reads.
+func (l *localRuntime) startOptions() (local.RedisOptions, error) {
+	o := l.redisOptions()
+	t, err := redisTLS(l.c)
+	if err != nil {
+		return o, fmt.Errorf("start the managed catalog: %w", err)
+	}
+	o.TLS = t
+	return o, nil
+}
+
 func (l *localRuntime) StartCatalog(ctx context.Context) error {
-	return l.rt.StartRedis(ctx, l.redisOptions())
+	o, err := l.startOptions()
+	if err != nil {
+		return err
+	}
+	return l.rt.StartRedis(ctx, o)
 }
 
 // RestartCatalog stops the managed redis-server (it flushes its appendonly
@@ -157,7 +172,7 @@ func (l *localRuntime) RestartCatalog(ctx context.Context) error {
 	if err := l.rt.StopRedis(ctx, l.redisOptions()); err != nil {
 		return err
 	}
-	return l.rt.StartRedis(ctx, l.redisOptions())
+	return l.StartCatalog(ctx)
 }
 
 func (l *localRuntime) DestroyCatalog(ctx context.Context, _ bool) error {

@@ -2,14 +2,18 @@ package reconcile
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki"
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
 )
 
@@ -82,6 +86,18 @@ func (e *Env) issue(a plan.Action) error {
 	return e.certStore().Issue(a.Target, plan.CertRequest(e.Cfg, a.Target), e.now())
 }
 
+// issueAndUse executes certificate.issue; a renewed Redis certificate is
+// also handed to the running Redis.
+func (e *Env) issueAndUse(ctx context.Context, a plan.Action) error {
+	if err := e.issue(a); err != nil {
+		return err
+	}
+	if a.Target == plan.CertRedis && a.Change == plan.Update && e.Cfg.Catalog != nil && e.Cfg.Catalog.Managed {
+		return e.renewRedis(ctx)
+	}
+	return nil
+}
+
 // installTLS copies n's files from the store to the node. Without TLS,
 // or before the store has them (a plan that issues them comes first), it
 // does nothing.
@@ -104,4 +120,82 @@ func (e *Env) installTLS(ctx context.Context, n *config.Node) error {
 		return fmt.Errorf("install TLS files on %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// bootstrapTLS makes what taking the lock needs when the managed Redis
+// speaks TLS: the CA and the certificates of Redis and pgha, when the
+// store has none. Like starting the catalog, it happens before the plan,
+// which shows and renews everything else.
+func (e *Env) bootstrapTLS(out io.Writer) error {
+	c := e.Cfg
+	if !c.TLS.Enabled || c.Catalog == nil || !c.Catalog.Managed {
+		return nil
+	}
+	st := e.certStore()
+	if _, err := os.Stat(st.CertPath(pki.CA)); errors.Is(err, os.ErrNotExist) {
+		if err := st.CreateCA(c.Name, e.now()); err != nil {
+			return fmt.Errorf("create the cluster CA: %w", err)
+		}
+		fmt.Fprintf(out, "Created the cluster's certificate authority in %s (the catalog speaks TLS).\n", c.TLS.Dir)
+	}
+	for _, name := range []string{plan.CertRedis, plan.CertPgha} {
+		if _, err := os.Stat(st.CertPath(name)); err == nil {
+			continue
+		}
+		if err := st.Issue(name, plan.CertRequest(c, name), e.now()); err != nil {
+			return fmt.Errorf("issue the certificate of %s: %w", name, err)
+		}
+		fmt.Fprintf(out, "Issued the certificate of %s in %s.\n", name, c.TLS.Dir)
+	}
+	return nil
+}
+
+// redisTLS is what the managed Redis needs to speak TLS: its files from
+// the store and how pgha checks it answers; nil without TLS or before
+// the store holds them (the Redis then starts in plain text).
+func redisTLS(c *config.Cluster) (*local.RedisTLS, error) {
+	if !c.TLS.Enabled || c.Catalog == nil || !c.Catalog.Managed {
+		return nil, nil
+	}
+	st := pki.Store{Dir: c.TLS.Dir}
+	ca, _, err := st.Read(pki.CA)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := st.Read(plan.CertRedis)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && key == nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(c.Catalog.Address)
+	client, err := st.ClientConfig(host)
+	if err != nil {
+		return nil, err
+	}
+	return &local.RedisTLS{Cert: cert, Key: key, CA: ca, Client: client}, nil
+}
+
+// catalogTLS is how pgha's catalog client dials the managed Redis.
+func catalogTLS(c *config.Cluster) func() (*tls.Config, error) {
+	if !c.TLS.Enabled || c.Catalog == nil || !c.Catalog.Managed {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(c.Catalog.Address)
+	return func() (*tls.Config, error) { return pki.Store{Dir: c.TLS.Dir}.ClientConfig(host) }
+}
+
+// renewRedis puts a renewed certificate in the running Redis's hands.
+func (e *Env) renewRedis(ctx context.Context) error {
+	if err := e.Runtime.StartCatalog(ctx); err != nil {
+		return err
+	}
+	if e.Catalog == nil {
+		return nil
+	}
+	return e.Catalog.ReloadTLS(ctx, plan.RedisTLS(e.Cfg).Cert)
 }

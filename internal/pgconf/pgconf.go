@@ -243,3 +243,12 @@ func redisQuote(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// RedisTLS renders the redis.conf lines that make the managed Redis
+// speak TLS only: port 0 closes the plain port (a later directive wins
+// over RedisConf's), tls-port takes its number, and clients must present
+// a certificate from the cluster CA (pgha's own).
+func RedisTLS(port int, certFile, keyFile, caFile string) []byte {
+	return []byte(fmt.Sprintf("port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients yes\n",
+		port, redisQuote(certFile), redisQuote(keyFile), redisQuote(caFile)))
+}

@@ -91,7 +91,7 @@ func TestRenewal(t *testing.T) {
 }
 
 func TestStoreAndTLSHandshake(t *testing.T) {
-	s := Store{Dir: filepath.Join(t.TempDir(), "tls")}
+	s := Store{Dir: filepath.Join(t.TempDir(), "data", "tls")}
 	if cfg, err := s.ClientConfig("127.0.0.1"); cfg != nil || err != nil {
 		t.Fatalf("empty store: %v, %v", cfg, err)
 	}
@@ -114,6 +114,9 @@ func TestStoreAndTLSHandshake(t *testing.T) {
 	}
 	if fi, _ := os.Stat(s.Dir); fi.Mode().Perm() != 0o700 {
 		t.Fatalf("store dir mode %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Dir(s.Dir)); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("the store's parent (the data directory) was made with mode %v", fi.Mode())
 	}
 
 	// A real handshake: a server with db1's certificate requiring a

@@ -71,7 +71,12 @@ func (s Store) Issue(name string, req Request, now time.Time) error {
 // write puts a key then its certificate in place, each atomically (a
 // reader sees an old or a new file, never half of one).
 func (s Store) write(name string, cert, key []byte) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	// Parents are made traversable (the data directory holds the nodes,
+	// which other users run); the store itself is private.
+	if err := os.MkdirAll(filepath.Dir(s.Dir), 0o755); err != nil {
+		return fmt.Errorf("TLS store: %w", err)
+	}
+	if err := os.Mkdir(s.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("TLS store: %w", err)
 	}
 	if err := writeAtomic(s.KeyPath(name), key, 0o600); err != nil {

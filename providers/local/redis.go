@@ -2,7 +2,9 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,11 +28,22 @@ type RedisOptions struct {
 	Addr     string // host:port it listens on
 	Password string // requirepass; "" = none
 	Dir      string // its own directory: redis.conf, appendonly files, redis.pid, redis.log
+	// TLS, when set, makes the server speak TLS only, on the same port.
+	TLS *RedisTLS
+}
+
+// RedisTLS is the managed Redis's certificate, key and the CA its
+// clients' certificates must chain to (PEM, written under Dir/tls), and
+// the client configuration StartRedis checks the server with.
+type RedisTLS struct {
+	Cert, Key, CA []byte
+	Client        *tls.Config
 }
 
 type redisPaths struct {
 	host, port                string
 	dir, conf, pid, log, addr string
+	tls                       *tls.Config // how to reach the server; nil = plain
 }
 
 func redisLayout(o RedisOptions) (redisPaths, error) {
@@ -64,8 +77,35 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 	}
 	ctx, cancel := withDefaultTimeout(ctx, redisWait)
 	defer cancel()
+	if o.TLS != nil {
+		p.tls = o.TLS.Client
+		if err := r.ensurePrivateDir(p.dir); err != nil {
+			return fmt.Errorf("start redis-server: %w", err)
+		}
+		files := map[string][]byte{}
+		for name, data := range map[string][]byte{"redis.crt": o.TLS.Cert, "redis.key": o.TLS.Key, "ca.crt": o.TLS.CA} {
+			files[filepath.Join(p.dir, "tls", name)] = data
+		}
+		if err := r.WritePrivateFiles(files); err != nil {
+			return fmt.Errorf("start redis-server: %w", err)
+		}
+	}
+	conf := redisConf(p, o.Password)
+	if o.TLS != nil {
+		port, _ := strconv.Atoi(p.port)
+		d := filepath.Join(p.dir, "tls")
+		conf = append(conf, pgconf.RedisTLS(port, d+"/redis.crt", d+"/redis.key", d+"/ca.crt")...)
+	}
 	if pid, ok := r.redisRunning(p); ok {
-		return r.waitRedis(ctx, p, o.Password, pid)
+		old, _ := os.ReadFile(p.conf)
+		if bytes.Contains(old, []byte("\ntls-port ")) == (o.TLS != nil) {
+			return r.waitRedis(ctx, p, o.Password, pid)
+		}
+		// TLS was turned on (or off): a restart reads the new
+		// configuration; the appendonly file keeps every key.
+		if err := r.StopRedis(ctx, o); err != nil {
+			return err
+		}
 	}
 	bin, err := redisBinary()
 	if err != nil {
@@ -80,7 +120,7 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 	if err := r.ensurePrivateDir(p.dir); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	if err := r.writeFileAtomic(p.conf, redisConf(p, o.Password), 0o600); err != nil {
+	if err := r.writeFileAtomic(p.conf, conf, 0o600); err != nil {
 		return fmt.Errorf("start redis-server: write %s: %w", p.conf, err)
 	}
 	_ = os.Remove(p.pid) // stale: checked above that it names no live server
@@ -163,7 +203,7 @@ func serverPID(log string, offset int64) int {
 // loading its appendonly file). A refused password ends the wait at once.
 func (r *Runtime) waitRedis(ctx context.Context, p redisPaths, password string, pid int) error {
 	for {
-		err := redisPing(ctx, p.addr, password)
+		err := redisPing(ctx, p.addr, password, p.tls)
 		if err == nil {
 			return nil
 		}
@@ -189,8 +229,15 @@ func (e *redisFatal) Error() string { return e.reply }
 
 // redisPing speaks just enough RESP to AUTH and PING, so that starting the
 // catalog needs no client library and no second connection pool.
-func redisPing(ctx context.Context, addr, password string) error {
-	c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+// Over TLS when cfg is set.
+func redisPing(ctx context.Context, addr, password string, cfg *tls.Config) error {
+	var c net.Conn
+	var err error
+	if cfg != nil {
+		c, err = (&tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: cfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return err
 	}

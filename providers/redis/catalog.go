@@ -5,8 +5,10 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,15 +35,53 @@ type Catalog struct {
 // New connects lazily to addr. Timeouts are short and nothing is retried:
 // an unreachable catalog is a fact to report, not something to wait for.
 func New(addr, password string, db int, cluster string) *Catalog {
+	return NewTLS(addr, password, db, cluster, nil)
+}
+
+// NewTLS is New over TLS: tlsFor is asked at every new connection and
+// returns the configuration to use (nil: plain text), so that a catalog
+// opened before its certificates existed uses them as soon as they do.
+func NewTLS(addr, password string, db int, cluster string, tlsFor func() (*tls.Config, error)) *Catalog {
 	quietOnce.Do(func() { goredis.SetLogger(quietLogger{}) })
 	c := &Catalog{cluster: cluster, lockTTL: DefaultLockTTL}
 	c.password.Store(&password)
-	c.client = goredis.NewClient(&goredis.Options{
+	opts := &goredis.Options{
 		Addr: addr, DB: db, CredentialsProvider: c.credentials,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		DialerRetries: 1, MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
-	})
+	}
+	if tlsFor != nil {
+		// Probe copies these options, dialer included: it speaks TLS too.
+		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cfg, err := tlsFor()
+			if err != nil {
+				return nil, err
+			}
+			conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+			if err != nil || cfg == nil {
+				return conn, err
+			}
+			tc := tls.Client(conn, cfg)
+			hctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("TLS: %w", err)
+			}
+			return tc, nil
+		}
+	}
+	c.client = goredis.NewClient(opts)
 	return c
+}
+
+// ReloadTLS makes a running Redis read its certificate files again
+// (setting any tls-* parameter reloads them all), after a renewal.
+func (c *Catalog) ReloadTLS(ctx context.Context, certFile string) error {
+	if err := c.client.ConfigSet(ctx, "tls-cert-file", certFile).Err(); err != nil {
+		return fmt.Errorf("redis %s: reload TLS: %w", c.addr(), err)
+	}
+	return nil
 }
 
 func (c *Catalog) credentials() (string, string) {
