@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki"
@@ -78,12 +79,14 @@ func certState(in pki.Info) *state.Cert {
 	return &state.Cert{Fingerprint: in.Fingerprint, NotAfter: in.NotAfter, Hosts: in.Hosts, Verified: in.Verified, Problem: in.Problem}
 }
 
-// issue executes certificate.issue: the CA, or one certificate.
+// issue executes certificate.issue: the CA, or one certificate. Dates
+// come from the wall clock, never Env.Now: servers check them against
+// theirs.
 func (e *Env) issue(a plan.Action) error {
 	if a.Target == pki.CA {
-		return e.certStore().CreateCA(e.Cfg.Name, e.now())
+		return e.certStore().CreateCA(e.Cfg.Name, time.Now())
 	}
-	return e.certStore().Issue(a.Target, plan.CertRequest(e.Cfg, a.Target), e.now())
+	return e.certStore().Issue(a.Target, plan.CertRequest(e.Cfg, a.Target), time.Now())
 }
 
 // issueAndUse executes certificate.issue; a renewed Redis certificate is
@@ -133,7 +136,7 @@ func (e *Env) bootstrapTLS(out io.Writer) error {
 	}
 	st := e.certStore()
 	if _, err := os.Stat(st.CertPath(pki.CA)); errors.Is(err, os.ErrNotExist) {
-		if err := st.CreateCA(c.Name, e.now()); err != nil {
+		if err := st.CreateCA(c.Name, time.Now()); err != nil {
 			return fmt.Errorf("create the cluster CA: %w", err)
 		}
 		fmt.Fprintf(out, "Created the cluster's certificate authority in %s (the catalog speaks TLS).\n", c.TLS.Dir)
@@ -142,7 +145,7 @@ func (e *Env) bootstrapTLS(out io.Writer) error {
 		if _, err := os.Stat(st.CertPath(name)); err == nil {
 			continue
 		}
-		if err := st.Issue(name, plan.CertRequest(c, name), e.now()); err != nil {
+		if err := st.Issue(name, plan.CertRequest(c, name), time.Now()); err != nil {
 			return fmt.Errorf("issue the certificate of %s: %w", name, err)
 		}
 		fmt.Fprintf(out, "Issued the certificate of %s in %s.\n", name, c.TLS.Dir)
