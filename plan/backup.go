@@ -108,7 +108,7 @@ func (b *builder) chainBreak(p *state.Node, running bool) string {
 		return fmt.Sprintf("%s is primary on timeline %d%s, and %s", b.target, p.Timeline, b.since(p), why)
 	}
 	if !backup.WALSlot(p.ServerVersion) {
-		return ""
+		return summaryBreak(b.target, p, *head)
 	}
 	stop, err := state.ParseLSN(head.StopLSN)
 	if err != nil {
@@ -126,6 +126,19 @@ func slotBreak(name string, n *state.Node, head state.Backup, stop state.LSN) st
 	}
 	if sl.RestartLSN > stop {
 		return fmt.Sprintf("slot %s on %s holds the WAL from %s only, %s stops at %s", config.BackupSlot, name, sl.RestartLSN, head.ID, stop)
+	}
+	return ""
+}
+
+// summaryBreak says why node n (PostgreSQL 17) cannot take a
+// block-level incremental on head: it does not summarize the WAL, so the
+// changed blocks since head cannot be known there.
+func summaryBreak(name string, n *state.Node, head state.Backup) string {
+	if head.Format == backup.FormatWAL || head.ServerManifest == "" {
+		return ""
+	}
+	if st, ok := n.Settings["summarize_wal"]; ok && st.Value != "on" {
+		return fmt.Sprintf("summarize_wal is off on %s, so it has no WAL summaries since %s for a block-level incremental", name, head.ID)
 	}
 	return ""
 }
@@ -156,6 +169,9 @@ func (b *builder) switchoverBackup() {
 		if stop, err := state.ParseLSN(head.StopLSN); err == nil {
 			why = slotBreak(b.target, tn, *head, stop)
 		}
+	}
+	if why == "" && !backup.WALSlot(tn.ServerVersion) {
+		why = summaryBreak(b.target, tn, *head)
 	}
 	if why == "" {
 		return

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,7 +48,36 @@ func removeDB3(c *config.Cluster, s *state.Cluster) *state.Node {
 	return n
 }
 
+// pg17 makes every node PostgreSQL 17 with block-level backups: no
+// backup slot anywhere, summarize_wal as given on the standby db2.
+func pg17(s *state.Cluster, db2Summarizes string) {
+	for _, n := range s.Nodes {
+		n.ServerVersion = 170004
+		n.Slots = slices.DeleteFunc(n.Slots, func(sl state.Slot) bool { return sl.Name == config.BackupSlot })
+		n.Settings["summarize_wal"] = state.Setting{Value: "on", VarType: "bool", Context: "sighup"}
+	}
+	s.Node("db2").Settings["summarize_wal"] = state.Setting{Value: db2Summarizes, VarType: "bool", Context: "sighup"}
+	for i := range s.Backups {
+		s.Backups[i].Format, s.Backups[i].ServerManifest = "base", "backup_manifest"
+	}
+}
+
 var convergeCases = []planCase{
+	{name: "backup_after_switchover_pg17_continues", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// PostgreSQL 17: db2 summarized the WAL as a standby; the chain
+		// of block-level incrementals continues on timeline 2.
+		switchedOver(c, s)
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		pg17(s, "on")
+	}},
+	{name: "switchover_pg17_no_summaries", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// db2 never summarized the WAL: the switchover plan takes the
+		// full the new primary's chain starts from.
+		withBackups(c, s, tuesday.Add(3*60*60e9), bk("20261124T020500Z-full", "full", "", tuesday))
+		pg17(s, "off")
+		c.Primary = "db2"
+	}, ids: []string{"switchover[db2]", "slot.create[db2/db1]", "slot.create[db2/db3]", "standby.rejoin[db1]", "standby.follow[db3]", "backup.take[full]", "catalog.record[cluster]"},
+		diags: []string{"db1 is the writable primary, cluster.hcl declares db2"}},
 	{name: "node_removed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// node "db3" was deleted from cluster.hcl while it streams from
 		// db1 through slot db3: it is stopped, its data moved aside, and

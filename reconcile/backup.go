@@ -52,6 +52,12 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	admin := e.superuser(primary)
 	var b state.Backup
 	var err error
+	if bk.Method == "physical" && !backup.WALSlot(pn.ServerVersion) {
+		// PostgreSQL 17: the standbys summarize the WAL too, so that a
+		// block-level incremental continues the chain on whichever of
+		// them becomes primary (ALTER SYSTEM works on a standby).
+		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return e.summarizeWAL(ctx, ep, pn, io.Discard) })
+	}
 	start := time.Now()
 	switch {
 	case bk.Method == "logical":
@@ -146,7 +152,7 @@ func native(pn *state.Node, ref state.Backup) bool {
 }
 
 // summarizeWAL turns on WAL summarization on a PostgreSQL 17 primary
-// before a full backup, so that the block-level incrementals of its chain
+// before a full backup (and on its standbys before every backup), so that the block-level incrementals of its chain
 // find the summaries they need. It is a reload-only setting; pgha sets it
 // with ALTER SYSTEM, next to its own pgha.conf, and says so.
 func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.Node, out io.Writer) error {
@@ -178,7 +184,8 @@ func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.
 	}
 }
 
-// standbySlots runs f on every standby that answers, for its backup slot.
+// standbySlots runs f on every standby that answers: for its backup slot
+// (before 17) or its WAL summaries (17).
 // A standby that does not answer is left to the next plan, which says so.
 func (e *Env) standbySlots(ctx context.Context, s *state.Cluster, primary *config.Node, out io.Writer, f func(postgres.Endpoint) error) {
 	for _, cn := range e.Cfg.Nodes {
