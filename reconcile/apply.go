@@ -566,6 +566,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 				return fmt.Errorf("pg_rewind of %s cannot work (%s) and the plan allows no re-clone: %w", n.Name, why, err)
 			}
 			e.note("pg_rewind of %s cannot work (%s): re-cloning it, its data moved aside", n.Name, why)
+			e.note("%s", strings.TrimSpace(out))
 			method = "reclone"
 		}
 	}
