@@ -6,7 +6,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 SCALE   ?= 70
 
-.PHONY: all setup image build test demo demo-down secrets bench lint fuzz clean
+.PHONY: all setup image build test demo demo-down secrets bench lint fuzz fuzz-short clean
 
 all: build
 
@@ -42,7 +42,7 @@ demo-down: build
 	$(BIN) destroy -auto-approve
 
 ## test: unit, golden, integration and end-to-end tests (real PostgreSQL and Redis)
-test: setup image lint
+test: setup image lint fuzz-short
 	$(GO) test -count=1 -timeout 45m ./...
 
 ## bench: time `pgha plan` on a converged three-node cluster beside a shell baseline
@@ -61,9 +61,25 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## fuzz: run the config decoder fuzzer for a minute
+## fuzz-short: every fuzz target for $(FUZZTIME) each (make test runs it): the HCL decoder, the
+## saved-plan reader, the restore's tar extraction, the conninfo / pg_hba / passfile renderers.
+## Go fuzzes one target per invocation, hence the loop; a short minimisation keeps each run
+## to its time (the default minimises a new input for up to a minute).
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./config/:FuzzParse ./plan/:FuzzDecodePlan ./backup/:FuzzExtract \
+	./internal/pgconf/:FuzzConninfo ./internal/pgconf/:FuzzHBA ./internal/pgconf/:FuzzPassfile
+fuzz-short:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  printf 'fuzz %-14s %-20s ' "$$fn" "$$pkg"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg 2>&1) || \
+	    { echo FAIL; echo "$$out"; exit 1; }; \
+	  echo "$$out" | grep -o 'execs: [0-9]*' | tail -n 1; \
+	done
+
+## fuzz: every fuzz target for a minute each
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config/
+	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=60s
 
 clean:
 	rm -rf bin

@@ -110,18 +110,16 @@ func WriteFile(path string, p *Plan) error {
 	return nil
 }
 
-// ReadFile loads a saved plan, refusing formats it does not understand.
+// ReadFile loads a saved plan, refusing formats it does not understand
+// and plans that are not well formed (see Decode).
 func ReadFile(path string) (*Plan, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	var p Plan
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("read plan %s: not a pgha plan file: %w", path, err)
+	p, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	if !strings.HasPrefix(p.FormatVersion, "1.") {
-		return nil, fmt.Errorf("read plan %s: format_version %q is not supported by this pgha (wants 1.x)", path, p.FormatVersion)
-	}
-	return &p, nil
+	return p, nil
 }

@@ -1,0 +1,70 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Decode reads a saved plan (the JSON that WriteFile writes). A saved plan
+// is executed as it stands, so beyond the format version it must be well
+// formed: one JSON object and nothing after it, unknown fields refused,
+// actions of known kinds and changes, unique IDs, dependencies that name
+// an earlier action. A file edited by hand into something apply was never
+// asked to show is refused here rather than half-executed.
+func Decode(b []byte) (*Plan, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var in struct {
+		*Plan
+		Summary *Summary `json:"summary"`
+	}
+	in.Plan = &Plan{}
+	if err := dec.Decode(&in); err != nil {
+		return nil, fmt.Errorf("not a pgha plan file: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("not a pgha plan file: data after the plan")
+	}
+	p := in.Plan
+	if !strings.HasPrefix(p.FormatVersion, "1.") {
+		return nil, fmt.Errorf("format_version %q is not supported by this pgha (wants 1.x)", p.FormatVersion)
+	}
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("not a plan pgha made: %w", err)
+	}
+	if in.Summary != nil && *in.Summary != p.Summary() {
+		return nil, fmt.Errorf("not a plan pgha made: its summary %+v does not count its actions (%+v)", *in.Summary, p.Summary())
+	}
+	return p, nil
+}
+
+// check is what every plan Build returns satisfies.
+func (p *Plan) check() error {
+	switch p.Operation {
+	case "apply", "destroy", "failover":
+	default:
+		return fmt.Errorf("operation %q", p.Operation)
+	}
+	seen := map[string]bool{}
+	for i, a := range p.Actions {
+		if !slices.Contains(Kinds, a.Kind) {
+			return fmt.Errorf("action %d: unknown kind %q", i+1, a.Kind)
+		}
+		if a.Change.Symbol() == "?" {
+			return fmt.Errorf("action %d (%s): unknown change %q", i+1, a.ID, a.Change)
+		}
+		if a.ID == "" || seen[a.ID] {
+			return fmt.Errorf("action %d: id %q is empty or repeated", i+1, a.ID)
+		}
+		for _, d := range a.DependsOn {
+			if !seen[d] {
+				return fmt.Errorf("action %s depends on %q, which is not an earlier action", a.ID, d)
+			}
+		}
+		seen[a.ID] = true
+	}
+	return nil
+}
