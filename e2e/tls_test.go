@@ -209,3 +209,68 @@ func (c *cluster) nodeLog(node string) string {
 	}
 	return string(b)
 }
+
+// TestLocalTLSEnable turns TLS on for a cluster that ran without it (as
+// clusters made before TLS did): one plan issues the certificates,
+// installs them and reloads the servers with ssl and hostssl, re-points
+// the standby with verify-full, restarts the managed Redis with TLS; no
+// server restarts, and the next plan has nothing to do.
+func TestLocalTLSEnable(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 2)
+	c.addBlock("  tls {\n    enabled = false\n  }\n")
+	c.mustPgha("apply", "-auto-approve")
+	ctx := context.Background()
+	var started string
+	if err := c.conn(ctx, "db1").QueryRow(ctx, "SELECT pg_postmaster_start_time()::text").Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.write(strings.Replace(string(src), "  tls {\n    enabled = false\n  }\n", "", 1))
+
+	r := c.pgha("plan", "-detailed-exitcode")
+	for _, want := range []string{"certificate.issue[ca]", "certificate.install[db1]", "certificate.install[db2]",
+		"~ ssl           = \"off\" -> \"on\"", "pg_hba.conf   = \"2 TCP lines without TLS\" -> \"hostssl only\"", "apply by reload",
+		"~ standby.follow[db2]", "sslmode=verify-full"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("the plan that turns TLS on lacks %q:\n%s", want, r)
+		}
+	}
+	if r.code != 2 || strings.Contains(r.stdout, "restart") {
+		t.Fatalf("the plan that turns TLS on (exit %d) restarts something:\n%s", r.code, r)
+	}
+	r = c.mustPgha("apply", "-auto-approve")
+	if !strings.Contains(r.stdout, "Created the cluster's certificate authority") {
+		t.Fatalf("apply:\n%s", r)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			return fmt.Errorf("plan after turning TLS on:\n%s", r)
+		}
+		return nil
+	})
+	db1 := c.conn(ctx, "db1") // verify-full now
+	var again string
+	var ssl bool
+	if err := db1.QueryRow(ctx, "SELECT pg_postmaster_start_time()::text").Scan(&again); err != nil {
+		t.Fatal(err)
+	}
+	if again != started {
+		t.Fatalf("db1 restarted (%s, then %s): TLS is turned on by reload", started, again)
+	}
+	if err := db1.QueryRow(ctx, `SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 'db2'`).Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("db2's walsender: ssl=%v, %v", ssl, err)
+	}
+	conf, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.conf"))
+	if err != nil || !strings.Contains(string(conf), fmt.Sprintf("port 0\ntls-port %d\n", c.redis)) {
+		t.Fatalf("redis.conf after turning TLS on (%v):\n%s", err, conf)
+	}
+	cat := c.catalog()
+	defer cat.Close()
+	if err := cat.Ping(ctx); err != nil {
+		t.Fatalf("the catalog over TLS: %v", err)
+	}
+}
