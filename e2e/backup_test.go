@@ -148,9 +148,14 @@ func TestLocalBackup(t *testing.T) {
 	// A corrupted stored file is detected and named, also when it is the
 	// full an incremental needs.
 	path := filepath.Join(repo, b.Path)
-	data, _ := os.ReadFile(path)
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) == 0 {
+		t.Fatalf("read %s: %d bytes, %v", path, len(data), err)
+	}
 	data[len(data)/2] ^= 0xff
-	os.WriteFile(path, data, 0o600)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := backup.Open(repo, b); !errors.Is(err, backup.ErrChecksum) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("corruption not detected: %v", err)
 	}

@@ -199,11 +199,15 @@ func TestLocalBackupWeek(t *testing.T) {
 			}
 		}
 	}
-	list, _, _ = env.Backups(ctx)
+	if list, _, err = env.Backups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expiredSeen := 0
 	for _, b := range list {
 		wantStatus := "complete"
 		if slices.Contains(ids, b.ID) {
 			wantStatus = "expired"
+			expiredSeen++
 			if _, err := os.Stat(filepath.Join(c.dir, "backups", b.Path)); !os.IsNotExist(err) {
 				t.Errorf("%s expired but its file is still there (%v)", b.ID, err)
 			}
@@ -211,5 +215,8 @@ func TestLocalBackupWeek(t *testing.T) {
 		if b.Status != wantStatus {
 			t.Errorf("%s is %s, want %s", b.ID, b.Status, wantStatus)
 		}
+	}
+	if expiredSeen != len(ids) || len(list) <= len(ids) {
+		t.Fatalf("the catalog lists %d backups, %d of the %d expired ones", len(list), expiredSeen, len(ids))
 	}
 }
