@@ -50,7 +50,7 @@ func TestWeek(t *testing.T) {
 		}
 		id := "d" + string(rune('0'+day))
 		taken = append(taken, bk(id, d.Type, now))
-		if again, _ := NextDue(week, taken, now.Add(time.Minute)); again != nil {
+		if again, err := NextDue(week, taken, now.Add(time.Minute)); err != nil || again != nil {
 			t.Fatalf("day %d: still due after taking it: %+v", day, again)
 		}
 	}

@@ -652,7 +652,9 @@ func TestDestroyDockerKeepsVolumes(t *testing.T) {
 	if p.DataLoss() {
 		t.Fatalf("a docker destroy without -delete-volumes discards data: %+v", p.Actions)
 	}
-	p, _ = BuildDestroy(c, s, DestroyOptions{DeleteVolumes: true})
+	if p, err = BuildDestroy(c, s, DestroyOptions{DeleteVolumes: true}); err != nil {
+		t.Fatal(err)
+	}
 	if !p.DataLoss() {
 		t.Fatal("-delete-volumes is not marked as data loss")
 	}
@@ -661,7 +663,7 @@ func TestDestroyDockerKeepsVolumes(t *testing.T) {
 		n.Container, n.Running = nil, false
 	}
 	s.Catalog.Reachable = false
-	if p, _ := BuildDestroy(c, s, DestroyOptions{}); !p.Empty() {
+	if p, err := BuildDestroy(c, s, DestroyOptions{}); err != nil || !p.Empty() {
 		t.Fatalf("kept volumes are planned again: %+v", p.Actions)
 	}
 }

@@ -41,8 +41,8 @@ func TestRecordAndHistory(t *testing.T) {
 	if err := c.DeleteCluster(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, rec, _, _ := c.Observe(ctx); rec != nil {
-		t.Fatal("record survived DeleteCluster")
+	if ok, rec, _, err := c.Observe(ctx); !ok || err != nil || rec != nil {
+		t.Fatalf("after DeleteCluster: reachable %v, record %+v, %v", ok, rec, err)
 	}
 }
 
@@ -118,8 +118,8 @@ func TestLock(t *testing.T) {
 	if err := lb.Release(ctx); err != nil {
 		t.Fatal("second release:", err)
 	}
-	if _, _, l, _ := b.Observe(ctx); l != nil {
-		t.Fatalf("lock left after release: %+v", l)
+	if ok, _, l, err := b.Observe(ctx); !ok || err != nil || l != nil {
+		t.Fatalf("after release: reachable %v, lock %+v, %v", ok, l, err)
 	}
 }
 
@@ -219,8 +219,8 @@ func TestLeaseEndsWithContext(t *testing.T) {
 	if err := lease.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, l, _ := c.Observe(context.Background()); l != nil {
-		t.Fatalf("lock left after release: %+v", l)
+	if ok, _, l, err := c.Observe(context.Background()); !ok || err != nil || l != nil {
+		t.Fatalf("after release: reachable %v, lock %+v, %v", ok, l, err)
 	}
 }
 
