@@ -153,22 +153,29 @@ func (b *builder) since(p *state.Node) string {
 	return fmt.Sprintf(" since the %s to %s (generation %d)", rec.Event, rec.Primary, rec.Generation)
 }
 
-// switchoverBackup plans a full after a switchover whose new primary
-// cannot continue the newest chain, so that the plan that changes the
-// timeline leaves the cluster with backups it can extend. When the chain
-// continues (the usual case), the schedule goes on as before.
+// switchoverBackup plans a full after a switchover or a failover whose
+// new primary cannot continue the newest chain, so that the plan that
+// changes the timeline leaves the cluster with backups it can extend.
+// When the chain continues (the usual case), the schedule goes on as
+// before.
 func (b *builder) switchoverBackup() {
 	bk := b.c.Backup
 	head := backup.Head(b.s.Backups)
 	tn := b.node(b.target)
-	if bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || b.s.BackupsError != "" {
+	if bk == nil || bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || b.s.BackupsError != "" {
 		return
 	}
+	event := "switchover"
+	if b.failover {
+		event = "failover"
+	}
 	why := backup.ChainBreak(*head, tn.Timeline, tn.History)
-	if why == "" && backup.WALSlot(tn.ServerVersion) {
-		if stop, err := state.ParseLSN(head.StopLSN); err == nil {
-			why = slotBreak(b.target, tn, *head, stop)
-		}
+	stop, err := state.ParseLSN(head.StopLSN)
+	if why == "" && err == nil && tn.InRecovery && head.Timeline == tn.Timeline && max(tn.ReceiveLSN, tn.ReplayLSN) < stop {
+		why = fmt.Sprintf("%s received the WAL up to %s only, backup %s stops at %s", b.target, max(tn.ReceiveLSN, tn.ReplayLSN), head.ID, stop)
+	}
+	if why == "" && err == nil && backup.WALSlot(tn.ServerVersion) {
+		why = slotBreak(b.target, tn, *head, stop)
 	}
 	if why == "" && !backup.WALSlot(tn.ServerVersion) {
 		why = summaryBreak(b.target, tn, *head)
@@ -177,7 +184,7 @@ func (b *builder) switchoverBackup() {
 		return
 	}
 	a := newAction(BackupTake, Create, b.target, "full",
-		fmt.Sprintf("after the switchover to %s the chain of %s cannot continue (%s): a full on the new primary starts a new chain", b.target, head.Root, why))
+		fmt.Sprintf("after the %s to %s the chain of %s cannot continue (%s): a full on the new primary starts a new chain", event, b.target, head.Root, why))
 	a.After = map[string]string{"type": "full", "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
 	for _, x := range b.p.Actions {
 		a.DependsOn = append(a.DependsOn, x.ID)

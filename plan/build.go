@@ -380,6 +380,9 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 		method = "rewind"
 	}
 	a.After = map[string]string{"role": "standby", "upstream": primary, "method": method, "slots": "its own slots are dropped: only the primary keeps slots"}
+	if bk := b.c.Backup; bk != nil && bk.Method == "physical" && (n.ServerVersion == 0 || backup.WALSlot(n.ServerVersion)) {
+		a.After["slots"] = "its own slots are dropped, except " + config.BackupSlot + ", which holds the WAL since the newest backup"
+	}
 	a.Primary = primary
 	if b.switched == "" || cn.Name != b.actual {
 		// A node that accepted writes on its own after the timelines split

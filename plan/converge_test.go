@@ -183,3 +183,51 @@ func TestSwitchoverKeepsBackupChain(t *testing.T) {
 		t.Fatalf("a broken chain after a failover: %+v", p.Actions)
 	}
 }
+
+// A failover keeps the chain when the candidate received the newest
+// backup's end and kept the backup slot; otherwise the failover plan
+// itself takes the full, and says it was a failover.
+func TestFailoverBackupChain(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stopLSN string
+		slot    bool
+		want    string // the full's reason, "" for no full
+	}{
+		{"chain continues", "0/3000100", true, ""},
+		{"candidate never received the backup's end", "0/3000200", true,
+			"after the failover to db2 the chain of 20261124T020500Z-full cannot continue (db2 received the WAL up to 0/3000148 only, backup 20261124T020500Z-full stops at 0/3000200): a full on the new primary starts a new chain"},
+		{"candidate has no backup slot", "0/3000100", false,
+			"after the failover to db2 the chain of 20261124T020500Z-full cannot continue (slot pgha_backup is missing on db2, so the WAL since 20261124T020500Z-full may be gone): a full on the new primary starts a new chain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCluster()
+			s := converged(c)
+			full := bk("20261124T020500Z-full", "full", "", tuesday)
+			full.StopLSN = tc.stopLSN
+			withBackups(c, s, tuesday.Add(3*60*60e9), full)
+			stop(s.Node("db1"))
+			s.Node("db2").ReceiveLSN = 0x3000148
+			if !tc.slot {
+				s.Node("db2").Slots = nil
+			}
+			p, err := BuildFailover(c, s, FailoverOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDependencies(t, p)
+			got := ""
+			for _, a := range p.Actions {
+				if a.Kind == BackupTake {
+					got = a.Reason
+					if a.After["type"] != "full" {
+						t.Errorf("a %s after the failover", a.After["type"])
+					}
+				}
+			}
+			if got != tc.want {
+				t.Errorf("full:\n got  %q\n want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -177,6 +177,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 		}
 		b.follow(cn, n)
 	}
+	b.switchoverBackup()
 	b.record()
 	return b.p, nil
 }
