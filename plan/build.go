@@ -26,11 +26,15 @@ type Options struct {
 	// one: former primaries are rejoined to it, no role changes back
 	// (`pgha failback -no-switchover`).
 	NoSwitchover bool
+	// DeleteRemoved deletes the data of nodes removed from cluster.hcl
+	// instead of moving it aside (`-delete-removed`, never implied by
+	// -auto-approve).
+	DeleteRemoved bool
 }
 
 // BuildWith is Build with options.
 func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
-	b := &builder{c: c, s: s, p: newPlan(c, s, "apply"), target: c.Primary}
+	b := &builder{c: c, s: s, p: newPlan(c, s, "apply"), target: c.Primary, deleteRemoved: o.DeleteRemoved}
 	if s.Network != nil && !s.Network.Exists && anyContainer(s) {
 		b.diag(Warning, "", fmt.Sprintf("docker network %s is missing", s.Network.Name),
 			"apply recreates it, and recreates the containers that were attached to it; their data stays on their volumes.")
@@ -116,6 +120,8 @@ type builder struct {
 	resumed bool
 	// removed maps undeclared nodes this plan removes to the action.
 	removed map[string]string
+	// deleteRemoved: removed nodes lose their data (Options).
+	deleteRemoved bool
 }
 
 func (b *builder) targetNode() *config.Node { return b.c.Node(b.target) }

@@ -231,3 +231,24 @@ func TestFailoverBackupChain(t *testing.T) {
 		})
 	}
 }
+
+// -delete-removed turns the removal's move aside into a deletion that
+// the plan marks as discarding data; without it nothing is deleted.
+func TestDeleteRemoved(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		c := testCluster()
+		s := converged(c)
+		removeDB3(c, s)
+		p := BuildWith(c, s, Options{DeleteRemoved: del})
+		a := p.Actions[0]
+		if a.ID != "node.remove[db3]" || a.DataLoss != del || p.DataLoss() != del {
+			t.Fatalf("delete=%t: %+v", del, a)
+		}
+		if del && (a.After["data"] != "deleted" || !strings.Contains(a.Reason, "DELETE its data")) {
+			t.Fatalf("delete: %+v", a)
+		}
+		if !del && a.After["aside"] != "/srv/pgha/data/db3.aside-20261124T020500Z" {
+			t.Fatalf("move aside: %+v", a)
+		}
+	}
+}

@@ -18,7 +18,8 @@ func removedAside(dir string, at time.Time) string {
 
 // removals plans the nodes the runtime found that cluster.hcl does not
 // declare (removed from it): each is stopped, the slot it streamed
-// through dropped after it, and its data moved aside, never deleted. A
+// through dropped after it, and its data moved aside; deleted only with
+// -delete-removed, as an action that says it discards data. A
 // writable one is not touched: pgha does not stop a primary it was told
 // nothing about.
 func (b *builder) removals() {
@@ -44,10 +45,15 @@ func (b *builder) removals() {
 		if n.Port > 0 {
 			a.Before["port"] = strconv.Itoa(n.Port)
 		}
-		if b.c.IsDocker() {
+		switch {
+		case b.deleteRemoved:
+			a.After = map[string]string{"data": "deleted"}
+			a.DataLoss = true
+			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and DELETE its data (-delete-removed)", n.Name, what)
+		case b.c.IsDocker():
 			a.After = map[string]string{"container": "removed", "volume": "kept"}
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and remove its container; its data stays on its volume", n.Name, what)
-		} else {
+		default:
 			aside := removedAside(n.DataDir, b.s.ObservedAt)
 			a.After = map[string]string{"aside": aside}
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and move its data directory aside to %s; nothing is deleted", n.Name, what, aside)

@@ -276,12 +276,16 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 
 // remove stops a node cluster.hcl no longer declares and sets its data
 // aside: renamed beside it (local), or its container removed and its
-// volume kept (docker). Nothing is deleted.
+// volume kept (docker). Only a plan made with -delete-removed deletes it.
 func (e *Env) remove(ctx context.Context, a plan.Action) error {
 	port, _ := strconv.Atoi(a.Before["port"])
 	n := &config.Node{Name: a.Node, Host: "127.0.0.1", Port: port, DataDir: a.Before["data_dir"]}
-	if e.Cfg.IsDocker() {
-		return e.Runtime.Destroy(ctx, n, true)
+	deleteData := a.After["data"] == "deleted" && a.DataLoss
+	if e.Cfg.IsDocker() || deleteData {
+		// Destroy stops the node and deletes its data (only a directory
+		// with pgha's marker, locally) or, keeping the volume, its
+		// container.
+		return e.Runtime.Destroy(ctx, n, !deleteData)
 	}
 	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
 		return fmt.Errorf("stop %s: %w", n.Name, err)

@@ -123,6 +123,7 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	outFile := fs.String("out", "", "save the plan to this file for `pgha apply FILE`")
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 with no changes, 1 on error, 2 with changes, 4 with a critical finding")
 	destroy := fs.Bool("destroy", false, "plan the destruction of the cluster")
+	delRemoved := fs.Bool("delete-removed", false, "plan to delete the data of nodes removed from the cluster file instead of moving it aside")
 	delVolumes := fs.Bool("delete-volumes", false, "with -destroy, docker runtime: also delete the volumes (the data)")
 	if fs.Parse(args) != nil {
 		return exitError
@@ -136,7 +137,7 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 				return fail(errw, err)
 			}
 		} else {
-			p = plan.Build(env.Cfg, s)
+			p = plan.BuildWith(env.Cfg, s, plan.Options{DeleteRemoved: *delRemoved})
 		}
 		if *asJSON {
 			b, err := plan.JSON(p)
@@ -198,6 +199,10 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	if op == "destroy" {
 		delVolumes = fs.Bool("delete-volumes", false, "docker runtime: also delete the volumes (the data); never implied by -auto-approve")
 	}
+	var delRemoved *bool
+	if op == "apply" {
+		delRemoved = fs.Bool("delete-removed", false, "delete the data of nodes removed from the cluster file instead of moving it aside; never implied by -auto-approve")
+	}
 	if fs.Parse(args) != nil {
 		return exitError
 	}
@@ -211,6 +216,9 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 		}
 		if noSwitch != nil {
 			o.Build.NoSwitchover = *noSwitch
+		}
+		if delRemoved != nil {
+			o.Build.DeleteRemoved = *delRemoved
 		}
 		if op == "apply" && fs.NArg() > 0 {
 			saved, err := plan.ReadFile(fs.Arg(0))
