@@ -247,6 +247,9 @@ func TestLocalNodeRemoval(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stdout, "- node.remove[db3]") || !strings.Contains(r.stdout, "- slot.drop[db1/db3_slot]") {
 		t.Fatalf("the plan does not remove db3 (exit %d):\n%s", r.code, r)
 	}
+	if r := c.mustPgha("plan", "-delete-removed"); !strings.Contains(r.stdout, "DELETE its data") || strings.Contains(r.stdout, ".aside-") {
+		t.Fatalf("plan -delete-removed does not say it deletes db3's data:\n%s", r)
+	}
 	c.mustPgha("apply", "-auto-approve")
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 		t.Fatalf("after the removal the plan is not empty (exit %d):\n%s", r.code, r)
