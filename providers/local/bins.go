@@ -201,6 +201,11 @@ func (r *Runtime) command(ctx context.Context, bin string, args ...string) *exec
 	if tz, ok := os.LookupEnv("TZ"); ok {
 		cmd.Env = append(cmd.Env, "TZ="+tz) // initdb derives the cluster's timezone from it
 	}
+	// A cancel kills the tool's whole process group (Setsid made it the
+	// leader): pg_basebackup's WAL-streaming child must not go on writing
+	// into a data directory nobody waits for. Servers are not in it:
+	// pg_ctl and redis-server put them in sessions of their own.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// A grandchild that kept our output pipe open must not hang pgha.
 	cmd.WaitDelay = 10 * time.Second
 	return cmd

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/providers/redis"
+)
+
+// TestLocalLockLost: an apply whose lock is broken under it (force-unlock)
+// stops at the next safe point, saying the lock was lost and what it did
+// not attempt; the next apply finishes the cluster.
+func TestLocalLockLost(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 3)
+	cmd := exec.Command(pghaBin, "apply", "-f", c.file, "-auto-approve")
+	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
+	cmd.Dir = c.dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	seen := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		fired := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !fired && strings.Contains(sc.Text(), "node.start[db1]: done") {
+				fired = true
+				close(seen)
+			}
+		}
+		if !fired {
+			close(seen)
+		}
+	}()
+	<-seen
+	ctx := context.Background()
+	cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name)
+	defer cat.Close()
+	_, _, lock, err := cat.Observe(ctx)
+	if err != nil || lock == nil {
+		t.Fatalf("no lock while apply runs: %v %v", lock, err)
+	}
+	broken := time.Now()
+	c.mustPgha("force-unlock", lock.ID)
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("apply still runs 30 s after its lock was broken:\n%s", out.String())
+	}
+	stopped := time.Since(broken)
+	if err == nil {
+		t.Fatalf("apply succeeded without its lock:\n%s", out.String())
+	}
+	for _, want := range []string{"the cluster lock was lost", "not attempted:"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("apply's error lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "not attempted: 0") {
+		t.Errorf("the apply finished everything although its lock was broken:\n%s", stderr.String())
+	}
+	// The lease is renewed every 3 s: the loss is seen at the next renewal.
+	if stopped > 10*time.Second {
+		t.Errorf("apply stopped %s after the lock was broken", stopped.Round(time.Millisecond))
+	}
+	t.Logf("apply stopped %s after force-unlock:\n%s", stopped.Round(time.Millisecond), stderr.String())
+	c.mustPgha("apply", "-auto-approve")
+	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("not converged:\n%s", r)
+	}
+}
