@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pgha/pgha/providers/redis"
 )
 
 // TestLocalLockLost: an apply whose lock is broken under it (force-unlock)
@@ -50,8 +47,7 @@ func TestLocalLockLost(t *testing.T) {
 	}()
 	<-seen
 	ctx := context.Background()
-	cat := redis.New(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name)
-	defer cat.Close()
+	cat := c.catalog()
 	_, _, lock, err := cat.Observe(ctx)
 	if err != nil || lock == nil {
 		t.Fatalf("no lock while apply runs: %v %v", lock, err)

@@ -56,7 +56,14 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 	var doneIDs []string
 	for i, a := range p.Actions {
 		// Between actions is the safe point to stop: a lost lock or a
-		// cancel ends the apply here, before anything else starts.
+		// cancel ends the apply here, before anything else starts. The
+		// lock is read once per action, so that a force-unlock stops the
+		// apply at the next action rather than at the next renewal.
+		if e.held != nil && ctx.Err() == nil {
+			if err := e.held.Verify(ctx); err != nil {
+				return e.stopped(p, i, doneIDs, fmt.Errorf("not started: %w", ErrLockLost))
+			}
+		}
 		if ctx.Err() != nil {
 			return e.stopped(p, i, doneIDs, fmt.Errorf("not started: %w", context.Cause(ctx)))
 		}

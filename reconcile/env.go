@@ -37,7 +37,7 @@ type Env struct {
 
 	// held is the lock of the running apply or destroy; catalog.destroy
 	// releases it first, since the lock lives in what it removes.
-	held Unlocker
+	held Lease
 	// out receives executors' notes during Execute.
 	out io.Writer
 }

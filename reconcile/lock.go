@@ -146,6 +146,7 @@ type noLock struct{}
 
 func (noLock) Release(context.Context) error { return nil }
 func (noLock) Lost() <-chan struct{}         { return nil }
+func (noLock) Verify(context.Context) error  { return nil }
 func (noLock) TookOver() *state.Lock         { return nil }
 
 // flock is the lock of a cluster without a catalog: an advisory lock on a
@@ -186,8 +187,9 @@ func fileLock(ctx context.Context, path string, info state.Lock, timeout time.Du
 }
 
 // Lost never fires: the kernel holds a flock for as long as the process.
-func (flock) Lost() <-chan struct{} { return nil }
-func (flock) TookOver() *state.Lock { return nil }
+func (flock) Lost() <-chan struct{}        { return nil }
+func (flock) Verify(context.Context) error { return nil }
+func (flock) TookOver() *state.Lock        { return nil }
 
 func (l flock) Release(context.Context) error {
 	_ = l.f.Truncate(0)

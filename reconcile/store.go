@@ -36,6 +36,9 @@ type LockOptions struct {
 type Lease interface {
 	Unlocker
 	Lost() <-chan struct{}
+	// Verify checks that the lock is still this lease's (one read); when
+	// it is not, the lease is lost and Lost closes.
+	Verify(ctx context.Context) error
 	// TookOver names the dead holder this lease replaced, or nil.
 	TookOver() *state.Lock
 }

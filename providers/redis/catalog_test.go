@@ -301,3 +301,31 @@ func TestProbeAndPassword(t *testing.T) {
 		t.Fatalf("ping after SetPassword: %v", err)
 	}
 }
+
+// TestLeaseVerify: Verify sees at once that the lock was broken (no wait
+// for a renewal) and the lease is lost from then on.
+func TestLeaseVerify(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	c := New(r.Addr, "", 0, "t11")
+	defer c.Close()
+	l, err := c.Acquire(ctx, state.Lock{ID: "mine"}, AcquireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	if err := l.Verify(ctx); err != nil {
+		t.Fatalf("verify of a held lease: %v", err)
+	}
+	if err := c.ForceUnlock(ctx, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("verify after force-unlock: %v", err)
+	}
+	select {
+	case <-l.Lost():
+	default:
+		t.Fatal("Lost not closed after Verify found the lock gone")
+	}
+}

@@ -68,8 +68,10 @@ type Lease struct {
 	ttl  time.Duration
 	stop chan struct{} // closed by Release
 	done chan struct{} // closed when the renewer has returned
-	lost chan struct{} // closed when the renewer stopped for any reason but Release
+	lost chan struct{} // closed when the lease is lost (renewer, or Verify)
 	once sync.Once
+	// lostOnce closes lost once, whoever finds the lease gone first.
+	lostOnce sync.Once
 	// tookOver is the holder whose lock this lease replaced, if any.
 	tookOver *state.Lock
 }
@@ -183,7 +185,7 @@ func (l *Lease) renew(ctx context.Context) {
 		case <-l.stop:
 			return
 		case <-ctx.Done():
-			close(l.lost)
+			l.markLost()
 			return
 		case <-t.C:
 		}
@@ -194,13 +196,41 @@ func (l *Lease) renew(ctx context.Context) {
 		case err == nil && n == 1:
 			lastOK = time.Now()
 		case err == nil: // the key is gone or someone else's
-			close(l.lost)
+			l.markLost()
 			return
 		case time.Since(lastOK) >= l.ttl:
-			close(l.lost)
+			l.markLost()
 			return
 		}
 	}
+}
+
+func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// ErrLeaseLost says the lock is no longer this lease's.
+var ErrLeaseLost = errors.New("the cluster lock is no longer held by this lease")
+
+// Verify checks, with one read, that the lock is still this lease's; when
+// it is not (force-unlocked, expired and taken), the lease is lost from
+// now on. A catalog that does not answer is no verdict: the renewer
+// declares the lease lost once that lasts a whole TTL. Callers verify
+// between steps, so that a broken lock stops them at the next one rather
+// than at the next renewal.
+func (l *Lease) Verify(ctx context.Context) error {
+	select {
+	case <-l.lost:
+		return ErrLeaseLost
+	default:
+	}
+	h, err := l.c.holder(ctx)
+	if err != nil {
+		return nil
+	}
+	if h == nil || h.ID != l.id {
+		l.markLost()
+		return ErrLeaseLost
+	}
+	return nil
 }
 
 // Lost is closed when the lease can no longer be counted on: the lock was
