@@ -151,9 +151,19 @@ func TestLocalFailsafe(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "Warning: db2 keeps 1 set-aside data directory") || !strings.Contains(r.stdout, "No changes.") {
 			t.Fatalf("plan with a young set-aside directory:\n%s", r)
 		}
-		// A day later (the stamp in its name says when it was set aside).
+		// A day later (the stamp in its name says when it was set aside):
+		// the foreign cluster, which pgha did not make, is still never
+		// removed by a plan.
 		old := filepath.Join(c.dir, "data", "db2.aside-"+time.Now().UTC().Add(-25*time.Hour).Format("20060102T150405Z"))
 		if err := os.Rename(aside[0], old); err != nil {
+			t.Fatal(err)
+		}
+		r = c.pgha("plan", "-detailed-exitcode")
+		if r.code != 0 || !strings.Contains(r.stdout, "Warning: db2 keeps 1 set-aside data directory pgha did not make") || strings.Contains(r.stdout, "data.remove") {
+			t.Fatalf("plan for an old set-aside directory pgha did not make:\n%s", r)
+		}
+		// Had pgha made it (its marker for this cluster), the plan removes it.
+		if err := os.WriteFile(filepath.Join(old, "pgha.marker"), []byte("# managed by pgha; edit cluster.hcl instead\ncluster = "+c.name+"\nnode = db2\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		r = c.pgha("plan", "-detailed-exitcode")
@@ -195,6 +205,10 @@ func TestLocalFailsafe(t *testing.T) {
 		if r := c.pgha("destroy", "-auto-approve"); r.code == 0 || !strings.Contains(r.stderr, "prevent_destroy") {
 			t.Fatalf("destroy of a protected node:\n%s", r)
 		}
+		if r := c.pgha("restore", "-node", "db2", "-auto-approve", "20261201T000000Z-full"); r.code == 0 || !strings.Contains(r.stderr, "restore -node db2: db2 has prevent_destroy = true") {
+			t.Fatalf("restore over a protected node:\n%s", r)
+		}
+		assertDataKept(t, c, "db2", before)
 		// Unprotected again: the next apply re-clones it.
 		c.write(string(orig))
 		c.mustPgha("apply", "-auto-approve")
@@ -581,6 +595,12 @@ func TestDockerFailsafeAside(t *testing.T) {
 	}
 	old := "/var/lib/pgha/data.aside-" + time.Now().UTC().Add(-25*time.Hour).Format("20060102T150405Z")
 	c.sh("db2", `mv "$D".aside-* `+old)
+	r = c.pgha("plan", "-detailed-exitcode")
+	if r.code != 0 || !strings.Contains(r.stdout, "Warning: db2 keeps 1 set-aside data directory pgha did not make") || strings.Contains(r.stdout, "data.remove") {
+		t.Fatalf("plan for an old set-aside directory pgha did not make:\n%s", r)
+	}
+	// Had pgha made it (its marker for this cluster), the plan removes it.
+	c.sh("db2", `printf '# managed by pgha; edit cluster.hcl instead\ncluster = `+c.name+`\nnode = db2\n' > `+old+`/pgha.marker`)
 	r = c.pgha("plan", "-detailed-exitcode")
 	if r.code != 2 || !strings.Contains(r.stdout, "- data.remove["+filepath.Base(old)+"]") || !strings.Contains(r.stdout, "removing it frees ") {
 		t.Fatalf("plan for an old set-aside directory:\n%s", r)

@@ -52,8 +52,12 @@ func (b *builder) asides() {
 			continue
 		}
 		healthy := b.healthy(cn, n)
-		var kept []state.AsideDir
+		var kept, foreign []state.AsideDir
 		for _, d := range n.Aside {
+			if !d.Owned {
+				foreign = append(foreign, d)
+				continue
+			}
 			at, ok := asideStamp(d.Path)
 			if !healthy || !ok || now.IsZero() || now.Sub(at) < AsideKeep {
 				kept = append(kept, d)
@@ -65,6 +69,15 @@ func (b *builder) asides() {
 			a.Before = map[string]string{"path": d.Path, "size": Bytes(d.Bytes)}
 			a.DataLoss = true
 			b.add(a)
+		}
+		if len(foreign) > 0 {
+			var fb int64
+			for _, d := range foreign {
+				fb += d.Bytes
+			}
+			b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s pgha did not make (%s)", cn.Name, len(foreign), plural(len(foreign)), Bytes(fb)),
+				fmt.Sprintf("%s: set aside by a re-clone, but without pgha's marker for cluster %s (another cluster's data, or files put there by hand). pgha never removes them; delete them by hand once nothing in them is needed.",
+					asidePaths(foreign), b.c.Name))
 		}
 		if len(kept) == 0 {
 			continue

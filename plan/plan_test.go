@@ -297,7 +297,7 @@ var planCases = []planCase{
 		afterFailover(c, s)
 		n := s.Node("db1")
 		*n = state.Node{Name: "db1", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Error: "not running",
-			Aside: []state.AsideDir{{Path: "/srv/pgha/data/db1.aside-20261124T020000Z", Bytes: 489 << 20}}}
+			Aside: []state.AsideDir{{Path: "/srv/pgha/data/db1.aside-20261124T020000Z", Bytes: 489 << 20, Owned: true}}}
 		s.ObservedAt = tuesday
 	}, ids: []string{"standby.clone[db1]", "node.start[db1]", "switchover[db1]", "slot.create[db1/db2]", "slot.create[db1/db3]", "standby.rejoin[db2]", "standby.follow[db3]", "catalog.record[cluster]"},
 		diags: []string{"db2 is the writable primary, cluster.hcl declares db1", "db1 keeps 1 set-aside data directory (489.0 MiB)"}},
@@ -310,19 +310,20 @@ var planCases = []planCase{
 	}, diags: []string{"db2 is the writable primary", "db1 has no data and cannot be cloned"}},
 	{name: "aside_removed_when_healthy_and_old", mutate: func(c *config.Cluster, s *state.Cluster) {
 		s.ObservedAt = tuesday
-		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20}}
-		s.Node("db3").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db3.aside-20261124T010000Z", Bytes: 1 << 30}}
-	}, ids: []string{"data.remove[db2.aside-20261122T010000Z]"}, diags: []string{"db3 keeps 1 set-aside data directory (1.0 GiB)"}},
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20, Owned: true},
+			{Path: "/srv/pgha/data/db2.aside-20261122T020000Z", Bytes: 2 << 20}}
+		s.Node("db3").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db3.aside-20261124T010000Z", Bytes: 1 << 30, Owned: true}}
+	}, ids: []string{"data.remove[db2.aside-20261122T010000Z]"}, diags: []string{"db2 keeps 1 set-aside data directory pgha did not make (2.0 MiB)", "db3 keeps 1 set-aside data directory (1.0 GiB)"}},
 	{name: "aside_kept_while_not_streaming", mutate: func(c *config.Cluster, s *state.Cluster) {
 		s.ObservedAt = tuesday
 		stop(s.Node("db2"))
 		s.Node("db1").Slots[0].Active = false
-		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20}}
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.aside-20261122T010000Z", Bytes: 489 << 20, Owned: true}}
 	}, ids: []string{"node.start[db2]"}, diags: []string{"db2 keeps 1 set-aside data directory (489.0 MiB)"}},
 	{name: "aside_prevent_destroy_kept", mutate: func(c *config.Cluster, s *state.Cluster) {
 		s.ObservedAt = tuesday
 		c.Node("db2").PreventDestroy = true
-		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.before-restore-20261122T010000Z", Bytes: 489 << 20}}
+		s.Node("db2").Aside = []state.AsideDir{{Path: "/srv/pgha/data/db2.before-restore-20261122T010000Z", Bytes: 489 << 20, Owned: true}}
 	}, diags: []string{"db2 keeps 1 set-aside data directory (489.0 MiB)"}},
 	{name: "former_primary_not_started_as_primary", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// A rejoin of db1 was interrupted (no standby.signal), and db2,

@@ -101,7 +101,7 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 		if n.Reachable {
 			n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
 			if out, err := d.eng.Exec(ctx, cn.Name, pgUser, nil, nil, "sh", "-c", asideScript); err == nil {
-				n.Aside = parseAside(out)
+				n.Aside = parseAside(out, d.c.Name)
 			}
 			return
 		}
@@ -110,7 +110,7 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 			n.RuntimeError = err.Error()
 			return
 		}
-		n.Aside = parseAside(out)
+		n.Aside = parseAside(out, d.c.Name)
 		n.Initialized = strings.Contains(out, "initialized")
 		n.StandbySignal = strings.Contains(out, "standby")
 		n.Running = strings.Contains(out, "running")
@@ -126,7 +126,7 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 			n.RuntimeError = err.Error()
 			return
 		}
-		n.Aside = parseAside(out)
+		n.Aside = parseAside(out, d.c.Name)
 		n.Initialized = strings.Contains(out, "initialized")
 		n.StandbySignal = strings.Contains(out, "standby")
 		n.Error = "not running"
@@ -135,32 +135,40 @@ func (d *dockerRuntime) observeNode(ctx context.Context, cn *config.Node, n *sta
 	}
 }
 
-const statusScript = `D=` + pgData + `
+var statusScript = `D=` + pgData + `
 [ -f $D/PG_VERSION ] && echo initialized
 [ -f $D/standby.signal ] && echo standby
 [ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
 ` + asideScript
 
 // asideScript lists the set-aside data directories in the volume, one
-// "aside <KiB> <path>" line each.
-const asideScript = `for a in ` + pgData + `.aside-* ` + pgData + `.before-restore-*; do
-[ -d "$a" ] && [ ! -L "$a" ] && echo "aside $(du -sk "$a" | cut -f1) $a"
+// "aside <KiB> <path> <owned-by> <legacy>" line each: the cluster its
+// pgha.marker names ("-": none) and whether it is a data directory an
+// older pgha made (PG_VERSION beside a pgha.conf with pgha's header), as
+// local.CheckOwned decides.
+var asideScript = `for a in ` + pgData + `.aside-* ` + pgData + `.before-restore-*; do
+[ -d "$a" ] && [ ! -L "$a" ] || continue
+c=-; [ -f "$a/` + local.MarkerFile + `" ] && [ ! -L "$a/` + local.MarkerFile + `" ] && c=$(sed -n 's/^cluster = //p' "$a/` + local.MarkerFile + `" | head -n1)
+l=0; [ -f "$a/PG_VERSION" ] && [ -f "$a/pgha.conf" ] && [ "$(head -n1 "$a/pgha.conf")" = "` + strings.TrimSuffix(pgconf.Header, "\n") + `" ] && l=1
+echo "aside $(du -sk "$a" | cut -f1) $a ${c:--} $l"
 done
 true`
 
-// parseAside reads asideScript's lines.
-func parseAside(out string) []state.AsideDir {
+// parseAside reads asideScript's lines; a directory is pgha's when its
+// marker names cluster, or (no marker) an older pgha made it.
+func parseAside(out, cluster string) []state.AsideDir {
 	var dirs []state.AsideDir
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "aside" {
+		if len(f) != 5 || f[0] != "aside" {
 			continue
 		}
 		kb, err := strconv.ParseInt(f[1], 10, 64)
 		if err != nil {
 			continue
 		}
-		dirs = append(dirs, state.AsideDir{Path: f[2], Bytes: kb * 1024})
+		owned := f[3] == cluster || (f[3] == "-" && f[4] == "1")
+		dirs = append(dirs, state.AsideDir{Path: f[2], Bytes: kb * 1024, Owned: owned})
 	}
 	return dirs
 }

@@ -40,6 +40,9 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 		go func() {
 			defer wg.Done()
 			l.rt.Observe(n)
+			for i := range n.Aside {
+				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
+			}
 			if !n.Running {
 				n.Error = "not running"
 				return
@@ -53,6 +56,9 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 		go func() {
 			defer wg.Done()
 			l.rt.Observe(n)
+			for i := range n.Aside {
+				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
+			}
 			if !n.Running {
 				n.Error = "not running"
 				return

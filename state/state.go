@@ -158,6 +158,9 @@ type Node struct {
 type AsideDir struct {
 	Path  string `json:"path"`
 	Bytes int64  `json:"bytes"`
+	// Owned: it carries pgha's marker for this cluster (or is a data
+	// directory an older pgha made); only such a directory is removed.
+	Owned bool `json:"owned"`
 }
 
 // Role derives primary/standby/unknown from what PostgreSQL said.
