@@ -59,6 +59,18 @@ func TestValidate(t *testing.T) {
 	if code != exitError || !strings.Contains(errs, f+":2:11") || !strings.Contains(errs, "Unknown primary") {
 		t.Fatalf("validate of a bad file: %d\n%s", code, errs)
 	}
+	// A host that would write a trust line into pg_hba.conf stops every
+	// command at the file, before anything is observed or touched.
+	bad := strings.Replace(validFile, "  node \"db1\" {\n", "  node \"db1\" {\n    host = \"0.0.0.0/0 trust #\"\n", 1)
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"validate", "plan", "apply"} {
+		code, out, errs := runCLI(t, cmd, "-f", f)
+		if code != exitError || !strings.Contains(errs, f+":7:12") || !strings.Contains(errs, "Invalid host") || strings.Contains(out, "trust") {
+			t.Fatalf("%s with host = \"0.0.0.0/0 trust #\": %d\n%s\n%s", cmd, code, out, errs)
+		}
+	}
 }
 
 func TestUsageAndVersion(t *testing.T) {
