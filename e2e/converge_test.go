@@ -217,7 +217,19 @@ func TestLocalSlotRenameOneApply(t *testing.T) {
 // aside (not deleted), and the plan is empty.
 func TestLocalNodeRemoval(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, "local", 3)
+	nodeRemoval(t, "local")
+}
+
+// TestDockerNodeRemoval: the same on Docker, where pgha finds the node by
+// its container's labels; the removal takes the container and keeps the
+// volume.
+func TestDockerNodeRemoval(t *testing.T) {
+	t.Parallel()
+	nodeRemoval(t, "docker")
+}
+
+func nodeRemoval(t *testing.T, rt string) {
+	c := newCluster(t, rt, 3)
 	ctx := context.Background()
 	c.mustPgha("apply", "-auto-approve")
 	src, _ := os.ReadFile(c.file)
@@ -236,9 +248,15 @@ func TestLocalNodeRemoval(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.mustPgha("status", "-json").stdout), &st); err != nil {
 		t.Fatal(err)
 	}
+	// Locally pgha asks the found server what it is; on Docker it reports
+	// the labelled container.
+	wantRole, wantDir := "standby", c.dataDir("db3")
+	if rt == "docker" {
+		wantRole, wantDir = "unknown", "volume "+c.container("db3")
+	}
 	if len(st.Nodes) != 3 || st.Nodes[2].Name != "db3" || !st.Nodes[2].Undeclared || !st.Nodes[2].Running ||
-		st.Nodes[2].Role != "standby" || st.Nodes[2].DataDir != c.dataDir("db3") || st.Nodes[0].Undeclared {
-		t.Fatalf("status does not list db3 as an undeclared running standby: %+v", st.Nodes)
+		st.Nodes[2].Role != wantRole || st.Nodes[2].DataDir != wantDir || st.Nodes[0].Undeclared {
+		t.Fatalf("status does not list db3 as an undeclared running node (%s, %s): %+v", wantRole, wantDir, st.Nodes)
 	}
 	if r := c.mustPgha("status"); !strings.Contains(r.stdout, "not in cluster.hcl") {
 		t.Fatalf("status:\n%s", r)
@@ -247,25 +265,25 @@ func TestLocalNodeRemoval(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stdout, "- node.remove[db3]") || !strings.Contains(r.stdout, "- slot.drop[db1/db3_slot]") {
 		t.Fatalf("the plan does not remove db3 (exit %d):\n%s", r.code, r)
 	}
-	if r := c.mustPgha("plan", "-delete-removed"); !strings.Contains(r.stdout, "DELETE its data") || strings.Contains(r.stdout, ".aside-") {
+	if r := c.mustPgha("plan", "-delete-removed"); !strings.Contains(r.stdout, "DELETE its data") || strings.Contains(r.stdout, ".aside-") || strings.Contains(r.stdout, "volume    = \"kept\"") {
 		t.Fatalf("plan -delete-removed does not say it deletes db3's data:\n%s", r)
 	}
 	c.mustPgha("apply", "-auto-approve")
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 		t.Fatalf("after the removal the plan is not empty (exit %d):\n%s", r.code, r)
 	}
-	if _, err := os.Stat(c.dataDir("db3")); !os.IsNotExist(err) {
+	if rt == "docker" {
+		if left := docker(t, "ps", "-a", "--filter", "label=io.pgha.cluster="+c.name, "--filter", "label=io.pgha.node=db3", "--format", "{{.Names}}"); left != "" {
+			t.Fatalf("db3's container is still there: %s", left)
+		}
+		if vols := docker(t, "volume", "ls", "--filter", "label=io.pgha.cluster="+c.name, "--filter", "label=io.pgha.node=db3", "--format", "{{.Name}}"); vols == "" {
+			t.Fatal("db3's volume was not kept")
+		}
+	} else if _, err := os.Stat(c.dataDir("db3")); !os.IsNotExist(err) {
 		t.Fatalf("db3's data directory is still in place (%v)", err)
 	}
-	aside, _ := filepath.Glob(c.dataDir("db3") + ".aside-*")
-	if len(aside) != 1 {
-		t.Fatalf("db3's data was not moved aside: %v", aside)
-	}
-	if _, err := os.Stat(filepath.Join(aside[0], "PG_VERSION")); err != nil {
-		t.Fatalf("the set-aside directory lost its data: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(aside[0], "postmaster.pid")); !os.IsNotExist(err) {
-		t.Fatalf("db3 still runs (postmaster.pid: %v)", err)
+	if rt == "local" {
+		asideKept(t, c)
 	}
 	rows, err := c.conn(ctx, "db1").Query(ctx, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
 	if err != nil {
@@ -277,5 +295,20 @@ func TestLocalNodeRemoval(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(c.mustPgha("status", "-json").stdout), &st); err != nil || len(st.Nodes) != 2 {
 		t.Fatalf("status after the removal: %+v (%v)", st.Nodes, err)
+	}
+}
+
+// asideKept asserts db3's data directory was moved aside whole, stopped.
+func asideKept(t *testing.T, c *cluster) {
+	t.Helper()
+	aside, _ := filepath.Glob(c.dataDir("db3") + ".aside-*")
+	if len(aside) != 1 {
+		t.Fatalf("db3's data was not moved aside: %v", aside)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "PG_VERSION")); err != nil {
+		t.Fatalf("the set-aside directory lost its data: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("db3 still runs (postmaster.pid: %v)", err)
 	}
 }
