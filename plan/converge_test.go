@@ -63,6 +63,14 @@ func pg17(s *state.Cluster, db2Summarizes string) {
 }
 
 var convergeCases = []planCase{
+	{name: "backup_slot_holds_wal_on_standby", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Backups stopped being taken: the standby's slot holds its WAL
+		// as the primary's does, and the plan says so.
+		withBackups(c, s, tuesday, bk("20261124T020500Z-full", "full", "", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		s.Node("db1").CurrentLSN = 0x2_03000148
+		s.Node("db2").ReplayLSN = 0x2_03000148
+	}, diags: []string{"slot pgha_backup holds 8.0 GiB of WAL on db1 since 0/3000100", "slot pgha_backup holds 8.0 GiB of WAL on standby db2 since 0/3000100"}},
 	{name: "backup_after_switchover_pg17_continues", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// PostgreSQL 17: db2 summarized the WAL as a standby; the chain
 		// of block-level incrementals continues on timeline 2.

@@ -20,6 +20,12 @@ func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 	if bk == nil || bk.Method != "physical" || n.ServerVersion == 0 || !backup.WALSlot(n.ServerVersion) {
 		return false
 	}
+	if sl := n.Slot(config.BackupSlot); sl != nil && n.ReplayLSN > sl.RestartLSN && n.ReplayLSN-sl.RestartLSN > backupSlotWarn {
+		b.diag(Warning, cn.Name, fmt.Sprintf("slot %s holds %s of WAL on standby %s since %s", config.BackupSlot,
+			Bytes(int64(n.ReplayLSN-sl.RestartLSN)), cn.Name, sl.RestartLSN),
+			"It keeps the WAL since the newest backup, so that the chain continues if this standby becomes primary, and moves on with every backup. "+
+				"Backups are taken when apply runs: run it (from cron, say), or remove the backup block and the slots go.")
+	}
 	if n.Slot(config.BackupSlot) == nil {
 		a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
 			fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
