@@ -312,3 +312,52 @@ func asideKept(t *testing.T, c *cluster) {
 		t.Fatalf("db3 still runs (postmaster.pid: %v)", err)
 	}
 }
+
+// TestLocalBackupChainAcrossFailover: PostgreSQL 15, a full, rows, then
+// the primary is killed and `pgha failover` promotes db2 without planning
+// a full (db2 received the full's end and kept the backup slot); the next
+// incremental, taken on db2, has the full as parent and restores with the
+// rows from before and after the failover.
+func TestLocalBackupChainAcrossFailover(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "local", 2)
+	block, _ := soonSchedule()
+	c.addBlock(block)
+	ctx := context.Background()
+	c.mustPgha("apply", "-auto-approve")
+	p := c.conn(ctx, "db1")
+	if _, err := p.Exec(ctx, "CREATE TABLE sw AS SELECT g AS id FROM generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	var lsn string
+	if err := p.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	s := c.conn(ctx, "db2")
+	eventually(t, 10*time.Second, func() error {
+		var ok bool
+		if err := s.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&ok); err != nil || !ok {
+			return fmt.Errorf("db2 has not replayed %s (%v)", lsn, err)
+		}
+		return nil
+	})
+	c.kill("db1")
+	r := c.mustPgha("failover", "-auto-approve")
+	if !strings.Contains(r.stdout, "~ failover[db2]") || strings.Contains(r.stdout, "backup.take") {
+		t.Fatalf("failover (want a promotion and no backup):\n%s", r)
+	}
+	if _, err := c.conn(ctx, "db2").Exec(ctx, "INSERT INTO sw SELECT g FROM generate_series(1001, 1500) g"); err != nil {
+		t.Fatal(err)
+	}
+	c.mustPgha("backup", "-type", "incremental")
+	env := c.env()
+	list, _, err := env.Backups(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("backups: %+v (%v)", list, err)
+	}
+	incr, full := list[0], list[1]
+	if incr.Type != "incremental" || incr.Parent != full.ID || incr.Timeline != 2 || incr.Node != "db2" || full.Timeline != 1 {
+		t.Fatalf("incremental %+v\nfull %+v", incr, full)
+	}
+	restoreChain(ctx, t, c, env, list, incr.ID, 1500)
+}
