@@ -34,14 +34,17 @@ type Endpoint struct {
 func (e Endpoint) String() string { return fmt.Sprintf("%s:%d", e.Host, e.Port) }
 
 // connect opens one connection. The password is set on the parsed config,
-// never written into a connection string, so no error can carry it.
+// never written into a connection string, so no error can carry it. TLS
+// is pgha's own (Endpoint.TLS): the empty ssl* keywords keep an
+// operator's PGSSLROOTCERT or PGSSLCERT, which pgx reads from the
+// environment, out of it.
 // The simple protocol lets a batch go out in a single round trip.
 func connect(ctx context.Context, ep Endpoint) (*pgx.Conn, error) {
 	db := ep.Database
 	if db == "" {
 		db = "postgres"
 	}
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable application_name=pgha",
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable sslrootcert='' sslcert='' sslkey='' application_name=pgha",
 		quote(ep.Host), ep.Port, quote(ep.User), quote(db)))
 	if err != nil {
 		return nil, fmt.Errorf("connection settings for %s: %w", ep, err)

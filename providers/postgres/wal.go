@@ -208,7 +208,7 @@ func receiveTimeline(ctx context.Context, conn *pgconn.PgConn, ep Endpoint, slot
 // replConnect opens a physical replication connection (the walsender
 // protocol) as ep's user; the password stays on the parsed config.
 func replConnect(ctx context.Context, ep Endpoint) (*pgconn.PgConn, error) {
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s sslmode=disable application_name=pgha-backup replication=true",
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s sslmode=disable sslrootcert='' sslcert='' sslkey='' application_name=pgha-backup replication=true",
 		quote(ep.Host), ep.Port, quote(ep.User)))
 	if err != nil {
 		return nil, err
