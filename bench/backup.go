@@ -69,6 +69,11 @@ func runBackup(bin string, scale int, runtime, image string) error {
 		return err
 	}
 	env := append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")
+	// libpq clients verify the cluster's certificates; the replication
+	// baseline presents pgha's own, as replication lines require (pgha's
+	// backups pay for TLS too).
+	tlsDir := filepath.Join(dir, "data", "tls")
+	env = append(env, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+tlsDir+"/ca.crt", "PGSSLCERT="+tlsDir+"/pgha.crt", "PGSSLKEY="+tlsDir+"/pgha.key")
 	run := func(name string, args ...string) error {
 		cmd := exec.Command(name, args...)
 		cmd.Env = env

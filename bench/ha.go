@@ -106,7 +106,9 @@ func runHA(bin string, scale int, runtime, image string) error {
 	}
 	ctx := context.Background()
 	connect := func(port int) (*pgx.Conn, error) {
-		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=1", port))
+		// The cluster runs with TLS (the default): verify-full against its CA.
+		ca := filepath.Join(dir, "data", "tls", "ca.crt")
+		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=verify-full sslrootcert=%s connect_timeout=1", port, ca))
 		cfg.Password = "bench-only-password"
 		return pgx.ConnectConfig(ctx, cfg)
 	}
