@@ -128,7 +128,10 @@ func run(bin string, runs int, runtime, image string) error {
 			fmt.Fprintf(&script, "%s -h 127.0.0.1 -p %d -U postgres -d postgres -Atc 'select pg_is_in_recovery(), pg_last_wal_replay_lsn()' >/dev/null\n", psql, p)
 		}
 	}
-	fmt.Fprintf(&script, "redis-cli -p %d ping >/dev/null\n", ports[3])
+	// The catalog speaks TLS and wants its password, as pgha's client does.
+	tlsDir := filepath.Join(dir, "data", "tls")
+	fmt.Fprintf(&script, "REDISCLI_AUTH=$(cat %s) redis-cli --tls --cacert %s/ca.crt --cert %s/pgha.crt --key %s/pgha.key -p %d ping | grep -q PONG\n",
+		filepath.Join(dir, ".secrets", "catalog"), tlsDir, tlsDir, tlsDir, ports[3])
 	baseline := func() *exec.Cmd {
 		cmd := exec.Command("bash", "-ec", script.String())
 		cmd.Env = env
