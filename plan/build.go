@@ -665,7 +665,7 @@ func (b *builder) standby(cn *config.Node) {
 		start := newAction(NodeStart, Create, cn.Name, cn.Name, fmt.Sprintf("start standby %s following %s", cn.Name, b.target))
 		start.After = map[string]string{"role": "standby", "endpoint": b.endpoint(cn), "upstream": b.peer(primary)}
 		start.DependsOn = deps(clone)
-		b.add(start)
+		b.clonedBackupSlot(cn, b.add(start))
 		return
 	}
 	if p.SystemID != "" && n.SystemID != "" && p.SystemID != n.SystemID {

@@ -63,6 +63,15 @@ func pg17(s *state.Cluster, db2Summarizes string) {
 }
 
 var convergeCases = []planCase{
+	{name: "backup_standby_recloned", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// db3 lost its data: the clone gets the backup slot in the same
+		// plan, as every standby has.
+		withBackups(c, s, tuesday, bk("20261124T020500Z-full", "full", "", tuesday))
+		s.Node("db1").Slots = append(s.Node("db1").Slots, state.Slot{Name: config.BackupSlot, Type: "physical", RestartLSN: 0x3000100})
+		n := s.Node("db3")
+		*n = state.Node{Name: "db3", Host: n.Host, Port: n.Port, DataDir: n.DataDir, Error: "not running"}
+		s.Node("db1").Slots[1].Active = false
+	}, ids: []string{"standby.clone[db3]", "node.start[db3]", "slot.create[db3/pgha_backup]"}},
 	{name: "backup_slot_holds_wal_on_standby", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// Backups stopped being taken: the standby's slot holds its WAL
 		// as the primary's does, and the plan says so.

@@ -93,3 +93,20 @@ func (b *builder) dropReleased() {
 		b.add(a)
 	}
 }
+
+// clonedBackupSlot plans the backup slot on a standby this plan clones
+// (after started, its ID), so that a new standby holds the WAL since the
+// newest backup from its first apply on. The primary's version decides
+// (the clone's is the same); a new cluster's first full makes the slot.
+func (b *builder) clonedBackupSlot(cn *config.Node, started string) {
+	bk := b.c.Backup
+	p := b.node(b.target)
+	if bk == nil || bk.Method != "physical" || p.ServerVersion == 0 || !backup.WALSlot(p.ServerVersion) {
+		return
+	}
+	a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
+		fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
+	a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
+	a.DependsOn = deps(started)
+	b.add(a)
+}

@@ -617,6 +617,11 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			return err
 		}
 	}
+	// A re-clone brought no backup slot: the node gets one as every
+	// standby has, so that the plan after this one has nothing to add.
+	if e.walBackups(st.ServerVersion) && st.Slot(config.BackupSlot) == nil {
+		return postgres.CreateSlot(ctx, e.superuser(n), config.BackupSlot)
+	}
 	return nil
 }
 
