@@ -651,7 +651,7 @@ func (b *builder) standby(cn *config.Node) {
 	primary := b.targetNode()
 	if !n.Initialized {
 		if n.DirExists && n.RuntimeError != "" {
-			b.diag(Warning, cn.Name, fmt.Sprintf("%s cannot be cloned", cn.Name), n.RuntimeError)
+			b.diag(Critical, cn.Name, fmt.Sprintf("%s cannot be cloned", cn.Name), n.RuntimeError)
 			return
 		}
 		a := newAction(StandbyClone, Create, cn.Name, cn.Name,
@@ -669,8 +669,18 @@ func (b *builder) standby(cn *config.Node) {
 		return
 	}
 	if p.SystemID != "" && n.SystemID != "" && p.SystemID != n.SystemID {
-		b.diag(Critical, cn.Name, fmt.Sprintf("%s belongs to another cluster", cn.Name),
-			fmt.Sprintf("Its system identifier is %s, the primary's is %s. It needs a re-clone, which discards its data; this version does not do that on its own.", n.SystemID, p.SystemID))
+		if cn.PreventDestroy {
+			b.diag(Critical, cn.Name, fmt.Sprintf("%s belongs to another cluster, and prevent_destroy keeps its data", cn.Name),
+				fmt.Sprintf("Its system identifier is %s, the primary's is %s: only a re-clone brings it back, and prevent_destroy = true forbids replacing its data. "+
+					"Remove prevent_destroy from node %q in %s to let pgha re-clone it (its data is moved aside, not deleted).", n.SystemID, p.SystemID, cn.Name, b.c.File))
+			return
+		}
+		// pg_rewind cannot work across systems: a re-clone, the old data
+		// moved aside.
+		b.rejoin(cn, b.target, []string{b.primaryUp, b.roleID, b.slotIDs[cn.Slot]})
+		a := &b.p.Actions[len(b.p.Actions)-1]
+		a.Reason = fmt.Sprintf("%s belongs to another cluster (system identifier %s, the primary's is %s); re-clone it from %s, its data moved aside", cn.Name, n.SystemID, p.SystemID, b.target)
+		a.After["method"] = "reclone"
 		return
 	}
 	if b.replace(cn, n) {
@@ -698,9 +708,10 @@ func (b *builder) standby(cn *config.Node) {
 		return
 	}
 	if !n.Reachable {
-		b.diag(Warning, cn.Name, fmt.Sprintf("standby %s is running but does not answer", cn.Name), n.Error)
+		b.diag(Critical, cn.Name, fmt.Sprintf("standby %s is running but does not answer", cn.Name), n.Error)
 		return
 	}
+	planned := len(b.p.Actions)
 	b.follow(cn, n)
 	b.settings(cn, n)
 	b.standbySlots(cn, n)
@@ -709,7 +720,16 @@ func (b *builder) standby(cn *config.Node) {
 		if n.Upstream != nil {
 			status = "WAL receiver " + n.Upstream.Status
 		}
-		b.diag(Warning, cn.Name, fmt.Sprintf("standby %s is not streaming (%s)", cn.Name, status),
+		// A standby that does not stream and that this plan does not
+		// re-point or reconfigure is critical: `plan -detailed-exitcode`
+		// is 0 only when every standby streams.
+		sev := Critical
+		for _, a := range b.p.Actions[planned:] {
+			if a.Node == cn.Name && (a.Kind == StandbyFollow || a.Kind == SettingsUpdate) {
+				sev = Warning
+			}
+		}
+		b.diag(sev, cn.Name, fmt.Sprintf("standby %s is not streaming (%s)", cn.Name, status),
 			fmt.Sprintf("See %s.", LogFile(b.c, cn)))
 	}
 }

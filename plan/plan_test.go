@@ -333,6 +333,23 @@ var planCases = []planCase{
 		stop(s.Node("db2"))
 		s.Node("db3").Upstream.Status = "waiting"
 	}, diags: []string{"declared primary db1 is a former primary waiting to rejoin, and no node accepts writes"}},
+	{name: "standby_not_streaming_is_critical", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Configured right, running, but its WAL receiver gets nowhere
+		// (a refused password, say): nothing to plan, and not converged.
+		s.Node("db2").Upstream = &state.Upstream{Status: "waiting"}
+		s.Node("db1").Slots[0].Active = false
+	}, diags: []string{"standby db2 is not streaming (WAL receiver waiting)"}},
+	{name: "standby_of_another_system_recloned", mutate: func(c *config.Cluster, s *state.Cluster) {
+		s.Node("db3").SystemID = "7322222222222222222"
+		s.Node("db3").Upstream.Status = "waiting"
+		s.Node("db1").Slots[1].Active = false
+	}, ids: []string{"standby.rejoin[db3]"}},
+	{name: "standby_of_another_system_prevent_destroy", mutate: func(c *config.Cluster, s *state.Cluster) {
+		c.Node("db3").PreventDestroy = true
+		s.Node("db3").SystemID = "7322222222222222222"
+		s.Node("db3").Upstream.Status = "waiting"
+		s.Node("db1").Slots[1].Active = false
+	}, diags: []string{"db3 belongs to another cluster, and prevent_destroy keeps its data"}},
 	{name: "docker_image_changed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		dockerize(c, s)
 		c.Runtime.Docker.Image = "postgres:17.3"

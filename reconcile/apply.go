@@ -190,11 +190,17 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.configure(ctx, n, primary)
 	case plan.NodeStart:
-		return e.start(ctx, n, primary)
+		if err := e.start(ctx, n, primary); err != nil {
+			return err
+		}
+		return e.reconnected(ctx, n, primary)
 	case plan.NodeStop:
 		return e.Runtime.Stop(ctx, n, "fast")
 	case plan.NodeRestart:
-		return e.restart(ctx, n, primary)
+		if err := e.restart(ctx, n, primary); err != nil {
+			return err
+		}
+		return e.reconnected(ctx, n, primary)
 	case plan.NodeReplace:
 		if err := e.Runtime.Replace(ctx, n); err != nil {
 			return err
@@ -253,7 +259,10 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 			return err
 		}
 		if a.After["apply_by"] == "restart" {
-			return e.restart(ctx, n, primary)
+			if err := e.restart(ctx, n, primary); err != nil {
+				return err
+			}
+			return e.reconnected(ctx, n, primary)
 		}
 		return postgres.Reload(ctx, e.superuser(n))
 	case plan.Switchover:
@@ -328,6 +337,44 @@ func (e *Env) dropReleased(ctx context.Context, n *config.Node, slot, standby st
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ReconnectTimeout bounds the wait for standbys to stream again after their
+// primary started or restarted (their WAL receivers retry every
+// wal_retrieve_retry_interval, 5 s by default).
+const ReconnectTimeout = 15 * time.Second
+
+// reconnected waits, after the primary n came up, until the standbys that run
+// stream from it again: the next plan must see the cluster this apply
+// made, not one still reconnecting (a standby that does not stream is a
+// critical finding). One that does not stream within ReconnectTimeout is
+// noted and left to that plan. Nothing to do when n is a standby.
+func (e *Env) reconnected(ctx context.Context, n *config.Node, primary string) error {
+	if n.Name != primary {
+		return nil
+	}
+	for _, sn := range e.Cfg.Nodes {
+		if sn.Name == primary {
+			continue
+		}
+		st := &state.Node{}
+		octx, cancel := context.WithTimeout(ctx, ObserveTimeout)
+		postgres.Observe(octx, e.superuser(sn), st, nil)
+		cancel()
+		if !st.Reachable || !st.InRecovery || (st.Upstream != nil && st.Upstream.Status == "streaming") {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, ReconnectTimeout)
+		err := postgres.WaitStreaming(wctx, e.superuser(sn))
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			e.note("%s does not stream from %s after %s (see %s); the next plan says so", sn.Name, primary, ReconnectTimeout, plan.LogFile(e.Cfg, sn))
+		}
+	}
+	return nil
 }
 
 // configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl,
