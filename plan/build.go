@@ -711,7 +711,6 @@ func (b *builder) standby(cn *config.Node) {
 		b.diag(Critical, cn.Name, fmt.Sprintf("standby %s is running but does not answer", cn.Name), n.Error)
 		return
 	}
-	planned := len(b.p.Actions)
 	b.follow(cn, n)
 	b.settings(cn, n)
 	b.standbySlots(cn, n)
@@ -720,12 +719,12 @@ func (b *builder) standby(cn *config.Node) {
 		if n.Upstream != nil {
 			status = "WAL receiver " + n.Upstream.Status
 		}
-		// A standby that does not stream and that this plan does not
-		// re-point or reconfigure is critical: `plan -detailed-exitcode`
-		// is 0 only when every standby streams.
+		// A standby that does not stream and that this plan does nothing
+		// for (re-point, reconfigure, new certificate) is critical:
+		// `plan -detailed-exitcode` is 0 only when every standby streams.
 		sev := Critical
-		for _, a := range b.p.Actions[planned:] {
-			if a.Node == cn.Name && (a.Kind == StandbyFollow || a.Kind == SettingsUpdate) {
+		for _, a := range b.p.Actions {
+			if a.Node == cn.Name {
 				sev = Warning
 			}
 		}
