@@ -57,8 +57,8 @@ func (e *Env) Lock(ctx context.Context, operation string, timeout time.Duration,
 
 // holderGone says whether a lock holder is certainly dead: it ran on this
 // host (same hostname) and either the machine rebooted since (another boot
-// ID) or its pid no longer runs the process that took the lock (absent, or
-// started at another time: the pid was reused). A holder on another host,
+// ID) or, in this pid namespace, its pid no longer runs the process that
+// took the lock (absent, or started at another time: the pid was reused). A holder on another host,
 // or one that left no boot ID and start time, is never declared gone here;
 // its lease runs out instead.
 func holderGone(h *state.Lock) bool {
@@ -69,11 +69,25 @@ func holderGone(h *state.Lock) bool {
 	if boot := bootID(); boot == "" || boot != h.Boot {
 		return boot != ""
 	}
+	// Its pid means something here only in the same pid namespace (a
+	// container may share the host's name and kernel).
+	if ns := pidNamespace(); ns == "" || h.PIDNamespace != ns {
+		return false
+	}
 	if h.PID == os.Getpid() {
 		return false // this very process (a second Env in one program)
 	}
 	start, ok := processStart(h.PID)
 	return !ok || (h.Start != 0 && start != h.Start)
+}
+
+// pidNamespace names this process's pid namespace ("" when unknown).
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
 }
 
 // bootID is the kernel's ID of this boot ("" when unknown).
@@ -129,7 +143,7 @@ func LockInfo(operation string) state.Lock {
 	_, _ = rand.Read(b[:])
 	start, _ := processStart(os.Getpid())
 	return state.Lock{ID: hex.EncodeToString(b[:]), Owner: owner, Host: host, PID: os.Getpid(),
-		Operation: operation, Created: time.Now().UTC(), Boot: bootID(), Start: start}
+		Operation: operation, Created: time.Now().UTC(), Boot: bootID(), Start: start, PIDNamespace: pidNamespace()}
 }
 
 // ForceUnlock removes a lock whose holder is gone.

@@ -56,6 +56,11 @@ func TestHolderGone(t *testing.T) {
 	if holderGone(&noBoot) {
 		t.Fatal("a holder without boot ID (an older pgha) was declared gone")
 	}
+	otherNS := live
+	otherNS.PIDNamespace = "pid:[1]"
+	if holderGone(&otherNS) {
+		t.Fatal("a holder in another pid namespace (a container) was declared gone")
+	}
 	self := LockInfo("apply")
 	if holderGone(&self) {
 		t.Fatal("this process was declared gone")

@@ -308,10 +308,13 @@ type Lock struct {
 	Operation string    `json:"operation"`
 	Created   time.Time `json:"created"`
 	// Boot is the holder's kernel boot ID and Start its process start
-	// time (clock ticks since boot): with Host and PID they tell a live
-	// holder on this host from a pid that is gone or was reused.
+	// time (clock ticks since boot): with Host, PID and PIDNamespace they
+	// tell a live holder on this host from a pid that is gone or reused.
 	Boot  string `json:"boot,omitempty"`
 	Start uint64 `json:"start,omitempty"`
+	// PIDNamespace is the holder's pid namespace ("pid:[4026531836]"):
+	// a container sharing the host's name and kernel has pids of its own.
+	PIDNamespace string `json:"pid_namespace,omitempty"`
 }
 
 // String says who holds the lock in one line, for error messages.
