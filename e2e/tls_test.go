@@ -210,14 +210,24 @@ func (c *cluster) nodeLog(node string) string {
 	return string(b)
 }
 
-// TestLocalTLSEnable turns TLS on for a cluster that ran without it (as
-// clusters made before TLS did): one plan issues the certificates,
-// installs them and reloads the servers with ssl and hostssl, re-points
-// the standby with verify-full, restarts the managed Redis with TLS; no
-// server restarts, and the next plan has nothing to do.
+// TestLocalTLSEnable and TestDockerTLSEnable turn TLS on for a cluster
+// that ran without it (as clusters made before TLS did): one plan issues
+// the certificates, installs them and reloads the servers with ssl and
+// hostssl, re-points the standby with verify-full; the managed Redis is
+// restarted with TLS; no server restarts, and the next plan has nothing
+// to do.
 func TestLocalTLSEnable(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, "local", 2)
+	tlsEnableScenario(t, "local")
+}
+
+func TestDockerTLSEnable(t *testing.T) {
+	t.Parallel()
+	tlsEnableScenario(t, "docker")
+}
+
+func tlsEnableScenario(t *testing.T, rt string) {
+	c := newCluster(t, rt, 2)
 	c.addBlock("  tls {\n    enabled = false\n  }\n")
 	c.mustPgha("apply", "-auto-approve")
 	ctx := context.Background()
@@ -264,8 +274,16 @@ func TestLocalTLSEnable(t *testing.T) {
 	if err := db1.QueryRow(ctx, `SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 'db2'`).Scan(&ssl); err != nil || !ssl {
 		t.Fatalf("db2's walsender: ssl=%v, %v", ssl, err)
 	}
-	conf, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.conf"))
-	if err != nil || !strings.Contains(string(conf), fmt.Sprintf("port 0\ntls-port %d\n", c.redis)) {
+	var conf []byte
+	var want string
+	if rt == "docker" {
+		conf, err = exec.Command("docker", "exec", "pgha-"+c.name+"-redis", "cat", "/data/redis.conf").Output()
+		want = "port 0\ntls-port 6379\n"
+	} else {
+		conf, err = os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.conf"))
+		want = fmt.Sprintf("port 0\ntls-port %d\n", c.redis)
+	}
+	if err != nil || !strings.Contains(string(conf), want) {
 		t.Fatalf("redis.conf after turning TLS on (%v):\n%s", err, conf)
 	}
 	cat := c.catalog()
