@@ -69,6 +69,14 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 			a.DependsOn = deps(stop)
 			p.Actions = append(p.Actions, a)
 			prev = append(prev, a.ID)
+		case !keep && n.DataForeign != "" && n.Container == nil:
+			// pgha deletes only the data directories it made.
+			p.Diagnostics = append(p.Diagnostics, Diagnostic{Severity: Warning, Node: cn.Name,
+				Summary: fmt.Sprintf("destroy leaves the data directory of %s: pgha did not make it", cn.Name),
+				Detail:  n.DataForeign})
+			if stop != "" {
+				prev = append(prev, stop)
+			}
 		case !keep && (n.DirExists || n.Container != nil):
 			what := "the data directory"
 			before := map[string]string{"data_dir": cn.DataDir}
@@ -91,7 +99,10 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 		for _, a := range p.Actions {
 			all = append(all, a.ID)
 		}
-		if c.Catalog.Managed {
+		if c.Catalog.Managed && s.Catalog.DirForeign != "" && !c.IsDocker() {
+			p.Diagnostics = append(p.Diagnostics, Diagnostic{Severity: Warning,
+				Summary: "destroy leaves the catalog's directory: pgha did not make it", Detail: s.Catalog.DirForeign})
+		} else if c.Catalog.Managed {
 			a := newAction(CatalogDestroy, Delete, "", "redis", "stop the managed Redis catalog and delete its files")
 			a.Before = map[string]string{"address": c.Catalog.Address, "dir": c.Catalog.DataDir}
 			a.DataLoss = true

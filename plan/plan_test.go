@@ -645,6 +645,32 @@ func TestDestroy(t *testing.T) {
 		t.Fatalf("destroy must be data loss with 7 destroys: %+v", p.Summary())
 	}
 	checkDependencies(t, p)
+
+	// What pgha did not make stays, and the plan says so.
+	s := converged(c)
+	s.Node("db2").DataForeign = "/srv/pgha/data/db2 carries no pgha.marker and no pgha.conf written by pgha"
+	s.Catalog.DirExists, s.Catalog.DirForeign = true, "/srv/pgha/data/redis holds no redis.conf written by pgha"
+	p, err = BuildDestroy(c, s, DestroyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = nil
+	for _, a := range p.Actions {
+		ids = append(ids, a.ID)
+	}
+	if got, want := strings.Join(ids, " "), "node.stop[db2] node.stop[db3] node.destroy[db3] node.stop[db1] node.destroy[db1]"; got != want {
+		t.Fatalf("destroy with foreign directories: %s, want %s", got, want)
+	}
+	checkDependencies(t, p)
+	var diags []string
+	for _, d := range p.Diagnostics {
+		diags = append(diags, string(d.Severity)+": "+d.Summary+" ("+d.Detail+")")
+	}
+	if got, want := strings.Join(diags, "\n"), "warning: destroy leaves the data directory of db2: pgha did not make it (/srv/pgha/data/db2 carries no pgha.marker and no pgha.conf written by pgha)\n"+
+		"warning: destroy leaves the catalog's directory: pgha did not make it (/srv/pgha/data/redis holds no redis.conf written by pgha)"; got != want {
+		t.Fatalf("diagnostics:\n%s\nwant:\n%s", got, want)
+	}
+
 	c.Node("db1").PreventDestroy = true
 	if _, err := BuildDestroy(c, converged(c), DestroyOptions{}); err == nil || !strings.Contains(err.Error(), "db1 has prevent_destroy") {
 		t.Fatalf("prevent_destroy not honoured: %v", err)

@@ -43,6 +43,11 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 			for i := range n.Aside {
 				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
 			}
+			if n.DirExists {
+				if err := local.CheckOwned(n.DataDir, l.c.Name); err != nil {
+					n.DataForeign = err.Error()
+				}
+			}
 			if !n.Running {
 				n.Error = "not running"
 				return
@@ -72,6 +77,9 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 	if cat := l.c.Catalog; cat != nil && cat.Managed {
 		if _, err := os.Stat(cat.DataDir); err == nil {
 			s.Catalog.DirExists = true
+			if err := local.CheckRedisOwned(cat.DataDir); err != nil {
+				s.Catalog.DirForeign = err.Error()
+			}
 		}
 	}
 }

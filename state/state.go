@@ -124,6 +124,10 @@ type Node struct {
 	// them (a re-clone, a restore over the node): what a later plan may
 	// remove once the node is healthy again.
 	Aside []AsideDir `json:"aside,omitempty"`
+	// DataForeign says why pgha will not delete the data directory (it
+	// carries no pgha marker for this cluster); "" when it is pgha's or
+	// missing. Local runtime: Docker volumes are pgha's by their labels.
+	DataForeign string `json:"data_foreign,omitempty"`
 
 	// PostgreSQL facts; zero when not Reachable.
 	Reachable     bool               `json:"reachable"`
@@ -269,6 +273,9 @@ type Catalog struct {
 	Managed    bool   `json:"managed"`
 	// DirExists: the managed Redis's directory exists (local runtime).
 	DirExists bool `json:"dir_exists,omitempty"`
+	// DirForeign says why pgha will not delete that directory (its
+	// redis.conf is not pgha's); "" when it is pgha's.
+	DirForeign string `json:"dir_foreign,omitempty"`
 	Reachable bool `json:"reachable"`
 	// Open: it answers commands from a client that sent no password
 	// (no requirepass): whoever reaches it can rewrite the record or

@@ -147,17 +147,41 @@ func startsWithHeader(path string) bool {
 	return line == pgconf.Header
 }
 
-// CheckRedisOwned returns nil when dir is missing or holds the redis.conf
-// pgha writes for a managed catalog (its first line is pgha's header):
-// only then may pgha delete it.
+// CheckRedisOwned returns nil when dir is pgha's managed catalog
+// directory, or could become one without taking anything over: missing,
+// holding the redis.conf pgha writes (its first line is pgha's header),
+// or, before that file exists, nothing but what pgha writes first (the
+// tls directory). Only then may pgha write its redis.conf there, start a
+// server on it, or delete it: another Redis's directory (its own
+// redis.conf, its dump.rdb) is never rewritten or removed.
 func CheckRedisOwned(dir string) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if startsWithHeader(filepath.Join(dir, "redis.conf")) {
-		return nil
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%s holds no redis.conf written by pgha: pgha did not make it and will not delete it; move it away by hand if it is really meant to go", dir)
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink is not followed)", dir)
+	}
+	conf := filepath.Join(dir, "redis.conf")
+	if _, err := os.Lstat(conf); err == nil {
+		if startsWithHeader(conf) {
+			return nil
+		}
+		return fmt.Errorf("%s holds no redis.conf written by pgha (its redis.conf is another's): pgha did not make it and will neither use nor delete it; move it away by hand, or point the catalog elsewhere", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != "tls" || !e.IsDir() {
+			return fmt.Errorf("%s holds no redis.conf written by pgha but has %s: pgha did not make it and will neither use nor delete it; move it away by hand, or point the catalog elsewhere", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 // RemoveRedisDir deletes a managed catalog's directory, after

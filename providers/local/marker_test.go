@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,28 @@ func TestRemoveOnlyMarked(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(redisDir, "appendonly.aof")); err != nil {
 		t.Fatalf("foreign redis data removed: %v", err)
+	}
+	other := filepath.Join(root, "redis-other")
+	write(other, "dump.rdb", "data")
+	if err := r.RemoveRedisDir(other); err == nil || !strings.Contains(err.Error(), "has dump.rdb") {
+		t.Fatalf("RemoveRedisDir of a directory with another Redis's data: %v", err)
+	}
+	if err := r.StartRedis(context.Background(), local.RedisOptions{Addr: "127.0.0.1:1", Dir: other}); err == nil || !strings.Contains(err.Error(), "will neither use nor delete it") {
+		t.Fatalf("StartRedis in another Redis's directory: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(other, "dump.rdb")); err != nil || string(b) != "data" {
+		t.Fatalf("another Redis's data touched: %q %v", b, err)
+	}
+	if err := r.StartRedis(context.Background(), local.RedisOptions{Addr: "127.0.0.1:1", Dir: redisDir}); err == nil || !strings.Contains(err.Error(), "its redis.conf is another's") {
+		t.Fatalf("StartRedis over another redis.conf: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(redisDir, "redis.conf")); err != nil || string(b) != "bind 127.0.0.1\n" {
+		t.Fatalf("another redis.conf rewritten: %q %v", b, err)
+	}
+	halfMade := filepath.Join(root, "redis-half")
+	write(filepath.Join(halfMade, "tls"), "ca.crt", "pem")
+	if err := r.RemoveRedisDir(halfMade); err != nil {
+		t.Fatalf("a directory pgha had only begun (tls/): %v", err)
 	}
 	write(redisDir, "redis.conf", pgconf.Header+"bind \"127.0.0.1\"\n")
 	if err := r.RemoveRedisDir(redisDir); err != nil {

@@ -77,6 +77,9 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 	}
 	ctx, cancel := withDefaultTimeout(ctx, redisWait)
 	defer cancel()
+	if err := CheckRedisOwned(p.dir); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
 	if o.TLS != nil {
 		p.tls = o.TLS.Client
 		if err := r.ensurePrivateDir(p.dir); err != nil {
