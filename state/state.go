@@ -276,7 +276,7 @@ type Catalog struct {
 	// DirForeign says why pgha will not delete that directory (its
 	// redis.conf is not pgha's); "" when it is pgha's.
 	DirForeign string `json:"dir_foreign,omitempty"`
-	Reachable bool `json:"reachable"`
+	Reachable  bool   `json:"reachable"`
 	// Open: it answers commands from a client that sent no password
 	// (no requirepass): whoever reaches it can rewrite the record or
 	// break the lock.
