@@ -53,9 +53,10 @@ func TestLocalFailsafe(t *testing.T) {
 		}
 		before := dirFacts(t, c.dataDir("db1"))
 
-		r := interruptDuringRewind(t, c, "db1", true, false, nil, "apply", "-auto-approve")
+		// As in the report that found it: failback -no-switchover.
+		r := interruptDuringRewind(t, c, "db1", true, false, nil, "failback", "-auto-approve", "-no-switchover")
 		if r.code == 0 || !strings.Contains(r.stderr, "pg_rewind of db1 interrupted") || !strings.Contains(r.stderr, "stays where it was") {
-			t.Fatalf("apply interrupted during pg_rewind:\n%s", r)
+			t.Fatalf("failback interrupted during pg_rewind:\n%s", r)
 		}
 		assertDataKept(t, c, "db1", before)
 		rec := catalogRecord(ctx, t, c)
