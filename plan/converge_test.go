@@ -269,3 +269,15 @@ func TestDeleteRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A saved removal is stale once the removed node was stopped by hand.
+func TestRemovalFacts(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	n := removeDB3(c, s)
+	before := Facts(c, s)
+	n.Running = false
+	if moved := Moved(before, Facts(c, s)); len(moved) != 1 || moved[0] != `undeclared.db3.running: "true" → "false"` {
+		t.Fatalf("moved: %q", moved)
+	}
+}

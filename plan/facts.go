@@ -46,6 +46,13 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 			f[k+"roles."+c.Replication.User] = fmt.Sprintf("login=%t replication=%t password_matches=%t", r.CanLogin, r.Replication, r.PasswordMatches)
 		}
 	}
+	// A saved plan that removes a node is stale once that node is
+	// declared again, stopped or started by hand.
+	for _, n := range s.Undeclared {
+		if c.Node(n.Name) == nil {
+			f["undeclared."+n.Name+".running"] = strconv.FormatBool(n.Running)
+		}
+	}
 	if c.Catalog != nil {
 		if !c.Catalog.Managed {
 			// A managed catalog is started before the lock is taken, so its
