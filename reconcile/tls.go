@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -83,10 +84,30 @@ func certState(in pki.Info) *state.Cert {
 // come from the wall clock, never Env.Now: servers check them against
 // theirs.
 func (e *Env) issue(a plan.Action) error {
+	if a.Change == plan.Create && e.issued(a.Target) {
+		// Made meanwhile: by the bootstrap of this apply (a saved plan
+		// from before the CA existed) or by another pgha. Kept.
+		e.note("%s already holds %s; kept", e.Cfg.TLS.Dir, filepath.Base(e.certStore().CertPath(a.Target)))
+		return nil
+	}
 	if a.Target == pki.CA {
 		return e.certStore().CreateCA(e.Cfg.Name, time.Now())
 	}
 	return e.certStore().Issue(a.Target, plan.CertRequest(e.Cfg, a.Target), time.Now())
+}
+
+// issued reports whether the store holds a certificate for name that
+// verifies against its CA (the CA: that it is there at all).
+func (e *Env) issued(name string) bool {
+	ca, _, err := e.certStore().Read(pki.CA)
+	if err != nil {
+		return false
+	}
+	if name == pki.CA {
+		return true
+	}
+	cert, key, err := e.certStore().Read(name)
+	return err == nil && key != nil && pki.Inspect(cert, key, ca, time.Now()).Verified
 }
 
 // issueAndUse executes certificate.issue; a renewed Redis certificate is
