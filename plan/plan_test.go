@@ -465,6 +465,14 @@ var planCases = []planCase{
 		s.TLS.Certs["db1"].Hosts = []string{"127.0.0.1"}
 		s.TLS.Certs["pgha"].Verified, s.TLS.Certs["pgha"].Problem = false, "not signed by the cluster CA: x509: certificate signed by unknown authority"
 	}, ids: []string{"certificate.issue[db1]", "certificate.install[db1]", "certificate.issue[pgha]"}},
+	{name: "tls_docker_names", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// On Docker a node is reached by its container name (peers) and
+		// the published address (pgha); a certificate from before a
+		// rename of the cluster's containers is renewed.
+		dockerize(c, s)
+		withTLS(c, s)
+		s.TLS.Certs["db2"].Hosts = []string{"pgha-old-db2", "127.0.0.1", "localhost"}
+	}, ids: []string{"certificate.issue[db2]", "certificate.install[db2]"}},
 	{name: "tls_given_without_ca_key", mutate: func(c *config.Cluster, s *state.Cluster) {
 		withTLS(c, s)
 		s.TLS.CAKey = false
