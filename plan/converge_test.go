@@ -114,6 +114,12 @@ var convergeCases = []planCase{
 		// The primary's WAL sender for db3 holds slot db3.
 		s.Node("db1").Replicas[1].PID = 201
 	}, ids: []string{"node.remove[db3]", "slot.drop[db1/db3]", "catalog.record[cluster]"}},
+	{name: "node_removed_foreign", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// A data directory under data_dir that pgha did not make for this
+		// cluster: listed, never stopped or moved.
+		n := removeDB3(c, s)
+		n.DataForeign = "/srv/pgha/data/db3 belongs to cluster \"other\" (see pgha.marker), not \"demo\"; pgha deletes only its own data directories"
+	}, ids: []string{"catalog.record[cluster]"}, diags: []string{"undeclared slot db3 on db1 is in use (pid 201)", "db3 is not in cluster.hcl, and pgha cannot tell it is one of this cluster's nodes"}},
 	{name: "node_removed_writable", mutate: func(c *config.Cluster, s *state.Cluster) {
 		n := removeDB3(c, s)
 		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2

@@ -28,6 +28,11 @@ func (b *builder) removals() {
 		if b.c.Node(n.Name) != nil {
 			continue
 		}
+		if n.DataForeign != "" {
+			b.diag(Warning, n.Name, fmt.Sprintf("%s is not in cluster.hcl, and pgha cannot tell it is one of this cluster's nodes", n.Name),
+				n.DataForeign+". pgha leaves it alone.")
+			continue
+		}
 		if n.Role() == state.RolePrimary {
 			b.diag(Critical, n.Name, fmt.Sprintf("%s is not in cluster.hcl but accepts writes", n.Name),
 				fmt.Sprintf("pgha removes undeclared standbys, not a writable node: declare %s again (as primary, to switch over from it), or stop it by hand, then plan again.", n.Name))

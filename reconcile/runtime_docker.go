@@ -72,11 +72,13 @@ func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*
 		}()
 	}
 	wg.Wait()
-	// Containers with the cluster's label that no declared node owns:
-	// nodes removed from cluster.hcl. Their PostgreSQL is not asked.
+	// PostgreSQL containers with the cluster's label that no declared node
+	// owns: nodes removed from cluster.hcl. Their PostgreSQL is not asked.
 	var names []string
-	for name := range inv.Containers {
-		if name != redisNode && d.c.Node(name) == nil {
+	for name, ct := range inv.Containers {
+		// Scratch restores and volume probes carry the label too, but are
+		// no nodes.
+		if ct.Role == "postgres" && d.c.Node(name) == nil {
 			names = append(names, name)
 		}
 	}

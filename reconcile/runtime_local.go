@@ -64,6 +64,10 @@ func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*c
 			for i := range n.Aside {
 				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
 			}
+			if err := local.CheckOwned(n.DataDir, l.c.Name); err != nil {
+				// Not one of this cluster's nodes: listed, never touched.
+				n.DataForeign = err.Error()
+			}
 			if !n.Running {
 				n.Error = "not running"
 				return

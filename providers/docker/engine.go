@@ -91,6 +91,7 @@ type Container struct {
 	Running bool
 	Image   string
 	Config  string // the io.pgha.config label
+	Role    string // the io.pgha.role label: postgres, redis, scratch, probe
 }
 
 // Inventory is every labelled resource of the cluster.
@@ -115,7 +116,7 @@ func (e *Engine) Observe(ctx context.Context) (*Inventory, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		inv.Containers[node] = Container{ID: c.ID, Name: name, Node: node, Running: c.State == "running", Image: c.Image, Config: c.Labels[LabelConfig]}
+		inv.Containers[node] = Container{ID: c.ID, Name: name, Node: node, Running: c.State == "running", Image: c.Image, Config: c.Labels[LabelConfig], Role: c.Labels[LabelRole]}
 	}
 	vs, err := e.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
 	if err != nil {
