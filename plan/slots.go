@@ -27,17 +27,23 @@ func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 				"Backups are taken when apply runs: run it (from cron, say), or remove the backup block and the slots go.")
 	}
 	if n.Slot(config.BackupSlot) == nil {
-		a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
-			fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
-		a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
-		a.DependsOn = deps(b.primaryUp)
-		b.add(a)
+		b.backupSlotOn(cn, b.primaryUp)
 	}
 	return true
 }
 
-// released is an undeclared slot on the primary that a declared standby
-// still streams through: its slot was renamed in cluster.hcl.
+// backupSlotOn plans the backup slot on standby cn, after action after.
+func (b *builder) backupSlotOn(cn *config.Node, after string) {
+	a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
+		fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
+	a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
+	a.DependsOn = deps(after)
+	b.add(a)
+}
+
+// released is an undeclared slot on the primary that a node still
+// streams through: a declared standby whose slot was renamed in
+// cluster.hcl, or a node removed from it.
 type released struct {
 	slot state.Slot
 	node string
@@ -62,10 +68,12 @@ func (b *builder) streamedBy(sl state.Slot) string {
 	return ""
 }
 
-// dropReleased drops the slots of renamed slots in the same plan, after
-// their standby follows through its new slot: a rename converges in one
-// apply, and the old slot does not hold WAL back until the next one. A
-// standby this plan does not re-point keeps its slot, with a warning.
+// dropReleased drops released slots in the same plan, after their node
+// let go of them: a renamed slot once its standby follows through the new
+// one, a removed node's once it is stopped. A rename or a removal
+// converges in one apply, and the old slot does not hold WAL back until
+// the next one. A standby this plan does not re-point keeps its slot,
+// with a warning.
 func (b *builder) dropReleased() {
 	for _, r := range b.released {
 		if r.after != "" {
@@ -104,9 +112,5 @@ func (b *builder) clonedBackupSlot(cn *config.Node, started string) {
 	if bk == nil || bk.Method != "physical" || p.ServerVersion == 0 || !backup.WALSlot(p.ServerVersion) {
 		return
 	}
-	a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
-		fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
-	a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
-	a.DependsOn = deps(started)
-	b.add(a)
+	b.backupSlotOn(cn, started)
 }
