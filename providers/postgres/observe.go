@@ -20,13 +20,30 @@ import (
 // are standby facts: a promoted server keeps reporting its last values, so
 // they are zeroed on a primary.
 const (
+	// qReplayTLI is the timeline a standby replays: the highest timeline
+	// among the WAL segment files in pg_wal for the segment holding the
+	// last byte replayed. The startup process reads that segment from
+	// the file of the timeline it replays, and it leaves older
+	// timelines' files for later segments behind (it removes them at a
+	// switch); a newer timeline's file for that segment exists only if
+	// the startup process accepted that timeline. pg_control lags: its
+	// checkpoint timeline and minimum recovery point timeline change
+	// only at the next restartpoint or buffer flush, one or two
+	// switchovers later, which made a standby whose WAL receiver was
+	// down look as if it had replayed past the primary's fork. NULL
+	// when the file is gone (then pg_control is all there is).
+	qReplayTLI = `(SELECT max(('x' || substr(w.name, 1, 8))::bit(32)::int)
+    FROM pg_ls_waldir() w, (SELECT pg_last_wal_replay_lsn() - '0/1'::pg_lsn AS b,
+      (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') AS s) r
+    WHERE w.name ~ '^[0-9A-F]{24}$' AND substr(w.name, 9) =
+      lpad(upper(to_hex(floor(r.b / 4294967296)::bigint)), 8, '0') || lpad(upper(to_hex(floor(mod(r.b, 4294967296) / r.s)::bigint)), 8, '0'))`
 	qIdentity = `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
   (pg_control_system()).system_identifier::text,
   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END,
   CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_receive_lsn()::text, '') ELSE '' END,
   CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_replay_lsn()::text, '') ELSE '' END,
   CASE WHEN pg_is_in_recovery()
-       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
+       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), ` + qReplayTLI + `, (pg_control_checkpoint()).timeline_id)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
   CASE WHEN pg_is_in_recovery()
        THEN COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 ELSE 0 END`
@@ -45,7 +62,7 @@ const (
 	qHistory = `SELECT COALESCE(CASE WHEN t > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(t)), 8, '0') || '.history', 0, 1048576, true) END, ''),
   CASE WHEN pg_is_in_recovery() THEN 0 ELSE (SELECT sum(pg_database_size(oid))::bigint FROM pg_database) END
   FROM (SELECT CASE WHEN pg_is_in_recovery()
-       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
+       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), ` + qReplayTLI + `, (pg_control_checkpoint()).timeline_id)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
 	// qHBA counts pg_hba.conf's TCP lines that accept a connection
 	// without TLS ("host"; "hostssl" and "hostnossl" say what they take).
