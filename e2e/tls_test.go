@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgha/pgha/internal/pki"
 	"github.com/pgha/pgha/providers/redis"
 )
@@ -118,6 +120,31 @@ func tlsScenario(t *testing.T, rt string) {
 		cancel()
 		if seen["true"] < 3 || seen["false"] != 0 {
 			t.Fatalf("pgha sessions seen by ssl: %v; want 3 or more with ssl and none without", seen)
+		}
+	})
+
+	t.Run("replication needs a certificate from the cluster CA besides the password", func(t *testing.T) {
+		repl := func(withCert bool) error {
+			cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=replicator dbname=postgres replication=true sslmode=verify-full sslrootcert=%s",
+				c.port("db1"), filepath.Join(c.dir, "data", "tls", "ca.crt")))
+			if err != nil {
+				return err
+			}
+			cfg.Password = replPW
+			if withCert {
+				cfg.TLSConfig = c.catalogTLS() // pgha's client certificate
+			}
+			conn, err := pgconn.ConnectConfig(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return conn.Close(ctx)
+		}
+		if err := repl(false); err == nil || !strings.Contains(err.Error(), "connection requires a valid client certificate") {
+			t.Fatalf("replication with the password but no certificate: %v", err)
+		}
+		if err := repl(true); err != nil {
+			t.Fatalf("replication with the password and pgha's certificate: %v", err)
 		}
 	})
 
