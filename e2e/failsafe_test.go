@@ -341,20 +341,30 @@ func interruptDuringRewind(t *testing.T, c *cluster, node string, sigint, writin
 		t.Fatalf("SIGSTOP pg_rewind: %v", err)
 	}
 	t.Logf("pg_rewind (pid %d) frozen %s after it connected (crash recovery seen: %v; writing: %q)", pid, time.Since(connected).Round(time.Millisecond), sawRecovery, writesUnder(pid, c.dataDir(node)))
+	var err error
+	ended := false
 	if sigint {
 		if err := cmd.Process.Signal(os.Interrupt); err != nil {
 			t.Fatal(err)
+		}
+		// pgha must end pg_rewind itself: it stays frozen until pgha is gone.
+		select {
+		case err = <-done:
+			ended = true
+		case <-time.After(30 * time.Second):
+			t.Errorf("pgha did not end within 30 s of Ctrl-C while pg_rewind was frozen: it waits for pg_rewind instead of ending it")
 		}
 	} else {
 		during()
 	}
 	_ = syscall.Kill(pid, syscall.SIGCONT)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(120 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("pgha did not end after the interruption:\n%s", out.String())
+	if !ended {
+		select {
+		case err = <-done:
+		case <-time.After(120 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("pgha did not end after the interruption:\n%s", out.String())
+		}
 	}
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError
@@ -613,4 +623,48 @@ func TestDockerFailsafeAside(t *testing.T) {
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 		t.Fatalf("not converged:\n%s", r)
 	}
+}
+
+// TestDockerFailsafeCtrlC: on Docker, Ctrl-C during the rejoin's
+// pg_rewind ends pg_rewind inside the container too (docker exec alone
+// would let it run on), pgha stops at once, the data directory stays, and
+// the next apply converges.
+func TestDockerFailsafeCtrlC(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCluster(t, "docker", 2)
+	c.mustPgha("apply", "-auto-approve")
+	if _, err := c.conn(ctx, "db1").Exec(ctx, "CREATE TABLE fs_rows (id int PRIMARY KEY, pad text); INSERT INTO fs_rows SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g"); err != nil {
+		t.Fatal(err)
+	}
+	waitStreaming(ctx, t, c, "db2", "db1")
+	failoverTo(ctx, t, c, "db2")
+	if _, err := c.conn(ctx, "db2").Exec(ctx, "INSERT INTO fs_rows SELECT g, 'after failover' FROM generate_series(20001, 21000) g; UPDATE fs_rows SET pad = repeat('y', 500)"); err != nil {
+		t.Fatal(err)
+	}
+	inode := func() string { return strings.TrimSpace(c.sh("db1", `stat -c %i "$D"`)) }
+	before := inode()
+	start := time.Now()
+	r := interruptDuringRewind(t, c, "db1", true, false, nil, "failback", "-auto-approve", "-no-switchover")
+	t.Logf("pgha ended %s after it was started, Ctrl-C included", time.Since(start).Round(time.Millisecond))
+	if r.code == 0 || !strings.Contains(r.stderr, "pg_rewind of db1 interrupted") {
+		t.Fatalf("failback interrupted during pg_rewind:\n%s", r)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if pid := rewindPID(c.dataDir("db1")); pid != 0 {
+			return fmt.Errorf("pg_rewind (pid %d) still runs in the container after pgha ended", pid)
+		}
+		return nil
+	})
+	if got := inode(); got != before {
+		t.Fatalf("db1's data directory was replaced (inode %s → %s)", before, got)
+	}
+	if out := c.sh("db1", `test -f "$D/PG_VERSION" && ls -d "$D".aside-* 2>/dev/null | wc -l`); strings.TrimSpace(out) != "0" {
+		t.Fatalf("db1's data was set aside: %s", out)
+	}
+	if rec := catalogRecord(ctx, t, c); rec.Primary != "db2" {
+		t.Fatalf("the catalog records %s after the interrupted failback", rec.Primary)
+	}
+	c.mustPgha("apply", "-auto-approve")
+	converged(ctx, t, c, "db1", 21000)
 }

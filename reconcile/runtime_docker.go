@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
@@ -234,6 +235,37 @@ func (d *dockerRuntime) pg(ctx context.Context, n *config.Node, env []string, na
 	return out, nil
 }
 
+// pgCancellable is pg for the long programs that change a data directory
+// (pg_rewind, pg_basebackup): a cancel (Ctrl-C, a lost lock) ends them in
+// the container too. docker exec does not end a process when its client
+// goes away, and the attached stream does not end on a cancel: without
+// this, pgha would wait for the program to finish, and a pg_rewind left
+// running would go on changing the data directory under the next apply.
+// The program runs as a child of a shell that records its pid in a file
+// of its own (a fresh name each time, so that no stale pid is killed), and
+// is killed as exec.CommandContext kills a local one.
+func (d *dockerRuntime) pgCancellable(ctx context.Context, n *config.Node, env []string, name string, args ...string) (string, error) {
+	path, err := d.bin(ctx, n, name)
+	if err != nil {
+		return "", err
+	}
+	pidfile := fmt.Sprintf("%s/.%s-%d.pid", volumeDir, name, time.Now().UnixNano())
+	stop := context.AfterFunc(ctx, func() {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _ = d.eng.Exec(kctx, n.Name, pgUser, nil, nil, "sh", "-c", `for i in 1 2 3 4 5 6 7 8 9 10; do
+p=$(cat "$0" 2>/dev/null); [ -n "$p" ] && { kill -KILL "$p" 2>/dev/null; exit 0; }; sleep 0.2
+done`, pidfile)
+	})
+	defer stop()
+	cmd := append([]string{"sh", "-c", `f=$1; shift; "$@" & p=$!; echo $p > "$f"; wait $p; r=$?; rm -f "$f"; exit $r`, "sh", pidfile, path}, args...)
+	out, err := d.eng.Exec(ctx, n.Name, pgUser, env, nil, cmd...)
+	if err != nil {
+		return out, fmt.Errorf("%s on %s: %w", name, n.Name, err)
+	}
+	return out, nil
+}
+
 // write puts content into a file inside n's container, owned by user,
 // through stdin: secrets never touch a command line or the image.
 func (d *dockerRuntime) write(ctx context.Context, node, user, path string, content []byte) error {
@@ -389,7 +421,7 @@ func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) erro
 	}
 	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=" + n.Name, "PGCONNECT_TIMEOUT=10"}
 	env = append(env, plan.LibpqTLS(d.c, n)...)
-	if _, err := d.pg(ctx, n, env, "pg_basebackup", args...); err != nil {
+	if _, err := d.pgCancellable(ctx, n, env, "pg_basebackup", args...); err != nil {
 		_, _ = d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
 		return err
 	}
@@ -590,7 +622,7 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 	host, port := plan.PeerEndpoint(d.c, source)
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
 		pgconf.KV{Key: "user", Value: su.Superuser}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
-	report, err := d.pg(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+	report, err := d.pgCancellable(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
 	if err != nil {
 		return report, err
 	}
