@@ -105,3 +105,34 @@ func TestRewindCannotWork(t *testing.T) {
 		}
 	}
 }
+
+// The catalog records a new primary only once it is seen writable: a
+// record planned for a node that does not answer leaves the catalog as it
+// was, and says why.
+func TestRecordOnlyWhatHappened(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	cat := redis.New(r.Addr, "", 0, "rec")
+	defer cat.Close()
+	if err := cat.PutRecord(ctx, state.ClusterRecord{Name: "rec", Primary: "db2", Nodes: []string{"db1", "db2"}, Generation: 4, Rejoin: []string{"db1"}}); err != nil {
+		t.Fatal(err)
+	}
+	db1 := &config.Node{Name: "db1", Host: "127.0.0.1", Port: testenv.FreePort(t)}
+	db2 := &config.Node{Name: "db2", Host: "127.0.0.1", Port: testenv.FreePort(t)}
+	e := &Env{Cfg: &config.Cluster{Name: "rec", Primary: "db1", Nodes: []*config.Node{db1, db2},
+		Postgres: config.Postgres{Superuser: "postgres", Password: config.NewSecret("x")}}, Catalog: cat, store: redisStore{cat}}
+	a := plan.Action{Kind: plan.CatalogRecord, Change: plan.Update, Target: "cluster", Reason: "record the switchover from db2 to db1 as generation 5",
+		After: map[string]string{"primary": "db1", "nodes": "db1,db2", "generation": "5", "event": "switchover"}}
+	err := e.record(ctx, a)
+	if err == nil || err.Error() != "the catalog keeps its record: db1 does not answer, so it is not recorded as primary" {
+		t.Fatalf("record of a primary nobody observed: %v", err)
+	}
+	_, rec, _, err := cat.Observe(ctx)
+	if err != nil || rec.Primary != "db2" || rec.Generation != 4 {
+		t.Fatalf("the record changed: %+v %v", rec, err)
+	}
+	events, err := cat.History(ctx, 10)
+	if err != nil || len(events) != 0 {
+		t.Fatalf("history written for a role change that did not happen: %+v %v", events, err)
+	}
+}
