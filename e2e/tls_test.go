@@ -333,4 +333,29 @@ func tlsEnableScenario(t *testing.T, rt string) {
 	if err := cat.Ping(ctx); err != nil {
 		t.Fatalf("the catalog over TLS: %v", err)
 	}
+
+	// And off again: ssl = off and host lines by reload, the standby
+	// re-pointed, the catalog in plain text; nothing is left stuck.
+	c.addBlock("  tls {\n    enabled = false\n  }\n")
+	r = c.pgha("plan", "-detailed-exitcode")
+	if r.code != 2 || !strings.Contains(r.stdout, "# db1: ssl differ from cluster.hcl; apply by reload") || !strings.Contains(r.stdout, "\"on\" -> \"off\"") ||
+		!strings.Contains(r.stdout, "sslmode=prefer") {
+		t.Fatalf("the plan that turns TLS off:\n%s", r)
+	}
+	c.mustPgha("apply", "-auto-approve")
+	eventually(t, 30*time.Second, func() error {
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			return fmt.Errorf("plan after turning TLS off:\n%s", r)
+		}
+		return nil
+	})
+	plainConn := c.connPort(ctx, c.port("db1"))
+	eventually(t, 30*time.Second, func() error {
+		var ssl bool
+		err := plainConn.QueryRow(ctx, `SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 'db2' AND r.state = 'streaming'`).Scan(&ssl)
+		if err != nil || ssl {
+			return fmt.Errorf("db2's walsender after TLS was turned off: ssl=%v, %v", ssl, err)
+		}
+		return nil
+	})
 }

@@ -33,6 +33,9 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 		"wal_log_hints":           "on",
 		"password_encryption":     "scram-sha-256",
 	}
+	// ssl is always pgha's: turning TLS off in cluster.hcl turns it off
+	// on a node that had it.
+	s["ssl"] = "off"
 	if c.TLS.Enabled {
 		f := NodeTLS(c, n)
 		s["ssl"] = "on"

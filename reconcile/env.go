@@ -87,12 +87,16 @@ func (e *Env) replicator(n *config.Node) postgres.Endpoint {
 // clientTLS is pgha's side of TLS towards host: verify-full against the
 // cluster CA, with pgha's client certificate. It is read from the store
 // at each connection, so that the CA an apply creates is used by the
-// rest of that apply. nil when TLS is off or the store has no CA yet.
+// rest of that apply. nil when the store has no CA yet.
+//
+// With TLS turned off in cluster.hcl, a store that holds a CA still
+// serves: the nodes that had TLS take only TLS until the plan that turns
+// it off has reloaded them (plain text is used once they refuse TLS).
 func (e *Env) clientTLS(host string) *tls.Config {
-	if !e.Cfg.TLS.Enabled {
+	cfg, err := pki.Store{Dir: e.Cfg.TLS.Dir}.ClientConfig(host)
+	if err != nil && !e.Cfg.TLS.Enabled {
 		return nil
 	}
-	cfg, err := pki.Store{Dir: e.Cfg.TLS.Dir}.ClientConfig(host)
 	if err != nil {
 		// An unreadable store verifies nothing: a config whose roots
 		// are empty makes every handshake fail with a clear error
