@@ -35,8 +35,13 @@ const (
 	qReplayTLI = `(SELECT max(('x' || substr(w.name, 1, 8))::bit(32)::int)
     FROM pg_ls_waldir() w, (SELECT pg_last_wal_replay_lsn() - '0/1'::pg_lsn AS b,
       (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') AS s) r
-    WHERE w.name ~ '^[0-9A-F]{24}$' AND substr(w.name, 9) =
-      lpad(upper(to_hex(floor(r.b / 4294967296)::bigint)), 8, '0') || lpad(upper(to_hex(floor(mod(r.b, 4294967296) / r.s)::bigint)), 8, '0'))`
+    WHERE w.name ~ '^[0-9A-F]{24}$' AND substr(w.name, 9) = ` + qSegment + `)`
+	// qSegment is a WAL file name without its timeline (PostgreSQL's
+	// XLogFileName: log id, then segment within it) for the segment
+	// holding byte r.b, r.s being wal_segment_size in bytes.
+	// pg_walfile_name() would do, but it refuses to run during recovery.
+	qSegment = `lpad(upper(to_hex(div(r.b, 4294967296)::bigint)), 8, '0') ||
+      lpad(upper(to_hex(div(mod(r.b, 4294967296), r.s)::bigint)), 8, '0')`
 	qIdentity = `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
   (pg_control_system()).system_identifier::text,
   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END,

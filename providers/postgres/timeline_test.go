@@ -226,3 +226,32 @@ func TestStandbyTimelineDiverged(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentName checks qSegment on log id and segment boundaries and
+// high log ids against PostgreSQL's XLogFileName (16 MB segments, the
+// initdb default) and, where the segment holding the byte before an LSN
+// is the one holding the LSN, against the server's pg_walfile_name().
+// (At a boundary PostgreSQL 15 names the segment before it, 17 the one
+// after.)
+func TestSegmentName(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s := queryString(ctx, t, p, "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"); s != "16777216" {
+		t.Fatalf("wal_segment_size %s", s)
+	}
+	for _, l := range []state.LSN{1, 0xFFFFFF, 0x1000000, 0x1000001, 0xFFFFFFFF, 1 << 32, 1<<32 + 1, 1<<32 + 0x1000000,
+		0xABCDEF12345678, 0xFFFFFFFFFF000001, 0xFFFFFFFFFFFFFFFF} {
+		b := uint64(l) - 1
+		want := fmt.Sprintf("%08X%08X", b>>32, (b&0xFFFFFFFF)/0x1000000)
+		got := queryString(ctx, t, p, "SELECT "+qSegment+" FROM (SELECT '"+l.String()+"'::pg_lsn - '0/1'::pg_lsn AS b, 16777216::numeric AS s) r")
+		if got != want {
+			t.Errorf("segment of the byte before %s: %s, want %s", l, got, want)
+		}
+		if uint64(l)%0x1000000 != 0 {
+			if pg := queryString(ctx, t, p, "SELECT substr(pg_walfile_name('"+l.String()+"'), 9)"); pg != want {
+				t.Errorf("pg_walfile_name(%s) names segment %s, want %s", l, pg, want)
+			}
+		}
+	}
+}
