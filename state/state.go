@@ -153,9 +153,12 @@ type Node struct {
 	// TLSCert and TLSCA are the fingerprints of the certificate and CA
 	// installed where the node's server reads them; "" when absent.
 	// Runtime facts: read from the files, whether or not it runs.
-	TLSCert string            `json:"tls_cert,omitempty"`
-	TLSCA   string            `json:"tls_ca,omitempty"`
-	Roles   map[string]DBRole `json:"roles,omitempty"`
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSCA   string `json:"tls_ca,omitempty"`
+	// TLSSession: pgha's observing session was TLS, verified against
+	// the cluster CA and the node's name (a PostgreSQL fact).
+	TLSSession bool              `json:"tls_session,omitempty"`
+	Roles      map[string]DBRole `json:"roles,omitempty"`
 }
 
 // AsideDir is a node's former data directory, kept beside the current one.

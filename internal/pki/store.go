@@ -137,3 +137,38 @@ func (s Store) ClientConfig(serverName string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ServingPath is where the store records that the server called name has
+// been seen serving TLS with the cluster's certificate.
+func (s Store) ServingPath(name string) string { return filepath.Join(s.Dir, name+".serving") }
+
+// MarkServing records that pgha had a TLS session with the server called
+// name that verified against the store's CA. From then on pgha requires
+// TLS of that server and never falls back to plain text: a refusal means
+// a server whose ssl was turned off behind pgha's back, or someone in
+// between answering for it. The record lives in the store (0700, pgha's
+// own), where nobody on the network can write it.
+func (s Store) MarkServing(name string) error {
+	if _, err := os.Stat(s.ServingPath(name)); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(s.Dir); err != nil {
+		return fmt.Errorf("TLS store: %w", err)
+	}
+	return writeAtomic(s.ServingPath(name), []byte("pgha has had a verified TLS session with "+name+" and requires TLS of it\n"), 0o600)
+}
+
+// Serving reports whether name was recorded by MarkServing.
+func (s Store) Serving(name string) bool {
+	_, err := os.Stat(s.ServingPath(name))
+	return err == nil
+}
+
+// ForgetServing drops the record: pgha is turning ssl off on that server
+// (tls { enabled = false }), which will then answer in plain text.
+func (s Store) ForgetServing(name string) error {
+	if err := os.Remove(s.ServingPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("TLS store: %w", err)
+	}
+	return nil
+}

@@ -29,6 +29,14 @@ type Endpoint struct {
 	// plain text, and its pg_hba.conf has no hostssl lines yet. nil =
 	// plain text.
 	TLS *tls.Config
+	// RequireTLS forbids that fallback: pgha knows the server serves TLS
+	// (it had a verified session with it since it turned ssl on), so a
+	// refusal is a server whose ssl was turned off behind pgha's back or
+	// someone in between answering "no TLS" to downgrade the session,
+	// and the connection fails instead.
+	RequireTLS bool
+	// Name is the node's name, for messages; "" = host:port.
+	Name string
 }
 
 func (e Endpoint) String() string { return fmt.Sprintf("%s:%d", e.Host, e.Port) }
@@ -40,6 +48,13 @@ func (e Endpoint) String() string { return fmt.Sprintf("%s:%d", e.Host, e.Port) 
 // environment, out of it.
 // The simple protocol lets a batch go out in a single round trip.
 func connect(ctx context.Context, ep Endpoint) (*pgx.Conn, error) {
+	conn, _, err := open(ctx, ep)
+	return conn, err
+}
+
+// open is connect that also reports whether the session is TLS
+// (verified against Endpoint.TLS's roots and name).
+func open(ctx context.Context, ep Endpoint) (*pgx.Conn, bool, error) {
 	db := ep.Database
 	if db == "" {
 		db = "postgres"
@@ -47,29 +62,61 @@ func connect(ctx context.Context, ep Endpoint) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable sslrootcert='' sslcert='' sslkey='' application_name=pgha",
 		quote(ep.Host), ep.Port, quote(ep.User), quote(db)))
 	if err != nil {
-		return nil, fmt.Errorf("connection settings for %s: %w", ep, err)
+		return nil, false, fmt.Errorf("connection settings for %s: %w", ep, err)
 	}
 	cfg.Password = ep.Password
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	if _, ok := ctx.Deadline(); !ok {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	if ep.TLS == nil && ep.RequireTLS {
+		return nil, false, &connectError{ep: ep, err: fmt.Errorf("TLS is required of %s and pgha has no TLS settings for it", ep.name())}
+	}
 	if ep.TLS != nil {
 		cfg.TLSConfig = ep.TLS
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err == nil {
-			return conn, nil
+			return conn, true, nil
 		}
-		if !refusedTLS(err) {
-			return nil, &connectError{ep: ep, err: err}
+		if err := plainAfter(ep, err); err != nil {
+			return nil, false, err
 		}
 		cfg.TLSConfig = nil
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, &connectError{ep: ep, err: err}
+		return nil, false, &connectError{ep: ep, err: err}
 	}
-	return conn, nil
+	return conn, false, nil
+}
+
+// plainAfter decides, after a TLS attempt failed with err, whether plain
+// text may be tried: nil when it may (the server refused TLS and ep does
+// not require it), else the error to return.
+func plainAfter(ep Endpoint, err error) error {
+	if !refusedTLS(err) {
+		return &connectError{ep: ep, err: err}
+	}
+	if ep.RequireTLS {
+		return &connectError{ep: ep, err: &DowngradeError{Node: ep.name()}}
+	}
+	return nil
+}
+
+// DowngradeError is a server that pgha requires TLS of (Endpoint.
+// RequireTLS) answering that it speaks none.
+type DowngradeError struct{ Node string }
+
+func (e *DowngradeError) Error() string {
+	return e.Node + " refused TLS although pgha has seen it serve TLS with the cluster's certificate: a server with ssl = off " +
+		"or someone in between; pgha will not fall back to plain text (to turn TLS off, declare tls { enabled = false } and apply)"
+}
+
+func (e Endpoint) name() string {
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.String()
 }
 
 // refusedTLS: the server answered the SSL request with "no" (ssl = off).

@@ -82,7 +82,7 @@ const (
 // compared with the stored SCRAM verifier locally, so it is never sent.
 func Observe(ctx context.Context, ep Endpoint, n *state.Node, roles map[string]string) {
 	resetFacts(n)
-	conn, err := connect(ctx, ep)
+	conn, secure, err := open(ctx, ep)
 	if err != nil {
 		n.Error = err.Error()
 		return
@@ -93,7 +93,7 @@ func Observe(ctx context.Context, ep Endpoint, n *state.Node, roles map[string]s
 		n.Error = "query " + ep.String() + ": " + err.Error()
 		return
 	}
-	n.Reachable = true
+	n.Reachable, n.TLSSession = true, secure
 }
 
 // resetFacts zeroes the PostgreSQL facts of n (not the runtime ones), so
@@ -104,7 +104,7 @@ func resetFacts(n *state.Node) {
 	n.ServerVersion, n.InRecovery, n.SystemID, n.Timeline = 0, false, "", 0
 	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN, n.ReplayAge = 0, 0, 0, 0
 	n.Upstream, n.Slots, n.Replicas, n.Settings, n.Roles = nil, nil, nil, nil, nil
-	n.HBAPlainTCP = 0
+	n.HBAPlainTCP, n.TLSSession = 0, false
 }
 
 func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[string]string) error {

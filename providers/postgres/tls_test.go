@@ -2,9 +2,14 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +45,51 @@ func TestTLSEndpoint(t *testing.T) {
 	var ssl string
 	if err := queryOne(ctx, ep, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &ssl); err != nil || ssl != "false" {
 		t.Fatalf("server without TLS: ssl=%q, %v", ssl, err)
+	}
+
+	// Unless pgha knows the node serves TLS (RequireTLS): then the
+	// refusal is an error naming the node, and no session is opened —
+	// the server's log (log_connections) shows none.
+	if err := Exec(ctx, endpoint(p), "ALTER SYSTEM SET log_connections = on"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Reload(ctx, endpoint(p)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	logFile := filepath.Join(filepath.Dir(p.DataDir), "log")
+	sessions := func() int {
+		t.Helper()
+		data, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(data), "connection authorized: user=postgres database=postgres application_name=pgha")
+	}
+	before := sessions()
+	required := ep
+	required.RequireTLS, required.Name = true, "db2"
+	err = Exec(ctx, required, "SELECT 1")
+	var down *DowngradeError
+	want := "connect to " + ep.String() + " as postgres: db2 refused TLS although pgha has seen it serve TLS with the cluster's certificate: " +
+		"a server with ssl = off or someone in between; pgha will not fall back to plain text (to turn TLS off, declare tls { enabled = false } and apply)"
+	if !errors.As(err, &down) || down.Node != "db2" || err.Error() != want {
+		t.Fatalf("a server with ssl = off reached with RequireTLS:\n got %v\nwant %s", err, want)
+	}
+	if _, err := replConnect(ctx, required); !errors.As(err, &down) {
+		t.Fatalf("a replication connection with RequireTLS to a server with ssl = off: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := sessions(); n != before {
+		t.Fatalf("RequireTLS opened %d plain-text sessions on a server with ssl = off", n-before)
+	}
+	// The log does show a session when there is one: the check can fail.
+	if err := Exec(ctx, ep, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := sessions(); n != before+1 {
+		t.Fatalf("the fallback's plain-text session: %d new sessions in the log, want 1", n-before)
 	}
 
 	// ssl = on with a certificate from another CA: refused, no fallback.
@@ -152,5 +202,96 @@ func BenchmarkConnect(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTLSDowngradeRefused: someone in between answers "no TLS" to pgha's
+// SSLRequest, as an attacker on the path would, and waits for the
+// plain-text startup message that would follow. Without RequireTLS pgha
+// sends it (the fallback a cluster TLS is being turned on for needs);
+// with RequireTLS it never does.
+func TestTLSDowngradeRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var plain []string // user names seen in plain-text startup messages
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				for {
+					var hdr [8]byte
+					if _, err := io.ReadFull(c, hdr[:]); err != nil {
+						return
+					}
+					size, code := binary.BigEndian.Uint32(hdr[:4]), binary.BigEndian.Uint32(hdr[4:])
+					if code == 80877103 { // SSLRequest
+						_, _ = c.Write([]byte("N"))
+						continue
+					}
+					if code != 196608 || size < 8 || size > 10000 { // protocol 3.0 startup
+						return
+					}
+					body := make([]byte, size-8)
+					if _, err := io.ReadFull(c, body); err != nil {
+						return
+					}
+					f := strings.Split(string(body), "\x00")
+					for i := 0; i+1 < len(f); i += 2 {
+						if f[i] == "user" {
+							mu.Lock()
+							plain = append(plain, f[i+1])
+							mu.Unlock()
+						}
+					}
+					return
+				}
+			}()
+		}
+	}()
+	seen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), plain...)
+	}
+
+	store := pki.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
+	if err := store.CreateCA("t", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	client, err := store.ClientConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "postgres", Password: "pw", TLS: client}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	ep.RequireTLS, ep.Name = true, "db1"
+	var down *DowngradeError
+	if err := Exec(ctx, ep, "SELECT 1"); !errors.As(err, &down) || down.Node != "db1" {
+		t.Fatalf("a downgrade with RequireTLS: %v", err)
+	}
+	if _, err := replConnect(ctx, ep); !errors.As(err, &down) {
+		t.Fatalf("a downgrade of a replication connection with RequireTLS: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := seen(); len(got) != 0 {
+		t.Fatalf("with RequireTLS pgha sent plain-text startup messages for %q", got)
+	}
+
+	ep.RequireTLS = false
+	_ = Exec(ctx, ep, "SELECT 1") // the proxy hangs up after the startup message
+	time.Sleep(100 * time.Millisecond)
+	if got := seen(); len(got) != 1 || got[0] != "postgres" {
+		t.Fatalf("without RequireTLS the fallback's plain-text startup (the downgrade): %q", got)
 	}
 }

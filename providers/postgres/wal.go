@@ -223,14 +223,17 @@ func replConnect(ctx context.Context, ep Endpoint) (*pgconn.PgConn, error) {
 	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
 		return pgproto3.NewFrontend(bufio.NewReaderSize(r, 1<<20), w)
 	}
+	if ep.TLS == nil && ep.RequireTLS {
+		return nil, &connectError{ep: ep, err: fmt.Errorf("TLS is required of %s and pgha has no TLS settings for it", ep.name())}
+	}
 	if ep.TLS != nil {
 		cfg.TLSConfig = ep.TLS
 		conn, err := pgconn.ConnectConfig(ctx, cfg)
 		if err == nil {
 			return conn, nil
 		}
-		if !refusedTLS(err) {
-			return nil, &connectError{ep: ep, err: err}
+		if err := plainAfter(ep, err); err != nil {
+			return nil, err
 		}
 		cfg.TLSConfig = nil
 	}
