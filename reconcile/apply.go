@@ -251,6 +251,9 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
 			return err
 		}
+		if err := e.confirmTLS(ctx, n); err != nil {
+			return err
+		}
 		return e.waitStreaming(ctx, n, primary)
 	case plan.StandbyRejoin:
 		return e.rejoin(ctx, n, c.Node(primary), a.After["method"])
@@ -264,7 +267,10 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 			}
 			return e.reconnected(ctx, n, primary)
 		}
-		return postgres.Reload(ctx, e.superuser(n))
+		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
+			return err
+		}
+		return e.confirmTLS(ctx, n)
 	case plan.Switchover:
 		if a.Before["running"] == "false" {
 			return e.resumeSwitchover(ctx, c.Node(a.Before["primary"]), n)
@@ -383,10 +389,22 @@ func (e *Env) configure(ctx context.Context, n *config.Node, primary string) err
 	if err := e.installTLS(ctx, n); err != nil {
 		return err
 	}
-	if err := e.Runtime.Configure(ctx, n, plan.DesiredSettings(e.Cfg, n, primary), plan.HBA(e.Cfg)); err != nil {
+	if err := e.writeConfig(ctx, n, plan.DesiredSettings(e.Cfg, n, primary)); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// writeConfig writes settings and pg_hba.conf to n. Settings that turn
+// ssl off first drop the store's record that n serves TLS: from the
+// reload on, n answers in plain text, and pgha must let it.
+func (e *Env) writeConfig(ctx context.Context, n *config.Node, settings map[string]string) error {
+	if settings["ssl"] != "on" {
+		if err := e.certStore().ForgetServing(n.Name); err != nil {
+			return err
+		}
+	}
+	return e.Runtime.Configure(ctx, n, settings, plan.HBA(e.Cfg))
 }
 
 func (e *Env) start(ctx context.Context, n *config.Node, primary string) error {
@@ -425,6 +443,9 @@ func (e *Env) ready(ctx context.Context, n *config.Node, primary string) error {
 	defer cancel()
 	if err := postgres.WaitReady(wctx, e.superuser(n)); err != nil {
 		return fmt.Errorf("wait for %s to accept connections: %w", n.Name, err)
+	}
+	if err := e.confirmTLS(ctx, n); err != nil {
+		return err
 	}
 	if n.Name != primary {
 		return e.waitStreaming(ctx, n, primary)

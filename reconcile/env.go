@@ -74,14 +74,16 @@ func (e *Env) Close() {
 // superuser is how pgha talks to a node.
 func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 	host, port := plan.AdminEndpoint(e.Cfg, n)
-	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal(), TLS: e.clientTLS(host)}
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal(),
+		TLS: e.clientTLS(host), RequireTLS: e.requireTLS(n.Name), Name: n.Name}
 }
 
 // replicator is how pgha streams from n over the replication protocol
 // (base backups, WAL): as the replication user, through the admin endpoint.
 func (e *Env) replicator(n *config.Node) postgres.Endpoint {
 	host, port := plan.AdminEndpoint(e.Cfg, n)
-	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal(), TLS: e.clientTLS(host)}
+	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal(),
+		TLS: e.clientTLS(host), RequireTLS: e.requireTLS(n.Name), Name: n.Name}
 }
 
 // clientTLS is pgha's side of TLS towards host: verify-full against the
@@ -135,6 +137,7 @@ func (e *Env) Observe(ctx context.Context) *state.Cluster {
 		}
 	}
 	wg.Wait()
+	e.recordServing(s)
 	e.observeTLS(ctx, s)
 	// The runtime reported whether the managed catalog's files exist.
 	cat.DirExists = s.Catalog.DirExists

@@ -102,7 +102,7 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	}
 	settings := plan.DesiredSettings(e.Cfg, cn, name)
 	maps.Copy(settings, recovery)
-	if err := e.Runtime.Configure(ctx, cn, settings, plan.HBA(e.Cfg)); err != nil {
+	if err := e.writeConfig(ctx, cn, settings); err != nil {
 		return err
 	}
 	if err := e.Runtime.Start(ctx, cn); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/pgha/pgha/internal/pki"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/local"
+	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/state"
 )
 
@@ -222,4 +223,78 @@ func (e *Env) renewRedis(ctx context.Context) error {
 		return nil
 	}
 	return e.Catalog.ReloadTLS(ctx, plan.RedisTLS(e.Cfg).Cert)
+}
+
+// requireTLS reports whether pgha must reach node over TLS only: TLS is
+// on and the store records that the node has served it (see
+// recordServing and confirmTLS). A node TLS is being turned on for has
+// no record yet and is still reached in plain text until its reload;
+// with TLS turned off nothing is required.
+func (e *Env) requireTLS(node string) bool {
+	return e.Cfg.TLS.Enabled && e.certStore().Serving(node)
+}
+
+// recordServing keeps the store's records in step with what pgha's own
+// sessions found: a node reached over verified TLS is recorded as
+// serving TLS (a cluster made before the record existed gets it at its
+// first observation), and with TLS turned off a node that answered in
+// plain text loses its record, so that turning TLS on again later goes
+// through plain text until the reload. A store pgha cannot write (a
+// read-only operator running plan) keeps what it had: the record is a
+// protection, its absence the fallback pgha had before.
+func (e *Env) recordServing(s *state.Cluster) {
+	st := e.certStore()
+	for _, n := range s.Nodes {
+		switch {
+		case !n.Reachable:
+		case e.Cfg.TLS.Enabled && n.TLSSession:
+			_ = st.MarkServing(n.Name)
+		case !e.Cfg.TLS.Enabled && !n.TLSSession:
+			_ = st.ForgetServing(n.Name)
+		}
+	}
+}
+
+// ConfirmTLSTimeout bounds the wait for a node that pgha configured with
+// ssl = on to serve TLS (a reload is asynchronous).
+const ConfirmTLSTimeout = 10 * time.Second
+
+// confirmTLS runs after pgha started or reloaded n with its settings:
+// with TLS on, n must now serve TLS that verifies, and the store records
+// it, so that no later connection falls back to plain text. A node that
+// still refuses TLS fails the action: its certificate files or settings
+// did not take (its log says why), or someone in between answers for it.
+func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
+	if !e.Cfg.TLS.Enabled || e.requireTLS(n.Name) {
+		return nil
+	}
+	ep := e.superuser(n)
+	if ep.TLS == nil {
+		return nil // no CA yet: a plan that issues one comes first
+	}
+	ep.RequireTLS = true
+	wctx, cancel := context.WithTimeout(ctx, ConfirmTLSTimeout)
+	defer cancel()
+	var err error
+	for {
+		if err = postgres.Exec(wctx, ep, "SELECT 1"); err == nil {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var down *postgres.DowngradeError
+			if errors.As(err, &down) {
+				return fmt.Errorf("%s still refuses TLS %s after pgha configured it with ssl = on (see %s): its certificate files or settings did not take, or someone in between answers for it", n.Name, ConfirmTLSTimeout, plan.LogFile(e.Cfg, n))
+			}
+			return fmt.Errorf("%s over TLS after pgha configured it with ssl = on: %w", n.Name, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := e.certStore().MarkServing(n.Name); err != nil {
+		e.note("%s serves TLS, but the store cannot record it: %v", n.Name, err)
+	}
+	return nil
 }
