@@ -334,6 +334,32 @@ func tlsEnableScenario(t *testing.T, rt string) {
 		t.Fatalf("the catalog over TLS: %v", err)
 	}
 
+	// pgha has seen both nodes serve TLS: the store records it, and from
+	// now on a node that answers "no TLS" is refused, never reached in
+	// plain text. Made here by hand (ssl = off in postgresql.auto.conf
+	// and a reload); someone in between would look the same.
+	store := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}
+	for _, n := range []string{"db1", "db2"} {
+		if !store.Serving(n) {
+			t.Fatalf("after turning TLS on the store does not record that %s serves TLS (%s)", n, store.ServingPath(n))
+		}
+	}
+	c.sh("db2", `echo "ssl = off" >> "$D/postgresql.auto.conf" && pg_ctl -D "$D" reload >/dev/null`)
+	eventually(t, 30*time.Second, func() error {
+		r := c.pgha("plan")
+		if !strings.Contains(r.String(), "db2 refused TLS although pgha has seen it serve TLS with the cluster's certificate: a server with ssl = off or someone in between; pgha will not fall back to plain text") {
+			return fmt.Errorf("plan with db2 refusing TLS:\n%s", r)
+		}
+		return nil
+	})
+	c.sh("db2", `sed -i '/^ssl = off$/d' "$D/postgresql.auto.conf" && pg_ctl -D "$D" reload >/dev/null`)
+	eventually(t, 30*time.Second, func() error {
+		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
+			return fmt.Errorf("plan after db2 serves TLS again:\n%s", r)
+		}
+		return nil
+	})
+
 	// And off again: ssl = off and host lines by reload, the standby
 	// re-pointed, the catalog in plain text; nothing is left stuck.
 	c.addBlock("  tls {\n    enabled = false\n  }\n")
@@ -349,6 +375,11 @@ func tlsEnableScenario(t *testing.T, rt string) {
 		}
 		return nil
 	})
+	for _, n := range []string{"db1", "db2"} {
+		if store.Serving(n) {
+			t.Fatalf("after turning TLS off the store still records that %s serves TLS", n)
+		}
+	}
 	plainConn := c.connPort(ctx, c.port("db1"))
 	eventually(t, 30*time.Second, func() error {
 		var ssl bool

@@ -255,9 +255,9 @@ func (e *Env) recordServing(s *state.Cluster) {
 	}
 }
 
-// ConfirmTLSTimeout bounds the wait for a node that pgha configured with
-// ssl = on to serve TLS (a reload is asynchronous).
-const ConfirmTLSTimeout = 10 * time.Second
+// confirmTLSTimeout bounds the wait for a node that pgha configured with
+// ssl = on to serve TLS (a reload is asynchronous). A variable for tests.
+var confirmTLSTimeout = 10 * time.Second
 
 // confirmTLS runs after pgha started or reloaded n with its settings:
 // with TLS on, n must now serve TLS that verifies, and the store records
@@ -273,7 +273,7 @@ func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
 		return nil // no CA yet: a plan that issues one comes first
 	}
 	ep.RequireTLS = true
-	wctx, cancel := context.WithTimeout(ctx, ConfirmTLSTimeout)
+	wctx, cancel := context.WithTimeout(ctx, confirmTLSTimeout)
 	defer cancel()
 	var err error
 	for {
@@ -287,7 +287,7 @@ func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
 			}
 			var down *postgres.DowngradeError
 			if errors.As(err, &down) {
-				return fmt.Errorf("%s still refuses TLS %s after pgha configured it with ssl = on (see %s): its certificate files or settings did not take, or someone in between answers for it", n.Name, ConfirmTLSTimeout, plan.LogFile(e.Cfg, n))
+				return fmt.Errorf("%s still refuses TLS %s after pgha configured it with ssl = on (see %s): its certificate files or settings did not take, or someone in between answers for it", n.Name, confirmTLSTimeout, plan.LogFile(e.Cfg, n))
 			}
 			return fmt.Errorf("%s over TLS after pgha configured it with ssl = on: %w", n.Name, err)
 		case <-time.After(50 * time.Millisecond):
