@@ -497,9 +497,18 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 	if err != nil {
 		return e.rollback(ctx, old, fmt.Errorf("final LSN of %s: %w", old.Name, err))
 	}
+	return e.promoteAt(ctx, old, target, final)
+}
+
+// promoteAt promotes target once it has replayed final, the old primary's
+// shutdown checkpoint, so that no transaction the old primary committed is
+// left behind; old is marked a standby first, so that nothing starts it as
+// a second primary. A target that does not catch up rolls the switchover
+// back: old starts again as the primary.
+func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final state.LSN) error {
 	_ = postgres.ResumeReplay(ctx, e.superuser(target))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = postgres.WaitReplayed(wctx, e.superuser(target), final)
+	err := postgres.WaitReplayed(wctx, e.superuser(target), final)
 	cancel()
 	if err != nil {
 		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
@@ -541,17 +550,7 @@ func (e *Env) resumeSwitchover(ctx context.Context, old, target *config.Node) er
 		return fmt.Errorf("final LSN of %s: %w", old.Name, err)
 	}
 	e.note("%s shut down cleanly at %s: promote %s once it replayed that", old.Name, final, target.Name)
-	_ = postgres.ResumeReplay(ctx, e.superuser(target))
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = postgres.WaitReplayed(wctx, e.superuser(target), final)
-	cancel()
-	if err != nil {
-		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
-	}
-	if err := e.Runtime.SetStandby(ctx, old, true); err != nil {
-		return err
-	}
-	return postgres.Promote(ctx, e.superuser(target))
+	return e.promoteAt(ctx, old, target, final)
 }
 
 // rollback restarts the old primary after a switchover that could not

@@ -277,8 +277,14 @@ func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
 	defer cancel()
 	var err error
 	for {
-		if err = postgres.Exec(wctx, ep, "SELECT 1"); err == nil {
+		aerr := postgres.Exec(wctx, ep, "SELECT 1")
+		if aerr == nil {
 			break
+		}
+		// An attempt the deadline cut short says nothing about the
+		// server: the reason is the last attempt that got an answer.
+		if err == nil || wctx.Err() == nil {
+			err = aerr
 		}
 		select {
 		case <-wctx.Done():
