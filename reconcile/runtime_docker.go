@@ -494,8 +494,8 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conf := pgconf.RedisConf(pgconf.RedisOptions{Bind: []string{ip, "127.0.0.1"}, Port: redisPort, Dir: redisDir,
-		Password: cat.Password.Reveal(), Daemonize: true})
+	o := pgconf.RedisOptions{Bind: []string{ip, "127.0.0.1"}, Port: redisPort, Dir: redisDir,
+		Password: cat.Password.Reveal(), Daemonize: true}
 	t, err := redisTLS(d.c)
 	if err != nil {
 		return fmt.Errorf("start the managed catalog: %w", err)
@@ -513,8 +513,9 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 				return err
 			}
 		}
-		conf = append(conf, pgconf.RedisTLS(redisPort, f.Cert, f.Key, f.CA)...)
+		o.TLS = &pgconf.RedisTLSFiles{Cert: f.Cert, Key: f.Key, CA: f.CA}
 	}
+	conf := pgconf.RedisConf(o)
 	if err := d.write(ctx, redisNode, "root", redisDir+"/redis.conf.new", conf); err != nil {
 		return err
 	}

@@ -187,7 +187,14 @@ type RedisOptions struct {
 	Daemonize bool
 	PidFile   string // default Dir/redis.pid
 	LogFile   string // default Dir/redis.log
+	// TLS, when set, makes Redis speak TLS only on Port (no plain port)
+	// and ask every client for a certificate from the cluster CA.
+	TLS *RedisTLSFiles
 }
+
+// RedisTLSFiles are the paths, as the server sees them, of its
+// certificate, its key and the CA its clients' certificates must chain to.
+type RedisTLSFiles struct{ Cert, Key, CA string }
 
 // RedisConf renders a managed Redis's whole configuration (nothing of a
 // distribution's redis.conf applies): persistence on (appendonly, fsync
@@ -213,7 +220,14 @@ func RedisConf(o RedisOptions) []byte {
 	for _, a := range o.Bind {
 		b.WriteString(" " + redisQuote(a))
 	}
-	fmt.Fprintf(&b, "\nport %d\nprotected-mode yes\n", o.Port)
+	if t := o.TLS; t != nil {
+		// port 0 closes the plain port; tls-port takes its number.
+		fmt.Fprintf(&b, "\nport 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients yes",
+			o.Port, redisQuote(t.Cert), redisQuote(t.Key), redisQuote(t.CA))
+	} else {
+		fmt.Fprintf(&b, "\nport %d", o.Port)
+	}
+	b.WriteString("\nprotected-mode yes\n")
 	fmt.Fprintf(&b, "dir %s\n", redisQuote(o.Dir))
 	b.WriteString("appendonly yes\nappendfsync everysec\n")
 	fmt.Fprintf(&b, "daemonize %s\npidfile %s\nlogfile %s\n", d, redisQuote(pid), redisQuote(log))
@@ -242,13 +256,4 @@ func redisQuote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// RedisTLS renders the redis.conf lines that make the managed Redis
-// speak TLS only: port 0 closes the plain port (a later directive wins
-// over RedisConf's), tls-port takes its number, and clients must present
-// a certificate from the cluster CA (pgha's own).
-func RedisTLS(port int, certFile, keyFile, caFile string) []byte {
-	return []byte(fmt.Sprintf("port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients yes\n",
-		port, redisQuote(certFile), redisQuote(keyFile), redisQuote(caFile)))
 }

@@ -137,6 +137,34 @@ requirepass "pa\"ss\\w\x0ard\x0abind 0.0.0.0"
 	}
 }
 
+// TestRedisConfTLS: with TLS the plain port is closed and its number is
+// the TLS port, in one place (no directive that a later one overrides).
+func TestRedisConfTLS(t *testing.T) {
+	got := string(RedisConf(RedisOptions{Bind: []string{"127.0.0.1"}, Port: 6390, Dir: "/d",
+		TLS: &RedisTLSFiles{Cert: "/d/tls/redis.crt", Key: "/d/tls/redis.key", CA: "/d/tls/ca.crt"}}))
+	want := Header + `bind "127.0.0.1"
+port 0
+tls-port 6390
+tls-cert-file "/d/tls/redis.crt"
+tls-key-file "/d/tls/redis.key"
+tls-ca-cert-file "/d/tls/ca.crt"
+tls-auth-clients yes
+protected-mode yes
+dir "/d"
+appendonly yes
+appendfsync everysec
+daemonize no
+pidfile "/d/redis.pid"
+logfile "/d/redis.log"
+`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if strings.Count(got, "port ") != 2 { // "port 0" and "tls-port 6390"
+		t.Fatalf("port directives: %q", got)
+	}
+}
+
 func TestSettings(t *testing.T) {
 	got, err := Settings(map[string]string{"b": `it's \ ok`, "a": "1"})
 	if err != nil || string(got) != Header+"a = '1'\nb = 'it''s \\\\ ok'\n" {

@@ -93,12 +93,12 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 			return fmt.Errorf("start redis-server: %w", err)
 		}
 	}
-	conf := redisConf(p, o.Password)
+	var files *pgconf.RedisTLSFiles
 	if o.TLS != nil {
-		port, _ := strconv.Atoi(p.port)
 		d := filepath.Join(p.dir, "tls")
-		conf = append(conf, pgconf.RedisTLS(port, d+"/redis.crt", d+"/redis.key", d+"/ca.crt")...)
+		files = &pgconf.RedisTLSFiles{Cert: d + "/redis.crt", Key: d + "/redis.key", CA: d + "/ca.crt"}
 	}
+	conf := redisConf(p, o.Password, files)
 	if pid, ok := r.redisRunning(p); ok {
 		old, _ := os.ReadFile(p.conf)
 		if bytes.Contains(old, []byte("\ntls-port ")) == (o.TLS != nil) {
@@ -153,10 +153,10 @@ func redisBinary() (string, error) {
 
 // redisConf renders redis.conf through pgconf (one renderer for every
 // runtime), listening on the catalog address's host only.
-func redisConf(p redisPaths, password string) []byte {
+func redisConf(p redisPaths, password string, tls *pgconf.RedisTLSFiles) []byte {
 	port, _ := strconv.Atoi(p.port)
 	return pgconf.RedisConf(pgconf.RedisOptions{Bind: []string{p.host}, Port: port, Dir: p.dir, Password: password,
-		Daemonize: true, PidFile: p.pid, LogFile: p.log})
+		Daemonize: true, PidFile: p.pid, LogFile: p.log, TLS: tls})
 }
 
 // waitStarted waits for the new server's pid file and PING. The server
