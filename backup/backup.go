@@ -1,7 +1,9 @@
 // Package backup takes, stores and reads back physical backups: a base
 // backup streamed from the server, compressed by pgha, written with its own
 // manifest into a repository directory so that it is restorable even when
-// the catalog is not.
+// the catalog is not. The pure rules it follows (schedule, retention,
+// chains, stored formats) are in backup/policy, which the planner imports
+// without this package's disk I/O.
 package backup
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/state"
 )
 
@@ -61,7 +64,7 @@ const ManifestName = "manifest.json"
 // repository alone says everything needed to restore.
 func Full(ctx context.Context, o Options, src Streamer) (state.Backup, error) {
 	b := o.record("full")
-	b.Format = FormatBase
+	b.Format = policy.FormatBase
 	return b, o.base(ctx, &b, src, nil)
 }
 
@@ -79,7 +82,7 @@ func Incremental(ctx context.Context, o Options, typ string, ref state.Backup, s
 		return state.Backup{}, err
 	}
 	b := o.child(typ, ref)
-	b.Format = FormatIncremental
+	b.Format = policy.FormatIncremental
 	return b, o.base(ctx, &b, src, parent)
 }
 
@@ -122,7 +125,7 @@ type Dumper interface {
 // psql. It has no WAL position and starts no chain.
 func Logical(ctx context.Context, o Options, src Dumper, timeline int) (state.Backup, error) {
 	b := o.record("full")
-	b.Method, b.Format, b.Timeline = "logical", FormatLogical, timeline
+	b.Method, b.Format, b.Timeline = "logical", policy.FormatLogical, timeline
 	if err := o.store(ctx, &b, "dumpall.sql", func(w io.Writer) error { return src.DumpAll(ctx, w) }); err != nil {
 		return b, err
 	}
@@ -139,17 +142,6 @@ func ParseReport(r string) BaseInfo {
 	i.StartLSN, i.Timeline, i.StopLSN = parseReport(r)
 	return i
 }
-
-// Stored formats: how a backup's file is to be read back.
-const (
-	FormatBase = "base" // a tar base backup with the WAL that makes it consistent
-	FormatWAL  = "wal"  // a tar of WAL segments, replayed onto the chain's full
-	// FormatIncremental is a PostgreSQL 17 incremental base backup,
-	// combined with its chain by pg_combinebackup.
-	FormatIncremental = "incremental"
-	// FormatLogical is a pg_dumpall SQL script.
-	FormatLogical = "logical"
-)
 
 func (o Options) now() time.Time {
 	if o.Now != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/state"
 )
 
@@ -187,7 +188,7 @@ func TestRestoreChainParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chain []state.Backup
-	for i, format := range []string{FormatBase, FormatIncremental} {
+	for i, format := range []string{policy.FormatBase, policy.FormatIncremental} {
 		var gz bytes.Buffer
 		zw := gzip.NewWriter(&gz)
 		zw.Write(tarOf(t, entry{name: "PG_VERSION", typ: tar.TypeReg, body: "17\n"}, entry{name: "n", typ: tar.TypeReg, body: string(rune('a' + i))}))

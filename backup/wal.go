@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"syscall"
 
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/state"
 )
 
@@ -51,7 +51,7 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 		return state.Backup{}, fmt.Errorf("a WAL backup is incremental or differential, not %q", typ)
 	}
 	b := o.child(typ, ref)
-	b.Format, b.StartLSN = FormatWAL, ref.StopLSN
+	b.Format, b.StartLSN = policy.FormatWAL, ref.StopLSN
 	b.RestorePoint = b.ID
 	stop, err := src.RestorePoint(ctx, b.RestorePoint)
 	if err != nil {
@@ -110,76 +110,6 @@ func copyWAL(repo string, m state.Backup, tw *tar.Writer) error {
 	}
 }
 
-// Reference finds what an incremental or differential builds on, from
-// the repository's backups: the newest full's chain. An incremental refers
-// to the chain's newest backup; a differential to its full, and carries
-// over (for the WAL method) the chain's backups after the full. Either
-// reads the WAL from the newest backup's stop, where the backup slot
-// stands.
-func Reference(all []state.Backup, kind string) (ref state.Backup, carry []state.Backup, since state.LSN, err error) {
-	var full, last *state.Backup
-	for i := range all {
-		if b := &all[i]; b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
-			full = b
-		}
-	}
-	if full == nil {
-		return ref, nil, 0, fmt.Errorf("no full backup to build a %s on: take a full one first (pgha backup -type full)", kind)
-	}
-	if full.Format != "" && full.Format != FormatBase {
-		return ref, nil, 0, fmt.Errorf("the newest full %s is a %s backup: incrementals build on a base backup; take a physical full", full.ID, full.Format)
-	}
-	for i := range all {
-		if b := &all[i]; b.Status == "complete" && b.Root == full.ID && (last == nil || b.Started.After(last.Started)) {
-			last = b
-		}
-	}
-	if since, err = state.ParseLSN(last.StopLSN); err != nil {
-		return ref, nil, 0, fmt.Errorf("backup %s: %w", last.ID, err)
-	}
-	if kind == "incremental" {
-		return *last, nil, since, nil
-	}
-	chain, err := Chain(all, last.ID)
-	if err != nil {
-		return ref, nil, 0, err
-	}
-	return *full, chain[1:], since, nil
-}
-
-// Chain returns what a restore of id needs, full first: the full, then
-// each backup on the way to id by parent links. A differential's parent
-// is its full, so its chain has two members whatever came between.
-func Chain(all []state.Backup, id string) ([]state.Backup, error) {
-	byID := map[string]state.Backup{}
-	for _, b := range all {
-		byID[b.ID] = b
-	}
-	var chain []state.Backup
-	for cur := id; cur != ""; {
-		b, ok := byID[cur]
-		if !ok {
-			if len(chain) == 0 {
-				return nil, fmt.Errorf("no backup %s; `pgha backup list` shows them", id)
-			}
-			return nil, fmt.Errorf("backup %s needs %s, which is gone: it cannot be restored", id, cur)
-		}
-		if b.Status != "complete" {
-			return nil, fmt.Errorf("backup %s needs %s, which is %s", id, b.ID, b.Status)
-		}
-		chain = append(chain, b)
-		if len(chain) > 1000 {
-			return nil, fmt.Errorf("backup %s: its parent links loop", id)
-		}
-		cur = b.Parent
-	}
-	slices.Reverse(chain)
-	if chain[0].Type != "full" {
-		return nil, fmt.Errorf("backup %s: its chain starts at %s, a %s, not a full", id, chain[0].ID, chain[0].Type)
-	}
-	return chain, nil
-}
-
 // How a chain is put back together.
 const (
 	LayoutBase    = "base"    // a full alone: extract it
@@ -194,13 +124,13 @@ func Layout(chain []state.Backup) (string, error) {
 	if len(chain) == 0 {
 		return "", errors.New("nothing to restore")
 	}
-	if chain[0].Format == FormatLogical {
+	if chain[0].Format == policy.FormatLogical {
 		if len(chain) > 1 {
 			return "", fmt.Errorf("restore %s: a logical backup starts no chain", chain[len(chain)-1].ID)
 		}
 		return LayoutLogical, nil
 	}
-	if f := chain[0].Format; f != "" && f != FormatBase {
+	if f := chain[0].Format; f != "" && f != policy.FormatBase {
 		return "", fmt.Errorf("restore %s: a chain starts with a full base backup, this is %q", chain[0].ID, f)
 	}
 	if len(chain) == 1 {
@@ -208,11 +138,11 @@ func Layout(chain []state.Backup) (string, error) {
 	}
 	kind := chain[1].Format
 	for _, b := range chain[1:] {
-		if b.Format != kind || (kind != FormatWAL && kind != FormatIncremental) {
+		if b.Format != kind || (kind != policy.FormatWAL && kind != policy.FormatIncremental) {
 			return "", fmt.Errorf("restore %s: its chain mixes %q and %q backups", chain[len(chain)-1].ID, kind, b.Format)
 		}
 	}
-	if kind == FormatWAL {
+	if kind == policy.FormatWAL {
 		return LayoutWAL, nil
 	}
 	return LayoutCombine, nil

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/state"
 )
 
@@ -45,7 +45,7 @@ func TestDockerBackup(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s backup: %v\n%s", typ, err, out.String())
 		}
-		wantFormat := map[string]string{"full": backup.FormatBase, "incremental": backup.FormatIncremental, "differential": backup.FormatIncremental}[typ]
+		wantFormat := map[string]string{"full": policy.FormatBase, "incremental": policy.FormatIncremental, "differential": policy.FormatIncremental}[typ]
 		if b.Format != wantFormat || b.ServerVersion < 170000 || b.ServerManifest == "" {
 			t.Fatalf("%s backup on PostgreSQL 17: format %q, version %d, manifest %q", typ, b.Format, b.ServerVersion, b.ServerManifest)
 		}
@@ -65,7 +65,7 @@ func TestDockerBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range taken {
-		ch, err := backup.Chain(list, b.ID)
+		ch, err := policy.Chain(list, b.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 )
 
 // logicalScenario: with method = "logical", fulls are pg_dumpall scripts;
@@ -50,7 +51,7 @@ func logicalScenario(t *testing.T, rt string) {
 		t.Fatalf("backups: %d (%v)", len(list), err)
 	}
 	b := list[0]
-	if b.Method != "logical" || b.Format != backup.FormatLogical || !strings.HasSuffix(b.Path, "dumpall.sql.gz") {
+	if b.Method != "logical" || b.Format != policy.FormatLogical || !strings.HasSuffix(b.Path, "dumpall.sql.gz") {
 		t.Fatalf("logical backup record: %+v", b)
 	}
 	if r := c.mustPgha("backup", "verify", "-restore", b.ID); !strings.Contains(r.stdout, "answered") {

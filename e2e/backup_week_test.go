@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
@@ -159,7 +160,7 @@ func TestLocalBackupWeek(t *testing.T) {
 	}
 	// Every later backup restores to exactly its moment.
 	for _, id := range ids[1:] {
-		ch, err := backup.Chain(list, id)
+		ch, err := policy.Chain(list, id)
 		if err != nil {
 			t.Fatal(err)
 		}

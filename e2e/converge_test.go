@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
@@ -134,7 +135,7 @@ func chainAcrossSwitchover(t *testing.T, rt string) {
 	}
 
 	if rt == "docker" {
-		if incr.Format != backup.FormatIncremental || incr.StoredBytes >= full.StoredBytes {
+		if incr.Format != policy.FormatIncremental || incr.StoredBytes >= full.StoredBytes {
 			t.Fatalf("the incremental on PostgreSQL 17 is %q, %d bytes (the full %d)", incr.Format, incr.StoredBytes, full.StoredBytes)
 		}
 		restoreChain(ctx, t, c, env, list, incr.ID, 1500)
@@ -164,7 +165,7 @@ func chainAcrossSwitchover(t *testing.T, rt string) {
 // rows rows of table sw.
 func restoreChain(ctx context.Context, t *testing.T, c *cluster, env *reconcile.Env, list []state.Backup, id string, rows int) {
 	t.Helper()
-	chain, err := backup.Chain(list, id)
+	chain, err := policy.Chain(list, id)
 	if err != nil || len(chain) != 2 {
 		t.Fatalf("chain of %s: %v (%v)", id, chain, err)
 	}

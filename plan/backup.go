@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
 )
@@ -42,11 +42,11 @@ func (b *builder) backups() {
 			"It keeps the WAL the next incremental or differential backup stores, and moves on with every backup. "+
 				"Backups are taken when apply runs: run it (from cron, say) so the slot moves, or remove the backup block and the slot goes.")
 	}
-	sch := backup.Schedule(bk.Schedule)
+	sch := policy.Schedule(bk.Schedule)
 	if bk.Method == "logical" {
 		sch.Incremental, sch.Differential = "", "" // pg_dumpall has no chains
 	}
-	due, err := backup.NextDue(sch, b.s.Backups, now)
+	due, err := policy.NextDue(sch, b.s.Backups, now)
 	if err != nil {
 		b.diag(Warning, "", err.Error(), "Fix the schedule in cluster.hcl.")
 		return
@@ -58,7 +58,7 @@ func (b *builder) backups() {
 		if due != nil {
 			reason += fmt.Sprintf(" instead of the %s (%s)", due.Type, due.Reason)
 		}
-		due = &backup.Due{Type: "full", Since: now, Reason: reason}
+		due = &policy.Due{Type: "full", Since: now, Reason: reason}
 	}
 	take := ""
 	if due != nil {
@@ -77,7 +77,7 @@ func (b *builder) backups() {
 		a.DependsOn = deps(b.primaryUp, b.slotIDs[config.BackupSlot])
 		take = b.add(a)
 	}
-	for _, ch := range backup.Expired(b.s.Backups, backup.Retention{Days: bk.Retention.Days, Fulls: bk.Retention.Fulls}, now) {
+	for _, ch := range policy.Expired(b.s.Backups, policy.Retention{Days: bk.Retention.Days, Fulls: bk.Retention.Fulls}, now) {
 		a := newAction(BackupExpire, Delete, "", ch.Full.ID, ch.Reason)
 		var ids []string
 		var stored int64
@@ -100,14 +100,14 @@ func (b *builder) backups() {
 // it too).
 func (b *builder) chainBreak(p *state.Node, running bool) string {
 	bk := b.c.Backup
-	head := backup.Head(b.s.Backups)
-	if bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || !running {
+	head := policy.Head(b.s.Backups)
+	if bk.Method != "physical" || head == nil || head.Format == policy.FormatLogical || !running {
 		return ""
 	}
-	if why := backup.ChainBreak(*head, p.Timeline, p.History); why != "" {
+	if why := policy.ChainBreak(*head, p.Timeline, p.History); why != "" {
 		return fmt.Sprintf("%s is primary on timeline %d%s, and %s", b.target, p.Timeline, b.since(p), why)
 	}
-	if !backup.WALSlot(p.ServerVersion) {
+	if !policy.WALSlot(p.ServerVersion) {
 		return summaryBreak(b.target, p, *head)
 	}
 	stop, err := state.ParseLSN(head.StopLSN)
@@ -134,7 +134,7 @@ func slotBreak(name string, n *state.Node, head state.Backup, stop state.LSN) st
 // block-level incremental on head: it does not summarize the WAL, so the
 // changed blocks since head cannot be known there.
 func summaryBreak(name string, n *state.Node, head state.Backup) string {
-	if head.Format == backup.FormatWAL || head.ServerManifest == "" {
+	if head.Format == policy.FormatWAL || head.ServerManifest == "" {
 		return ""
 	}
 	if st, ok := n.Settings["summarize_wal"]; ok && st.Value != "on" {
@@ -160,24 +160,24 @@ func (b *builder) since(p *state.Node) string {
 // before.
 func (b *builder) switchoverBackup() {
 	bk := b.c.Backup
-	head := backup.Head(b.s.Backups)
+	head := policy.Head(b.s.Backups)
 	tn := b.node(b.target)
-	if bk == nil || bk.Method != "physical" || head == nil || head.Format == backup.FormatLogical || b.s.BackupsError != "" {
+	if bk == nil || bk.Method != "physical" || head == nil || head.Format == policy.FormatLogical || b.s.BackupsError != "" {
 		return
 	}
 	event := "switchover"
 	if b.failover {
 		event = "failover"
 	}
-	why := backup.ChainBreak(*head, tn.Timeline, tn.History)
+	why := policy.ChainBreak(*head, tn.Timeline, tn.History)
 	stop, err := state.ParseLSN(head.StopLSN)
 	if why == "" && err == nil && tn.InRecovery && head.Timeline == tn.Timeline && max(tn.ReceiveLSN, tn.ReplayLSN) < stop {
 		why = fmt.Sprintf("%s received the WAL up to %s only, backup %s stops at %s", b.target, max(tn.ReceiveLSN, tn.ReplayLSN), head.ID, stop)
 	}
-	if why == "" && err == nil && backup.WALSlot(tn.ServerVersion) {
+	if why == "" && err == nil && policy.WALSlot(tn.ServerVersion) {
 		why = slotBreak(b.target, tn, *head, stop)
 	}
-	if why == "" && !backup.WALSlot(tn.ServerVersion) {
+	if why == "" && !policy.WALSlot(tn.ServerVersion) {
 		why = summaryBreak(b.target, tn, *head)
 	}
 	if why == "" {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
 )
@@ -386,7 +386,7 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 		method = "rewind"
 	}
 	a.After = map[string]string{"role": "standby", "upstream": primary, "method": method, "slots": "its own slots are dropped: only the primary keeps slots"}
-	if bk := b.c.Backup; bk != nil && bk.Method == "physical" && (n.ServerVersion == 0 || backup.WALSlot(n.ServerVersion)) {
+	if bk := b.c.Backup; bk != nil && bk.Method == "physical" && (n.ServerVersion == 0 || policy.WALSlot(n.ServerVersion)) {
 		a.After["slots"] = "its own slots are dropped, except " + config.BackupSlot + ", which holds the WAL since the newest backup"
 	}
 	a.Primary = primary
@@ -580,7 +580,7 @@ func (b *builder) slots() {
 	// The backup slot holds WAL for WAL-based incrementals (before 17).
 	// An unobserved version declares it (nothing is dropped) but creates
 	// nothing: the first full backup creates it when it is needed.
-	if b.c.Backup != nil && b.c.Backup.Method == "physical" && (n.ServerVersion == 0 || backup.WALSlot(n.ServerVersion)) {
+	if b.c.Backup != nil && b.c.Backup.Method == "physical" && (n.ServerVersion == 0 || policy.WALSlot(n.ServerVersion)) {
 		declared[config.BackupSlot] = "backups"
 		if n.ServerVersion != 0 && n.Slot(config.BackupSlot) == nil {
 			a := newAction(SlotCreate, Create, b.target, b.target+"/"+config.BackupSlot,

@@ -3,7 +3,7 @@ package plan
 import (
 	"fmt"
 
-	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/state"
 )
@@ -17,7 +17,7 @@ import (
 // a new full after every role change.
 func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 	bk := b.c.Backup
-	if bk == nil || bk.Method != "physical" || n.ServerVersion == 0 || !backup.WALSlot(n.ServerVersion) {
+	if bk == nil || bk.Method != "physical" || n.ServerVersion == 0 || !policy.WALSlot(n.ServerVersion) {
 		return false
 	}
 	if sl := n.Slot(config.BackupSlot); sl != nil && n.ReplayLSN > sl.RestartLSN && n.ReplayLSN-sl.RestartLSN > backupSlotWarn {
@@ -109,7 +109,7 @@ func (b *builder) dropReleased() {
 func (b *builder) clonedBackupSlot(cn *config.Node, started string) {
 	bk := b.c.Backup
 	p := b.node(b.target)
-	if bk == nil || bk.Method != "physical" || p.ServerVersion == 0 || !backup.WALSlot(p.ServerVersion) {
+	if bk == nil || bk.Method != "physical" || p.ServerVersion == 0 || !policy.WALSlot(p.ServerVersion) {
 		return
 	}
 	b.backupSlotOn(cn, started)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
@@ -52,7 +53,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	admin := e.superuser(primary)
 	var b state.Backup
 	var err error
-	if bk.Method == "physical" && !backup.WALSlot(pn.ServerVersion) {
+	if bk.Method == "physical" && !policy.WALSlot(pn.ServerVersion) {
 		// PostgreSQL 17: the standbys summarize the WAL too, so that a
 		// block-level incremental continues the chain on whichever of
 		// them becomes primary (ALTER SYSTEM works on a standby).
@@ -76,7 +77,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		// The slot holds the WAL from here on, so the next incremental
 		// finds every segment since this full; on the standbys too, so
 		// that the chain continues on whichever node becomes primary.
-		if backup.WALSlot(pn.ServerVersion) {
+		if policy.WALSlot(pn.ServerVersion) {
 			if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
 				return b, err
 			}
@@ -90,7 +91,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		if rerr != nil {
 			return b, rerr
 		}
-		ref, carry, since, rerr := backup.Reference(all, kind)
+		ref, carry, since, rerr := policy.Reference(all, kind)
 		if rerr != nil {
 			return b, rerr
 		}
@@ -117,7 +118,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 	if err != nil {
 		return b, err
 	}
-	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil && backup.WALSlot(pn.ServerVersion) {
+	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil && policy.WALSlot(pn.ServerVersion) {
 		if err := postgres.AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
 			fmt.Fprintf(out, "Warning: %v; the slot keeps WAL the repository already holds until the next backup.\n", err)
 		}
@@ -141,14 +142,14 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 // server of this version, and so every node keeps the backup slot.
 func (e *Env) walBackups(serverVersion int) bool {
 	bk := e.Cfg.Backup
-	return bk != nil && bk.Method == "physical" && serverVersion > 0 && backup.WALSlot(serverVersion)
+	return bk != nil && bk.Method == "physical" && serverVersion > 0 && policy.WALSlot(serverVersion)
 }
 
 // native says whether an incremental on this primary is block-level
 // (PostgreSQL 17 and a chain whose newest backup kept the server's
 // manifest) rather than WAL.
 func native(pn *state.Node, ref state.Backup) bool {
-	return !backup.WALSlot(pn.ServerVersion) && ref.ServerManifest != "" && ref.Format != backup.FormatWAL
+	return !policy.WALSlot(pn.ServerVersion) && ref.ServerManifest != "" && ref.Format != policy.FormatWAL
 }
 
 // summarizeWAL turns on WAL summarization on a PostgreSQL 17 primary
@@ -156,7 +157,7 @@ func native(pn *state.Node, ref state.Backup) bool {
 // find the summaries they need. It is a reload-only setting; pgha sets it
 // with ALTER SYSTEM, next to its own pgha.conf, and says so.
 func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.Node, out io.Writer) error {
-	if backup.WALSlot(pn.ServerVersion) {
+	if policy.WALSlot(pn.ServerVersion) {
 		return nil // before 17 incrementals are WAL-based
 	}
 	on, err := postgres.Setting(ctx, ep, "summarize_wal")
@@ -337,7 +338,7 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.
 			fmt.Fprintf(out, "%s: checksum matches the manifest (%s)\n", b.ID, b.Checksum)
 			continue
 		}
-		if b.Format == backup.FormatLogical {
+		if b.Format == policy.FormatLogical {
 			_, err = io.Copy(io.Discard, rc) // a SQL script: it decompresses to the end
 		} else {
 			err = backup.Check(rc)
@@ -395,7 +396,7 @@ func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check boo
 	if err == nil {
 		n := &state.Node{}
 		postgres.Observe(ctx, ep, n, nil)
-		if !n.Reachable || (n.SystemID != last.SystemID && last.Format != backup.FormatLogical) {
+		if !n.Reachable || (n.SystemID != last.SystemID && last.Format != policy.FormatLogical) {
 			err = fmt.Errorf("the restored instance answers with system id %q, the backup says %q (%s)", n.SystemID, last.SystemID, n.Error)
 		}
 	}
@@ -424,7 +425,7 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 		return fail(err)
 	}
 	data := filepath.Join(dir, "data")
-	if chain[0].Format == backup.FormatLogical {
+	if chain[0].Format == policy.FormatLogical {
 		// A dump loads into a fresh cluster, once it runs.
 		if err := l.rt.InitDB(ctx, data, l.c.Postgres.Superuser, l.c.Postgres.Password.Reveal()); err != nil {
 			return fail(err)
@@ -588,7 +589,7 @@ func (e *Env) chain(ctx context.Context, id string) ([]state.Backup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return backup.Chain(list, id)
+	return policy.Chain(list, id)
 }
 
 // expire lets a chain go, dependents first so that an interruption never
