@@ -25,16 +25,7 @@ func Text(w io.Writer, p *Plan) {
 		fmt.Fprintln(w)
 	}
 	if p.Empty() {
-		switch {
-		case p.Operation == "destroy":
-			fmt.Fprintln(w, "No changes. Nothing of this cluster is left to destroy.")
-		case p.Critical():
-			// Not "matches the configuration": it does not, and pgha
-			// cannot say how to get there alone.
-			fmt.Fprintln(w, "No changes pgha can make on its own: the cluster does not match the configuration (see the critical findings above).")
-		default:
-			fmt.Fprintln(w, "No changes. The cluster matches the configuration.")
-		}
+		fmt.Fprintln(w, p.SummaryLine())
 		return
 	}
 	fmt.Fprintln(w, "pgha will perform the following actions:")
@@ -52,8 +43,28 @@ func Text(w io.Writer, p *Plan) {
 			fmt.Fprintf(w, "      (after %s)\n", strings.Join(a.DependsOn, ", "))
 		}
 	}
+	fmt.Fprintf(w, "\n%s\n", p.SummaryLine())
+}
+
+// SummaryLine is the plan's last line, the one a reviewer reads first:
+// Terraform's "Plan: N to add, N to change, N to destroy." or, for an
+// empty plan, which kind of "No changes." it is. The text and Markdown
+// views both print it, so they never word it differently.
+func (p *Plan) SummaryLine() string {
+	if p.Empty() {
+		switch {
+		case p.Operation == "destroy":
+			return "No changes. Nothing of this cluster is left to destroy."
+		case p.Critical():
+			// Not "matches the configuration": it does not, and pgha
+			// cannot say how to get there alone.
+			return "No changes pgha can make on its own: the cluster does not match the configuration (see the critical findings above)."
+		default:
+			return "No changes. The cluster matches the configuration."
+		}
+	}
 	s := p.Summary()
-	fmt.Fprintf(w, "\nPlan: %d to add, %d to change, %d to destroy.\n", s.Add, s.Change, s.Destroy)
+	return fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Add, s.Change, s.Destroy)
 }
 
 func renderAttrs(w io.Writer, a Action) {

@@ -38,6 +38,7 @@ func commands() []command {
 		{"validate", "Check cluster.hcl without touching anything", cmdValidate},
 		{"fmt", "Rewrite cluster files in the canonical format", cmdFmt},
 		{"plan", "Show what apply would change, and why", cmdPlan},
+		{"show", "Show a saved plan as text, JSON or Markdown (for a pull request)", cmdShow},
 		{"apply", "Make the cluster match cluster.hcl", cmdApply},
 		{"failover", "Promote the best standby after the primary was lost (preview first)", cmdFailover},
 		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
@@ -55,7 +56,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery command takes -f FILE (default ./cluster.hcl). Run `pgha <command> -h` for its flags.")
+	fmt.Fprintln(w, "\nEvery command but show takes -f FILE (default ./cluster.hcl). Run `pgha <command> -h` for its flags.")
 }
 
 func main() {

@@ -84,3 +84,35 @@ func TestUsageAndVersion(t *testing.T) {
 		t.Fatal("bad flag accepted")
 	}
 }
+
+// TestShow renders a saved plan in the three views. The Markdown is the
+// views golden byte for byte (the command adds nothing); the JSON is the
+// saved plan again; a file that is not a pgha plan is refused with the
+// reason.
+func TestShow(t *testing.T) {
+	const saved = "../../views/testdata/after_failover.tfplan"
+	code, out, errs := runCLI(t, "show", "-markdown", saved)
+	want, _ := os.ReadFile("../../views/testdata/after_failover.md")
+	if code != exitOK || errs != "" || out != string(want) {
+		t.Fatalf("show -markdown: exit %d, stderr %q\n%s", code, errs, out)
+	}
+	code, out, _ = runCLI(t, "show", "-json", saved)
+	file, _ := os.ReadFile(saved)
+	if code != exitOK || out != string(file) {
+		t.Fatalf("show -json differs from the saved plan: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "show", saved)
+	if code != exitOK || !strings.HasPrefix(out, "Warning: db2 is the writable primary") ||
+		!strings.Contains(out, "  ~ standby.rejoin[db1]\n") || !strings.HasSuffix(out, "\nPlan: 2 to add, 5 to change, 0 to destroy.\n") {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "old.tfplan")
+	os.WriteFile(bad, []byte(strings.Replace(string(file), `"format_version": "1.0"`, `"format_version": "0.9"`, 1)), 0o600)
+	code, _, errs = runCLI(t, "show", "-markdown", bad)
+	if code != exitError || !strings.Contains(errs, `format_version "0.9" is not supported by this pgha (wants 1.x)`) {
+		t.Fatalf("show of an old plan: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "show", "-json", "-markdown", saved); code != exitError || !strings.Contains(errs, "Usage: pgha show [-json|-markdown] PLANFILE") {
+		t.Fatalf("show -json -markdown: exit %d, %q", code, errs)
+	}
+}
