@@ -3,9 +3,13 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/state"
@@ -147,6 +151,28 @@ func TestRedactConninfo(t *testing.T) {
 	}
 }
 
+// trickyPasswords are passwords whose SASLprep is not the identity, each
+// for a reason PostgreSQL's pg_saslprep (src/common/saslprep.c) has.
+var trickyPasswords = []string{
+	"plain-ASCII pw",
+	"pässwörd",                    // NFC already
+	"pa\u0308sswo\u0308rd",        // decomposed: NFKC composes
+	"\ufb01le-\uff30ass\u2163",    // ligature, fullwidth, roman numeral
+	"no\u00a0break\u3000space",    // non-ASCII spaces become spaces
+	"soft\u00adhyphen\u200b",      // mapped to nothing / to a space
+	"\u00e9\u0007bell",            // prohibited control: used raw
+	"\u05e9\u05dc\u05d5\u05dd",    // right-to-left only
+	"abc\u05e9\u05dc\u05d5\u05dd", // mixed directions: used raw
+	"smile\U0001F600\ufb01",       // unassigned in Unicode 3.2: used raw
+	"\u00ad",                      // empty after mapping: used raw
+	"zero\u200bwidth",             // C.1.2 before B.1: a space, not nothing
+	"mongolian\u1806todo",         // B.1: mapped to nothing
+	"e\u0340tone",                 // prohibited before NFKC (which makes it U+0300): used raw
+	"\u05e9\u2116\u05dd",          // bidi checked before NFKC (which makes it "No")
+	"a\u2c7csub",                  // unassigned in 3.2 though NFKC now maps it to "j": used raw
+	"\xff\xfe bytes",              // invalid UTF-8: used raw
+}
+
 // TestScramVerifierMatchesServer lets PostgreSQL hash plaintext passwords
 // itself (only a test sends one) and checks that the local computation,
 // SASLprep included, agrees: ASCII, NFKC-changed, mapped and prohibited
@@ -163,19 +189,10 @@ func TestScramVerifierMatchesServer(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE ROLE probe LOGIN"); err != nil {
 		t.Fatal(err)
 	}
-	for _, pw := range []string{
-		"plain-ASCII pw",
-		"pässwörd",                    // NFC already
-		"pa\u0308sswo\u0308rd",        // decomposed: NFKC composes
-		"\ufb01le-\uff30ass\u2163",    // ligature, fullwidth, roman numeral
-		"no\u00a0break\u3000space",    // non-ASCII spaces become spaces
-		"soft\u00adhyphen\u200b",      // mapped to nothing / to a space
-		"\u00e9\u0007bell",            // prohibited control: used raw
-		"\u05e9\u05dc\u05d5\u05dd",    // right-to-left only
-		"abc\u05e9\u05dc\u05d5\u05dd", // mixed directions: used raw
-		"smile\U0001F600\ufb01",       // unassigned in Unicode 3.2: used raw
-		"\u00ad",                      // empty after mapping: used raw
-	} {
+	for _, pw := range trickyPasswords {
+		if !utf8.ValidString(pw) {
+			continue // the server takes only UTF-8 text; TestScramVerifierLibpqLogin covers it
+		}
 		if _, err := conn.Exec(ctx, "ALTER ROLE probe PASSWORD $1", pw); err != nil {
 			t.Fatalf("set password %q: %v", pw, err)
 		}
@@ -188,6 +205,39 @@ func TestScramVerifierMatchesServer(t *testing.T) {
 		}
 		if VerifierMatches(stored, pw+"x") {
 			t.Errorf("password %+q: a different password matches", pw)
+		}
+	}
+}
+
+// TestScramVerifierLibpqLogin sets each tricky password as the verifier
+// pgha computes (EnsureRole) and logs in with libpq (psql), the client a
+// standby's WAL receiver uses: libpq runs pg_saslprep on its side, so a
+// login proves both sides prepared the password alike. A wrong password
+// must still fail, or the check would prove nothing.
+func TestScramVerifierLibpqLogin(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	psql := filepath.Join(p.BinDir, "psql")
+	login := func(pw string) (string, error) {
+		cmd := exec.CommandContext(ctx, psql, "-X", "-At", "-c", "SELECT current_user",
+			fmt.Sprintf("host=%s port=%d user=probe dbname=postgres sslmode=disable connect_timeout=10", p.Host, p.Port))
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+pw)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if _, err := os.Stat(psql); err != nil {
+		t.Fatalf("psql (libpq) is needed next to the server binaries: %v; install postgresql-client-15", err)
+	}
+	for _, pw := range trickyPasswords {
+		if err := EnsureRole(ctx, endpoint(p), "probe", pw); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := login(pw); err != nil || out != "probe" {
+			t.Errorf("password %+q: libpq login with pgha's verifier: %v: %s", pw, err, out)
+		}
+		if out, err := login(pw + "x"); err == nil || !strings.Contains(out, "password authentication failed") {
+			t.Errorf("password %+q: a different password: %v: %s", pw, err, out)
 		}
 	}
 }
