@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -201,5 +202,33 @@ func TestDiffLines(t *testing.T) {
 	got := diffLines(text)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestDocumentedContract keeps the documents that others copy in step
+// with the code: the README and the CI example split on PartSeparator,
+// and the README lists every action kind of the JSON plan.
+func TestDocumentedContract(t *testing.T) {
+	split := "/^" + PartSeparator + "$/"
+	for _, f := range []string{"../README.md", "../examples/ci/pgha-plan.yml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), split) {
+			t.Errorf("%s does not split on %s", f, split)
+		}
+	}
+	b, _ := os.ReadFile("../examples/ci/pgha-plan.yml")
+	for _, want := range []string{"pgha validate -f cluster.hcl", "pgha plan -detailed-exitcode -out plan.tfplan", "pgha show -markdown plan.tfplan", "case \"$code\" in 0|2|4) ;;", "exitcode == '4'"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the CI example lacks %q", want)
+		}
+	}
+	readme, _ := os.ReadFile("../README.md")
+	for _, k := range plan.Kinds {
+		if !strings.Contains(string(readme), "`"+string(k)+"`") {
+			t.Errorf("README does not list the action kind %s", k)
+		}
 	}
 }
