@@ -19,7 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/reconcile"
@@ -129,14 +129,14 @@ func (c *cluster) sslParams() string {
 // catalog is a client of the cluster's managed Redis, over TLS with
 // pgha's client certificate as pgha itself connects.
 func (c *cluster) catalog() *redis.Catalog {
-	store := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}
+	store := certstore.Store{Dir: filepath.Join(c.dir, "data", "tls")}
 	return redis.NewTLS(fmt.Sprintf("127.0.0.1:%d", c.redis), c.catalogPassword(), 0, c.name, func() (*tls.Config, error) { return store.ClientConfig("127.0.0.1") })
 }
 
 // catalogTLS is pgha's TLS client configuration for the managed catalog.
 func (c *cluster) catalogTLS() *tls.Config {
 	c.t.Helper()
-	cfg, err := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}.ClientConfig("127.0.0.1")
+	cfg, err := certstore.Store{Dir: filepath.Join(c.dir, "data", "tls")}.ClientConfig("127.0.0.1")
 	if err != nil || cfg == nil {
 		c.t.Fatalf("the cluster's TLS store: %v (config %v)", err, cfg)
 	}

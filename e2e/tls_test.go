@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/providers/redis"
 )
 
@@ -161,7 +162,7 @@ func tlsScenario(t *testing.T, rt string) {
 			t.Fatal("a plain-text client reached the catalog")
 		}
 		// TLS that trusts the CA but brings no certificate of its own.
-		store := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}
+		store := certstore.Store{Dir: filepath.Join(c.dir, "data", "tls")}
 		noCert := redis.NewTLS(addr, c.catalogPassword(), 0, c.name, func() (*tls.Config, error) {
 			cfg, err := store.ClientConfig("127.0.0.1")
 			if err == nil {
@@ -338,7 +339,7 @@ func tlsEnableScenario(t *testing.T, rt string) {
 	// now on a node that answers "no TLS" is refused, never reached in
 	// plain text. Made here by hand (ssl = off in postgresql.auto.conf
 	// and a reload); someone in between would look the same.
-	store := pki.Store{Dir: filepath.Join(c.dir, "data", "tls")}
+	store := certstore.Store{Dir: filepath.Join(c.dir, "data", "tls")}
 	for _, n := range []string{"db1", "db2"} {
 		if !store.Serving(n) {
 			t.Fatalf("after turning TLS on the store does not record that %s serves TLS (%s)", n, store.ServingPath(n))

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
@@ -95,7 +95,7 @@ func (e *Env) replicator(n *config.Node) postgres.Endpoint {
 // serves: the nodes that had TLS take only TLS until the plan that turns
 // it off has reloaded them (plain text is used once they refuse TLS).
 func (e *Env) clientTLS(host string) *tls.Config {
-	cfg, err := pki.Store{Dir: e.Cfg.TLS.Dir}.ClientConfig(host)
+	cfg, err := certstore.Store{Dir: e.Cfg.TLS.Dir}.ClientConfig(host)
 	if err != nil && !e.Cfg.TLS.Enabled {
 		return nil
 	}

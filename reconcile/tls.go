@@ -14,13 +14,14 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/state"
 )
 
-func (e *Env) certStore() pki.Store { return pki.Store{Dir: e.Cfg.TLS.Dir} }
+func (e *Env) certStore() certstore.Store { return certstore.Store{Dir: e.Cfg.TLS.Dir} }
 
 // observeTLS reads the certificate store and what each node has
 // installed. The store is local files; a node's files are read through
@@ -182,7 +183,7 @@ func redisTLS(c *config.Cluster) (*local.RedisTLS, error) {
 	if !c.TLS.Enabled || c.Catalog == nil || !c.Catalog.Managed {
 		return nil, nil
 	}
-	st := pki.Store{Dir: c.TLS.Dir}
+	st := certstore.Store{Dir: c.TLS.Dir}
 	ca, _, err := st.Read(pki.CA)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -211,7 +212,7 @@ func catalogTLS(c *config.Cluster) func() (*tls.Config, error) {
 		return nil
 	}
 	host, _, _ := net.SplitHostPort(c.Catalog.Address)
-	return func() (*tls.Config, error) { return pki.Store{Dir: c.TLS.Dir}.ClientConfig(host) }
+	return func() (*tls.Config, error) { return certstore.Store{Dir: c.TLS.Dir}.ClientConfig(host) }
 }
 
 // renewRedis puts a renewed certificate in the running Redis's hands.

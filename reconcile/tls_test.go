@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/state"
@@ -26,7 +27,7 @@ func TestRequireTLS(t *testing.T) {
 	p := testenv.StartPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store := pki.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
+	store := certstore.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
 	if err := store.CreateCA("t", time.Now()); err != nil {
 		t.Fatal(err)
 	}

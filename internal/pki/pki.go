@@ -41,6 +41,9 @@ const (
 )
 
 // Request says what certificate to issue.
+// CA is the name of the authority's files in a certificate store.
+const CA = "ca"
+
 type Request struct {
 	CommonName string
 	// Hosts are DNS names and IP addresses, written to the SAN extension

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pki"
+	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/internal/testenv"
 )
 
@@ -27,7 +28,7 @@ func TestTLSEndpoint(t *testing.T) {
 	t.Setenv("PGSSLROOTCERT", "/nonexistent/root.crt")
 	t.Setenv("PGSSLCERT", "/nonexistent/client.crt")
 
-	store := pki.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
+	store := certstore.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
 	if err := store.CreateCA("t", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +94,11 @@ func TestTLSEndpoint(t *testing.T) {
 	}
 
 	// ssl = on with a certificate from another CA: refused, no fallback.
-	other := pki.Store{Dir: filepath.Join(testenv.Dir(t), "other")}
+	other := certstore.Store{Dir: filepath.Join(testenv.Dir(t), "other")}
 	if err := other.CreateCA("other", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	serve := func(s pki.Store, hosts ...string) {
+	serve := func(s certstore.Store, hosts ...string) {
 		t.Helper()
 		if err := s.Issue("server", pki.Request{CommonName: "server", Hosts: hosts, Server: true}, time.Now()); err != nil {
 			t.Fatal(err)
@@ -153,7 +154,7 @@ func queryOne(ctx context.Context, ep Endpoint, sql string, dst *string) error {
 func BenchmarkConnect(b *testing.B) {
 	p := testenv.StartPostgres(b)
 	ctx := context.Background()
-	store := pki.Store{Dir: filepath.Join(testenv.Dir(b), "tls")}
+	store := certstore.Store{Dir: filepath.Join(testenv.Dir(b), "tls")}
 	if err := store.CreateCA("b", time.Now()); err != nil {
 		b.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestTLSDowngradeRefused(t *testing.T) {
 		return append([]string(nil), plain...)
 	}
 
-	store := pki.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
+	store := certstore.Store{Dir: filepath.Join(testenv.Dir(t), "tls")}
 	if err := store.CreateCA("t", time.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,16 @@
-package pki
+// Package certstore keeps a cluster's certificates on disk: the CA and
+// every node's, pgha's and the managed Redis's PEM files, and the record
+// of which nodes pgha has seen serve TLS. It is the I/O half of pki, kept
+// apart so that the planner, which needs only pki's pure rules, imports
+// nothing that touches the disk.
+package certstore
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/pgha/pgha/internal/pki"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,9 +21,6 @@ import (
 // are 0600 and the directory 0700, owned by whoever runs pgha; the
 // runtimes copy a node's files to where its server reads them.
 type Store struct{ Dir string }
-
-// CA is the name of the authority's files.
-const CA = "ca"
 
 // CertPath and KeyPath are where a name's files live in the store.
 func (s Store) CertPath(name string) string { return filepath.Join(s.Dir, name+".crt") }
@@ -41,27 +44,27 @@ func (s Store) Read(name string) (cert, key []byte, err error) {
 // CreateCA makes the cluster's authority. An existing one is never
 // replaced: every certificate and every node's trust hangs on it.
 func (s Store) CreateCA(cluster string, now time.Time) error {
-	if _, err := os.Stat(s.CertPath(CA)); err == nil {
-		return fmt.Errorf("%s exists; pgha does not replace a CA", s.CertPath(CA))
+	if _, err := os.Stat(s.CertPath(pki.CA)); err == nil {
+		return fmt.Errorf("%s exists; pgha does not replace a CA", s.CertPath(pki.CA))
 	}
-	cert, key, err := NewCA(cluster, now)
+	cert, key, err := pki.NewCA(cluster, now)
 	if err != nil {
 		return err
 	}
-	return s.write(CA, cert, key)
+	return s.write(pki.CA, cert, key)
 }
 
 // Issue signs a new certificate for name with the store's CA, replacing
 // the previous one.
-func (s Store) Issue(name string, req Request, now time.Time) error {
-	caCert, caKey, err := s.Read(CA)
+func (s Store) Issue(name string, req pki.Request, now time.Time) error {
+	caCert, caKey, err := s.Read(pki.CA)
 	if err != nil {
 		return fmt.Errorf("read the CA: %w", err)
 	}
 	if caKey == nil {
-		return fmt.Errorf("%s is absent: certificates of a CA given without its key are issued by whoever holds it", s.KeyPath(CA))
+		return fmt.Errorf("%s is absent: certificates of a CA given without its key are issued by whoever holds it", s.KeyPath(pki.CA))
 	}
-	cert, key, err := Issue(caCert, caKey, req, now)
+	cert, key, err := pki.Issue(caCert, caKey, req, now)
 	if err != nil {
 		return err
 	}
@@ -118,7 +121,7 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 // returns nil, nil when the store has no CA yet: nothing to verify
 // against, and no server of the cluster has TLS either.
 func (s Store) ClientConfig(serverName string) (*tls.Config, error) {
-	caPEM, err := os.ReadFile(s.CertPath(CA))
+	caPEM, err := os.ReadFile(s.CertPath(pki.CA))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -127,7 +130,7 @@ func (s Store) ClientConfig(serverName string) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("TLS: %s holds no certificate", s.CertPath(CA))
+		return nil, fmt.Errorf("TLS: %s holds no certificate", s.CertPath(pki.CA))
 	}
 	cfg := &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
 	if pair, err := tls.LoadX509KeyPair(s.CertPath("pgha"), s.KeyPath("pgha")); err == nil {
