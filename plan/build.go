@@ -169,7 +169,7 @@ func (b *builder) catalog() {
 			fmt.Sprintf("the managed Redis catalog at %s is not running", cat.Address))
 		a.After = map[string]string{"address": cat.Address, "dir": cat.DataDir, "appendonly": "yes"}
 		if b.c.IsDocker() {
-			a.After["dir"] = "volume " + ContainerName(b.c, "redis")
+			a.After["dir"] = "volume " + b.c.ContainerName("redis")
 		}
 		b.add(a)
 		return
@@ -493,7 +493,7 @@ func (b *builder) replace(cn *config.Node, n *state.Node) bool {
 	a := newAction(NodeReplace, Replace, cn.Name, cn.Name,
 		fmt.Sprintf("%s runs image %s, cluster.hcl says %s; the container is recreated, the data stays on its volume", cn.Name, n.Container.Image, want))
 	a.Before = map[string]string{"image": n.Container.Image}
-	a.After = map[string]string{"image": want, "volume": ContainerName(b.c, cn.Name)}
+	a.After = map[string]string{"image": want, "volume": b.c.ContainerName(cn.Name)}
 	a.DependsOn = deps(b.primaryUp)
 	id := b.add(a)
 	if cn.Name == b.target {
@@ -513,13 +513,13 @@ func (b *builder) splitBrain() bool {
 
 // endpoint is the address pgha reaches a node at.
 func (b *builder) endpoint(n *config.Node) string {
-	h, p := AdminEndpoint(b.c, n)
+	h, p := b.c.AdminEndpoint(n)
 	return fmt.Sprintf("%s:%d", h, p)
 }
 
 // peer is the address other nodes reach a node at.
 func (b *builder) peer(n *config.Node) string {
-	h, p := PeerEndpoint(b.c, n)
+	h, p := b.c.PeerEndpoint(n)
 	return fmt.Sprintf("%s:%d", h, p)
 }
 
@@ -729,7 +729,7 @@ func (b *builder) standby(cn *config.Node) {
 			}
 		}
 		b.diag(sev, cn.Name, fmt.Sprintf("standby %s is not streaming (%s)", cn.Name, status),
-			fmt.Sprintf("See %s.", LogFile(b.c, cn)))
+			fmt.Sprintf("See %s.", b.c.LogFile(cn)))
 	}
 }
 

@@ -82,7 +82,7 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 			before := map[string]string{"data_dir": cn.DataDir}
 			if c.IsDocker() {
 				what = "the container and the volume"
-				before = map[string]string{"volume": ContainerName(c, cn.Name)}
+				before = map[string]string{"volume": c.ContainerName(cn.Name)}
 			}
 			a := newAction(NodeDestroy, Delete, cn.Name, cn.Name, fmt.Sprintf("delete %s of %s", what, cn.Name))
 			a.Before = before
@@ -107,7 +107,7 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 			a.Before = map[string]string{"address": c.Catalog.Address, "dir": c.Catalog.DataDir}
 			a.DataLoss = true
 			if c.IsDocker() {
-				a.Before["dir"] = ContainerName(c, "redis")
+				a.Before["dir"] = c.ContainerName("redis")
 				if !o.DeleteVolumes {
 					a.Reason = "remove the managed Redis catalog's container; its volume is kept"
 					a.DataLoss = false

@@ -96,7 +96,7 @@ func afterFailover(c *config.Cluster, s *state.Cluster) {
 	d3 := s.Node("db3")
 	d3.Upstream = &state.Upstream{Status: "streaming", Host: "127.0.0.1", Port: 5442, Slot: "db3"}
 	d3.Settings = settingsOf(c, c.Node("db3"))
-	d3.Settings["primary_conninfo"] = state.Setting{Value: PrimaryConninfo(c, c.Node("db3"), c.Node("db2")), VarType: "string", Context: "sighup"}
+	d3.Settings["primary_conninfo"] = state.Setting{Value: c.PrimaryConninfo(c.Node("db3"), c.Node("db2")), VarType: "string", Context: "sighup"}
 	s.Catalog.Record = &state.ClusterRecord{Name: "demo", Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Rejoin: []string{"db1"}}
 }
 

@@ -19,7 +19,7 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 	if c.IsDocker() {
 		listen = "*" // the container's own interfaces; publishing decides who reaches it
 	}
-	_, port := PeerEndpoint(c, n)
+	_, port := c.PeerEndpoint(n)
 	s := map[string]string{
 		"listen_addresses":        listen,
 		"port":                    strconv.Itoa(port),
@@ -37,87 +37,13 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 	// on a node that had it.
 	s["ssl"] = "off"
 	if c.TLS.Enabled {
-		f := NodeTLS(c, n)
+		f := c.NodeTLS(n)
 		s["ssl"] = "on"
 		s["ssl_cert_file"] = f.Cert
 		s["ssl_key_file"] = f.Key
 		s["ssl_ca_file"] = f.CA
 	}
 	return s
-}
-
-// DockerPort is the port PostgreSQL listens on inside a node container.
-const DockerPort = 5432
-
-// PeerEndpoint is how the other nodes reach n: the node's host and port on
-// the local runtime, the container's name on the cluster network on Docker.
-func PeerEndpoint(c *config.Cluster, n *config.Node) (string, int) {
-	if c.IsDocker() {
-		return ContainerName(c, n.Name), DockerPort
-	}
-	return n.Host, n.Port
-}
-
-// AdminEndpoint is how pgha reaches n: directly on the local runtime,
-// through the published port on Docker.
-func AdminEndpoint(c *config.Cluster, n *config.Node) (string, int) {
-	if c.IsDocker() {
-		host := c.Runtime.Docker.Bind
-		if host == "0.0.0.0" || host == "" {
-			host = "127.0.0.1"
-		}
-		return host, n.Port
-	}
-	return n.Host, n.Port
-}
-
-// ContainerName is the name of a node's (or "redis") container.
-func ContainerName(c *config.Cluster, name string) string { return c.Runtime.Docker.Prefix + name }
-
-// PassfilePath is where pgha keeps the replication credentials that
-// primary_conninfo and pg_basebackup read, so no password is written into a
-// PostgreSQL configuration file. On Docker it lives in each node's volume.
-func PassfilePath(c *config.Cluster) string {
-	if c.IsDocker() {
-		return config.DockerVolumeDir + "/pgpass"
-	}
-	return c.Runtime.DataDir + "/.pgha/pgpass"
-}
-
-// LogFile is where a node's server log goes.
-func LogFile(c *config.Cluster, n *config.Node) string {
-	if c.IsDocker() {
-		return config.DockerVolumeDir + "/log/postgresql.log"
-	}
-	return c.Runtime.DataDir + "/log/" + n.Name + ".log"
-}
-
-// PrimaryConninfo is the connection string a standby uses to follow
-// primary. With TLS the standby checks the primary's certificate against
-// the cluster CA and its name (verify-full), and presents its own, which
-// the primary's replication lines require.
-func PrimaryConninfo(c *config.Cluster, standby, primary *config.Node) string {
-	host, port := PeerEndpoint(c, primary)
-	kv := []pgconf.KV{{Key: "host", Value: host}, {Key: "port", Value: strconv.Itoa(port)},
-		{Key: "user", Value: c.Replication.User}, {Key: "application_name", Value: standby.Name},
-		{Key: "passfile", Value: PassfilePath(c)}}
-	if !c.TLS.Enabled {
-		return pgconf.Conninfo(append(kv, pgconf.KV{Key: "sslmode", Value: "prefer"})...)
-	}
-	f := NodeTLS(c, standby)
-	return pgconf.Conninfo(append(kv, pgconf.KV{Key: "sslmode", Value: "verify-full"}, pgconf.KV{Key: "sslrootcert", Value: f.CA},
-		pgconf.KV{Key: "sslcert", Value: f.Cert}, pgconf.KV{Key: "sslkey", Value: f.Key})...)
-}
-
-// LibpqTLS is the environment that gives a libpq client run on n's
-// behalf (pg_basebackup, pg_rewind, pg_dumpall) the same TLS as n's
-// primary_conninfo; nil without TLS.
-func LibpqTLS(c *config.Cluster, n *config.Node) []string {
-	if !c.TLS.Enabled {
-		return nil
-	}
-	f := NodeTLS(c, n)
-	return []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + f.CA, "PGSSLCERT=" + f.Cert, "PGSSLKEY=" + f.Key}
 }
 
 // DesiredSettings is, for primary as the cluster's primary, the full set of settings pgha writes to a node's
@@ -135,7 +61,7 @@ func DesiredSettings(c *config.Cluster, n *config.Node, primary string) map[stri
 		s["primary_conninfo"] = ""
 		s["primary_slot_name"] = ""
 	} else {
-		s["primary_conninfo"] = PrimaryConninfo(c, n, c.Node(primary))
+		s["primary_conninfo"] = c.PrimaryConninfo(n, c.Node(primary))
 		s["primary_slot_name"] = n.Slot
 	}
 	return s

@@ -18,7 +18,7 @@ func TestHBAAndConninfo(t *testing.T) {
 	if got != want {
 		t.Errorf("HBA:\n%s\nwant\n%s", got, want)
 	}
-	if got, want := PrimaryConninfo(c, c.Node("db2"), c.Node("db1")),
+	if got, want := c.PrimaryConninfo(c.Node("db2"), c.Node("db1")),
 		"host=127.0.0.1 port=5441 user=replicator application_name=db2 passfile=/srv/pgha/data/.pgha/pgpass sslmode=prefer"; got != want {
 		t.Errorf("conninfo %s, want %s", got, want)
 	}
@@ -35,7 +35,7 @@ func TestHBAAndConninfo(t *testing.T) {
 	if _, err := pgconf.HBA(lines); err != nil {
 		t.Errorf("pgconf.HBA refuses plan.HBA's lines: %v", err)
 	}
-	ci := PrimaryConninfo(c, c.Node("db3"), c.Node("db2"))
+	ci := c.PrimaryConninfo(c.Node("db3"), c.Node("db2"))
 	if want := "host=all port=5442 user=replicator application_name=db3 passfile='/srv/my data/.pgha/pgpass' sslmode=prefer"; ci != want {
 		t.Errorf("conninfo %s, want %s", ci, want)
 	}
@@ -46,7 +46,7 @@ func TestHBAAndConninfo(t *testing.T) {
 			t.Errorf("HBA wrote %q", l)
 		}
 	}
-	kv, err := pgconf.ParseConninfo(PrimaryConninfo(c, c.Node("db3"), c.Node("db2")))
+	kv, err := pgconf.ParseConninfo(c.PrimaryConninfo(c.Node("db3"), c.Node("db2")))
 	if err != nil || len(kv) != 6 || kv[0] != (pgconf.KV{Key: "host", Value: "0.0.0.0/0 trust #"}) {
 		t.Errorf("conninfo with a bad host parses as %v, %v", kv, err)
 	}

@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -46,13 +45,13 @@ func CertRequest(c *config.Cluster, name string) pki.Request {
 			hosts = append(hosts, h)
 		}
 		if c.IsDocker() {
-			hosts = append(hosts, ContainerName(c, "redis"))
+			hosts = append(hosts, c.ContainerName("redis"))
 		}
 	default:
 		n := c.Node(name)
 		if n != nil {
-			peer, _ := PeerEndpoint(c, n)
-			admin, _ := AdminEndpoint(c, n)
+			peer, _ := c.PeerEndpoint(n)
+			admin, _ := c.AdminEndpoint(n)
 			hosts = append(hosts, peer, admin, n.Host)
 		}
 	}
@@ -64,33 +63,6 @@ func CertRequest(c *config.Cluster, name string) pki.Request {
 		}
 	}
 	return pki.Request{CommonName: name, Hosts: out, Server: true, Client: name != CertRedis}
-}
-
-// TLSFiles are where a node's server reads its certificate, key and the
-// cluster CA: beside the passfile, outside the data directory, so that a
-// clone or pg_rewind (which copy data directories) never brings another
-// node's key.
-type TLSFiles struct{ Cert, Key, CA string }
-
-// NodeTLS is where n's TLS files are installed.
-func NodeTLS(c *config.Cluster, n *config.Node) TLSFiles {
-	if c.IsDocker() {
-		d := config.DockerVolumeDir + "/tls"
-		return TLSFiles{Cert: d + "/server.crt", Key: d + "/server.key", CA: d + "/ca.crt"}
-	}
-	d := filepath.Join(filepath.Dir(PassfilePath(c)), "tls", n.Name)
-	return TLSFiles{Cert: d + "/server.crt", Key: d + "/server.key", CA: d + "/ca.crt"}
-}
-
-// RedisTLS is where the managed Redis reads its TLS files: in its data
-// directory (local) or volume (docker).
-func RedisTLS(c *config.Cluster) TLSFiles {
-	d := c.Catalog.DataDir
-	if c.IsDocker() {
-		d = "/data"
-	}
-	d += "/tls"
-	return TLSFiles{Cert: d + "/redis.crt", Key: d + "/redis.key", CA: d + "/ca.crt"}
 }
 
 // certificates plans the store (the CA, then every certificate that is
@@ -190,7 +162,7 @@ func (b *builder) certificates() {
 			continue
 		}
 		a := newAction(CertificateInstall, Update, name, name, reason)
-		files := NodeTLS(b.c, n)
+		files := b.c.NodeTLS(n)
 		a.After = map[string]string{"cert": files.Cert, "key": files.Key, "ca": files.CA}
 		a.DependsOn = deps(issued, caID)
 		b.add(a)

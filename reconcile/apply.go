@@ -377,7 +377,7 @@ func (e *Env) reconnected(ctx context.Context, n *config.Node, primary string) e
 			return ctx.Err()
 		}
 		if err != nil {
-			e.note("%s does not stream from %s after %s (see %s); the next plan says so", sn.Name, primary, ReconnectTimeout, plan.LogFile(e.Cfg, sn))
+			e.note("%s does not stream from %s after %s (see %s); the next plan says so", sn.Name, primary, ReconnectTimeout, e.Cfg.LogFile(sn))
 		}
 	}
 	return nil
@@ -457,7 +457,7 @@ func (e *Env) waitStreaming(ctx context.Context, n *config.Node, primary string)
 	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
 	defer cancel()
 	if err := postgres.WaitStreaming(wctx, e.superuser(n)); err != nil {
-		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, primary, plan.LogFile(e.Cfg, n), err)
+		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, primary, e.Cfg.LogFile(n), err)
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki/certstore"
-	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
@@ -73,7 +72,7 @@ func (e *Env) Close() {
 
 // superuser is how pgha talks to a node.
 func (e *Env) superuser(n *config.Node) postgres.Endpoint {
-	host, port := plan.AdminEndpoint(e.Cfg, n)
+	host, port := e.Cfg.AdminEndpoint(n)
 	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal(),
 		TLS: e.clientTLS(host), RequireTLS: e.requireTLS(n.Name), Name: n.Name}
 }
@@ -81,7 +80,7 @@ func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 // replicator is how pgha streams from n over the replication protocol
 // (base backups, WAL): as the replication user, through the admin endpoint.
 func (e *Env) replicator(n *config.Node) postgres.Endpoint {
-	host, port := plan.AdminEndpoint(e.Cfg, n)
+	host, port := e.Cfg.AdminEndpoint(n)
 	return postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Replication.User, Password: e.Cfg.Replication.Password.Reveal(),
 		TLS: e.clientTLS(host), RequireTLS: e.requireTLS(n.Name), Name: n.Name}
 }

@@ -56,7 +56,7 @@ type Runtime interface {
 	// keeping its data. Only the docker runtime plans it.
 	Replace(ctx context.Context, n *config.Node) error
 	// InstallTLS writes n's certificate, key and the cluster CA where
-	// plan.NodeTLS says, readable by its server only.
+	// config.Cluster.NodeTLS says, readable by its server only.
 	InstallTLS(ctx context.Context, n *config.Node, cert, key, ca []byte) error
 	// InstalledTLS reads the installed certificate and CA back (nil when
 	// absent).

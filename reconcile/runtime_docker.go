@@ -14,7 +14,6 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
-	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/docker"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
@@ -200,7 +199,7 @@ func (d *dockerRuntime) ensureNode(ctx context.Context, n *config.Node) error {
 	}
 	dk := d.c.Runtime.Docker
 	err := d.eng.EnsureContainer(ctx, docker.Spec{Node: n.Name, Role: "postgres", Image: dk.Image, Config: dk.Image,
-		Mount: volumeDir, Port: plan.DockerPort, Bind: dk.Bind, HostPort: n.Port, Cmd: keeper(pgData + "/postmaster.pid")})
+		Mount: volumeDir, Port: config.DockerPort, Bind: dk.Bind, HostPort: n.Port, Cmd: keeper(pgData + "/postmaster.pid")})
 	if err != nil {
 		return err
 	}
@@ -366,14 +365,14 @@ func (d *dockerRuntime) WritePassfile(ctx context.Context, n *config.Node) error
 	if err != nil {
 		return err
 	}
-	return d.write(ctx, n.Name, pgUser, plan.PassfilePath(d.c), content)
+	return d.write(ctx, n.Name, pgUser, d.c.PassfilePath(), content)
 }
 
 func (d *dockerRuntime) Start(ctx context.Context, n *config.Node) error {
 	if running, _ := d.postmasterRunning(ctx, n); running {
 		return nil
 	}
-	log := plan.LogFile(d.c, n)
+	log := d.c.LogFile(n)
 	if _, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-l", log, "-w", "-t", "60", "start"); err != nil {
 		tail, _ := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "tail", "-n", "20", log)
 		return fmt.Errorf("%w\nlast lines of %s in %s:\n%s", err, log, d.eng.Name(n.Name), tail)
@@ -399,7 +398,7 @@ func (d *dockerRuntime) Stop(ctx context.Context, n *config.Node, mode string) e
 }
 
 func (d *dockerRuntime) Restart(ctx context.Context, n *config.Node) error {
-	_, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-l", plan.LogFile(d.c, n), "-m", "fast", "-w", "-t", "60", "restart")
+	_, err := d.pg(ctx, n, nil, "pg_ctl", "-D", pgData, "-l", d.c.LogFile(n), "-m", "fast", "-w", "-t", "60", "restart")
 	return err
 }
 
@@ -413,14 +412,14 @@ func (d *dockerRuntime) Clone(ctx context.Context, n, primary *config.Node) erro
 	if err := d.WritePassfile(ctx, n); err != nil {
 		return err
 	}
-	host, port := plan.PeerEndpoint(d.c, primary)
+	host, port := d.c.PeerEndpoint(primary)
 	args := []string{"-D", pgData, "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Replication.User,
 		"-X", "stream", "-c", "fast", "--no-password"}
 	if n.Slot != "" {
 		args = append(args, "-S", n.Slot)
 	}
-	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=" + n.Name, "PGCONNECT_TIMEOUT=10"}
-	env = append(env, plan.LibpqTLS(d.c, n)...)
+	env := []string{"PGPASSFILE=" + d.c.PassfilePath(), "PGAPPNAME=" + n.Name, "PGCONNECT_TIMEOUT=10"}
+	env = append(env, d.c.LibpqTLS(n)...)
 	if _, err := d.pgCancellable(ctx, n, env, "pg_basebackup", args...); err != nil {
 		_, _ = d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "find", pgData, "-mindepth", "1", "-delete")
 		return err
@@ -501,7 +500,7 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 		return fmt.Errorf("start the managed catalog: %w", err)
 	}
 	if t != nil {
-		f := plan.RedisTLS(d.c)
+		f := d.c.RedisTLS()
 		if _, err := d.eng.Exec(ctx, redisNode, "root", nil, nil, "sh", "-c", `umask 077; mkdir -p "$(dirname "$0")"`, f.Cert); err != nil {
 			return fmt.Errorf("TLS directory in %s: %w", d.eng.Name(redisNode), err)
 		}
@@ -620,10 +619,10 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 		return "", err
 	}
 	defer d.eng.Exec(context.Background(), n.Name, pgUser, nil, nil, "rm", "-f", pf)
-	host, port := plan.PeerEndpoint(d.c, source)
+	host, port := d.c.PeerEndpoint(source)
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: host}, pgconf.KV{Key: "port", Value: strconv.Itoa(port)},
 		pgconf.KV{Key: "user", Value: su.Superuser}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
-	report, err := d.pgCancellable(ctx, n, append([]string{"PGPASSFILE=" + pf}, plan.LibpqTLS(d.c, n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
+	report, err := d.pgCancellable(ctx, n, append([]string{"PGPASSFILE=" + pf}, d.c.LibpqTLS(n)...), "pg_rewind", "--target-pgdata", pgData, "--source-server", conn)
 	if err != nil {
 		return report, err
 	}
@@ -634,7 +633,7 @@ func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (str
 // outside PGDATA, for the image's postgres user, through the engine (the
 // files never touch a command line or the image).
 func (d *dockerRuntime) InstallTLS(ctx context.Context, n *config.Node, cert, key, ca []byte) error {
-	f := plan.NodeTLS(d.c, n)
+	f := d.c.NodeTLS(n)
 	if _, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `umask 077; mkdir -p "$(dirname "$0")"`, f.Cert); err != nil {
 		return fmt.Errorf("TLS directory in %s: %w", n.Name, err)
 	}
@@ -652,7 +651,7 @@ func (d *dockerRuntime) InstallTLS(ctx context.Context, n *config.Node, cert, ke
 // InstalledTLS reads n's installed certificate and CA (nil when absent
 // or when the container does not run).
 func (d *dockerRuntime) InstalledTLS(ctx context.Context, n *config.Node) (cert, ca []byte, err error) {
-	f := plan.NodeTLS(d.c, n)
+	f := d.c.NodeTLS(n)
 	out, err := d.eng.Exec(ctx, n.Name, pgUser, nil, nil, "sh", "-c", `cat "$0" 2>/dev/null; echo "#pgha-split"; cat "$1" 2>/dev/null; true`, f.Cert, f.CA)
 	if err != nil {
 		return nil, nil, err
@@ -738,9 +737,9 @@ func (d *dockerRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Wri
 	if err != nil {
 		return "", err
 	}
-	host, port := plan.PeerEndpoint(d.c, n) // the address pg_hba.conf lets replication in from
-	env := []string{"PGPASSFILE=" + plan.PassfilePath(d.c), "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
-	env = append(env, plan.LibpqTLS(d.c, n)...)
+	host, port := d.c.PeerEndpoint(n) // the address pg_hba.conf lets replication in from
+	env := []string{"PGPASSFILE=" + d.c.PassfilePath(), "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
+	env = append(env, d.c.LibpqTLS(n)...)
 	report, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast",
 		"--no-password", "-v", "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Replication.User)
 	if err != nil {
@@ -775,9 +774,9 @@ func (d *dockerRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer
 	if err != nil {
 		return err
 	}
-	host, port := plan.PeerEndpoint(d.c, n)
+	host, port := d.c.PeerEndpoint(n)
 	env := []string{"PGPASSFILE=" + pf, "PGAPPNAME=pgha-backup", "PGCONNECT_TIMEOUT=10"}
-	env = append(env, plan.LibpqTLS(d.c, n)...)
+	env = append(env, d.c.LibpqTLS(n)...)
 	if stderr, err := d.eng.ExecStream(ctx, n.Name, pgUser, env, w, path, "-h", host, "-p", strconv.Itoa(port), "-U", d.c.Postgres.Superuser, "--no-password"); err != nil {
 		return fmt.Errorf("pg_dumpall on %s: %w\n%s", n.Name, err, stderr)
 	}

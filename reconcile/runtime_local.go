@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
 )
@@ -119,11 +118,11 @@ func (l *localRuntime) SetStandby(_ context.Context, n *config.Node, on bool) er
 
 func (l *localRuntime) WritePassfile(context.Context, *config.Node) error {
 	r := l.c.Replication
-	return l.rt.WritePassfile(plan.PassfilePath(l.c), []local.PassEntry{{User: r.User, Password: r.Password.Reveal()}})
+	return l.rt.WritePassfile(l.c.PassfilePath(), []local.PassEntry{{User: r.User, Password: r.Password.Reveal()}})
 }
 
 func (l *localRuntime) Start(ctx context.Context, n *config.Node) error {
-	return l.rt.Start(ctx, n.DataDir, plan.LogFile(l.c, n))
+	return l.rt.Start(ctx, n.DataDir, l.c.LogFile(n))
 }
 
 func (l *localRuntime) Stop(ctx context.Context, n *config.Node, mode string) error {
@@ -131,16 +130,16 @@ func (l *localRuntime) Stop(ctx context.Context, n *config.Node, mode string) er
 }
 
 func (l *localRuntime) Restart(ctx context.Context, n *config.Node) error {
-	return l.rt.Restart(ctx, n.DataDir, plan.LogFile(l.c, n))
+	return l.rt.Restart(ctx, n.DataDir, l.c.LogFile(n))
 }
 
 func (l *localRuntime) Clone(ctx context.Context, n, primary *config.Node) error {
 	if err := l.WritePassfile(ctx, n); err != nil {
 		return err
 	}
-	host, port := plan.PeerEndpoint(l.c, primary)
+	host, port := l.c.PeerEndpoint(primary)
 	if err := l.rt.Clone(ctx, n.DataDir, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User,
-		Slot: n.Slot, Passfile: plan.PassfilePath(l.c), AppName: n.Name, Env: plan.LibpqTLS(l.c, n)}); err != nil {
+		Slot: n.Slot, Passfile: l.c.PassfilePath(), AppName: n.Name, Env: l.c.LibpqTLS(n)}); err != nil {
 		return err
 	}
 	return l.mark(n)
@@ -207,14 +206,14 @@ func (l *localRuntime) ControlData(ctx context.Context, n *config.Node) (map[str
 // Rewind connects pg_rewind to source as the superuser through a
 // short-lived passfile, never a command line.
 func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {
-	pf := filepath.Join(filepath.Dir(plan.PassfilePath(l.c)), "rewind-"+n.Name)
+	pf := filepath.Join(filepath.Dir(l.c.PassfilePath()), "rewind-"+n.Name)
 	su := l.c.Postgres
 	if err := l.rt.WritePassfile(pf, []local.PassEntry{{User: su.Superuser, Password: su.Password.Reveal()}}); err != nil {
 		return "", err
 	}
 	defer os.Remove(pf)
-	host, port := plan.PeerEndpoint(l.c, source)
-	report, err := l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)})
+	host, port := l.c.PeerEndpoint(source)
+	report, err := l.rt.Rewind(ctx, n.DataDir, local.RewindSource{Host: host, Port: port, User: su.Superuser, Passfile: pf, Env: l.c.LibpqTLS(n)})
 	if err != nil {
 		return report, err
 	}
@@ -224,13 +223,13 @@ func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (stri
 // InstallTLS puts n's certificate, key and the CA where its server and
 // its libpq clients read them, 0600 and owned by run_as.
 func (l *localRuntime) InstallTLS(_ context.Context, n *config.Node, cert, key, ca []byte) error {
-	f := plan.NodeTLS(l.c, n)
+	f := l.c.NodeTLS(n)
 	return l.rt.WritePrivateFiles(map[string][]byte{f.Cert: cert, f.Key: key, f.CA: ca})
 }
 
 // InstalledTLS reads back what InstallTLS wrote (nil when absent).
 func (l *localRuntime) InstalledTLS(_ context.Context, n *config.Node) (cert, ca []byte, err error) {
-	f := plan.NodeTLS(l.c, n)
+	f := l.c.NodeTLS(n)
 	cert, err = os.ReadFile(f.Cert)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, nil, err
@@ -271,8 +270,8 @@ func (l *localRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writ
 	if err := l.WritePassfile(ctx, n); err != nil {
 		return "", err
 	}
-	host, port := plan.AdminEndpoint(l.c, n)
-	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: plan.PassfilePath(l.c), Env: plan.LibpqTLS(l.c, n)}, w)
+	host, port := l.c.AdminEndpoint(n)
+	return l.rt.BaseBackup(ctx, local.CloneSource{Host: host, Port: port, User: l.c.Replication.User, Passfile: l.c.PassfilePath(), Env: l.c.LibpqTLS(n)}, w)
 }
 
 // superPassfile writes the superuser's credentials where RunAs reads them
@@ -280,7 +279,7 @@ func (l *localRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writ
 // function that removes it: pg_dumpall and psql never see a password on
 // their command line or in their environment.
 func (l *localRuntime) superPassfile() (string, func(), error) {
-	path := filepath.Join(filepath.Dir(plan.PassfilePath(l.c)), "pgpass-superuser")
+	path := filepath.Join(filepath.Dir(l.c.PassfilePath()), "pgpass-superuser")
 	err := l.rt.WritePassfile(path, []local.PassEntry{{User: l.c.Postgres.Superuser, Password: l.c.Postgres.Password.Reveal()}})
 	return path, func() { os.Remove(path) }, err
 }
@@ -292,8 +291,8 @@ func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer)
 		return err
 	}
 	defer done()
-	host, port := plan.AdminEndpoint(l.c, n)
-	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf, Env: plan.LibpqTLS(l.c, n)}, w)
+	host, port := l.c.AdminEndpoint(n)
+	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf, Env: l.c.LibpqTLS(n)}, w)
 }
 
 // nodeDirName is what a node's data directory is called under data_dir:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/docker"
@@ -48,7 +49,7 @@ func (d *dockerRuntime) startScratch(ctx context.Context, repo string, chain []s
 		_ = d.eng.RemoveVolume(context.Background(), node)
 	}
 	err = d.eng.EnsureContainer(ctx, docker.Spec{Node: node, Role: "scratch", Image: d.c.Runtime.Docker.Image, Config: d.c.Runtime.Docker.Image,
-		Mount: root, Port: plan.DockerPort, Bind: "127.0.0.1", HostPort: port})
+		Mount: root, Port: config.DockerPort, Bind: "127.0.0.1", HostPort: port})
 	if err != nil {
 		stop()
 		return 0, nil, none, err

@@ -223,7 +223,7 @@ func (e *Env) renewRedis(ctx context.Context) error {
 	if e.Catalog == nil {
 		return nil
 	}
-	return e.Catalog.ReloadTLS(ctx, plan.RedisTLS(e.Cfg).Cert)
+	return e.Catalog.ReloadTLS(ctx, e.Cfg.RedisTLS().Cert)
 }
 
 // requireTLS reports whether pgha must reach node over TLS only: TLS is
@@ -294,7 +294,7 @@ func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
 			}
 			var down *postgres.DowngradeError
 			if errors.As(err, &down) {
-				return fmt.Errorf("%s still refuses TLS %s after pgha configured it with ssl = on (see %s): its certificate files or settings did not take, or someone in between answers for it", n.Name, confirmTLSTimeout, plan.LogFile(e.Cfg, n))
+				return fmt.Errorf("%s still refuses TLS %s after pgha configured it with ssl = on (see %s): its certificate files or settings did not take, or someone in between answers for it", n.Name, confirmTLSTimeout, e.Cfg.LogFile(n))
 			}
 			return fmt.Errorf("%s over TLS after pgha configured it with ssl = on: %w", n.Name, err)
 		case <-time.After(50 * time.Millisecond):
