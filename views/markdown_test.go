@@ -232,3 +232,23 @@ func TestDocumentedContract(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownFindingsFillAComment: findings too long for one comment get
+// the first part alone, cut at a line with a note; the plan follows whole.
+func TestMarkdownFindingsFillAComment(t *testing.T) {
+	p := bigPlan(3)
+	p.Diagnostics = []plan.Diagnostic{{Severity: plan.Critical, Summary: "many findings",
+		Detail: strings.Repeat("a standby that does not stream, with a long explanation of why\n", 2000)}}
+	parts := Markdown(p, CommentLimit)
+	checkParts(t, parts, CommentLimit)
+	if len(parts) < 3 || strings.Contains(parts[0], "<details>") ||
+		!strings.HasSuffix(parts[0], "> a standby that does not stream, with a long explanation of why\n\n_(cut: the findings exceed one comment; run `pgha show` for all of them)_\n") {
+		t.Fatalf("%d parts; first ends %q", len(parts), parts[0][max(0, len(parts[0])-300):])
+	}
+	// The plan (it repeats the findings, 128 kB) follows in the next parts, whole.
+	var text bytes.Buffer
+	plan.Text(&text, p)
+	if got, want := strings.Join(diffBodies(parts, "```"), "\n"), strings.Join(diffLines(text.String()), "\n"); got != want {
+		t.Fatalf("the plan is not whole after the findings (%d bytes, want %d)", len(got), len(want))
+	}
+}
