@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/internal/bytesize"
 )
 
 // runBackup compares, on one pgbench data set and in one run, pgha's full
@@ -247,7 +247,7 @@ func printBackupTable(results []result, scale int, runtime string) {
 	fmt.Printf("\nBackups of a pgbench scale-%d data set (%s runtime); fulls and their baselines take turns, median of their runs\n\n", scale, runtime)
 	fmt.Printf("%-58s %5s %10s %12s\n", "method", "runs", "time", "stored")
 	for _, name := range order {
-		st := plan.Bytes(size[name])
+		st := bytesize.Format(size[name])
 		if size[name] == 0 {
 			st = "-"
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/state"
 )
 
@@ -47,7 +48,7 @@ func (b *builder) asides() {
 			total += d.Bytes
 		}
 		if cn.PreventDestroy {
-			b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s (%s)", cn.Name, len(n.Aside), plural(len(n.Aside)), Bytes(total)),
+			b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s (%s)", cn.Name, len(n.Aside), plural(len(n.Aside)), bytesize.Format(total)),
 				fmt.Sprintf("%s has prevent_destroy = true: pgha never removes them. Delete %s by hand once nothing in it is needed.", cn.Name, asidePaths(n.Aside)))
 			continue
 		}
@@ -65,8 +66,8 @@ func (b *builder) asides() {
 			}
 			a := newAction(DataRemove, Delete, cn.Name, filepath.Base(d.Path),
 				fmt.Sprintf("%s is healthy again; the data set aside in %s on %s is no longer needed: removing it frees %s",
-					cn.Name, d.Path, at.Format("2006-01-02 15:04Z"), Bytes(d.Bytes)))
-			a.Before = map[string]string{"path": d.Path, "size": Bytes(d.Bytes)}
+					cn.Name, d.Path, at.Format("2006-01-02 15:04Z"), bytesize.Format(d.Bytes)))
+			a.Before = map[string]string{"path": d.Path, "size": bytesize.Format(d.Bytes)}
 			a.DataLoss = true
 			b.add(a)
 		}
@@ -75,7 +76,7 @@ func (b *builder) asides() {
 			for _, d := range foreign {
 				fb += d.Bytes
 			}
-			b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s pgha did not make (%s)", cn.Name, len(foreign), plural(len(foreign)), Bytes(fb)),
+			b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s pgha did not make (%s)", cn.Name, len(foreign), plural(len(foreign)), bytesize.Format(fb)),
 				fmt.Sprintf("%s: set aside by a re-clone, but without pgha's marker for cluster %s (another cluster's data, or files put there by hand). pgha never removes them; delete them by hand once nothing in them is needed.",
 					asidePaths(foreign), b.c.Name))
 		}
@@ -90,7 +91,7 @@ func (b *builder) asides() {
 		if healthy {
 			when = fmt.Sprintf("once it is %s old", keepText)
 		}
-		b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s (%s)", cn.Name, len(kept), plural(len(kept)), Bytes(kb)),
+		b.diag(Warning, cn.Name, fmt.Sprintf("%s keeps %d set-aside data director%s (%s)", cn.Name, len(kept), plural(len(kept)), bytesize.Format(kb)),
 			fmt.Sprintf("%s: its data from before a re-clone or a restore, kept rather than deleted. A plan proposes removing it %s.", asidePaths(kept), when))
 	}
 }

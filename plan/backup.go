@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/state"
 )
 
@@ -38,7 +39,7 @@ func (b *builder) backups() {
 	if sl := primary.Slot(config.BackupSlot); running && sl != nil && primary.CurrentLSN > sl.RestartLSN &&
 		primary.CurrentLSN-sl.RestartLSN > backupSlotWarn {
 		b.diag(Warning, b.target, fmt.Sprintf("slot %s holds %s of WAL on %s since %s", config.BackupSlot,
-			Bytes(int64(primary.CurrentLSN-sl.RestartLSN)), b.target, sl.RestartLSN),
+			bytesize.Format(int64(primary.CurrentLSN-sl.RestartLSN)), b.target, sl.RestartLSN),
 			"It keeps the WAL the next incremental or differential backup stores, and moves on with every backup. "+
 				"Backups are taken when apply runs: run it (from cron, say) so the slot moves, or remove the backup block and the slot goes.")
 	}
@@ -85,7 +86,7 @@ func (b *builder) backups() {
 			ids = append(ids, m.ID)
 			stored += m.StoredBytes
 		}
-		a.Before = map[string]string{"backups": strings.Join(ids, ","), "count": strconv.Itoa(len(ids)), "stored": Bytes(stored)}
+		a.Before = map[string]string{"backups": strings.Join(ids, ","), "count": strconv.Itoa(len(ids)), "stored": bytesize.Format(stored)}
 		a.DependsOn = deps(take) // the newer backup first: a failed one must not cost an older chain
 		b.add(a)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/state"
 )
 
@@ -772,11 +773,11 @@ func (b *builder) divergence(name string, n *state.Node, primary string) string 
 	if fork != nil {
 		out = fmt.Sprintf("rewind: diverged at %s, timeline %d→%d; what %s wrote after %s is discarded", fork.SwitchLSN, fork.Parent, p.Timeline, name, fork.SwitchLSN)
 		if n.Reachable && !n.InRecovery && n.CurrentLSN > fork.SwitchLSN {
-			out += fmt.Sprintf(" (%s of WAL)", Bytes(int64(n.CurrentLSN-fork.SwitchLSN)))
+			out += fmt.Sprintf(" (%s of WAL)", bytesize.Format(int64(n.CurrentLSN-fork.SwitchLSN)))
 		}
 	}
 	if p.DatabaseBytes > 0 && !b.c.Node(name).PreventDestroy {
-		out += fmt.Sprintf("; re-clone if rewind cannot work: %s", Bytes(p.DatabaseBytes))
+		out += fmt.Sprintf("; re-clone if rewind cannot work: %s", bytesize.Format(p.DatabaseBytes))
 	}
 	return out
 }

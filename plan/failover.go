@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/state"
 )
 
@@ -97,7 +98,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	for i := range cands {
 		if cands[i].Eligible {
 			cands[i].Behind = max(int64(ref)-int64(cands[i].Received), 0)
-			cands[i].Why = fmt.Sprintf("received %s, %s behind %s (%s)", cands[i].Received, Bytes(cands[i].Behind), ref, refFrom)
+			cands[i].Why = fmt.Sprintf("received %s, %s behind %s (%s)", cands[i].Received, bytesize.Format(cands[i].Behind), ref, refFrom)
 		}
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
@@ -123,7 +124,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 		return nil, &FailoverError{Reason: "no standby can be promoted", Candidates: cands}
 	case chosen.Behind > c.Failover.MaximumLag && !o.Force:
 		return nil, &FailoverError{Reason: fmt.Sprintf("refused: %s is %s behind, more than failover.maximum_lag (%s); pass -force to promote it anyway and lose that WAL",
-			chosen.Node, Bytes(chosen.Behind), Bytes(c.Failover.MaximumLag)), Candidates: cands}
+			chosen.Node, bytesize.Format(chosen.Behind), bytesize.Format(c.Failover.MaximumLag)), Candidates: cands}
 	}
 
 	b := &builder{c: c, s: s, p: newPlan(c, s, "failover"), target: chosen.Node, failover: true,
@@ -146,7 +147,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	}
 	a := newAction(Failover, Update, chosen.Node, chosen.Node, fmt.Sprintf("promote %s: the most advanced standby within maximum_lag (%s)", chosen.Node, chosen.Why))
 	a.Before = map[string]string{"primary": old, "generation": gen}
-	a.After = map[string]string{"primary": chosen.Node, "at_risk": Bytes(chosen.Behind) + " (WAL " + old + " may have written that " + chosen.Node + " never received is lost)"}
+	a.After = map[string]string{"primary": chosen.Node, "at_risk": bytesize.Format(chosen.Behind) + " (WAL " + old + " may have written that " + chosen.Node + " never received is lost)"}
 	if len(others) > 0 {
 		a.After["not_chosen"] = strings.Join(others, "; ")
 	}
@@ -156,7 +157,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	a.DependsOn = deps(fenceID)
 	if chosen.Behind > 0 {
 		a.DataLoss = true
-		a.Reason += fmt.Sprintf("; the %s it never received are lost", Bytes(chosen.Behind))
+		a.Reason += fmt.Sprintf("; the %s it never received are lost", bytesize.Format(chosen.Behind))
 	}
 	b.primaryUp = b.add(a)
 	b.switched = b.primaryUp
@@ -180,18 +181,4 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	b.switchoverBackup()
 	b.record()
 	return b.p, nil
-}
-
-// Bytes formats a byte count for people.
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

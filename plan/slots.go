@@ -5,6 +5,7 @@ import (
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/state"
 )
 
@@ -22,7 +23,7 @@ func (b *builder) standbyBackupSlot(cn *config.Node, n *state.Node) bool {
 	}
 	if sl := n.Slot(config.BackupSlot); sl != nil && n.ReplayLSN > sl.RestartLSN && n.ReplayLSN-sl.RestartLSN > backupSlotWarn {
 		b.diag(Warning, cn.Name, fmt.Sprintf("slot %s holds %s of WAL on standby %s since %s", config.BackupSlot,
-			Bytes(int64(n.ReplayLSN-sl.RestartLSN)), cn.Name, sl.RestartLSN),
+			bytesize.Format(int64(n.ReplayLSN-sl.RestartLSN)), cn.Name, sl.RestartLSN),
 			"It keeps the WAL since the newest backup, so that the chain continues if this standby becomes primary, and moves on with every backup. "+
 				"Backups are taken when apply runs: run it (from cron, say), or remove the backup block and the slots go.")
 	}

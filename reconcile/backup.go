@@ -14,6 +14,7 @@ import (
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/local"
@@ -126,8 +127,8 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return postgres.AdvanceSlot(ctx, ep, config.BackupSlot, stop) })
 	}
 	took := time.Since(start)
-	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes),
-		100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), took.Round(time.Millisecond), plan.Bytes(int64(float64(b.DatabaseBytes)/max(took.Seconds(), 0.001))))
+	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes),
+		100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), took.Round(time.Millisecond), bytesize.Format(int64(float64(b.DatabaseBytes)/max(took.Seconds(), 0.001))))
 	if e.Catalog != nil {
 		if err := e.Catalog.PutBackup(ctx, b); err != nil {
 			// The repository holds the manifest: nothing is lost, and the
@@ -228,11 +229,11 @@ func progress(out io.Writer, total int64) func(int64) {
 		}
 		last = now
 		rate := float64(done) / now.Sub(start).Seconds()
-		line := fmt.Sprintf("  %s, %s/s", plan.Bytes(done), plan.Bytes(int64(rate)))
+		line := fmt.Sprintf("  %s, %s/s", bytesize.Format(done), bytesize.Format(int64(rate)))
 		if total > done && rate > 0 {
 			eta := time.Duration(float64(total-done) / rate * float64(time.Second))
-			line = fmt.Sprintf("  %s of ~%s (%.0f%%), %s/s, ETA %s", plan.Bytes(done), plan.Bytes(total), 100*float64(done)/float64(total),
-				plan.Bytes(int64(rate)), eta.Round(time.Second))
+			line = fmt.Sprintf("  %s of ~%s (%.0f%%), %s/s, ETA %s", bytesize.Format(done), bytesize.Format(total), 100*float64(done)/float64(total),
+				bytesize.Format(int64(rate)), eta.Round(time.Second))
 		}
 		fmt.Fprintln(out, line)
 	}
@@ -619,7 +620,7 @@ func (e *Env) expire(ctx context.Context, ids []string) error {
 		if _, err := backup.Expire(e.Cfg.Backup.Repository, b); err != nil {
 			return err
 		}
-		e.note("expired %s %s (%s freed)", b.Type, b.ID, plan.Bytes(b.StoredBytes))
+		e.note("expired %s %s (%s freed)", b.Type, b.ID, bytesize.Format(b.StoredBytes))
 	}
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/internal/pgconf"
-	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/docker"
 	"github.com/pgha/pgha/state"
 )
@@ -180,7 +180,7 @@ func (d *dockerRuntime) loadChain(ctx context.Context, node, repo string, chain 
 	if _, err := d.eng.Exec(ctx, node, "root", nil, nil, append([]string{"chown", "-R", pgUser + ":"}, owned...)...); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "copied %s into %s in %s\n", plan.Bytes(m.n), d.eng.Name(node), time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(out, "copied %s into %s in %s\n", bytesize.Format(m.n), d.eng.Name(node), time.Since(began).Round(time.Millisecond))
 	// pg_combinebackup reads each backup's manifest from its directory,
 	// pg_verifybackup the restored one's: as pg_basebackup -Fp leaves them.
 	for i, b := range chain {

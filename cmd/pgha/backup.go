@@ -8,9 +8,8 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/reconcile"
-
-	"github.com/pgha/pgha/plan"
 )
 
 func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -64,7 +63,7 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 				parent = "-"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
-				plan.Bytes(b.DatabaseBytes), plan.Bytes(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
+				bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
 		}
 		tw.Flush()
 		return exitOK

@@ -7,7 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/reconcile"
 )
 
@@ -57,7 +57,7 @@ func cmdStatus(ctx context.Context, args []string, out, errw io.Writer) int {
 				lsn = n.LSN
 			}
 			if n.LagBytes != nil {
-				lag = plan.Bytes(*n.LagBytes)
+				lag = bytesize.Format(*n.LagBytes)
 			}
 			if n.LagSeconds != nil {
 				lagT = fmt.Sprintf("%.1fs", *n.LagSeconds)
