@@ -62,12 +62,14 @@ lint:
 	$(GO) vet ./...
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) each (make test runs it): the HCL decoder, the
-## saved-plan reader, the restore's tar extraction, the conninfo / pg_hba / passfile renderers.
+## saved-plan reader, the restore's tar extraction, the conninfo / pg_hba / passfile renderers,
+## the Markdown plan (pull-request comments).
 ## Go fuzzes one target per invocation, hence the loop; a short minimisation keeps each run
 ## to its time (the default minimises a new input for up to a minute).
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./config/:FuzzParse ./plan/:FuzzDecodePlan ./backup/:FuzzExtract \
-	./internal/pgconf/:FuzzConninfo ./internal/pgconf/:FuzzHBA ./internal/pgconf/:FuzzPassfile
+	./internal/pgconf/:FuzzConninfo ./internal/pgconf/:FuzzHBA ./internal/pgconf/:FuzzPassfile \
+	./views/:FuzzMarkdown
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \

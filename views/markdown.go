@@ -123,7 +123,7 @@ func Markdown(p *plan.Plan, limit int) []string {
 // found, and what it would discard.
 func header(p *plan.Plan) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "### pgha %s plan for cluster %s\n\n", escape(p.Operation), code(p.Cluster))
+	fmt.Fprintf(&b, "### pgha %s plan for cluster %s\n\n", escape(p.Operation), code(oneLine(p.Cluster)))
 	fmt.Fprintf(&b, "**%s**\n", escape(p.SummaryLine()))
 	for _, d := range p.Diagnostics {
 		// GitHub's alerts; elsewhere a plain quote with a bold label.
@@ -131,7 +131,7 @@ func header(p *plan.Plan) string {
 		if d.Severity == plan.Critical {
 			kind, label = "CAUTION", "Critical"
 		}
-		fmt.Fprintf(&b, "\n> [!%s]\n> **%s: %s**\n", kind, label, escape(d.Summary))
+		fmt.Fprintf(&b, "\n> [!%s]\n> **%s: %s**\n", kind, label, escape(oneLine(d.Summary)))
 		if d.Detail != "" {
 			b.WriteString(">\n")
 			for _, l := range strings.Split(d.Detail, "\n") {
@@ -152,7 +152,7 @@ func header(p *plan.Plan) string {
 		}
 		fmt.Fprintf(&b, "\n**%s; approving the plan approves the loss:**\n\n", what)
 		for _, a := range loss {
-			fmt.Fprintf(&b, "- **%s: %s**\n", code(a.ID), escape(a.Reason))
+			fmt.Fprintf(&b, "- **%s: %s**\n", code(oneLine(a.ID)), escape(oneLine(a.Reason)))
 		}
 	}
 	return b.String()
@@ -160,7 +160,7 @@ func header(p *plan.Plan) string {
 
 // continuation heads every part after the first.
 func continuation(p *plan.Plan, i, n int) string {
-	return fmt.Sprintf("### pgha %s plan for cluster %s (continued, part %d of %d)\n", escape(p.Operation), code(p.Cluster), i, n)
+	return fmt.Sprintf("### pgha %s plan for cluster %s (continued, part %d of %d)\n", escape(p.Operation), code(oneLine(p.Cluster)), i, n)
 }
 
 // shell wraps a part of the text plan: collapsed, as a diff, closed.
@@ -200,6 +200,9 @@ func diffLines(text string) []string {
 				mark = "!"
 			}
 			lines[i] = mark + m[1] + l[len(m[0])-1:]
+		}
+		if lines[i] == PartSeparator {
+			lines[i] = " " + l // a sentence of the plan never splits a comment
 		}
 	}
 	return lines
@@ -241,6 +244,10 @@ var markdownSpecial = strings.NewReplacer(
 	`\`, `\\`, "`", "\\`", `*`, `\*`, `_`, `\_`, `[`, `\[`, `]`, `\]`,
 	`<`, `\<`, `>`, `\>`, `|`, `\|`, `~`, `\~`, `&`, `\&`,
 )
+
+// oneLine keeps a sentence inside the line its markup (a heading, a bold
+// list item) opens and closes.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // escape makes s read as text in Markdown.
 func escape(s string) string { return markdownSpecial.Replace(s) }

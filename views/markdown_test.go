@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,21 +64,22 @@ func checkParts(t *testing.T, parts []string, limit int) {
 		if len(part) > limit {
 			t.Errorf("part %d: %d bytes, limit %d", i+1, len(part), limit)
 		}
-		if strings.Contains(part, PartSeparator) {
-			t.Errorf("part %d holds the separator", i+1)
+		lines := strings.Split(part, "\n")
+		if slices.Contains(lines, PartSeparator) {
+			t.Errorf("part %d holds the separator line", i+1)
 		}
 		opens, closes := strings.Count(part, "<details>"), strings.Count(part, "</details>")
 		if opens != closes || opens > 1 {
 			t.Errorf("part %d: %d <details>, %d </details>", i+1, opens, closes)
 		}
-		fences := 0
-		for _, l := range strings.Split(part, "\n") {
-			if strings.HasPrefix(l, "```") {
-				fences++
+		// The fence that opens the diff block closes it, once.
+		for j, l := range lines {
+			if fence, ok := strings.CutSuffix(l, "diff"); ok && strings.Trim(fence, "`") == "" && fence != "" {
+				if n := slices.Index(lines[j+1:], fence); n < 0 || slices.Contains(lines[j+1+n+1:], fence) {
+					t.Errorf("part %d: the code fence is not closed once:\n%s", i+1, part)
+				}
+				break
 			}
-		}
-		if fences%2 != 0 {
-			t.Errorf("part %d leaves a code fence open:\n%s", i+1, part)
 		}
 		if i > 0 && !strings.Contains(part, fmt.Sprintf("(continued, part %d of %d)", i+1, len(parts))) {
 			t.Errorf("part %d does not say which part it is:\n%s", i+1, part)
@@ -251,4 +253,45 @@ func TestMarkdownFindingsFillAComment(t *testing.T) {
 	if got, want := strings.Join(diffBodies(parts, "```"), "\n"), strings.Join(diffLines(text.String()), "\n"); got != want {
 		t.Fatalf("the plan is not whole after the findings (%d bytes, want %d)", len(got), len(want))
 	}
+}
+
+// FuzzMarkdown: whatever the plan's text, every part fits the limit, opens
+// and closes its <details> and its code fence, and no line of the plan can
+// close the fence early.
+func FuzzMarkdown(f *testing.F) {
+	f.Add("demo", "db2 is not running", "```", "detail\nmore", 40, 2000)
+	f.Add("x", strings.Repeat("long ", 500), "a\n```\nb", "", 300, 1024)
+	f.Add("y", "a\n```\n"+PartSeparator+"\n````", "v", "d", 3, 1500)
+	f.Fuzz(func(t *testing.T, cluster, reason, value, detail string, n, limit int) {
+		n = min(max(n, 0), 400)
+		p := bigPlan(n)
+		p.Cluster = cluster
+		for i := range p.Actions {
+			p.Actions[i].Reason = reason
+			p.Actions[i].After = map[string]string{"v": value}
+		}
+		p.Diagnostics = []plan.Diagnostic{{Severity: plan.Warning, Summary: reason, Detail: detail}}
+		limit = min(max(limit, 0), 3*CommentLimit)
+		parts := Markdown(p, limit)
+		checkParts(t, parts, max(limit, 1024))
+		var text bytes.Buffer
+		plan.Text(&text, p)
+		fence := codeFence(diffLines(text.String()))
+		for i, part := range parts {
+			if opens, closes := strings.Count(part, "\n"+fence+"diff\n"), strings.Count(part, "\n"+fence+"\n"); opens != closes || opens > 1 {
+				t.Fatalf("part %d: %d fences opened, %d closed", i+1, opens, closes)
+			}
+			in := false
+			for _, l := range strings.Split(part, "\n") {
+				switch {
+				case l == fence+"diff":
+					in = true
+				case l == fence:
+					in = false
+				case in && strings.HasPrefix(strings.TrimLeft(l, " "), fence):
+					t.Fatalf("part %d: a plan line could close the fence: %q", i+1, l)
+				}
+			}
+		}
+	})
 }
