@@ -1,7 +1,9 @@
 package config
 
 import (
+	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/pgha/pgha/internal/pgconf"
@@ -114,4 +116,57 @@ func (c *Cluster) LibpqTLS(n *Node) []string {
 	}
 	f := c.NodeTLS(n)
 	return []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + f.CA, "PGSSLCERT=" + f.Cert, "PGSSLKEY=" + f.Key}
+}
+
+// Names of the certificates in the TLS store that are not a node's.
+const (
+	CertPgha  = "pgha"  // pgha's client certificate (replication lines ask for one)
+	CertRedis = "redis" // the managed Redis's server certificate
+)
+
+// CertNames lists the certificates the store must hold: one per node,
+// pgha's, and the managed Redis's.
+func (c *Cluster) CertNames() []string {
+	var names []string
+	for _, n := range c.Nodes {
+		names = append(names, n.Name)
+	}
+	names = append(names, CertPgha)
+	if c.Catalog != nil && c.Catalog.Managed {
+		names = append(names, CertRedis)
+	}
+	return names
+}
+
+// CertHosts is every address the holder of the certificate called name
+// is dialled at, by its peers or by pgha, plus loopback: a node's peer
+// and admin endpoints and its host, the managed Redis's address and
+// container. pgha's own certificate is a client's and names no host.
+func (c *Cluster) CertHosts(name string) []string {
+	var hosts []string
+	switch name {
+	case CertPgha:
+		return nil
+	case CertRedis:
+		if h, _, err := net.SplitHostPort(c.Catalog.Address); err == nil {
+			hosts = append(hosts, h)
+		}
+		if c.IsDocker() {
+			hosts = append(hosts, c.ContainerName("redis"))
+		}
+	default:
+		if n := c.Node(name); n != nil {
+			peer, _ := c.PeerEndpoint(n)
+			admin, _ := c.AdminEndpoint(n)
+			hosts = append(hosts, peer, admin, n.Host)
+		}
+	}
+	hosts = append(hosts, "127.0.0.1", "localhost")
+	var out []string
+	for _, h := range hosts {
+		if h != "" && h != "0.0.0.0" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -16,7 +16,8 @@ func TestNames(t *testing.T) {
 		Replication: Replication{User: "replicator"}, Catalog: &Catalog{DataDir: "/srv/my data/redis"}}
 	docker := &Cluster{Name: "c", Runtime: Runtime{Kind: "docker", DataDir: "/srv/d",
 		Docker: Docker{Prefix: "pgha-c-", Bind: "0.0.0.0"}},
-		Replication: Replication{User: "replicator"}, Catalog: &Catalog{DataDir: "/srv/d/redis"}}
+		Replication: Replication{User: "replicator"}, Catalog: &Catalog{DataDir: "/srv/d/redis", Address: "127.0.0.1:6390", Managed: true},
+		Nodes: []*Node{primary, node}}
 
 	type endpoint struct {
 		host string
@@ -39,6 +40,8 @@ func TestNames(t *testing.T) {
 		{"local conninfo", local.PrimaryConninfo(node, primary),
 			"host=10.0.0.1 port=5441 user=replicator application_name=db2 passfile='/srv/my data/.pgha/pgpass' sslmode=prefer"},
 		{"local libpq tls off", local.LibpqTLS(node), []string(nil)},
+		{"local cert names", local.CertNames(), []string{CertPgha}},
+		{"local cert hosts", local.CertHosts("db2"), []string{"127.0.0.1", "localhost"}}, // not a node of local: loopback only
 
 		{"docker container", docker.ContainerName("redis"), "pgha-c-redis"},
 		{"docker peer", ep(docker.PeerEndpoint(node)), endpoint{"pgha-c-db2", DockerPort}},
@@ -47,6 +50,10 @@ func TestNames(t *testing.T) {
 		{"docker log", docker.LogFile(node), "/var/lib/pgha/log/postgresql.log"},
 		{"docker node tls", docker.NodeTLS(node), TLSFiles{Cert: "/var/lib/pgha/tls/server.crt",
 			Key: "/var/lib/pgha/tls/server.key", CA: "/var/lib/pgha/tls/ca.crt"}},
+		{"docker cert names", docker.CertNames(), []string{"db1", "db2", "pgha", "redis"}},
+		{"docker cert hosts node", docker.CertHosts("db2"), []string{"pgha-c-db2", "127.0.0.1", "10.0.0.2", "localhost"}},
+		{"docker cert hosts redis", docker.CertHosts(CertRedis), []string{"127.0.0.1", "pgha-c-redis", "localhost"}},
+		{"docker cert hosts pgha", docker.CertHosts(CertPgha), []string(nil)},
 		{"docker redis tls", docker.RedisTLS(), TLSFiles{Cert: "/data/tls/redis.crt", Key: "/data/tls/redis.key", CA: "/data/tls/ca.crt"}},
 	}
 	for _, tc := range cases {

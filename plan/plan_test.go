@@ -124,7 +124,7 @@ func withTLS(c *config.Cluster, s *state.Cluster) {
 	s.ObservedAt = tlsNow
 	s.TLS = &state.TLS{Dir: c.TLS.Dir, CAKey: true, CA: &state.Cert{Fingerprint: "ca0123456789abcdef", NotAfter: tlsNow.AddDate(9, 0, 0), Verified: true},
 		Certs: map[string]*state.Cert{}}
-	for _, name := range TLSNames(c) {
+	for _, name := range c.CertNames() {
 		s.TLS.Certs[name] = &state.Cert{Fingerprint: name + "-0123456789abcdef", NotAfter: tlsNow.AddDate(0, 11, 0), Verified: true, Hosts: CertRequest(c, name).Hosts}
 	}
 	for _, cn := range c.Nodes {

@@ -2,8 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"net"
-	"slices"
 	"strings"
 
 	"github.com/pgha/pgha/config"
@@ -11,58 +9,17 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
-// Names of the certificates that are not a node's.
-const (
-	CertPgha  = "pgha"  // pgha's client certificate (replication lines ask for one)
-	CertRedis = "redis" // the managed Redis's server certificate
-)
-
-// TLSNames lists the certificates the store must hold: one per node,
-// pgha's, and the managed Redis's.
-func TLSNames(c *config.Cluster) []string {
-	var names []string
-	for _, n := range c.Nodes {
-		names = append(names, n.Name)
-	}
-	names = append(names, CertPgha)
-	if c.Catalog != nil && c.Catalog.Managed {
-		names = append(names, CertRedis)
-	}
-	return names
-}
-
 // CertRequest is what the certificate called name must say: node
 // certificates serve and authenticate (a standby presents its own to the
-// primary), and name every address a peer or pgha dials, so that
-// verify-full holds whichever way the node is reached.
+// primary), and name every address a peer or pgha dials
+// (config.Cluster.CertHosts), so that verify-full holds whichever way the
+// node is reached. pgha's own is a client certificate only; the managed
+// Redis's serves only.
 func CertRequest(c *config.Cluster, name string) pki.Request {
-	var hosts []string
-	switch name {
-	case CertPgha:
-		return pki.Request{CommonName: "pgha", Client: true}
-	case CertRedis:
-		if h, _, err := net.SplitHostPort(c.Catalog.Address); err == nil {
-			hosts = append(hosts, h)
-		}
-		if c.IsDocker() {
-			hosts = append(hosts, c.ContainerName("redis"))
-		}
-	default:
-		n := c.Node(name)
-		if n != nil {
-			peer, _ := c.PeerEndpoint(n)
-			admin, _ := c.AdminEndpoint(n)
-			hosts = append(hosts, peer, admin, n.Host)
-		}
+	if name == config.CertPgha {
+		return pki.Request{CommonName: name, Client: true}
 	}
-	hosts = append(hosts, "127.0.0.1", "localhost")
-	var out []string
-	for _, h := range hosts {
-		if h != "" && h != "0.0.0.0" && !slices.Contains(out, h) {
-			out = append(out, h)
-		}
-	}
-	return pki.Request{CommonName: name, Hosts: out, Server: true, Client: name != CertRedis}
+	return pki.Request{CommonName: name, Hosts: c.CertHosts(name), Server: true, Client: name != config.CertRedis}
 }
 
 // certificates plans the store (the CA, then every certificate that is
@@ -95,7 +52,7 @@ func (b *builder) certificates() {
 			"pgha does not replace a CA by itself: every node trusts it. Move "+t.Dir+" aside and apply to start a new one (a restart of every node follows).")
 	}
 	canIssue := caID != "" || st.CAKey
-	for _, name := range TLSNames(b.c) {
+	for _, name := range b.c.CertNames() {
 		req := CertRequest(b.c, name)
 		cert := st.Certs[name]
 		why := ""

@@ -43,7 +43,7 @@ func (e *Env) observeTLS(ctx context.Context, s *state.Cluster) {
 		in := pki.Inspect(caPEM, nil, caPEM, now)
 		st.CA = certState(in)
 		st.CAKey = caKey != nil
-		for _, name := range plan.TLSNames(e.Cfg) {
+		for _, name := range e.Cfg.CertNames() {
 			cert, key, err := e.certStore().Read(name)
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -118,7 +118,7 @@ func (e *Env) issueAndUse(ctx context.Context, a plan.Action) error {
 	if err := e.issue(a); err != nil {
 		return err
 	}
-	if a.Target == plan.CertRedis && a.Change == plan.Update && e.Cfg.Catalog != nil && e.Cfg.Catalog.Managed {
+	if a.Target == config.CertRedis && a.Change == plan.Update && e.Cfg.Catalog != nil && e.Cfg.Catalog.Managed {
 		return e.renewRedis(ctx)
 	}
 	return nil
@@ -164,7 +164,7 @@ func (e *Env) bootstrapTLS(out io.Writer) error {
 		}
 		fmt.Fprintf(out, "Created the cluster's certificate authority in %s (the catalog speaks TLS).\n", c.TLS.Dir)
 	}
-	for _, name := range []string{plan.CertRedis, plan.CertPgha} {
+	for _, name := range []string{config.CertRedis, config.CertPgha} {
 		if _, err := os.Stat(st.CertPath(name)); err == nil {
 			continue
 		}
@@ -191,7 +191,7 @@ func redisTLS(c *config.Cluster) (*local.RedisTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, key, err := st.Read(plan.CertRedis)
+	cert, key, err := st.Read(config.CertRedis)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && key == nil) {
 		return nil, nil
 	}
