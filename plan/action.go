@@ -6,7 +6,10 @@
 // files, and safe to run as a dry-run audit.
 package plan
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // Change is what an action does to its target, shown with Terraform's symbols.
 type Change string
@@ -89,12 +92,76 @@ type Action struct {
 	// follows, where slots and roles live.
 	Primary string `json:"primary,omitempty"`
 	// Reason is a sentence a person can check against reality.
-	Reason string            `json:"reason"`
+	Reason string `json:"reason"`
+	// Before and After are for people: what the plan shows, in words.
+	// Apply never reads them; it reads Params.
 	Before map[string]string `json:"before,omitempty"`
 	After  map[string]string `json:"after,omitempty"`
+	// Params are the action's inputs for apply, typed.
+	Params Params `json:"params,omitzero"`
 	// DataLoss marks actions that discard data; they need explicit approval.
 	DataLoss  bool     `json:"data_loss"`
 	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+// Params are what an executor needs beyond the action's kind, node,
+// target and primary. They used to be read back from Before and After,
+// which are display text: a reworded label or a changed unit would have
+// changed what apply does. Each field names the kinds that fill it; the
+// others leave it empty, and an empty Params is not written.
+type Params struct {
+	// KeepVolume (node.destroy, catalog.destroy on Docker): remove the
+	// container, keep its volume and the data on it.
+	KeepVolume bool `json:"keep_volume,omitempty"`
+	// Path and Bytes (data.remove): the set-aside directory to delete and
+	// its size when the plan was made.
+	Path  string `json:"path,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
+	// Slot (slot.create, slot.drop): the physical slot's name.
+	Slot string `json:"slot,omitempty"`
+	// StreamedBy (slot.drop): the node that streamed through the slot;
+	// the slot is dropped once that node let go of it.
+	StreamedBy string `json:"streamed_by,omitempty"`
+	// Method (standby.rejoin): "rewind", "reclone" or "rewind-or-reclone".
+	Method string `json:"method,omitempty"`
+	// Restart (settings.update): a changed setting needs a restart; else
+	// a reload applies them.
+	Restart bool `json:"restart,omitempty"`
+	// From (switchover): the primary being switched away from. Resume: it
+	// was already stopped by an interrupted switchover, which is finished.
+	From   string `json:"from,omitempty"`
+	Resume bool   `json:"resume,omitempty"`
+	// BackupType (backup.take): "full", "incremental" or "differential".
+	BackupType string `json:"backup_type,omitempty"`
+	// Backups (backup.expire): the IDs of the chain's backups to delete.
+	Backups []string `json:"backups,omitempty"`
+	// DataDir and Port (node.remove): where the undeclared node runs.
+	// DeleteData: delete its data (-delete-removed) instead of setting it
+	// aside; Aside: the directory beside DataDir it is moved to (local).
+	DataDir    string `json:"data_dir,omitempty"`
+	Port       int    `json:"port,omitempty"`
+	DeleteData bool   `json:"delete_data,omitempty"`
+	Aside      string `json:"aside,omitempty"`
+	// Generation (failover): the catalog's generation when the plan was
+	// made, 0 when it held no record. Force: promote even if it moved on.
+	Generation int64 `json:"generation,omitempty"`
+	Force      bool  `json:"force,omitempty"`
+	// Primary, Nodes, Rejoin and Event (catalog.record): the record to
+	// write: its primary, declared nodes, nodes that must rejoin, and the
+	// event ("record", "switchover", "failover") that produced it.
+	Primary string   `json:"primary,omitempty"`
+	Nodes   []string `json:"nodes,omitempty"`
+	Rejoin  []string `json:"rejoin,omitempty"`
+	Event   string   `json:"event,omitempty"`
+}
+
+// IsZero tells encoding/json's omitzero to leave out params that would be
+// written as {}: an action that needs none carries none, and a decoded
+// plan re-encodes to the same bytes. It asks the encoder itself, so a
+// field added later cannot be forgotten here.
+func (p Params) IsZero() bool {
+	b, err := json.Marshal(p)
+	return err == nil && string(b) == "{}"
 }
 
 func newAction(kind Kind, change Change, node, target, reason string) Action {
@@ -119,8 +186,13 @@ type Diagnostic struct {
 }
 
 // FormatVersion is the version of the JSON plan format. Additive changes
-// keep the major number; anything else bumps it.
-const FormatVersion = "1.0"
+// keep the major number; anything else bumps it. 1.1 added params, which
+// apply reads: a saved plan older than MinSavedVersion has none and is
+// refused.
+const FormatVersion = "1.1"
+
+// MinSavedVersion is the oldest minor version of 1.x that apply executes.
+const MinSavedVersion = 1
 
 // Plan is the ordered list of actions for one cluster.
 type Plan struct {

@@ -68,6 +68,7 @@ func (b *builder) asides() {
 				fmt.Sprintf("%s is healthy again; the data set aside in %s on %s is no longer needed: removing it frees %s",
 					cn.Name, d.Path, at.Format("2006-01-02 15:04Z"), bytesize.Format(d.Bytes)))
 			a.Before = map[string]string{"path": d.Path, "size": bytesize.Format(d.Bytes)}
+			a.Params = Params{Path: d.Path, Bytes: d.Bytes}
 			a.DataLoss = true
 			b.add(a)
 		}

@@ -66,6 +66,7 @@ func (b *builder) backups() {
 		reason := due.Reason
 		a := newAction(BackupTake, Create, b.target, due.Type, reason)
 		a.After = map[string]string{"type": due.Type, "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
+		a.Params = Params{BackupType: due.Type}
 		if due.Parent != "" {
 			a.After["parent"] = due.Parent
 		}
@@ -87,6 +88,7 @@ func (b *builder) backups() {
 			stored += m.StoredBytes
 		}
 		a.Before = map[string]string{"backups": strings.Join(ids, ","), "count": strconv.Itoa(len(ids)), "stored": bytesize.Format(stored)}
+		a.Params = Params{Backups: ids}
 		a.DependsOn = deps(take) // the newer backup first: a failed one must not cost an older chain
 		b.add(a)
 	}
@@ -187,6 +189,7 @@ func (b *builder) switchoverBackup() {
 	a := newAction(BackupTake, Create, b.target, "full",
 		fmt.Sprintf("after the %s to %s the chain of %s cannot continue (%s): a full on the new primary starts a new chain", event, b.target, head.Root, why))
 	a.After = map[string]string{"type": "full", "method": bk.Method, "compression": bk.Compression, "repository": bk.Repository}
+	a.Params = Params{BackupType: "full"}
 	for _, x := range b.p.Actions {
 		a.DependsOn = append(a.DependsOn, x.ID)
 	}

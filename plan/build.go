@@ -330,6 +330,7 @@ func (b *builder) switchover() bool {
 		if tcn.Slot != "" && an.Slot(tcn.Slot) == nil {
 			a := newAction(SlotCreate, Create, act, act+"/"+tcn.Slot, fmt.Sprintf("%s will stream through slot %s on %s", tgt, tcn.Slot, act))
 			a.After = map[string]string{"slot": tcn.Slot, "type": "physical", "for": tgt}
+			a.Params = Params{Slot: tcn.Slot}
 			a.Primary = act
 			prep = append(prep, b.add(a))
 		}
@@ -352,6 +353,7 @@ func (b *builder) switchover() bool {
 		if tcn.Slot != "" && an.Slot(tcn.Slot) == nil {
 			a := newAction(SlotCreate, Create, act, act+"/"+tcn.Slot, fmt.Sprintf("%s will stream through slot %s on %s", tgt, tcn.Slot, act))
 			a.After = map[string]string{"slot": tcn.Slot, "type": "physical", "for": tgt}
+			a.Params = Params{Slot: tcn.Slot}
 			a.Primary = act
 			prep = append(prep, b.add(a))
 		}
@@ -361,6 +363,7 @@ func (b *builder) switchover() bool {
 	a := newAction(Switchover, Update, tgt, tgt, fmt.Sprintf("switch the primary from %s to %s without losing a committed transaction", act, tgt))
 	a.Before = map[string]string{"primary": act, "timeline": strconv.Itoa(an.Timeline)}
 	a.After = map[string]string{"primary": tgt, "steps": fmt.Sprintf("checkpoint %s; stop %s cleanly; wait until %s replayed its final LSN; promote %s", act, act, tgt, tgt)}
+	a.Params = Params{From: act, Resume: b.resumed}
 	if b.resumed {
 		a.Reason = fmt.Sprintf("finish the switchover from %s to %s, interrupted after %s stopped", act, tgt, act)
 		a.Before = map[string]string{"primary": act, "running": "false"}
@@ -387,6 +390,7 @@ func (b *builder) rejoin(cn *config.Node, primary string, after []string) string
 		method = "rewind"
 	}
 	a.After = map[string]string{"role": "standby", "upstream": primary, "method": method, "slots": "its own slots are dropped: only the primary keeps slots"}
+	a.Params = Params{Method: method}
 	if bk := b.c.Backup; bk != nil && bk.Method == "physical" && (n.ServerVersion == 0 || policy.WALSlot(n.ServerVersion)) {
 		a.After["slots"] = "its own slots are dropped, except " + config.BackupSlot + ", which holds the WAL since the newest backup"
 	}
@@ -587,6 +591,7 @@ func (b *builder) slots() {
 			a := newAction(SlotCreate, Create, b.target, b.target+"/"+config.BackupSlot,
 				fmt.Sprintf("incremental and differential backups store the WAL since the newest backup, which slot %s holds on primary %s", config.BackupSlot, b.target))
 			a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
+			a.Params = Params{Slot: config.BackupSlot}
 			a.DependsOn = deps(b.primaryUp)
 			b.slotIDs[config.BackupSlot] = b.add(a)
 		}
@@ -601,6 +606,7 @@ func (b *builder) slots() {
 		a := newAction(SlotCreate, Create, b.target, b.target+"/"+cn.Slot,
 			fmt.Sprintf("%s streams through slot %s, which does not exist on primary %s", cn.Name, cn.Slot, b.target))
 		a.After = map[string]string{"slot": cn.Slot, "type": "physical", "for": cn.Name}
+		a.Params = Params{Slot: cn.Slot}
 		a.DependsOn = deps(b.primaryUp)
 		b.slotIDs[cn.Slot] = b.add(a)
 	}
@@ -631,6 +637,7 @@ func (b *builder) slots() {
 		}
 		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+sl.Name, reason)
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
+		a.Params = Params{Slot: sl.Name}
 		b.add(a)
 	}
 }
@@ -682,6 +689,7 @@ func (b *builder) standby(cn *config.Node) {
 		a := &b.p.Actions[len(b.p.Actions)-1]
 		a.Reason = fmt.Sprintf("%s belongs to another cluster (system identifier %s, the primary's is %s); re-clone it from %s, its data moved aside", cn.Name, n.SystemID, p.SystemID, b.target)
 		a.After["method"] = "reclone"
+		a.Params.Method = "reclone"
 		return
 	}
 	if b.replace(cn, n) {
@@ -754,6 +762,7 @@ func (b *builder) standbySlots(cn *config.Node, n *state.Node) {
 		}
 		a := newAction(SlotDrop, Delete, cn.Name, cn.Name+"/"+sl.Name, reason)
 		a.Before = map[string]string{"slot": sl.Name, "restart_lsn": sl.RestartLSN.String()}
+		a.Params = Params{Slot: sl.Name}
 		b.add(a)
 	}
 }
@@ -916,6 +925,7 @@ func (b *builder) settings(cn *config.Node, n *state.Node) {
 	a.After["apply_by"] = "reload"
 	if len(restart) > 0 {
 		a.After["apply_by"] = "restart"
+		a.Params = Params{Restart: true}
 	}
 	b.add(a)
 }
@@ -1001,6 +1011,7 @@ func (b *builder) record() {
 	if len(rejoin) > 0 {
 		a.After["rejoin"] = strings.Join(rejoin, ",")
 	}
+	a.Params = Params{Primary: primary, Nodes: names, Rejoin: rejoin, Event: event}
 	a.DependsOn = all
 	b.add(a)
 }

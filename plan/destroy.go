@@ -66,6 +66,7 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 				fmt.Sprintf("remove the container of %s; its volume (the data) is kept: pass -delete-volumes to delete it", cn.Name))
 			a.Before = map[string]string{"container": n.Container.Name}
 			a.After = map[string]string{"volume": "kept"}
+			a.Params = Params{KeepVolume: true}
 			a.DependsOn = deps(stop)
 			p.Actions = append(p.Actions, a)
 			prev = append(prev, a.ID)
@@ -112,6 +113,7 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 					a.Reason = "remove the managed Redis catalog's container; its volume is kept"
 					a.DataLoss = false
 					a.After = map[string]string{"volume": "kept"}
+					a.Params = Params{KeepVolume: true}
 				}
 			}
 			a.DependsOn = all

@@ -141,9 +141,9 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 			others = append(others, cd.Node+" "+cd.Why)
 		}
 	}
-	gen := ""
+	gen, generation := "", int64(0)
 	if rec := s.Catalog.Record; rec != nil {
-		gen = strconv.FormatInt(rec.Generation, 10)
+		gen, generation = strconv.FormatInt(rec.Generation, 10), rec.Generation
 	}
 	a := newAction(Failover, Update, chosen.Node, chosen.Node, fmt.Sprintf("promote %s: the most advanced standby within maximum_lag (%s)", chosen.Node, chosen.Why))
 	a.Before = map[string]string{"primary": old, "generation": gen}
@@ -151,6 +151,7 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	if len(others) > 0 {
 		a.After["not_chosen"] = strings.Join(others, "; ")
 	}
+	a.Params = Params{Generation: generation, Force: o.Force}
 	if o.Force {
 		a.After["force"] = "true"
 	}

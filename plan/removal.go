@@ -50,9 +50,11 @@ func (b *builder) removals() {
 		if n.Port > 0 {
 			a.Before["port"] = strconv.Itoa(n.Port)
 		}
+		a.Params = Params{DataDir: n.DataDir, Port: n.Port}
 		switch {
 		case b.deleteRemoved:
 			a.After = map[string]string{"data": "deleted"}
+			a.Params.DeleteData = true
 			a.DataLoss = true
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and DELETE its data (-delete-removed)", n.Name, what)
 		case b.c.IsDocker():
@@ -61,6 +63,7 @@ func (b *builder) removals() {
 		default:
 			aside := removedAside(n.DataDir, b.s.ObservedAt)
 			a.After = map[string]string{"aside": aside}
+			a.Params.Aside = aside
 			a.Reason = fmt.Sprintf("%s (%s) is not in cluster.hcl: stop it and move its data directory aside to %s; nothing is deleted", n.Name, what, aside)
 		}
 		b.removed[n.Name] = b.add(a)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -29,8 +30,12 @@ func Decode(b []byte) (*Plan, error) {
 		return nil, fmt.Errorf("not a pgha plan file: data after the plan")
 	}
 	p := in.Plan
-	if !strings.HasPrefix(p.FormatVersion, "1.") {
+	minor, ok := strings.CutPrefix(p.FormatVersion, "1.")
+	if !ok {
 		return nil, fmt.Errorf("format_version %q is not supported by this pgha (wants 1.x)", p.FormatVersion)
+	}
+	if m, err := strconv.Atoi(minor); err != nil || m < MinSavedVersion {
+		return nil, fmt.Errorf("format_version %q: this plan file was written by an older pgha, and its actions carry no params, which apply reads; run `pgha plan -out FILE` again", p.FormatVersion)
 	}
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("not a plan pgha made: %w", err)
@@ -59,6 +64,9 @@ func (p *Plan) check() error {
 		if a.ID == "" || seen[a.ID] {
 			return fmt.Errorf("action %d: id %q is empty or repeated", i+1, a.ID)
 		}
+		if miss := a.missingParam(); miss != "" {
+			return fmt.Errorf("action %s has no params.%s", a.ID, miss)
+		}
 		for _, d := range a.DependsOn {
 			if !seen[d] {
 				return fmt.Errorf("action %s depends on %q, which is not an earlier action", a.ID, d)
@@ -67,4 +75,49 @@ func (p *Plan) check() error {
 		seen[a.ID] = true
 	}
 	return nil
+}
+
+// missingParam names a param that an action of this kind cannot be
+// executed without, or returns "". An edited plan that lost one is
+// refused instead of acting on an empty name.
+func (a *Action) missingParam() string {
+	p := a.Params
+	switch a.Kind {
+	case SlotCreate, SlotDrop:
+		if p.Slot == "" {
+			return "slot"
+		}
+	case DataRemove:
+		if p.Path == "" {
+			return "path"
+		}
+	case NodeRemove:
+		if p.DataDir == "" {
+			return "data_dir"
+		}
+	case StandbyRejoin:
+		if !slices.Contains([]string{"rewind", "reclone", "rewind-or-reclone"}, p.Method) {
+			return "method"
+		}
+	case Switchover:
+		if p.From == "" {
+			return "from"
+		}
+	case BackupTake:
+		if p.BackupType == "" {
+			return "backup_type"
+		}
+	case BackupExpire:
+		if len(p.Backups) == 0 {
+			return "backups"
+		}
+	case CatalogRecord:
+		if a.Change != Delete && p.Primary == "" {
+			return "primary"
+		}
+		if a.Change != Delete && len(p.Nodes) == 0 {
+			return "nodes"
+		}
+	}
+	return ""
 }

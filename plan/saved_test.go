@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"repeated id", `"id": "node.start[db3]"`, `"id": "node.start[db2]"`, `id "node.start[db2]" is empty or repeated`},
 		{"unknown field", `"cluster":`, `"run_shell": "rm -rf /", "cluster":`, `unknown field "run_shell"`},
 		{"old format", `"format_version": "1.`, `"format_version": "0.`, `format_version "0.`},
+		{"before params", `"format_version": "1.1"`, `"format_version": "1.0"`, "written by an older pgha, and its actions carry no params, which apply reads; run `pgha plan -out FILE` again"},
+		{"minor not a number", `"format_version": "1.1"`, `"format_version": "1.x"`, `format_version "1.x"`},
 		{"operation", `"operation": "apply"`, `"operation": "exec"`, `operation "exec"`},
 		{"trailing data", "\n}", "\n}\n{}", "data after the plan"},
 		{"summary", `"add": 0`, `"add": 7`, "does not count its actions"},
@@ -82,6 +85,50 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 }
 
+// TestDecodeRequiresParams: a saved action whose params lost what its
+// executor needs is refused, naming the param, for every kind that needs
+// one; the same plans with their params decode.
+func TestDecodeRequiresParams(t *testing.T) {
+	want := map[Kind]string{SlotCreate: "slot", SlotDrop: "slot", DataRemove: "path", NodeRemove: "data_dir",
+		StandbyRejoin: "method", Switchover: "from", BackupTake: "backup_type", BackupExpire: "backups", CatalogRecord: "primary"}
+	seen := map[Kind]bool{}
+	for _, tc := range planCases {
+		c := testCluster()
+		start := converged
+		if tc.start != nil {
+			start = tc.start
+		}
+		s := start(c)
+		if tc.mutate != nil {
+			tc.mutate(c, s)
+		}
+		p := Build(c, s)
+		for i, a := range p.Actions {
+			field, ok := want[a.Kind]
+			if !ok || (a.Kind == CatalogRecord && a.Change == Delete) {
+				continue
+			}
+			seen[a.Kind] = true
+			q := *p
+			q.Actions = slices.Clone(p.Actions)
+			q.Actions[i].Params = Params{}
+			b, err := JSON(&q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Decode(b)
+			if msg := "action " + a.ID + " has no params." + field; err == nil || !strings.Contains(err.Error(), msg) {
+				t.Errorf("%s: %s without params: error %v, want %q", tc.name, a.ID, err, msg)
+			}
+		}
+	}
+	for k := range want {
+		if !seen[k] {
+			t.Errorf("no plan case has a %s action", k)
+		}
+	}
+}
+
 // FuzzDecodePlan: the saved-plan reader never panics, and what it accepts
 // is a well-formed plan that re-encodes to a file it accepts again, equal.
 func FuzzDecodePlan(f *testing.F) {
@@ -90,8 +137,11 @@ func FuzzDecodePlan(f *testing.F) {
 	stop(s.Node("db2"))
 	b, _ := JSON(Build(c, s))
 	f.Add(b)
-	f.Add([]byte(`{"format_version":"1.0","operation":"apply","actions":[{"id":"a","kind":"node.start","change":"create","depends_on":["a"]}]}`))
-	f.Add([]byte(`{"format_version":"1.0"} {}`))
+	f.Add([]byte(`{"format_version":"1.1","operation":"apply","actions":[{"id":"a","kind":"node.start","change":"create","depends_on":["a"]}]}`))
+	f.Add([]byte(`{"format_version":"1.1"} {}`))
+	f.Add([]byte(`{"format_version":"1.1","operation":"apply","actions":[{"id":"a","kind":"backup.expire","change":"delete","params":{"backups":[]}}]}`))
+	f.Add([]byte(`{"format_version":"1.1","operation":"apply","actions":[{"id":"a","kind":"node.start","change":"create","params":{"nodes":[]}}]}`))
+	f.Add([]byte(`{"format_version":"1.0","operation":"apply","actions":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Decode(data)
 		if err != nil {

@@ -38,6 +38,7 @@ func (b *builder) backupSlotOn(cn *config.Node, after string) {
 	a := newAction(SlotCreate, Create, cn.Name, cn.Name+"/"+config.BackupSlot,
 		fmt.Sprintf("standby %s keeps slot %s too, holding the WAL since the newest backup: if it becomes primary, the backup chain continues there", cn.Name, config.BackupSlot))
 	a.After = map[string]string{"slot": config.BackupSlot, "type": "physical", "for": "backups"}
+	a.Params = Params{Slot: config.BackupSlot}
 	a.DependsOn = deps(after)
 	b.add(a)
 }
@@ -81,6 +82,7 @@ func (b *builder) dropReleased() {
 			a := newAction(SlotDrop, Delete, b.target, b.target+"/"+r.slot.Name,
 				fmt.Sprintf("slot %s on %s was %s's, which is not in cluster.hcl; dropped once %s is stopped, since it would hold WAL back", r.slot.Name, b.target, r.node, r.node))
 			a.Before = map[string]string{"slot": r.slot.Name, "restart_lsn": r.slot.RestartLSN.String(), "streamed_by": r.node}
+			a.Params = Params{Slot: r.slot.Name, StreamedBy: r.node}
 			a.DependsOn = deps(r.after)
 			b.add(a)
 			continue
@@ -98,6 +100,7 @@ func (b *builder) dropReleased() {
 		a := newAction(SlotDrop, Delete, b.target, b.target+"/"+r.slot.Name,
 			fmt.Sprintf("slot %s on %s was %s's until cluster.hcl renamed it to %s; dropped once %s streams through the new one, since it would hold WAL back", r.slot.Name, b.target, r.node, b.c.Node(r.node).Slot, r.node))
 		a.Before = map[string]string{"slot": r.slot.Name, "restart_lsn": r.slot.RestartLSN.String(), "streamed_by": r.node}
+		a.Params = Params{Slot: r.slot.Name, StreamedBy: r.node}
 		a.DependsOn = deps(follow)
 		b.add(a)
 	}

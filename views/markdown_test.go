@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -209,7 +210,8 @@ func TestDiffLines(t *testing.T) {
 
 // TestDocumentedContract keeps the documents that others copy in step
 // with the code: the README and the CI example split on PartSeparator,
-// and the README lists every action kind of the JSON plan.
+// and the README lists every action kind and param of the JSON plan and
+// its format version.
 func TestDocumentedContract(t *testing.T) {
 	split := "/^" + PartSeparator + "$/"
 	for _, f := range []string{"../README.md", "../examples/ci/pgha-plan.yml"} {
@@ -231,6 +233,16 @@ func TestDocumentedContract(t *testing.T) {
 	for _, k := range plan.Kinds {
 		if !strings.Contains(string(readme), "`"+string(k)+"`") {
 			t.Errorf("README does not list the action kind %s", k)
+		}
+	}
+	if want := "`format_version` is `\"" + plan.FormatVersion + "\"`"; !strings.Contains(string(readme), want) {
+		t.Errorf("README does not say %s", want)
+	}
+	params := reflect.TypeFor[plan.Params]()
+	for i := range params.NumField() {
+		name, _, _ := strings.Cut(params.Field(i).Tag.Get("json"), ",")
+		if !strings.Contains(string(readme), "| `"+name+"`") && !strings.Contains(string(readme), ", `"+name+"`") {
+			t.Errorf("README's params table lacks %s", name)
 		}
 	}
 }

@@ -107,10 +107,17 @@ func TestShow(t *testing.T) {
 		t.Fatalf("show: exit %d\n%s", code, out)
 	}
 	bad := filepath.Join(t.TempDir(), "old.tfplan")
-	os.WriteFile(bad, []byte(strings.Replace(string(file), `"format_version": "1.0"`, `"format_version": "0.9"`, 1)), 0o600)
+	os.WriteFile(bad, []byte(strings.Replace(string(file), `"format_version": "1.1"`, `"format_version": "0.9"`, 1)), 0o600)
 	code, _, errs = runCLI(t, "show", "-markdown", bad)
 	if code != exitError || !strings.Contains(errs, `format_version "0.9" is not supported by this pgha (wants 1.x)`) {
 		t.Fatalf("show of an old plan: exit %d, %q", code, errs)
+	}
+	// A 1.0 plan (before params) is refused, with what to do; apply reads
+	// saved plans through the same plan.ReadFile.
+	os.WriteFile(bad, []byte(strings.Replace(string(file), `"format_version": "1.1"`, `"format_version": "1.0"`, 1)), 0o600)
+	code, _, errs = runCLI(t, "show", bad)
+	if code != exitError || !strings.Contains(errs, "format_version \"1.0\": this plan file was written by an older pgha, and its actions carry no params, which apply reads; run `pgha plan -out FILE` again") {
+		t.Fatalf("show of a 1.0 plan: exit %d, %q", code, errs)
 	}
 	if code, _, errs := runCLI(t, "show", "-json", "-markdown", saved); code != exitError || !strings.Contains(errs, "Usage: pgha show [-json|-markdown] PLANFILE") {
 		t.Fatalf("show -json -markdown: exit %d, %q", code, errs)
