@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
@@ -179,7 +179,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 				return err
 			}
 		}
-		return e.Runtime.DestroyCatalog(ctx, a.After["volume"] == "kept")
+		return e.Runtime.DestroyCatalog(ctx, a.Params.KeepVolume)
 	case plan.CatalogRecord:
 		return e.record(ctx, a)
 	case plan.NodeCreate:
@@ -209,27 +209,27 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.NodeRemove:
 		return e.remove(ctx, a)
 	case plan.NodeDestroy:
-		return e.Runtime.Destroy(ctx, n, a.After["volume"] == "kept")
+		return e.Runtime.Destroy(ctx, n, a.Params.KeepVolume)
 	case plan.DataRemove:
 		if n.PreventDestroy {
-			return fmt.Errorf("remove %s: %s has prevent_destroy = true", a.Before["path"], n.Name)
+			return fmt.Errorf("remove %s: %s has prevent_destroy = true", a.Params.Path, n.Name)
 		}
-		if err := e.Runtime.RemoveAside(ctx, n, a.Before["path"]); err != nil {
+		if err := e.Runtime.RemoveAside(ctx, n, a.Params.Path); err != nil {
 			return err
 		}
-		e.note("removed %s, freeing %s", a.Before["path"], a.Before["size"])
+		e.note("removed %s, freeing %s", a.Params.Path, bytesize.Format(a.Params.Bytes))
 		return nil
 	case plan.NodeFence:
 		return e.fence(ctx, n)
 	case plan.RoleEnsure:
 		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
 	case plan.SlotCreate:
-		return postgres.CreateSlot(ctx, e.superuser(n), a.After["slot"])
+		return postgres.CreateSlot(ctx, e.superuser(n), a.Params.Slot)
 	case plan.SlotDrop:
-		if who := a.Before["streamed_by"]; who != "" {
-			return e.dropReleased(ctx, n, a.Before["slot"], who)
+		if who := a.Params.StreamedBy; who != "" {
+			return e.dropReleased(ctx, n, a.Params.Slot, who)
 		}
-		return postgres.DropSlot(ctx, e.superuser(n), a.Before["slot"])
+		return postgres.DropSlot(ctx, e.superuser(n), a.Params.Slot)
 	case plan.StandbyClone:
 		// pg_basebackup presents the node's certificate: install it first.
 		if err := e.Runtime.Prepare(ctx, n); err != nil {
@@ -256,12 +256,12 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.waitStreaming(ctx, n, primary)
 	case plan.StandbyRejoin:
-		return e.rejoin(ctx, n, c.Node(primary), a.After["method"])
+		return e.rejoin(ctx, n, c.Node(primary), a.Params.Method)
 	case plan.SettingsUpdate:
 		if err := e.configure(ctx, n, primary); err != nil {
 			return err
 		}
-		if a.After["apply_by"] == "restart" {
+		if a.Params.Restart {
 			if err := e.restart(ctx, n, primary); err != nil {
 				return err
 			}
@@ -272,17 +272,21 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.confirmTLS(ctx, n)
 	case plan.Switchover:
-		if a.Before["running"] == "false" {
-			return e.resumeSwitchover(ctx, c.Node(a.Before["primary"]), n)
+		old := c.Node(a.Params.From)
+		if old == nil {
+			return fmt.Errorf("the plan switches over from %q, which cluster.hcl does not declare", a.Params.From)
 		}
-		return e.switchover(ctx, c.Node(a.Before["primary"]), n)
+		if a.Params.Resume {
+			return e.resumeSwitchover(ctx, old, n)
+		}
+		return e.switchover(ctx, old, n)
 	case plan.Failover:
 		return e.failover(ctx, a, n)
 	case plan.BackupTake:
-		_, err := e.Backup(ctx, a.After["type"], e.indented())
+		_, err := e.Backup(ctx, a.Params.BackupType, e.indented())
 		return err
 	case plan.BackupExpire:
-		return e.expire(ctx, strings.Split(a.Before["backups"], ","))
+		return e.expire(ctx, a.Params.Backups)
 	case plan.BackupRecord:
 		return e.recordBackup(ctx, a.Target)
 	case plan.CertificateIssue:
@@ -300,9 +304,8 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 // aside: renamed beside it (local), or its container removed and its
 // volume kept (docker). Only a plan made with -delete-removed deletes it.
 func (e *Env) remove(ctx context.Context, a plan.Action) error {
-	port, _ := strconv.Atoi(a.Before["port"])
-	n := &config.Node{Name: a.Node, Host: "127.0.0.1", Port: port, DataDir: a.Before["data_dir"]}
-	deleteData := a.After["data"] == "deleted" && a.DataLoss
+	n := &config.Node{Name: a.Node, Host: "127.0.0.1", Port: a.Params.Port, DataDir: a.Params.DataDir}
+	deleteData := a.Params.DeleteData && a.DataLoss
 	if e.Cfg.IsDocker() || deleteData {
 		// Destroy stops the node and deletes its data (only a directory
 		// with pgha's marker, locally) or, keeping the volume, its
@@ -312,7 +315,7 @@ func (e *Env) remove(ctx context.Context, a plan.Action) error {
 	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
 		return fmt.Errorf("stop %s: %w", n.Name, err)
 	}
-	aside := a.After["aside"]
+	aside := a.Params.Aside
 	if aside == "" || filepath.Dir(aside) != filepath.Dir(n.DataDir) {
 		return fmt.Errorf("remove %s: the plan names no place beside %s to move it to", n.Name, n.DataDir)
 	}
@@ -570,10 +573,10 @@ func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error
 // the catalog moved to a newer generation since the plan was made (another
 // pgha acted), unless forced.
 func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) error {
-	if e.Catalog != nil && a.After["force"] != "true" {
+	if planned := a.Params.Generation; e.Catalog != nil && !a.Params.Force && planned != 0 {
 		_, rec, _, err := e.store.Observe(ctx)
-		if err == nil && rec != nil && strconv.FormatInt(rec.Generation, 10) != a.Before["generation"] && a.Before["generation"] != "" {
-			return fmt.Errorf("the catalog is at generation %d, the plan was made at %s: someone else changed the cluster; plan again (or -force)", rec.Generation, a.Before["generation"])
+		if err == nil && rec != nil && rec.Generation != planned {
+			return fmt.Errorf("the catalog is at generation %d, the plan was made at %d: someone else changed the cluster; plan again (or -force)", rec.Generation, planned)
 		}
 	}
 	ep := e.superuser(cand)
@@ -741,32 +744,32 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return err
 	}
-	nodes := strings.Split(a.After["nodes"], ",")
+	want := a.Params
 	gen := int64(1)
 	if cur != nil {
-		if cur.Primary == a.After["primary"] && slices.Equal(cur.Nodes, nodes) && strings.Join(cur.Rejoin, ",") == a.After["rejoin"] {
+		if cur.Primary == want.Primary && slices.Equal(cur.Nodes, want.Nodes) && slices.Equal(cur.Rejoin, want.Rejoin) {
 			return nil
 		}
 		gen = cur.Generation
-		if cur.Primary != a.After["primary"] {
+		if cur.Primary != want.Primary {
 			gen++
 		}
 	}
-	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: a.After["primary"], Nodes: nodes,
-		Generation: gen, UpdatedAt: time.Now().UTC(), Event: a.After["event"]}
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: want.Primary, Nodes: slices.Clone(want.Nodes),
+		Generation: gen, UpdatedAt: time.Now().UTC(), Event: want.Event}
 	if cur != nil && cur.Primary == rec.Primary {
 		rec.Event = cur.Event // the same primary: the event that made it stands
 	}
-	if r := a.After["rejoin"]; r != "" {
-		rec.Rejoin = strings.Split(r, ",")
+	if len(want.Rejoin) > 0 {
+		rec.Rejoin = slices.Clone(want.Rejoin)
 	}
 	// The record says what is, not what was meant: the primary is
 	// observed now, and a new primary is recorded only once it is seen
 	// writable and out of recovery. Its identity makes later split-brain
 	// checks possible.
-	pn := e.Cfg.Node(a.After["primary"])
+	pn := e.Cfg.Node(want.Primary)
 	if pn == nil {
-		return fmt.Errorf("the plan records primary %q, which cluster.hcl does not declare", a.After["primary"])
+		return fmt.Errorf("the plan records primary %q, which cluster.hcl does not declare", want.Primary)
 	}
 	p := &state.Node{}
 	postgres.Observe(ctx, e.superuser(pn), p, nil)
@@ -783,10 +786,10 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if err := e.store.PutRecord(ctx, rec); err != nil {
 		return err
 	}
-	kind := a.After["event"]
+	kind := want.Event
 	if kind == "" {
 		kind = "record"
 	}
 	return e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: kind, Generation: gen,
-		Message: fmt.Sprintf("primary %s, nodes %s: %s", rec.Primary, a.After["nodes"], a.Reason), Details: a.After})
+		Message: fmt.Sprintf("primary %s, nodes %s: %s", rec.Primary, strings.Join(want.Nodes, ","), a.Reason), Details: a.After})
 }

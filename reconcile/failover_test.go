@@ -26,14 +26,18 @@ func TestFailoverRefusesNewerGeneration(t *testing.T) {
 	node := &config.Node{Name: "db3", Host: "127.0.0.1", Port: testenv.FreePort(t)}
 	e := &Env{Cfg: &config.Cluster{Name: "gen", Primary: "db1", Nodes: []*config.Node{node},
 		Postgres: config.Postgres{Superuser: "postgres", Password: config.NewSecret("x")}}, Catalog: cat, store: redisStore{cat}}
-	a := plan.Action{Kind: plan.Failover, Node: "db3", Before: map[string]string{"primary": "db1", "generation": "4"}, After: map[string]string{}}
+	// Before and After are display text apply does not read: here they
+	// say generation 5 and -force, and the params, which it does read,
+	// say otherwise.
+	a := plan.Action{Kind: plan.Failover, Node: "db3", Before: map[string]string{"primary": "db1", "generation": "5"}, After: map[string]string{"force": "true"},
+		Params: plan.Params{Generation: 4}}
 
 	err := e.failover(ctx, a, node)
 	if err == nil || !strings.Contains(err.Error(), "the catalog is at generation 5, the plan was made at 4") {
 		t.Fatalf("a stale failover was not refused: %v", err)
 	}
 	// Forced, it goes on to promote (which fails here: nothing listens).
-	a.After["force"] = "true"
+	a.Params.Force = true
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	err = e.failover(fctx, a, node)
@@ -122,7 +126,8 @@ func TestRecordOnlyWhatHappened(t *testing.T) {
 	e := &Env{Cfg: &config.Cluster{Name: "rec", Primary: "db1", Nodes: []*config.Node{db1, db2},
 		Postgres: config.Postgres{Superuser: "postgres", Password: config.NewSecret("x")}}, Catalog: cat, store: redisStore{cat}}
 	a := plan.Action{Kind: plan.CatalogRecord, Change: plan.Update, Target: "cluster", Reason: "record the switchover from db2 to db1 as generation 5",
-		After: map[string]string{"primary": "db1", "nodes": "db1,db2", "generation": "5", "event": "switchover"}}
+		After:  map[string]string{"primary": "db1", "nodes": "db1,db2", "generation": "5", "event": "switchover"},
+		Params: plan.Params{Primary: "db1", Nodes: []string{"db1", "db2"}, Event: "switchover"}}
 	err := e.record(ctx, a)
 	if err == nil || err.Error() != "the catalog keeps its record: db1 does not answer, so it is not recorded as primary" {
 		t.Fatalf("record of a primary nobody observed: %v", err)
