@@ -295,10 +295,7 @@ func failoverTo(ctx context.Context, t *testing.T, c *cluster, node string) {
 // its copy, the target half old, half new.
 func interruptDuringRewind(t *testing.T, c *cluster, node string, sigint, writing bool, during func(), args ...string) result {
 	t.Helper()
-	full := append([]string{args[0], "-f", c.file}, args[1:]...)
-	cmd := exec.Command(pghaBin, full...)
-	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
-	cmd.Dir = c.dir
+	cmd := c.command(context.Background(), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
@@ -367,6 +364,7 @@ func interruptDuringRewind(t *testing.T, c *cluster, node string, sigint, writin
 		}
 	}
 	r := result{stdout: out.String(), stderr: errb.String()}
+	c.with(t).noSecret("an interrupted pgha", r.String())
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()

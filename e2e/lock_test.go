@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +15,7 @@ import (
 func TestLocalLockLost(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "local", 3)
-	cmd := exec.Command(pghaBin, "apply", "-f", c.file, "-auto-approve")
-	cmd.Env = append(os.Environ(), "E2E_SUPER_PW="+superPW, "E2E_REPL_PW="+replPW)
-	cmd.Dir = c.dir
+	cmd := c.command(context.Background(), "apply", "-auto-approve")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +75,7 @@ func TestLocalLockLost(t *testing.T) {
 	if stopped > 10*time.Second {
 		t.Errorf("apply stopped %s after the lock was broken", stopped.Round(time.Millisecond))
 	}
+	c.noSecret("the apply whose lock was broken", out.String()+stderr.String())
 	t.Logf("apply stopped %s after force-unlock:\n%s", stopped.Round(time.Millisecond), stderr.String())
 	c.mustPgha("apply", "-auto-approve")
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
