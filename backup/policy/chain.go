@@ -25,22 +25,20 @@ const (
 // reads the WAL from the newest backup's stop, where the backup slot
 // stands.
 func Reference(all []state.Backup, kind string) (ref state.Backup, carry []state.Backup, since state.LSN, err error) {
-	var full, last *state.Backup
-	for i := range all {
-		if b := &all[i]; b.Status == "complete" && b.Type == "full" && (full == nil || b.Started.After(full.Started)) {
-			full = b
-		}
-	}
-	if full == nil {
+	last := Head(all) // the newest full's newest backup
+	if last == nil {
 		return ref, nil, 0, fmt.Errorf("no full backup to build a %s on: take a full one first (pgha backup -type full)", kind)
+	}
+	full := last
+	if last.Type != "full" {
+		chain, err := Chain(all, last.ID)
+		if err != nil {
+			return ref, nil, 0, err
+		}
+		full = &chain[0]
 	}
 	if full.Format != "" && full.Format != FormatBase {
 		return ref, nil, 0, fmt.Errorf("the newest full %s is a %s backup: incrementals build on a base backup; take a physical full", full.ID, full.Format)
-	}
-	for i := range all {
-		if b := &all[i]; b.Status == "complete" && b.Root == full.ID && (last == nil || b.Started.After(last.Started)) {
-			last = b
-		}
 	}
 	if since, err = state.ParseLSN(last.StopLSN); err != nil {
 		return ref, nil, 0, fmt.Errorf("backup %s: %w", last.ID, err)
