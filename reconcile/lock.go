@@ -56,9 +56,9 @@ func (e *Env) Lock(ctx context.Context, operation string, timeout time.Duration,
 }
 
 // holderGone says whether a lock holder is certainly dead: it ran on this
-// host (same hostname) and either the machine rebooted since (another boot
-// ID) or, in this pid namespace, its pid no longer runs the process that
-// took the lock (absent, or started at another time: the pid was reused). A holder on another host,
+// host in this boot (same hostname and boot ID) and, in this pid
+// namespace, its pid no longer runs the process that took the lock
+// (absent, or started at another time: the pid was reused). A holder on another host,
 // or one that left no boot ID and start time, is never declared gone here;
 // its lease runs out instead.
 func holderGone(h *state.Lock) bool {
@@ -66,8 +66,11 @@ func holderGone(h *state.Lock) bool {
 	if err != nil || h.Host != host || h.PID <= 0 || h.Boot == "" {
 		return false
 	}
+	// Another boot ID may be this machine after a reboot, or another
+	// machine with the same hostname (a cloned VM): only the lease's
+	// expiry can tell, so it is left to run out.
 	if boot := bootID(); boot == "" || boot != h.Boot {
-		return boot != ""
+		return false
 	}
 	// Its pid means something here only in the same pid namespace (a
 	// container may share the host's name and kernel).
