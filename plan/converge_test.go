@@ -125,6 +125,13 @@ var convergeCases = []planCase{
 		n.InRecovery, n.Upstream, n.Timeline = false, nil, 2
 		s.Node("db1").Slots[1].Active = false
 	}, ids: []string{"slot.drop[db1/db3]", "catalog.record[cluster]"}, diags: []string{"db3 is not in cluster.hcl but accepts writes"}},
+	{name: "node_removed_not_answering", mutate: func(c *config.Cluster, s *state.Cluster) {
+		// Running, asked, no answer: it may be a primary with clients, so
+		// it is neither stopped nor moved.
+		n := removeDB3(c, s)
+		*n = state.Node{Name: "db3", Host: n.Host, Port: n.Port, DataDir: n.DataDir, DirExists: true, Initialized: true, Running: true,
+			Error: "connect to 127.0.0.1:5443: too many clients already"}
+	}, ids: []string{"catalog.record[cluster]"}, diags: []string{"undeclared slot db3 on db1 is in use (pid 201)", "db3 is not in cluster.hcl, runs, and does not answer"}},
 	{name: "slot_renamed", mutate: func(c *config.Cluster, s *state.Cluster) {
 		// node "db2" { slot = "db2" } became slot = "db2_new": one plan
 		// creates the new slot, re-points db2, then drops the old one.

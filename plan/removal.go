@@ -33,6 +33,13 @@ func (b *builder) removals() {
 				n.DataForeign+". pgha leaves it alone.")
 			continue
 		}
+		if n.Running && n.Port > 0 && !n.Reachable {
+			// Asked and not answering: it may be a primary with clients.
+			// (On Docker the runtime does not ask an undeclared node.)
+			b.diag(Critical, n.Name, fmt.Sprintf("%s is not in cluster.hcl, runs, and does not answer", n.Name),
+				"pgha stops an undeclared node only once it answers as a standby: make it answer, or stop it by hand, then plan again.")
+			continue
+		}
 		if n.Role() == state.RolePrimary {
 			b.diag(Critical, n.Name, fmt.Sprintf("%s is not in cluster.hcl but accepts writes", n.Name),
 				fmt.Sprintf("pgha removes undeclared standbys, not a writable node: declare %s again (as primary, to switch over from it), or stop it by hand, then plan again.", n.Name))
