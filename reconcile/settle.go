@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/pgha/pgha/state"
@@ -31,13 +32,38 @@ func (e *Env) settle(ctx context.Context, s *state.Cluster) *state.Cluster {
 			return s
 		case <-time.After(150 * time.Millisecond):
 		}
-		next := e.Observe(ctx)
+		next := e.reobserveStandbys(ctx, s)
 		if replayAtRest(s, next) {
 			return next
 		}
 		s = next
 	}
 	return s
+}
+
+// reobserveStandbys returns a copy of s in which what PostgreSQL says
+// about each reachable standby is observed again, concurrently; the rest
+// (runtime, catalog, backups) does not move in the moments settle waits,
+// so it is not asked again.
+func (e *Env) reobserveStandbys(ctx context.Context, s *state.Cluster) *state.Cluster {
+	next := *s
+	next.Nodes = make([]*state.Node, len(s.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range s.Nodes {
+		cp := *n
+		next.Nodes[i] = &cp
+		cn := e.Cfg.Node(n.Name)
+		if cn == nil || !n.Reachable || !n.InRecovery {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.observePG(ctx, cn, &cp)
+		}()
+	}
+	wg.Wait()
+	return &next
 }
 
 // replayAtRest reports whether no reachable standby replayed further
