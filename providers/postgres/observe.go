@@ -42,16 +42,25 @@ const (
 	// pg_walfile_name() would do, but it refuses to run during recovery.
 	qSegment = `lpad(upper(to_hex(div(r.b, 4294967296)::bigint)), 8, '0') ||
       lpad(upper(to_hex(div(mod(r.b, 4294967296), r.s)::bigint)), 8, '0')`
+	// qIdentity is who the server is and where it stands, with its
+	// timeline computed once (x.t) for the timeline column and for the
+	// history file read beside it: the current timeline's history (where
+	// each timeline forked from its parent) and, on a primary, the
+	// databases' total size, the cost of a re-clone; both for rejoin
+	// previews.
 	qIdentity = `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
   (pg_control_system()).system_identifier::text,
   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END,
   CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_receive_lsn()::text, '') ELSE '' END,
   CASE WHEN pg_is_in_recovery() THEN COALESCE(pg_last_wal_replay_lsn()::text, '') ELSE '' END,
+  x.t,
   CASE WHEN pg_is_in_recovery()
+       THEN COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 ELSE 0 END,
+  COALESCE(CASE WHEN x.t > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(x.t)), 8, '0') || '.history', 0, 1048576, true) END, ''),
+  CASE WHEN pg_is_in_recovery() THEN 0 ELSE (SELECT sum(pg_database_size(oid))::bigint FROM pg_database) END
+  FROM (SELECT CASE WHEN pg_is_in_recovery()
        THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), ` + qReplayTLI + `, (pg_control_checkpoint()).timeline_id)
-       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-  CASE WHEN pg_is_in_recovery()
-       THEN COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 ELSE 0 END`
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
 	qReceiver = `SELECT COALESCE(status, ''), COALESCE(sender_host, ''), COALESCE(sender_port, 0), COALESCE(slot_name, '')
   FROM pg_stat_wal_receiver`
 	qSlots = `SELECT slot_name, slot_type, active, COALESCE(active_pid, 0), COALESCE(restart_lsn::text, '')
@@ -60,15 +69,6 @@ const (
   COALESCE(sent_lsn::text, ''), COALESCE(replay_lsn::text, ''), COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8,
   COALESCE(sync_state, ''), pid FROM pg_stat_replication ORDER BY application_name`
 	qSettings = `SELECT name, COALESCE(setting, ''), COALESCE(unit, ''), context, vartype, pending_restart, source FROM pg_settings`
-	// qHistory reads the current timeline's history file (where each
-	// timeline forked from its parent) and, on a primary, the databases'
-	// total size, the cost of a re-clone; both for rejoin previews. It is
-	// part of the batch, so it costs no round trip.
-	qHistory = `SELECT COALESCE(CASE WHEN t > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(t)), 8, '0') || '.history', 0, 1048576, true) END, ''),
-  CASE WHEN pg_is_in_recovery() THEN 0 ELSE (SELECT sum(pg_database_size(oid))::bigint FROM pg_database) END
-  FROM (SELECT CASE WHEN pg_is_in_recovery()
-       THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), ` + qReplayTLI + `, (pg_control_checkpoint()).timeline_id)
-       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
 	// qHBA counts pg_hba.conf's TCP lines that accept a connection
 	// without TLS ("host"; "hostssl" and "hostnossl" say what they take).
 	qHBA   = `SELECT count(*) FILTER (WHERE type = 'host')::int FROM pg_hba_file_rules`
@@ -119,16 +119,17 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	b.Queue(qReplicas)
 	b.Queue(qSettings)
 	b.Queue(qRoles, names)
-	b.Queue(qHistory)
 	b.Queue(qHBA)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 
-	var cur, recv, replay string
+	var cur, recv, replay, history string
 	var age float64
-	if err := br.QueryRow().Scan(&n.ServerVersion, &n.InRecovery, &n.SystemID, &cur, &recv, &replay, &n.Timeline, &age); err != nil {
+	if err := br.QueryRow().Scan(&n.ServerVersion, &n.InRecovery, &n.SystemID, &cur, &recv, &replay, &n.Timeline, &age,
+		&history, &n.DatabaseBytes); err != nil {
 		return err
 	}
+	n.History = ParseHistory(history)
 	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN = lsn(cur), lsn(recv), lsn(replay)
 	n.ReplayAge = time.Duration(age * float64(time.Second))
 
@@ -218,11 +219,6 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	var history string
-	if err := br.QueryRow().Scan(&history, &n.DatabaseBytes); err != nil {
-		return err
-	}
-	n.History = ParseHistory(history)
 	return br.QueryRow().Scan(&n.HBAPlainTCP)
 }
 
