@@ -617,15 +617,15 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		if err := e.Runtime.Prepare(ctx, n); err != nil {
 			return err
 		}
+		marked := e.standbySignal(ctx, n)
 		if err := e.Runtime.SetStandby(ctx, n, false); err != nil {
 			return err
 		}
 		out, err := e.Runtime.Rewind(ctx, n, primary)
-		if err != nil {
-			// The node is marked a standby, fenced or not before, on a
-			// context the cancel does not end: it is becoming a standby of
-			// primary, and a failed rewind must not leave a node that a
-			// restart brings back as a second primary.
+		if err != nil && marked {
+			// A fenced node is marked a standby again, on a context the
+			// cancel does not end: a failed rewind must not leave a node
+			// that a restart brings back as a second primary.
 			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			_ = e.Runtime.SetStandby(mctx, n, true)
 			cancel()
@@ -693,6 +693,14 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		return postgres.CreateSlot(ctx, e.superuser(n), config.BackupSlot)
 	}
 	return nil
+}
+
+// standbySignal reports whether n's (stopped) data directory holds
+// standby.signal, as the runtime observes it.
+func (e *Env) standbySignal(ctx context.Context, n *config.Node) bool {
+	s := &state.Cluster{Name: e.Cfg.Name, Nodes: []*state.Node{{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}}}
+	e.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {})
+	return s.Nodes[0].StandbySignal
 }
 
 // rewindCauses are pg_rewind's messages (PostgreSQL 13–17) for the
