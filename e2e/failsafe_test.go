@@ -532,18 +532,19 @@ func noSwitchoverRecorded(ctx context.Context, t *testing.T, c *cluster, node st
 	}
 }
 
-// waitStreaming waits until node streams from primary.
+// waitStreaming waits until node streams from primary: primary has a
+// streaming WAL sender for it.
 func waitStreaming(ctx context.Context, t *testing.T, c *cluster, node, primary string) {
 	t.Helper()
 	eventually(t, 60*time.Second, func() error {
-		var status string
-		q := c.conn(ctx, node)
+		var n int
+		q := c.conn(ctx, primary)
 		defer q.Close(ctx)
-		if err := q.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')").Scan(&status); err != nil {
+		if err := q.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", node).Scan(&n); err != nil {
 			return err
 		}
-		if status != "streaming" {
-			return fmt.Errorf("%s: WAL receiver %s", node, status)
+		if n != 1 {
+			return fmt.Errorf("%s has %d streaming senders for %s", primary, n, node)
 		}
 		return nil
 	})
