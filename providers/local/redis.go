@@ -80,23 +80,17 @@ func (r *Runtime) StartRedis(ctx context.Context, o RedisOptions) error {
 	if err := CheckRedisOwned(p.dir); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
+	var files *pgconf.RedisTLSFiles
 	if o.TLS != nil {
 		p.tls = o.TLS.Client
 		if err := r.ensurePrivateDir(p.dir); err != nil {
 			return fmt.Errorf("start redis-server: %w", err)
 		}
-		files := map[string][]byte{}
-		for name, data := range map[string][]byte{"redis.crt": o.TLS.Cert, "redis.key": o.TLS.Key, "ca.crt": o.TLS.CA} {
-			files[filepath.Join(p.dir, "tls", name)] = data
-		}
-		if err := r.WritePrivateFiles(files); err != nil {
+		d := filepath.Join(p.dir, "tls") // config.Cluster.RedisTLS names the same files
+		files = &pgconf.RedisTLSFiles{Cert: d + "/redis.crt", Key: d + "/redis.key", CA: d + "/ca.crt"}
+		if err := r.WritePrivateFiles(map[string][]byte{files.Cert: o.TLS.Cert, files.Key: o.TLS.Key, files.CA: o.TLS.CA}); err != nil {
 			return fmt.Errorf("start redis-server: %w", err)
 		}
-	}
-	var files *pgconf.RedisTLSFiles
-	if o.TLS != nil {
-		d := filepath.Join(p.dir, "tls")
-		files = &pgconf.RedisTLSFiles{Cert: d + "/redis.crt", Key: d + "/redis.key", CA: d + "/ca.crt"}
 	}
 	conf := redisConf(p, o.Password, files)
 	if pid, ok := r.redisRunning(p); ok {
