@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +35,8 @@ import (
 // `go test ./plan -run TestCases -update` rewrites plan.txt and plan.json
 // from what the planner gives; read the diff before committing it.
 const casesDir = "testdata/cases"
+
+var update = flag.Bool("update", false, "rewrite the expected plans of the case files")
 
 // caseFile is where every case's cluster.hcl is parsed as if it lived:
 // the plans name it (Remove prevent_destroy ... in /srv/pgha/cluster.hcl)
@@ -193,19 +196,34 @@ func (pc *goldenCase) build() (*Plan, error) {
 	}
 }
 
-// casePlans builds the plan of every case, for the tests that check a
-// property of all plans (params, saved-plan round trip).
-func casePlans(t *testing.T) map[string]*Plan {
+// buildCase builds the plan of the case file testdata/cases/NAME.txtar,
+// for tests that assert something of one case beyond its golden. The
+// caller has set the secrets (setCaseSecrets).
+func buildCase(t *testing.T, name string) *Plan {
+	t.Helper()
+	path := filepath.Join(casesDir, name+".txtar")
+	p, err := loadCase(t, path).build()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return p
+}
+
+// namedPlan is the plan of one case file.
+type namedPlan struct {
+	name string
+	plan *Plan
+}
+
+// casePlans builds the plan of every case, in file order, for the tests
+// that check a property of all plans (params, saved-plan round trip).
+func casePlans(t *testing.T) []namedPlan {
 	t.Helper()
 	setCaseSecrets(t)
-	plans := map[string]*Plan{}
+	var plans []namedPlan
 	for _, f := range caseFiles(t) {
-		pc := loadCase(t, f)
-		p, err := pc.build()
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		plans[pc.name] = p
+		name := strings.TrimSuffix(filepath.Base(f), ".txtar")
+		plans = append(plans, namedPlan{name, buildCase(t, name)})
 	}
 	return plans
 }

@@ -55,23 +55,14 @@ func shownParams(a Action) Params {
 }
 
 // TestParamsMatchDisplay: for every action of every plan the tests build
-// (apply, -delete-removed, destroy local and Docker, failover with and
+// (the case files, -delete-removed, destroy local and Docker, failover with and
 // without -force), the typed params say what the display said, which is
 // what apply executed before params existed: moving the executors to
 // params changed no decision.
 func TestParamsMatchDisplay(t *testing.T) {
 	var plans []*Plan
-	for _, tc := range planCases {
-		c := testCluster()
-		start := converged
-		if tc.start != nil {
-			start = tc.start
-		}
-		s := start(c)
-		if tc.mutate != nil {
-			tc.mutate(c, s)
-		}
-		plans = append(plans, Build(c, s))
+	for _, cp := range casePlans(t) {
+		plans = append(plans, cp.plan)
 	}
 	c := testCluster()
 	s := converged(c)

@@ -7,21 +7,12 @@ import (
 	"testing"
 )
 
-// TestDecodeEveryBuiltPlan: each plan of the table tests survives the
+// TestDecodeEveryBuiltPlan: each plan of the case files survives the
 // saved-plan round trip byte for byte.
 func TestDecodeEveryBuiltPlan(t *testing.T) {
 	n := 0
-	for _, tc := range planCases {
-		c := testCluster()
-		start := converged
-		if tc.start != nil {
-			start = tc.start
-		}
-		s := start(c)
-		if tc.mutate != nil {
-			tc.mutate(c, s)
-		}
-		p := Build(c, s)
+	for _, tc := range casePlans(t) {
+		p := tc.plan
 		b, err := JSON(p)
 		if err != nil {
 			t.Fatal(err)
@@ -92,17 +83,8 @@ func TestDecodeRequiresParams(t *testing.T) {
 	want := map[Kind]string{SlotCreate: "slot", SlotDrop: "slot", DataRemove: "path", NodeRemove: "data_dir",
 		StandbyRejoin: "method", Switchover: "from", BackupTake: "backup_type", BackupExpire: "backups", CatalogRecord: "primary"}
 	seen := map[Kind]bool{}
-	for _, tc := range planCases {
-		c := testCluster()
-		start := converged
-		if tc.start != nil {
-			start = tc.start
-		}
-		s := start(c)
-		if tc.mutate != nil {
-			tc.mutate(c, s)
-		}
-		p := Build(c, s)
+	for _, tc := range casePlans(t) {
+		p := tc.plan
 		for i, a := range p.Actions {
 			field, ok := want[a.Kind]
 			if !ok || (a.Kind == CatalogRecord && a.Change == Delete) {
