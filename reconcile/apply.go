@@ -13,7 +13,6 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
 )
@@ -222,14 +221,14 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.NodeFence:
 		return e.fence(ctx, n)
 	case plan.RoleEnsure:
-		return postgres.EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
+		return e.db().EnsureRole(ctx, e.superuser(n), c.Replication.User, c.Replication.Password.Reveal())
 	case plan.SlotCreate:
-		return postgres.CreateSlot(ctx, e.superuser(n), a.Params.Slot)
+		return e.db().CreateSlot(ctx, e.superuser(n), a.Params.Slot)
 	case plan.SlotDrop:
 		if who := a.Params.StreamedBy; who != "" {
 			return e.dropReleased(ctx, n, a.Params.Slot, who)
 		}
-		return postgres.DropSlot(ctx, e.superuser(n), a.Params.Slot)
+		return e.db().DropSlot(ctx, e.superuser(n), a.Params.Slot)
 	case plan.StandbyClone:
 		// pg_basebackup presents the node's certificate: install it first.
 		if err := e.Runtime.Prepare(ctx, n); err != nil {
@@ -248,7 +247,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		if err := e.configure(ctx, n, primary); err != nil {
 			return err
 		}
-		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
+		if err := e.db().Reload(ctx, e.superuser(n)); err != nil {
 			return err
 		}
 		if err := e.confirmTLS(ctx, n); err != nil {
@@ -267,7 +266,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 			}
 			return e.reconnected(ctx, n, primary)
 		}
-		if err := postgres.Reload(ctx, e.superuser(n)); err != nil {
+		if err := e.db().Reload(ctx, e.superuser(n)); err != nil {
 			return err
 		}
 		return e.confirmTLS(ctx, n)
@@ -336,7 +335,7 @@ func (e *Env) dropReleased(ctx context.Context, n *config.Node, slot, standby st
 	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
 	defer cancel()
 	for {
-		err := postgres.DropSlot(wctx, e.superuser(n), slot)
+		err := e.db().DropSlot(wctx, e.superuser(n), slot)
 		if err == nil {
 			return nil
 		}
@@ -368,13 +367,13 @@ func (e *Env) reconnected(ctx context.Context, n *config.Node, primary string) e
 		}
 		st := &state.Node{}
 		octx, cancel := context.WithTimeout(ctx, ObserveTimeout)
-		postgres.Observe(octx, e.superuser(sn), st, nil)
+		e.db().Observe(octx, e.superuser(sn), st, nil)
 		cancel()
 		if !st.Reachable || !st.InRecovery || (st.Upstream != nil && st.Upstream.Status == "streaming") {
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, ReconnectTimeout)
-		err := postgres.WaitStreaming(wctx, e.superuser(sn))
+		err := e.db().WaitStreaming(wctx, e.superuser(sn))
 		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -444,7 +443,7 @@ func (e *Env) restart(ctx context.Context, n *config.Node, primary string) error
 func (e *Env) ready(ctx context.Context, n *config.Node, primary string) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := postgres.WaitReady(wctx, e.superuser(n)); err != nil {
+	if err := e.db().WaitReady(wctx, e.superuser(n)); err != nil {
 		return fmt.Errorf("wait for %s to accept connections: %w", n.Name, err)
 	}
 	if err := e.confirmTLS(ctx, n); err != nil {
@@ -459,7 +458,7 @@ func (e *Env) ready(ctx context.Context, n *config.Node, primary string) error {
 func (e *Env) waitStreaming(ctx context.Context, n *config.Node, primary string) error {
 	wctx, cancel := context.WithTimeout(ctx, StreamTimeout)
 	defer cancel()
-	if err := postgres.WaitStreaming(wctx, e.superuser(n)); err != nil {
+	if err := e.db().WaitStreaming(wctx, e.superuser(n)); err != nil {
 		return fmt.Errorf("wait for %s to stream from %s (see %s): %w", n.Name, primary, e.Cfg.LogFile(n), err)
 	}
 	return nil
@@ -482,7 +481,7 @@ func (e *Env) fence(ctx context.Context, n *config.Node) error {
 // checkpoint, and only then is it promoted. If the target does not catch
 // up, the old primary is started again and nothing changed.
 func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
-	if err := postgres.Checkpoint(ctx, e.superuser(old)); err != nil {
+	if err := e.db().Checkpoint(ctx, e.superuser(old)); err != nil {
 		return err
 	}
 	if err := e.Runtime.Stop(ctx, old, "fast"); err != nil {
@@ -509,9 +508,9 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 // a second primary. A target that does not catch up rolls the switchover
 // back: old starts again as the primary.
 func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final state.LSN) error {
-	_ = postgres.ResumeReplay(ctx, e.superuser(target))
+	_ = e.db().ResumeReplay(ctx, e.superuser(target))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := postgres.WaitReplayed(wctx, e.superuser(target), final)
+	err := e.db().WaitReplayed(wctx, e.superuser(target), final)
 	cancel()
 	if err != nil {
 		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
@@ -519,7 +518,7 @@ func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final sta
 	if err := e.Runtime.SetStandby(ctx, old, true); err != nil {
 		return err
 	}
-	return postgres.Promote(ctx, e.superuser(target))
+	return e.db().Promote(ctx, e.superuser(target))
 }
 
 // RollbackTimeout bounds the restart of the old primary after a switchover
@@ -582,8 +581,8 @@ func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) er
 	ep := e.superuser(cand)
 	// Promotion replays everything the standby received before it ends
 	// recovery; a paused replay is resumed so that nothing is left behind.
-	_ = postgres.ResumeReplay(ctx, ep)
-	return postgres.Promote(ctx, ep)
+	_ = e.db().ResumeReplay(ctx, ep)
+	return e.db().Promote(ctx, ep)
 }
 
 // rejoin turns a former primary (or a diverged node) into a standby of
@@ -607,7 +606,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	if method != "reclone" {
 		// A just-promoted source must checkpoint first, or pg_rewind reads
 		// the old timeline from its control file.
-		if err := postgres.Checkpoint(ctx, e.superuser(primary)); err != nil {
+		if err := e.db().Checkpoint(ctx, e.superuser(primary)); err != nil {
 			return fmt.Errorf("checkpoint on %s before pg_rewind of %s (%s's data is untouched): %w", primary.Name, n.Name, n.Name, err)
 		}
 		step("checkpoint on " + primary.Name)
@@ -678,19 +677,19 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	// The backup slot stays: it holds the WAL since the newest backup, so
 	// that the chain continues if this node becomes primary again.
 	st := &state.Node{}
-	postgres.Observe(ctx, e.superuser(n), st, nil)
+	e.db().Observe(ctx, e.superuser(n), st, nil)
 	for _, sl := range st.Slots {
 		if sl.Name == config.BackupSlot && e.walBackups(st.ServerVersion) {
 			continue
 		}
-		if err := postgres.DropSlotEndingSender(ctx, e.superuser(n), sl.Name); err != nil {
+		if err := e.db().DropSlotEndingSender(ctx, e.superuser(n), sl.Name); err != nil {
 			return err
 		}
 	}
 	// A re-clone brought no backup slot: the node gets one as every
 	// standby has, so that the plan after this one has nothing to add.
 	if e.walBackups(st.ServerVersion) && st.Slot(config.BackupSlot) == nil {
-		return postgres.CreateSlot(ctx, e.superuser(n), config.BackupSlot)
+		return e.db().CreateSlot(ctx, e.superuser(n), config.BackupSlot)
 	}
 	return nil
 }
@@ -772,7 +771,7 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		return fmt.Errorf("the plan records primary %q, which cluster.hcl does not declare", want.Primary)
 	}
 	p := &state.Node{}
-	postgres.Observe(ctx, e.superuser(pn), p, nil)
+	e.db().Observe(ctx, e.superuser(pn), p, nil)
 	if p.Reachable {
 		rec.SystemID, rec.Timeline = p.SystemID, p.Timeline
 	}

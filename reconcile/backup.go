@@ -79,10 +79,10 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		// finds every segment since this full; on the standbys too, so
 		// that the chain continues on whichever node becomes primary.
 		if policy.WALSlot(pn.ServerVersion) {
-			if err := postgres.CreateSlot(ctx, admin, config.BackupSlot); err != nil {
+			if err := e.db().CreateSlot(ctx, admin, config.BackupSlot); err != nil {
 				return b, err
 			}
-			e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return postgres.CreateSlot(ctx, ep, config.BackupSlot) })
+			e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return e.db().CreateSlot(ctx, ep, config.BackupSlot) })
 		}
 		fmt.Fprintf(out, "Backing up %s (%s) into %s...\n", src.Name, n.Role(), bk.Repository)
 		o.Progress = progress(out, pn.DatabaseBytes)
@@ -120,11 +120,11 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		return b, err
 	}
 	if stop, perr := state.ParseLSN(b.StopLSN); perr == nil && policy.WALSlot(pn.ServerVersion) {
-		if err := postgres.AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
+		if err := e.db().AdvanceSlot(ctx, admin, config.BackupSlot, stop); err != nil {
 			fmt.Fprintf(out, "Warning: %v; the slot keeps WAL the repository already holds until the next backup.\n", err)
 		}
 		// A standby moves its slot only as far as it has replayed.
-		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return postgres.AdvanceSlot(ctx, ep, config.BackupSlot, stop) })
+		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return e.db().AdvanceSlot(ctx, ep, config.BackupSlot, stop) })
 	}
 	took := time.Since(start)
 	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes),
@@ -161,21 +161,21 @@ func (e *Env) summarizeWAL(ctx context.Context, ep postgres.Endpoint, pn *state.
 	if policy.WALSlot(pn.ServerVersion) {
 		return nil // before 17 incrementals are WAL-based
 	}
-	on, err := postgres.Setting(ctx, ep, "summarize_wal")
+	on, err := e.db().Setting(ctx, ep, "summarize_wal")
 	if err != nil || on == "on" {
 		return err
 	}
-	if err := postgres.Exec(ctx, ep, "ALTER SYSTEM SET summarize_wal = on"); err != nil {
+	if err := e.db().Exec(ctx, ep, "ALTER SYSTEM SET summarize_wal = on"); err != nil {
 		return fmt.Errorf("turn on summarize_wal: %w", err)
 	}
-	if err := postgres.Reload(ctx, ep); err != nil {
+	if err := e.db().Reload(ctx, ep); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "summarize_wal is now on (ALTER SYSTEM): incremental backups of this chain send only changed blocks.")
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		if v, _ := postgres.Setting(wctx, ep, "summarize_wal"); v == "on" {
+		if v, _ := e.db().Setting(wctx, ep, "summarize_wal"); v == "on" {
 			return nil
 		}
 		select {
@@ -208,11 +208,11 @@ type walSource struct {
 }
 
 func (w walSource) RestorePoint(ctx context.Context, name string) (state.LSN, error) {
-	return postgres.RestorePoint(ctx, w.e.superuser(w.n), name)
+	return w.e.db().RestorePoint(ctx, w.e.superuser(w.n), name)
 }
 
 func (w walSource) ReceiveWAL(ctx context.Context, timeline int, start, stop state.LSN, sink func(backup.Segment) error) (int, error) {
-	return postgres.ReceiveWAL(ctx, w.e.replicator(w.n), config.BackupSlot, timeline, start, stop, func(s postgres.WALSegment) error {
+	return w.e.db().ReceiveWAL(ctx, w.e.replicator(w.n), config.BackupSlot, timeline, start, stop, func(s postgres.WALSegment) error {
 		return sink(backup.Segment{Name: s.Name, Data: s.Data})
 	})
 }
@@ -306,7 +306,7 @@ type streamer struct {
 // compressor (any runtime: pgha reaches every node); servers older than
 // PostgreSQL 15 go through pg_basebackup next to the node.
 func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer, parent []byte) (backup.BaseInfo, error) {
-	r, err := postgres.BaseBackup(ctx, s.e.replicator(s.n), "pgha", w, manifest, parent)
+	r, err := s.e.db().BaseBackup(ctx, s.e.replicator(s.n), "pgha", w, manifest, parent)
 	if errors.Is(err, postgres.ErrOldServer) && parent == nil {
 		report, err := s.e.Runtime.BaseBackup(ctx, s.n, w)
 		return backup.ParseReport(report), err
@@ -393,10 +393,10 @@ func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check boo
 	ep := postgres.Endpoint{Host: "127.0.0.1", Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
 	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
-	err = postgres.WaitWritable(wctx, ep)
+	err = e.db().WaitWritable(wctx, ep)
 	if err == nil {
 		n := &state.Node{}
-		postgres.Observe(ctx, ep, n, nil)
+		e.db().Observe(ctx, ep, n, nil)
 		if !n.Reachable || (n.SystemID != last.SystemID && last.Format != policy.FormatLogical) {
 			err = fmt.Errorf("the restored instance answers with system id %q, the backup says %q (%s)", n.SystemID, last.SystemID, n.Error)
 		}

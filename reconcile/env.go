@@ -30,6 +30,9 @@ type Env struct {
 	Catalog *redis.Catalog // nil when the file declares no catalog
 	// store holds the lock and the cluster record (the catalog, today).
 	store Store
+	// pg is how executors talk to the nodes' PostgreSQL servers (see
+	// pgOps); nil means providers/postgres.
+	pg pgOps
 	// Now is the clock backups are scheduled and named by; nil means
 	// time.Now. Tests fix it to replay a week in minutes.
 	Now func() time.Time
@@ -47,7 +50,7 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg, Runtime: rt}
+	e := &Env{Cfg: cfg, Runtime: rt, pg: postgresOps{}}
 	if c := cfg.Catalog; c != nil {
 		e.Catalog = redis.NewTLS(c.Address, c.Password.Reveal(), c.DB, cfg.Name, catalogTLS(cfg))
 		e.store = redisStore{e.Catalog}
@@ -151,7 +154,7 @@ func (e *Env) observePG(ctx context.Context, cn *config.Node, n *state.Node) {
 	// The verifier is compared on every node: after a failover role.ensure
 	// acts on whichever node is primary (about 1 ms of PBKDF2 each).
 	roles := map[string]string{e.Cfg.Replication.User: e.Cfg.Replication.Password.Reveal()}
-	postgres.Observe(ctx, e.superuser(cn), n, roles)
+	e.db().Observe(ctx, e.superuser(cn), n, roles)
 }
 
 func (e *Env) observeCatalog(ctx context.Context) state.Catalog {

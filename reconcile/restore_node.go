@@ -11,7 +11,6 @@ import (
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
 )
@@ -110,14 +109,14 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 	}
 	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
-	if err := postgres.WaitWritable(wctx, e.superuser(cn)); err != nil {
+	if err := e.db().WaitWritable(wctx, e.superuser(cn)); err != nil {
 		return fmt.Errorf("%s after the restore: %w", name, err)
 	}
 	// Promoted: pgha.conf goes back to cluster.hcl's settings alone.
 	if err := e.configure(ctx, cn, name); err != nil {
 		return err
 	}
-	if err := postgres.Reload(ctx, e.superuser(cn)); err != nil {
+	if err := e.db().Reload(ctx, e.superuser(cn)); err != nil {
 		return err
 	}
 	if e.Catalog != nil {

@@ -278,7 +278,7 @@ func (e *Env) confirmTLS(ctx context.Context, n *config.Node) error {
 	defer cancel()
 	var err error
 	for {
-		aerr := postgres.Exec(wctx, ep, "SELECT 1")
+		aerr := e.db().Exec(wctx, ep, "SELECT 1")
 		if aerr == nil {
 			break
 		}
