@@ -62,18 +62,19 @@ lint:
 	$(GO) vet ./...
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) each (make test runs it): the HCL decoder, the
-## saved-plan reader, the restore's tar extraction, the conninfo / pg_hba / passfile renderers,
-## the Markdown plan (pull-request comments).
+## catalog address splitter (against net.SplitHostPort), the saved-plan reader, the restore's tar
+## extraction, the conninfo / pg_hba / passfile renderers, the Markdown plan (pull-request
+## comments).
 ## Go fuzzes one target per invocation, hence the loop; a short minimisation keeps each run
 ## to its time (the default minimises a new input for up to a minute).
 FUZZTIME ?= 5s
-FUZZ_TARGETS := ./config/:FuzzParse ./plan/:FuzzDecodePlan ./backup/:FuzzExtract \
-	./internal/pgconf/:FuzzConninfo ./internal/pgconf/:FuzzHBA ./internal/pgconf/:FuzzPassfile \
-	./views/:FuzzMarkdown
+FUZZ_TARGETS := ./config/clusterfile/:FuzzParse ./config/:FuzzSplitAddress ./plan/:FuzzDecodePlan \
+	./backup/:FuzzExtract ./internal/pgconf/:FuzzConninfo ./internal/pgconf/:FuzzHBA \
+	./internal/pgconf/:FuzzPassfile ./views/:FuzzMarkdown
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \
-	  printf 'fuzz %-14s %-20s ' "$$fn" "$$pkg"; \
+	  printf 'fuzz %-17s %-24s ' "$$fn" "$$pkg"; \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg 2>&1) || \
 	    { echo FAIL; echo "$$out"; exit 1; }; \
 	  echo "$$out" | grep -o 'execs: [0-9]*' | tail -n 1; \

@@ -1,8 +1,13 @@
-// Package config turns cluster.hcl into the typed desired state of a cluster.
+// Package config is the typed desired state of a cluster: the model that
+// cluster.hcl decodes into, checks of single values (hosts, addresses,
+// sizes, schedules) and the names derived from it (endpoints, container
+// names, paths, conninfo). Secrets are held in Secret values that refuse
+// to print.
 //
-// Parsing and validation report hcl.Diagnostics that carry file:line:col so
-// that a reader can be pointed at the exact place to fix. Secrets are held in
-// Secret values that refuse to print.
+// It is pure: reading cluster.hcl — the file, env() and file(), the
+// managed catalog's password file — and its diagnostics with
+// file:line:col live in config/clusterfile, so that plan, which imports
+// config, touches neither disk nor network (plan's TestPurity checks it).
 package config
 
 import (

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -148,7 +147,7 @@ func (c *Cluster) CertHosts(name string) []string {
 	case CertPgha:
 		return nil
 	case CertRedis:
-		if h, _, err := net.SplitHostPort(c.Catalog.Address); err == nil {
+		if h, _, err := SplitAddress(c.Catalog.Address); err == nil {
 			hosts = append(hosts, h)
 		}
 		if c.IsDocker() {

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/providers/redis"
@@ -500,7 +500,7 @@ func (c *cluster) env() *reconcile.Env {
 	c.t.Helper()
 	os.Setenv("E2E_SUPER_PW", superPW) // the same values every test uses
 	os.Setenv("E2E_REPL_PW", replPW)
-	r := config.Load(c.file)
+	r := clusterfile.Load(c.file)
 	if r.Diags.HasErrors() {
 		c.t.Fatal(r.Diags)
 	}

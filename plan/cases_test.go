@@ -16,6 +16,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/state"
 )
 
@@ -146,7 +147,7 @@ func loadCase(t *testing.T, path string) *goldenCase {
 	if !ok {
 		t.Fatalf("%s: no cluster.hcl section", path)
 	}
-	r := config.Parse(src, caseFile)
+	r := clusterfile.Parse(src, caseFile)
 	if r.Diags.HasErrors() || r.Cluster == nil {
 		t.Fatalf("%s: cluster.hcl does not load:\n%s", path, r.Diags.Error())
 	}

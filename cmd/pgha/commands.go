@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 )
@@ -29,7 +30,7 @@ func newFlags(name string, errw io.Writer) (*flag.FlagSet, *string) {
 // load reads and validates the cluster file, printing diagnostics with
 // their source lines. A nil cluster means the command must stop here.
 func load(path string, errw io.Writer) *config.Cluster {
-	r := config.Load(path)
+	r := clusterfile.Load(path)
 	if len(r.Diags) > 0 {
 		_ = r.WriteDiagnostics(errw)
 	}
@@ -84,7 +85,7 @@ func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
 		if err != nil {
 			return fail(errw, fmt.Errorf("fmt: %w", err))
 		}
-		formatted := config.Format(src)
+		formatted := clusterfile.Format(src)
 		if bytes.Equal(src, formatted) {
 			continue
 		}

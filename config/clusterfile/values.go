@@ -1,14 +1,14 @@
-package config
+package clusterfile
 
 import (
 	"fmt"
 	"math/big"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/pgha/pgha/config"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 )
@@ -94,15 +94,15 @@ func (d *decoder) boolean(a *hcl.Attribute, dst *bool) bool {
 }
 
 // secret decodes a password; an empty string gives an unset Secret.
-func (d *decoder) secret(a *hcl.Attribute) (Secret, bool) {
+func (d *decoder) secret(a *hcl.Attribute) (config.Secret, bool) {
 	var s string
 	if !d.str(a, &s) {
-		return Secret{}, false
+		return config.Secret{}, false
 	}
 	if s == "" {
-		return Secret{}, true
+		return config.Secret{}, true
 	}
-	return NewSecret(s), true
+	return config.NewSecret(s), true
 }
 
 var (
@@ -184,46 +184,4 @@ func itemRanges(expr hcl.Expression) map[string]hcl.Range {
 		out[k.AsString()] = hcl.RangeBetween(p.Key.Range(), p.Value.Range())
 	}
 	return out
-}
-
-// splitHostPort splits "host:port" ("[::1]:6390" for IPv6) and checks the
-// port, so that a catalog address fails here and not at connection time.
-func splitHostPort(addr string) (string, int, error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("split %q: %w", addr, err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 {
-		return "", 0, fmt.Errorf("port %q is not between 1 and 65535", p)
-	}
-	if h == "" {
-		return "", 0, fmt.Errorf("no host in %q", addr)
-	}
-	return h, n, nil
-}
-
-// dnsLabelRe is one label of a DNS name as RFC 1123 allows it: letters,
-// digits and hyphens, not starting or ending with a hyphen.
-var dnsLabelRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-
-// ValidHost reports whether h is an IP address (v4 or v6, without a zone
-// or brackets) or a DNS name. A node's host is written, unquoted, into
-// pg_hba.conf and libpq conninfo strings on every node, so anything else —
-// a space, a '#', a '/' — could add a line or a field there; checking it
-// here turns such a value into a diagnostic rather than a trust line.
-func ValidHost(h string) bool {
-	if ip := net.ParseIP(h); ip != nil {
-		return true
-	}
-	name := strings.TrimSuffix(h, ".")
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(name, ".") {
-		if !dnsLabelRe.MatchString(label) {
-			return false
-		}
-	}
-	return true
 }

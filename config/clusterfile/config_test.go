@@ -1,4 +1,4 @@
-package config
+package clusterfile
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/testenv"
 )
 
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 
 // dump renders a decoded cluster machine-independently: the cluster
 // file's directory becomes <dir>.
-func dump(t *testing.T, c *Cluster) []byte {
+func dump(t *testing.T, c *config.Cluster) []byte {
 	t.Helper()
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -95,8 +96,8 @@ func TestGoodFiles(t *testing.T) {
 		goldens[f] = strings.TrimSuffix(f, ".hcl") + ".golden"
 	}
 	// The shipped examples are good files too, read where they live.
-	goldens["../examples/two-node/cluster.hcl"] = "testdata/good/example_two_node.golden"
-	goldens["../examples/docker/cluster.hcl"] = "testdata/good/example_docker.golden"
+	goldens["../../examples/two-node/cluster.hcl"] = "testdata/good/example_two_node.golden"
+	goldens["../../examples/docker/cluster.hcl"] = "testdata/good/example_docker.golden"
 	for f, g := range goldens {
 		t.Run(f, func(t *testing.T) {
 			r := Load(f)
@@ -279,7 +280,7 @@ func TestFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, "../cluster.hcl", "../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl")
+	files = append(files, "../../cluster.hcl", "../../examples/two-node/cluster.hcl", "../../examples/docker/cluster.hcl")
 	if len(files) < 5 {
 		t.Fatalf("only %d files to check: %v", len(files), files)
 	}
@@ -313,7 +314,7 @@ func TestSnippetMultibyte(t *testing.T) {
 // the schema: each decodes without a diagnostic.
 func TestRepositoryClusterFiles(t *testing.T) {
 	setSecrets(t)
-	for _, f := range []string{"../examples/two-node/cluster.hcl", "../examples/docker/cluster.hcl"} {
+	for _, f := range []string{"../../examples/two-node/cluster.hcl", "../../examples/docker/cluster.hcl"} {
 		t.Run(f, func(t *testing.T) {
 			r := Load(f)
 			if r.Diags.HasErrors() || r.Cluster == nil {
@@ -332,7 +333,7 @@ func TestRepositoryClusterFiles(t *testing.T) {
 // secret files of its own, and the decoded cluster is checked value by
 // value. Without them, a missing secret file is the only error.
 func TestRootClusterFile(t *testing.T) {
-	src, err := os.ReadFile("../cluster.hcl")
+	src, err := os.ReadFile("../../cluster.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ func TestRootClusterFile(t *testing.T) {
 			{"compression", b.Compression, "zstd"},
 			{"retention days", b.Retention.Days, 6},
 			{"retention fulls", b.Retention.Fulls, 0},
-			{"schedule", b.Schedule, Schedule{Full: "0 2 * * 1", Incremental: "0 2 * * 2,4,6", Differential: "0 2 * * 3,5"}},
+			{"schedule", b.Schedule, config.Schedule{Full: "0 2 * * 1", Incremental: "0 2 * * 2,4,6", Differential: "0 2 * * 3,5"}},
 		}...)
 	}
 	for _, ch := range checks {
@@ -456,28 +457,6 @@ func TestRetention(t *testing.T) {
 		}
 		if got := r.Cluster.Backup.Retention; got.Days != tc.days || got.Fulls != tc.fulls {
 			t.Errorf("%s: retention %+v, want days %d fulls %d", tc.block, got, tc.days, tc.fulls)
-		}
-	}
-}
-
-// TestValidHost: a node's host is an IP address or an RFC 1123 DNS name;
-// anything that could add a field or a line to pg_hba.conf or a conninfo
-// is refused.
-func TestValidHost(t *testing.T) {
-	for _, tc := range []struct {
-		host string
-		ok   bool
-	}{
-		{"127.0.0.1", true}, {"::1", true}, {"fe80::1", true}, {"2001:db8::5", true},
-		{"localhost", true}, {"db1", true}, {"db-1.example.com", true}, {"db1.example.com.", true},
-		{"1db", true}, {strings.Repeat("a", 63) + ".com", true},
-		{"", false}, {".", false}, {"0.0.0.0/0", false}, {"0.0.0.0/0 trust #", false}, {"db1 host=evil", false},
-		{"db1\nhost all all 0.0.0.0/0 trust", false}, {"-db1", false}, {"db1-", false}, {"db_1", false},
-		{"a..b", false}, {"[::1]", false}, {"fe80::1%eth0", false}, {strings.Repeat("a", 64) + ".com", false},
-		{strings.Repeat("a.", 127) + "ab", false}, {"db1'", false}, {"db1\\", false}, {"samenet", true},
-	} {
-		if got := ValidHost(tc.host); got != tc.ok {
-			t.Errorf("ValidHost(%q) = %v, want %v", tc.host, got, tc.ok)
 		}
 	}
 }

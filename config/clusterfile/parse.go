@@ -1,4 +1,13 @@
-package config
+// Package clusterfile reads cluster.hcl into a config.Cluster: it parses
+// the HCL, evaluates the functions the file may call (env, file), decodes
+// every block against its schema, checks what holds across blocks and
+// reports every problem at once as hcl.Diagnostics carrying file:line:col,
+// printed with the source line underlined (Result.WriteDiagnostics).
+//
+// It is the one place a cluster file meets the disk and the environment
+// (the file itself, env(), file(), the managed catalog's generated
+// password, whether pgha runs as root); config holds the model it fills.
+package clusterfile
 
 import (
 	"cmp"
@@ -13,13 +22,14 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/pgha/pgha/config"
 )
 
 // Result is what loading a cluster file gives: the cluster when it is
 // valid, the diagnostics, and the parsed files so that diagnostics can be
 // printed with their source lines.
 type Result struct {
-	Cluster *Cluster // nil when Diags has errors
+	Cluster *config.Cluster // nil when Diags has errors
 	Diags   hcl.Diagnostics
 	Files   map[string]*hcl.File
 }

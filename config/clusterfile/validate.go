@@ -1,4 +1,4 @@
-package config
+package clusterfile
 
 import (
 	"fmt"
@@ -7,20 +7,21 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/pgha/pgha/config"
 )
 
 // validate checks what holds across blocks: there are nodes, the primary
 // is one of them, names, endpoints and slots are unique. It runs on a
 // partly decoded cluster too (a value that failed to decode is zero and is
 // skipped), so that one pass reports every problem.
-func (d *decoder) validate(c *Cluster) {
+func (d *decoder) validate(c *config.Cluster) {
 	if len(c.Nodes) == 0 && !d.clusterBodyBad {
 		d.errorAt(d.clusterRange, "No nodes",
 			"Declare at least one node, e.g.\n  node \"db1\" {\n    port = 5441\n  }")
 	}
-	names := map[string]*Node{}
-	endpoints := map[string]*Node{}
-	slots := map[string]*Node{}
+	names := map[string]*config.Node{}
+	endpoints := map[string]*config.Node{}
+	slots := map[string]*config.Node{}
 	for _, n := range c.Nodes {
 		if first := names[n.Name]; first != nil {
 			d.errorAt(d.nameRanges[n], "Duplicate node",
@@ -39,9 +40,9 @@ func (d *decoder) validate(c *Cluster) {
 			}
 		}
 		if n.Slot != "" {
-			if n.Slot == BackupSlot && c.Backup != nil {
+			if n.Slot == config.BackupSlot && c.Backup != nil {
 				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Reserved slot name",
-					fmt.Sprintf("Slot %q holds the WAL of incremental backups (the backup block declares it). Give node %q another slot.", BackupSlot, n.Name))
+					fmt.Sprintf("Slot %q holds the WAL of incremental backups (the backup block declares it). Give node %q another slot.", config.BackupSlot, n.Name))
 			} else if first := slots[n.Slot]; first != nil {
 				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Duplicate slot name",
 					fmt.Sprintf("Nodes %q and %q both declare slot %s. Each standby needs its own slot.", first.Name, n.Name, d.show(&n.Slot, n.Slot)))
@@ -62,14 +63,14 @@ func (d *decoder) validate(c *Cluster) {
 				d.show(&c.Primary, c.Primary), strings.Join(declared, ", ")))
 	}
 	if cat := c.Catalog; cat != nil && cat.Address != "" {
-		if h, p, err := splitHostPort(cat.Address); err == nil {
+		if h, p, err := config.SplitAddress(cat.Address); err == nil {
 			if n := endpoints[endpointKey(h, p)]; n != nil {
 				d.errorAt(d.rangeOf(&cat.Address, cat.DeclRange), "Catalog and node on one port",
 					fmt.Sprintf("The Redis catalog at %s uses the host and port of node %q (%s). Give Redis its own port.",
 						d.show(&cat.Address, cat.Address), n.Name, pos(n.DeclRange)))
 			}
 		}
-		if h, _, err := splitHostPort(cat.Address); err == nil && cat.Managed && !c.IsDocker() && !loopback(h) {
+		if h, _, err := config.SplitAddress(cat.Address); err == nil && cat.Managed && !c.IsDocker() && !loopback(h) {
 			d.errorAt(d.rangeOf(&cat.Address, cat.DeclRange), "Managed catalog off loopback",
 				fmt.Sprintf("On the local runtime the managed Redis listens on loopback only (127.0.0.1, ::1 or localhost), where pgha on this host reaches it; %s would expose the cluster's lock and record. "+
 					"For a catalog other hosts reach, run Redis yourself with a password (managed = false).", d.show(&cat.Address, cat.Address)))

@@ -1,4 +1,4 @@
-package config
+package clusterfile
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/pgha/pgha/config"
 )
 
 // The schema: each block lists the attributes it accepts, so that HCL
@@ -69,7 +70,7 @@ type decoder struct {
 	sensitive map[any]bool
 
 	clusterRange   hcl.Range
-	nameRanges     map[*Node]hcl.Range
+	nameRanges     map[*config.Node]hcl.Range
 	primaryDecoded bool
 	clusterBodyBad bool
 }
@@ -80,7 +81,7 @@ func newDecoder(dir string) *decoder {
 		ctx:        &hcl.EvalContext{Functions: functions(dir)},
 		ranges:     map[any]hcl.Range{},
 		sensitive:  map[any]bool{},
-		nameRanges: map[*Node]hcl.Range{},
+		nameRanges: map[*config.Node]hcl.Range{},
 	}
 }
 
@@ -100,7 +101,7 @@ func (d *decoder) attrs(body hcl.Body, schema *hcl.BodySchema, f func(name strin
 	}
 }
 
-func (d *decoder) file(body hcl.Body) *Cluster {
+func (d *decoder) file(body hcl.Body) *config.Cluster {
 	content, diags := body.Content(fileSchema)
 	d.diags = append(d.diags, diags...)
 	switch len(content.Blocks) {
@@ -118,14 +119,14 @@ func (d *decoder) file(body hcl.Body) *Cluster {
 	return nil
 }
 
-func (d *decoder) cluster(b *hcl.Block) *Cluster {
+func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 	d.clusterRange = b.DefRange
-	c := &Cluster{Name: b.Labels[0],
-		Postgres:    Postgres{Superuser: "postgres", Parameters: map[string]string{}},
-		Runtime:     Runtime{Kind: "local", DataDir: filepath.Join(d.dir, "data")},
-		Replication: Replication{User: "replicator"},
-		Failover:    Failover{CheckInterval: time.Second, FailureThreshold: 3, MaximumLag: 16 << 20, Failback: "manual"},
-		TLS:         TLS{Enabled: true},
+	c := &config.Cluster{Name: b.Labels[0],
+		Postgres:    config.Postgres{Superuser: "postgres", Parameters: map[string]string{}},
+		Runtime:     config.Runtime{Kind: "local", DataDir: filepath.Join(d.dir, "data")},
+		Replication: config.Replication{User: "replicator"},
+		Failover:    config.Failover{CheckInterval: time.Second, FailureThreshold: 3, MaximumLag: 16 << 20, Failback: "manual"},
+		TLS:         config.TLS{Enabled: true},
 	}
 	if runningAsRoot() {
 		c.Runtime.RunAs = "postgres"
@@ -192,7 +193,7 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 	for _, n := range c.Nodes {
 		n.DataDir = filepath.Join(c.Runtime.DataDir, n.Name)
 		if c.IsDocker() {
-			n.DataDir = DockerPGData
+			n.DataDir = config.DockerPGData
 		}
 	}
 	if c.Catalog != nil {
@@ -207,7 +208,7 @@ func (d *decoder) cluster(b *hcl.Block) *Cluster {
 
 // tls decodes tls { enabled, dir }; an empty block keeps the defaults
 // (on, pgha's own CA under data_dir).
-func (d *decoder) tls(b *hcl.Block, t *TLS) {
+func (d *decoder) tls(b *hcl.Block, t *config.TLS) {
 	t.DeclRange = b.DefRange
 	d.attrs(b.Body, tlsSchema, func(name string, a *hcl.Attribute) {
 		switch name {
@@ -231,7 +232,7 @@ func (d *decoder) tls(b *hcl.Block, t *TLS) {
 // password decodes a required password. A missing one is reported at the
 // block that should hold it, an empty one at the attribute; one whose
 // expression failed (env of an unset variable) already has a diagnostic.
-func (d *decoder) password(b *hcl.Block, a *hcl.Attribute, dst *Secret, what, env string) {
+func (d *decoder) password(b *hcl.Block, a *hcl.Attribute, dst *config.Secret, what, env string) {
 	if a == nil {
 		d.errorAt(b.DefRange, fmt.Sprintf("Missing %s password", b.Type),
 			fmt.Sprintf("pgha needs %s. Add to the %s block: password = env(%q) (or file(\"PATH\")).", what, b.Type, env))
@@ -249,7 +250,7 @@ func (d *decoder) password(b *hcl.Block, a *hcl.Attribute, dst *Secret, what, en
 	*dst = s
 }
 
-func (d *decoder) postgres(b *hcl.Block, p *Postgres) {
+func (d *decoder) postgres(b *hcl.Block, p *config.Postgres) {
 	var pw *hcl.Attribute
 	d.attrs(b.Body, postgresSchema, func(name string, a *hcl.Attribute) {
 		switch name {
@@ -271,7 +272,7 @@ func (d *decoder) postgres(b *hcl.Block, p *Postgres) {
 	d.password(b, pw, &p.Password, "the superuser's password", "PGHA_SUPERUSER_PASSWORD")
 }
 
-func (d *decoder) runtime(b *hcl.Block, r *Runtime) {
+func (d *decoder) runtime(b *hcl.Block, r *config.Runtime) {
 	switch kind := b.Labels[0]; kind {
 	case "local":
 	case "docker":
@@ -304,7 +305,7 @@ func (d *decoder) runtime(b *hcl.Block, r *Runtime) {
 }
 
 // docker decodes runtime "docker"; empty values take the defaults.
-func (d *decoder) docker(b *hcl.Block, dk *Docker) {
+func (d *decoder) docker(b *hcl.Block, dk *config.Docker) {
 	d.attrs(b.Body, dockerSchema, func(name string, a *hcl.Attribute) {
 		var v string
 		if !d.str(a, &v) {
@@ -343,8 +344,8 @@ func (d *decoder) path(p string) string {
 	return filepath.Join(d.dir, p)
 }
 
-func (d *decoder) node(b *hcl.Block) *Node {
-	n := &Node{Name: b.Labels[0], Host: "127.0.0.1", DeclRange: b.DefRange}
+func (d *decoder) node(b *hcl.Block) *config.Node {
+	n := &config.Node{Name: b.Labels[0], Host: "127.0.0.1", DeclRange: b.DefRange}
 	d.nameRanges[n] = b.LabelRanges[0]
 	if !nameRe.MatchString(n.Name) {
 		d.errorAt(b.LabelRanges[0], "Invalid node name",
@@ -357,7 +358,7 @@ func (d *decoder) node(b *hcl.Block) *Node {
 				switch {
 				case n.Host == "":
 					d.errorAt(a.Expr.Range(), "Empty host", `host is the address pgha and the other nodes connect to; leave it out for "127.0.0.1".`)
-				case !ValidHost(n.Host):
+				case !config.ValidHost(n.Host):
 					d.errorAt(a.Expr.Range(), "Invalid host",
 						fmt.Sprintf("host = %s is neither an IP address nor a DNS name (labels of letters, digits and '-', dot-separated, at most 253 characters); it goes into every node's pg_hba.conf and conninfo.", d.show(&n.Host, n.Host)))
 					n.Host = "" // reported; not compared with other endpoints
@@ -386,7 +387,7 @@ func (d *decoder) node(b *hcl.Block) *Node {
 	return n
 }
 
-func (d *decoder) replication(b *hcl.Block, r *Replication) {
+func (d *decoder) replication(b *hcl.Block, r *config.Replication) {
 	var pw *hcl.Attribute
 	d.attrs(b.Body, replicationSchema, func(name string, a *hcl.Attribute) {
 		switch name {
@@ -402,7 +403,7 @@ func (d *decoder) replication(b *hcl.Block, r *Replication) {
 	d.password(b, pw, &r.Password, "the replication user's password", "PGHA_REPLICATION_PASSWORD")
 }
 
-func (d *decoder) failover(b *hcl.Block, f *Failover) {
+func (d *decoder) failover(b *hcl.Block, f *config.Failover) {
 	d.attrs(b.Body, failoverSchema, func(name string, a *hcl.Attribute) {
 		var s string
 		switch name {
@@ -431,7 +432,7 @@ func (d *decoder) failover(b *hcl.Block, f *Failover) {
 			if !d.str(a, &s) {
 				return
 			}
-			v, err := ParseSize(s)
+			v, err := config.ParseSize(s)
 			switch {
 			case err != nil && d.sensitive[&s]:
 				d.errorAt(a.Expr.Range(), "Invalid size",
@@ -453,7 +454,7 @@ func (d *decoder) failover(b *hcl.Block, f *Failover) {
 // catalogPassword gives a managed catalog without a declared password the
 // one pgha generated for it (reconcile writes the file when it first starts
 // Redis, or when it secures a Redis that ran without one).
-func (d *decoder) catalogPassword(c *Catalog) {
+func (d *decoder) catalogPassword(c *config.Catalog) {
 	if !c.Managed || c.Password.Reveal() != "" {
 		return
 	}
@@ -465,12 +466,12 @@ func (d *decoder) catalogPassword(c *Catalog) {
 		d.errorAt(c.DeclRange, "Unreadable catalog password",
 			fmt.Sprintf("pgha keeps the managed catalog's generated password in %s, which cannot be read: %v. Fix its permissions, or declare password = file(...) in catalog \"redis\".", c.PasswordFile, errors.Unwrap(err)))
 	default:
-		c.Password = NewSecret(strings.TrimSpace(string(b)))
+		c.Password = config.NewSecret(strings.TrimSpace(string(b)))
 	}
 }
 
-func (d *decoder) catalog(b *hcl.Block) *Catalog {
-	c := &Catalog{Kind: b.Labels[0], DeclRange: b.DefRange}
+func (d *decoder) catalog(b *hcl.Block) *config.Catalog {
+	c := &config.Catalog{Kind: b.Labels[0], DeclRange: b.DefRange}
 	if c.Kind != "redis" {
 		d.errorAt(b.LabelRanges[0], "Unsupported catalog", fmt.Sprintf("catalog %q is not supported; use catalog \"redis\".", c.Kind))
 		return nil
@@ -481,7 +482,7 @@ func (d *decoder) catalog(b *hcl.Block) *Catalog {
 			if !d.str(a, &c.Address) {
 				return
 			}
-			if _, _, err := splitHostPort(c.Address); err != nil {
+			if _, _, err := config.SplitAddress(c.Address); err != nil {
 				d.errorAt(a.Expr.Range(), "Invalid catalog address",
 					fmt.Sprintf("address = %s is not host:port; write for example \"127.0.0.1:6390\".", d.show(&c.Address, c.Address)))
 				c.Address = ""
