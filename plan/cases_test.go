@@ -42,9 +42,10 @@ var update = flag.Bool("update", false, "rewrite the expected plans of the case 
 // caseFile is where every case's cluster.hcl is parsed as if it lived:
 // the plans name it (Remove prevent_destroy ... in /srv/pgha/cluster.hcl)
 // and relative paths resolve against its directory, so they read the
-// same on every machine. Nothing under /srv/pgha is read: the secrets
-// come from env() (caseSecrets), and a managed catalog's generated
-// password file is only named, never present.
+// same on every machine. The secrets come from env() (caseSecrets); the
+// one file the loader may look for there, a managed catalog's generated
+// password (/srv/pgha/.secrets/catalog), must be absent, and loadCase
+// says so if a machine has one.
 const caseFile = "/srv/pgha/cluster.hcl"
 
 // caseSecrets are the environment variables the cases' cluster.hcl read
@@ -152,6 +153,9 @@ func loadCase(t *testing.T, path string) *goldenCase {
 		t.Fatalf("%s: cluster.hcl does not load:\n%s", path, r.Diags.Error())
 	}
 	pc.cluster = r.Cluster
+	if cat := pc.cluster.Catalog; cat != nil && cat.PasswordFile != "" && cat.Password.IsSet() {
+		t.Fatalf("%s: the loader read a generated catalog password from %s on this machine; the cases are planned as if it had none (move it away to run them)", path, cat.PasswordFile)
+	}
 	obs, ok := pc.section("observed.json")
 	if !ok {
 		t.Fatalf("%s: no observed.json section", path)
