@@ -68,14 +68,19 @@ func (c *fakeCluster) node(name string) *fakeNode {
 	return n
 }
 
-// call records one call and returns the failure scripted for it.
-func (c *fakeCluster) call(layer, op, node string, args ...string) error {
+// call records one call and returns the failure scripted for it, or
+// the context's error when it ended: a real runtime or server fails a
+// call made on a cancelled context.
+func (c *fakeCluster) call(ctx context.Context, layer, op, node string, args ...string) error {
 	call := strings.Join(append([]string{layer + "." + op, node}, args...), " ")
 	c.calls = append(c.calls, call)
 	if c.onCall != nil {
 		c.onCall(call)
 	}
-	return c.fail[op+" "+node]
+	if err := c.fail[op+" "+node]; err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // primaryRunning is the running node out of recovery, "" when none; a
@@ -143,7 +148,7 @@ func (c *fakeCluster) streams(n *fakeNode) bool {
 type fakeRuntime struct{ *fakeCluster }
 
 func (r fakeRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
-	r.call("rt", "Observe", "")
+	r.call(ctx, "rt", "Observe", "")
 	for _, sn := range s.Nodes {
 		n := r.nodes[sn.Name]
 		if n == nil {
@@ -160,15 +165,15 @@ func (r fakeRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*con
 }
 
 func (r fakeRuntime) CreateNode(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "CreateNode", n.Name)
+	return r.call(ctx, "rt", "CreateNode", n.Name)
 }
 
 func (r fakeRuntime) Prepare(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "Prepare", n.Name)
+	return r.call(ctx, "rt", "Prepare", n.Name)
 }
 
 func (r fakeRuntime) InitDB(ctx context.Context, n *config.Node) error {
-	if err := r.call("rt", "InitDB", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "InitDB", n.Name); err != nil {
 		return err
 	}
 	r.node(n.Name).data = true
@@ -176,11 +181,11 @@ func (r fakeRuntime) InitDB(ctx context.Context, n *config.Node) error {
 }
 
 func (r fakeRuntime) Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error {
-	return r.call("rt", "Configure", n.Name)
+	return r.call(ctx, "rt", "Configure", n.Name)
 }
 
 func (r fakeRuntime) SetStandby(ctx context.Context, n *config.Node, on bool) error {
-	if err := r.call("rt", "SetStandby", n.Name, fmt.Sprint(on)); err != nil {
+	if err := r.call(ctx, "rt", "SetStandby", n.Name, fmt.Sprint(on)); err != nil {
 		return err
 	}
 	fn := r.node(n.Name)
@@ -192,13 +197,13 @@ func (r fakeRuntime) SetStandby(ctx context.Context, n *config.Node, on bool) er
 }
 
 func (r fakeRuntime) WritePassfile(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "WritePassfile", n.Name)
+	return r.call(ctx, "rt", "WritePassfile", n.Name)
 }
 
 // Start brings a server up as a standby when standby.signal says so;
 // a standby streams from the running primary unless it diverged.
 func (r fakeRuntime) Start(ctx context.Context, n *config.Node) error {
-	if err := r.call("rt", "Start", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "Start", n.Name); err != nil {
 		return err
 	}
 	fn := r.node(n.Name)
@@ -212,7 +217,7 @@ func (r fakeRuntime) Start(ctx context.Context, n *config.Node) error {
 // Stop shuts a server down; a clean stop of a primary ends with a
 // shutdown checkpoint that its streaming standbys receive.
 func (r fakeRuntime) Stop(ctx context.Context, n *config.Node, mode string) error {
-	if err := r.call("rt", "Stop", n.Name, mode); err != nil {
+	if err := r.call(ctx, "rt", "Stop", n.Name, mode); err != nil {
 		return err
 	}
 	fn := r.node(n.Name)
@@ -233,12 +238,12 @@ func (r fakeRuntime) Stop(ctx context.Context, n *config.Node, mode string) erro
 }
 
 func (r fakeRuntime) Restart(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "Restart", n.Name)
+	return r.call(ctx, "rt", "Restart", n.Name)
 }
 
 // Clone copies primary into n's data directory, which must be empty.
 func (r fakeRuntime) Clone(ctx context.Context, n, primary *config.Node) error {
-	if err := r.call("rt", "Clone", n.Name, "from", primary.Name); err != nil {
+	if err := r.call(ctx, "rt", "Clone", n.Name, "from", primary.Name); err != nil {
 		return err
 	}
 	fn, src := r.node(n.Name), r.node(primary.Name)
@@ -254,7 +259,7 @@ func (r fakeRuntime) Clone(ctx context.Context, n, primary *config.Node) error {
 }
 
 func (r fakeRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
-	if err := r.call("rt", "MarkFenced", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "MarkFenced", n.Name); err != nil {
 		return err
 	}
 	r.node(n.Name).standby = true
@@ -262,7 +267,7 @@ func (r fakeRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
 }
 
 func (r fakeRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writer) (string, error) {
-	if err := r.call("rt", "BaseBackup", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "BaseBackup", n.Name); err != nil {
 		return "", err
 	}
 	if !r.node(n.Name).running {
@@ -273,7 +278,7 @@ func (r fakeRuntime) BaseBackup(ctx context.Context, n *config.Node, w io.Writer
 }
 
 func (r fakeRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer) error {
-	if err := r.call("rt", "DumpAll", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "DumpAll", n.Name); err != nil {
 		return err
 	}
 	if !r.node(n.Name).running {
@@ -284,7 +289,7 @@ func (r fakeRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer) e
 }
 
 func (r fakeRuntime) ControlData(ctx context.Context, n *config.Node) (map[string]string, error) {
-	if err := r.call("rt", "ControlData", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "ControlData", n.Name); err != nil {
 		return nil, err
 	}
 	fn := r.node(n.Name)
@@ -302,7 +307,7 @@ func (r fakeRuntime) ControlData(ctx context.Context, n *config.Node) (map[strin
 // Rewind resynchronises n with source. It refuses what pg_rewind
 // refuses; a scripted failure prints rewindOut.
 func (r fakeRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {
-	if err := r.call("rt", "Rewind", n.Name, "from", source.Name); err != nil {
+	if err := r.call(ctx, "rt", "Rewind", n.Name, "from", source.Name); err != nil {
 		return r.rewindOut, err
 	}
 	fn, src := r.node(n.Name), r.node(source.Name)
@@ -321,7 +326,7 @@ func (r fakeRuntime) Rewind(ctx context.Context, n, source *config.Node) (string
 
 // MoveAside renames the data directory; nothing is deleted.
 func (r fakeRuntime) MoveAside(ctx context.Context, n *config.Node, stamp string) (string, error) {
-	if err := r.call("rt", "MoveAside", n.Name); err != nil {
+	if err := r.call(ctx, "rt", "MoveAside", n.Name); err != nil {
 		return "", err
 	}
 	fn := r.node(n.Name)
@@ -336,7 +341,7 @@ func (r fakeRuntime) MoveAside(ctx context.Context, n *config.Node, stamp string
 }
 
 func (r fakeRuntime) RemoveAside(ctx context.Context, n *config.Node, path string) error {
-	if err := r.call("rt", "RemoveAside", n.Name, path); err != nil {
+	if err := r.call(ctx, "rt", "RemoveAside", n.Name, path); err != nil {
 		return err
 	}
 	fn := r.node(n.Name)
@@ -345,7 +350,7 @@ func (r fakeRuntime) RemoveAside(ctx context.Context, n *config.Node, path strin
 }
 
 func (r fakeRuntime) Destroy(ctx context.Context, n *config.Node, keepData bool) error {
-	if err := r.call("rt", "Destroy", n.Name, fmt.Sprintf("keepData=%v", keepData)); err != nil {
+	if err := r.call(ctx, "rt", "Destroy", n.Name, fmt.Sprintf("keepData=%v", keepData)); err != nil {
 		return err
 	}
 	fn := r.node(n.Name)
@@ -357,27 +362,29 @@ func (r fakeRuntime) Destroy(ctx context.Context, n *config.Node, keepData bool)
 }
 
 func (r fakeRuntime) Replace(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "Replace", n.Name)
+	return r.call(ctx, "rt", "Replace", n.Name)
 }
 
 func (r fakeRuntime) InstallTLS(ctx context.Context, n *config.Node, cert, key, ca []byte) error {
-	return r.call("rt", "InstallTLS", n.Name)
+	return r.call(ctx, "rt", "InstallTLS", n.Name)
 }
 
 func (r fakeRuntime) InstalledTLS(ctx context.Context, n *config.Node) ([]byte, []byte, error) {
-	return nil, nil, r.call("rt", "InstalledTLS", n.Name)
+	return nil, nil, r.call(ctx, "rt", "InstalledTLS", n.Name)
 }
 
 func (r fakeRuntime) Reload(ctx context.Context, n *config.Node) error {
-	return r.call("rt", "Reload", n.Name)
+	return r.call(ctx, "rt", "Reload", n.Name)
 }
 
-func (r fakeRuntime) StartCatalog(ctx context.Context) error { return r.call("rt", "StartCatalog", "") }
+func (r fakeRuntime) StartCatalog(ctx context.Context) error {
+	return r.call(ctx, "rt", "StartCatalog", "")
+}
 func (r fakeRuntime) RestartCatalog(ctx context.Context) error {
-	return r.call("rt", "RestartCatalog", "")
+	return r.call(ctx, "rt", "RestartCatalog", "")
 }
 func (r fakeRuntime) DestroyCatalog(ctx context.Context, keepData bool) error {
-	return r.call("rt", "DestroyCatalog", "")
+	return r.call(ctx, "rt", "DestroyCatalog", "")
 }
 func (r fakeRuntime) Close() {}
 
@@ -396,7 +403,7 @@ func (p fakePG) server(ep postgres.Endpoint) (*fakeNode, error) {
 }
 
 func (p fakePG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
-	p.call("pg", "Observe", ep.Name)
+	p.call(ctx, "pg", "Observe", ep.Name)
 	n, err := p.server(ep)
 	if err != nil {
 		sn.Error = err.Error()
@@ -418,7 +425,7 @@ func (p fakePG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Nod
 }
 
 func (p fakePG) Exec(ctx context.Context, ep postgres.Endpoint, sql string, args ...any) error {
-	if err := p.call("pg", "Exec", ep.Name, sql); err != nil {
+	if err := p.call(ctx, "pg", "Exec", ep.Name, sql); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -426,7 +433,7 @@ func (p fakePG) Exec(ctx context.Context, ep postgres.Endpoint, sql string, args
 }
 
 func (p fakePG) Setting(ctx context.Context, ep postgres.Endpoint, name string) (string, error) {
-	if err := p.call("pg", "Setting", ep.Name, name); err != nil {
+	if err := p.call(ctx, "pg", "Setting", ep.Name, name); err != nil {
 		return "", err
 	}
 	_, err := p.server(ep)
@@ -434,7 +441,7 @@ func (p fakePG) Setting(ctx context.Context, ep postgres.Endpoint, name string) 
 }
 
 func (p fakePG) Reload(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "Reload", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "Reload", ep.Name); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -442,7 +449,7 @@ func (p fakePG) Reload(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) WaitReady(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "WaitReady", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "WaitReady", ep.Name); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -450,7 +457,7 @@ func (p fakePG) WaitReady(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) WaitWritable(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "WaitWritable", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "WaitWritable", ep.Name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -461,7 +468,7 @@ func (p fakePG) WaitWritable(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) WaitStreaming(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "WaitStreaming", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "WaitStreaming", ep.Name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -472,7 +479,7 @@ func (p fakePG) WaitStreaming(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) Checkpoint(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "Checkpoint", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "Checkpoint", ep.Name); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -482,7 +489,7 @@ func (p fakePG) Checkpoint(ctx context.Context, ep postgres.Endpoint) error {
 // Promote ends recovery on a new timeline; standby.signal goes, as
 // PostgreSQL removes it.
 func (p fakePG) Promote(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "Promote", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "Promote", ep.Name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -497,7 +504,7 @@ func (p fakePG) Promote(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) ResumeReplay(ctx context.Context, ep postgres.Endpoint) error {
-	if err := p.call("pg", "ResumeReplay", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "ResumeReplay", ep.Name); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -505,7 +512,7 @@ func (p fakePG) ResumeReplay(ctx context.Context, ep postgres.Endpoint) error {
 }
 
 func (p fakePG) WaitReplayed(ctx context.Context, ep postgres.Endpoint, target state.LSN) error {
-	if err := p.call("pg", "WaitReplayed", ep.Name, target.String()); err != nil {
+	if err := p.call(ctx, "pg", "WaitReplayed", ep.Name, target.String()); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -516,7 +523,7 @@ func (p fakePG) WaitReplayed(ctx context.Context, ep postgres.Endpoint, target s
 }
 
 func (p fakePG) EnsureRole(ctx context.Context, ep postgres.Endpoint, name, password string) error {
-	if err := p.call("pg", "EnsureRole", ep.Name, name); err != nil {
+	if err := p.call(ctx, "pg", "EnsureRole", ep.Name, name); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -524,7 +531,7 @@ func (p fakePG) EnsureRole(ctx context.Context, ep postgres.Endpoint, name, pass
 }
 
 func (p fakePG) CreateSlot(ctx context.Context, ep postgres.Endpoint, name string) error {
-	if err := p.call("pg", "CreateSlot", ep.Name, name); err != nil {
+	if err := p.call(ctx, "pg", "CreateSlot", ep.Name, name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -535,7 +542,7 @@ func (p fakePG) CreateSlot(ctx context.Context, ep postgres.Endpoint, name strin
 }
 
 func (p fakePG) DropSlot(ctx context.Context, ep postgres.Endpoint, name string) error {
-	if err := p.call("pg", "DropSlot", ep.Name, name); err != nil {
+	if err := p.call(ctx, "pg", "DropSlot", ep.Name, name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -546,7 +553,7 @@ func (p fakePG) DropSlot(ctx context.Context, ep postgres.Endpoint, name string)
 }
 
 func (p fakePG) DropSlotEndingSender(ctx context.Context, ep postgres.Endpoint, name string) error {
-	if err := p.call("pg", "DropSlotEndingSender", ep.Name, name); err != nil {
+	if err := p.call(ctx, "pg", "DropSlotEndingSender", ep.Name, name); err != nil {
 		return err
 	}
 	n, err := p.server(ep)
@@ -557,7 +564,7 @@ func (p fakePG) DropSlotEndingSender(ctx context.Context, ep postgres.Endpoint, 
 }
 
 func (p fakePG) AdvanceSlot(ctx context.Context, ep postgres.Endpoint, slot string, lsn state.LSN) error {
-	if err := p.call("pg", "AdvanceSlot", ep.Name, slot, lsn.String()); err != nil {
+	if err := p.call(ctx, "pg", "AdvanceSlot", ep.Name, slot, lsn.String()); err != nil {
 		return err
 	}
 	_, err := p.server(ep)
@@ -565,7 +572,7 @@ func (p fakePG) AdvanceSlot(ctx context.Context, ep postgres.Endpoint, slot stri
 }
 
 func (p fakePG) RestorePoint(ctx context.Context, ep postgres.Endpoint, name string) (state.LSN, error) {
-	if err := p.call("pg", "RestorePoint", ep.Name); err != nil {
+	if err := p.call(ctx, "pg", "RestorePoint", ep.Name); err != nil {
 		return 0, err
 	}
 	n, err := p.server(ep)
@@ -580,7 +587,7 @@ func (p fakePG) RestorePoint(ctx context.Context, ep postgres.Endpoint, name str
 }
 
 func (p fakePG) ReceiveWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start, stop state.LSN, sink func(postgres.WALSegment) error) (int, error) {
-	if err := p.call("pg", "ReceiveWAL", ep.Name, "as", ep.User, "slot", slot); err != nil {
+	if err := p.call(ctx, "pg", "ReceiveWAL", ep.Name, "as", ep.User, "slot", slot); err != nil {
 		return 0, err
 	}
 	n, err := p.server(ep)
@@ -596,7 +603,7 @@ func (p fakePG) ReceiveWAL(ctx context.Context, ep postgres.Endpoint, slot strin
 // BaseBackup streams a small base backup and, for PostgreSQL 17, the
 // server's manifest; before 15 the server refuses the protocol.
 func (p fakePG) BaseBackup(ctx context.Context, ep postgres.Endpoint, label string, w, manifest io.Writer, parent []byte) (postgres.BaseBackupResult, error) {
-	if err := p.call("pg", "BaseBackup", ep.Name, "as", ep.User, fmt.Sprintf("incremental=%v", parent != nil)); err != nil {
+	if err := p.call(ctx, "pg", "BaseBackup", ep.Name, "as", ep.User, fmt.Sprintf("incremental=%v", parent != nil)); err != nil {
 		return postgres.BaseBackupResult{}, err
 	}
 	n, err := p.server(ep)
