@@ -17,6 +17,7 @@ import (
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
+	"github.com/pgha/pgha/views"
 )
 
 // moment is what the data looked like when a backup was taken.
@@ -54,7 +55,7 @@ func TestLocalBackupWeek(t *testing.T) {
 	apply := func() *plan.Plan {
 		t.Helper()
 		var out bytes.Buffer
-		p, err := env.Run(ctx, reconcile.RunOptions{Operation: "apply", Out: &out})
+		p, err := env.Run(ctx, reconcile.RunOptions{Events: views.NewHuman(&out)})
 		if err != nil {
 			t.Fatalf("apply at %s: %v\n%s", clock.Format("Mon 15:04"), err, out.String())
 		}

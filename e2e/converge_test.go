@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/state"
+	"github.com/pgha/pgha/views"
 )
 
 // soonSchedule has its incremental tick at one minute two hours from
@@ -108,7 +109,7 @@ func chainAcrossSwitchover(t *testing.T, rt string) {
 	env := c.env()
 	env.Now = func() time.Time { return night }
 	var out bytes.Buffer
-	pl, err := env.Run(ctx, reconcile.RunOptions{Operation: "apply", Out: &out})
+	pl, err := env.Run(ctx, reconcile.RunOptions{Events: views.NewHuman(&out)})
 	if err != nil {
 		t.Fatalf("scheduled apply: %v\n%s", err, out.String())
 	}

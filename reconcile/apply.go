@@ -47,10 +47,12 @@ func list(ids []string) string {
 	return "(" + strings.Join(ids, ", ") + ")"
 }
 
-// Execute runs the actions of p in order, one progress line each, and
-// stops at the first failure.
-func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
-	e.out = out
+// Execute runs the actions of p in order, reporting each one's start and
+// end to r (nil: to nobody), and stops at the first failure.
+func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
+	r = reporter(r)
+	e.events = r
+	defer func() { e.events, e.action = nil, "" }()
 	done := map[string]bool{}
 	var doneIDs []string
 	for i, a := range p.Actions {
@@ -71,17 +73,20 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, out io.Writer) error {
 				return e.stopped(p, i, doneIDs, fmt.Errorf("dependency %s has not run", d))
 			}
 		}
+		r.Report(ActionStarted{Index: i + 1, Total: len(p.Actions), Action: a})
+		e.action = a.ID
 		start := time.Now()
 		err := e.do(ctx, a)
 		took := time.Since(start).Round(time.Millisecond)
+		e.action = ""
 		if err != nil {
 			if cause := context.Cause(ctx); ctx.Err() != nil && cause != ctx.Err() {
 				err = fmt.Errorf("%w (%v)", err, cause) // say why the context ended
 			}
-			fmt.Fprintf(out, "[%d/%d] %s %s: failed after %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
+			r.Report(ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took, Err: err})
 			return e.stopped(p, i, doneIDs, err)
 		}
-		fmt.Fprintf(out, "[%d/%d] %s %s: done in %s\n", i+1, len(p.Actions), a.Change.Symbol(), a.ID, took)
+		r.Report(ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took})
 		e.remember(ctx, a)
 		done[a.ID] = true
 		doneIDs = append(doneIDs, a.ID)
@@ -113,31 +118,18 @@ func (e *Env) remember(ctx context.Context, a plan.Action) {
 }
 
 // indented is the writer executors print their own lines to, under the
-// running action.
+// running action: each line is a Note of that action.
 func (e *Env) indented() io.Writer {
-	if e.out == nil {
+	if e.events == nil {
 		return io.Discard
 	}
-	return &indentWriter{w: e.out}
+	return notes(e.events, e.action)
 }
 
-type indentWriter struct{ w io.Writer }
-
-func (i *indentWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(p), "\n") {
-		if line != "" {
-			if _, err := io.WriteString(i.w, "      "+line); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return len(p), nil
-}
-
-// note prints a line under the running action: what an executor decided.
+// note says a line under the running action: what an executor decided.
 func (e *Env) note(format string, args ...any) {
-	if e.out != nil {
-		fmt.Fprintf(e.out, "      "+format+"\n", args...)
+	if e.events != nil {
+		e.events.Report(Note{Action: e.action, Text: fmt.Sprintf(format, args...)})
 	}
 }
 

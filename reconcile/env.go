@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"sync"
 	"time"
 
@@ -40,8 +39,10 @@ type Env struct {
 	// held is the lock of the running apply or destroy; catalog.destroy
 	// releases it first, since the lock lives in what it removes.
 	held Lease
-	// out receives executors' notes during Execute.
-	out io.Writer
+	// events receives executors' notes during Execute, under action,
+	// the ID of the running action.
+	events Reporter
+	action string
 }
 
 // Open prepares the providers for cfg. It connects to nothing yet.

@@ -130,14 +130,14 @@ func TestExecuteStopsWhenLockLost(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(ErrLockLost)
 	p := &plan.Plan{Actions: []plan.Action{{ID: "node.start[db1]", Kind: plan.NodeStart, Node: "db1"}, {ID: "catalog.record[cluster]", Kind: plan.CatalogRecord}}}
-	var out strings.Builder
-	err := e.Execute(ctx, p, &out)
+	var events eventLog
+	err := e.Execute(ctx, p, &events)
 	var ae *ApplyError
 	if !errors.As(err, &ae) || !errors.Is(err, ErrLockLost) || ae.Failed != "node.start[db1]" || len(ae.Done) != 0 ||
 		!strings.Contains(err.Error(), "not started: the cluster lock was lost") {
 		t.Fatalf("Execute after the lock was lost: %v", err)
 	}
-	if out.Len() != 0 {
-		t.Fatalf("an action ran: %q", out.String())
+	if len(events) != 0 {
+		t.Fatalf("an action ran: %+v", events)
 	}
 }

@@ -49,33 +49,70 @@ func (e *StalePlanError) Error() string {
 	return b.String()
 }
 
-// RunOptions steer one apply or destroy.
-type RunOptions struct {
-	Operation   string     // "apply" or "destroy"
-	Saved       *plan.Plan // a saved plan to apply instead of planning now
-	LockTimeout time.Duration
-	Destroy     plan.DestroyOptions
-	Failover    plan.FailoverOptions
-	Build       plan.Options // apply and failback
-	// Approve is asked after the plan is shown; nil means auto-approve.
-	Approve func(p *plan.Plan) (bool, error)
-	Out     io.Writer
+// PlanOptions say which plan to make.
+type PlanOptions struct {
+	// Operation is "apply" (the default), "destroy", "failover" or
+	// "failback".
+	Operation string
+	Destroy   plan.DestroyOptions
+	Failover  plan.FailoverOptions
+	Build     plan.Options // apply and failback
 }
 
-// Run is `pgha apply` and `pgha destroy`: lock, observe, plan, show, ask,
-// execute, unlock. The plan is made under the lock so that what is shown
-// is what runs.
-func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
+// Plan observes the cluster and makes the plan of o.Operation. It is the
+// one place that chooses the builder, for every caller: `pgha plan`, Run
+// (apply, destroy, failover, failback), and whatever plans next. A
+// failover plan is made once the standbys' replay has come to rest, so
+// that the most advanced one is chosen on settled positions.
+func (e *Env) Plan(ctx context.Context, o PlanOptions) (*plan.Plan, error) {
+	s := e.Observe(ctx)
+	switch o.Operation {
+	case "destroy":
+		return plan.BuildDestroy(e.Cfg, s, o.Destroy)
+	case "failover":
+		return plan.BuildFailover(e.Cfg, e.settle(ctx, s), o.Failover)
+	case "", "apply", "failback":
+		return plan.BuildWith(e.Cfg, s, o.Build), nil
+	}
+	return nil, fmt.Errorf("pgha cannot plan a %q operation", o.Operation)
+}
+
+// RunOptions steer one apply, destroy, failover or failback.
+type RunOptions struct {
+	PlanOptions
+	Saved       *plan.Plan // a saved plan to apply instead of planning now
+	LockTimeout time.Duration
+	// Approve is asked after the plan is shown; nil means auto-approve.
+	Approve func(p *plan.Plan) (bool, error)
+	// Events receives what the run reports, its Outcome last; nil drops it.
+	Events Reporter
+}
+
+// Run is `pgha apply`, `destroy`, `failover` and `failback`: lock,
+// observe, plan, show, ask, execute, unlock. The plan is made under the
+// lock so that what is shown is what runs. Whatever happens, the last
+// event reported is the Outcome, which carries the error Run returns.
+func (e *Env) Run(ctx context.Context, o RunOptions) (p *plan.Plan, err error) {
+	if o.Operation == "" {
+		o.Operation = "apply"
+	}
+	r := reporter(o.Events)
+	defer func() { r.Report(Outcome{Operation: o.Operation, Plan: p, Err: err}) }()
+	return e.run(ctx, o, r)
+}
+
+func (e *Env) run(ctx context.Context, o RunOptions, r Reporter) (*plan.Plan, error) {
 	var lock Lease = noLock{}
 	if e.lockable(o.Operation) {
-		if err := e.bootstrapTLS(o.Out); err != nil {
+		say := messages(r)
+		if err := e.bootstrapTLS(say); err != nil {
 			return nil, err
 		}
-		if err := e.startCatalog(ctx, o.Out); err != nil {
+		if err := e.startCatalog(ctx, say); err != nil {
 			return nil, err
 		}
 		var err error
-		if lock, err = e.Lock(ctx, o.Operation, o.LockTimeout, o.Out); err != nil {
+		if lock, err = e.Lock(ctx, o.Operation, o.LockTimeout, say); err != nil {
 			return nil, err
 		}
 	}
@@ -88,32 +125,19 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 	ctx, stop := WhileHeld(ctx, lock)
 	defer stop()
 
-	s := e.Observe(ctx)
-	if o.Operation == "failover" {
-		s = e.settle(ctx, s)
-	}
 	var p *plan.Plan
-	var err error
-	switch {
-	case o.Saved != nil:
+	if o.Saved != nil {
 		p = o.Saved
-		now := plan.Facts(e.Cfg, s)
+		now := plan.Facts(e.Cfg, e.Observe(ctx))
 		if p.ConfigHash != e.Cfg.Hash || plan.Fingerprint(now) != p.Fingerprint {
 			return nil, &StalePlanError{ConfigChanged: p.ConfigHash != e.Cfg.Hash, Moved: plan.Moved(p.Facts, now)}
 		}
-	case o.Operation == "destroy":
-		if p, err = plan.BuildDestroy(e.Cfg, s, o.Destroy); err != nil {
+	} else {
+		var err error
+		if p, err = e.Plan(ctx, o.PlanOptions); err != nil {
 			return nil, err
 		}
-		plan.Text(o.Out, p)
-	case o.Operation == "failover":
-		if p, err = plan.BuildFailover(e.Cfg, s, o.Failover); err != nil {
-			return nil, err
-		}
-		plan.Text(o.Out, p)
-	default:
-		p = plan.BuildWith(e.Cfg, s, o.Build)
-		plan.Text(o.Out, p)
+		r.Report(PlanShown{Plan: p})
 	}
 	if p.Empty() {
 		return p, nil
@@ -127,13 +151,10 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (*plan.Plan, error) {
 			return p, ErrCancelled
 		}
 	}
-	fmt.Fprintln(o.Out)
-	if err := e.Execute(ctx, p, o.Out); err != nil {
+	r.Report(Applying{Operation: o.Operation, Plan: p})
+	if err := e.Execute(ctx, p, r); err != nil {
 		return p, err
 	}
-	s2 := p.Summary()
-	verb := strings.ToUpper(o.Operation[:1]) + o.Operation[1:]
-	fmt.Fprintf(o.Out, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", verb, s2.Add, s2.Change, s2.Destroy)
 	return p, nil
 }
 

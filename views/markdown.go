@@ -1,8 +1,3 @@
-// Package views holds the renderings of what a command shows, apart from
-// the packages that compute it. It starts with the Markdown plan that
-// `pgha show -markdown` writes for a pull-request comment; the human and
-// JSON renderings of plans, progress, status and backup lists are to join
-// it (see DESIGN.md), so that a command chooses its view once.
 package views
 
 import (
@@ -25,6 +20,15 @@ const CommentLimit = 65536
 // the plan does not fit in one. It is an HTML comment, so a text posted
 // whole (against a host without GitHub's limit) still renders cleanly.
 const PartSeparator = "<!-- pgha:next-comment -->"
+
+// MarkdownView renders plans for a pull-request comment (`pgha show -markdown`).
+type MarkdownView struct{ w io.Writer }
+
+// NewMarkdown returns the Markdown plan view writing to w.
+func NewMarkdown(w io.Writer) *MarkdownView { return &MarkdownView{w: w} }
+
+// Plan writes the Markdown of p, in parts when it is long (WriteMarkdown).
+func (m *MarkdownView) Plan(p *plan.Plan) error { return WriteMarkdown(m.w, p) }
 
 // WriteMarkdown writes the Markdown of p: one part, or several separated
 // by a PartSeparator line when one comment cannot hold it. Each part is

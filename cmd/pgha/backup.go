@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
-	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/views"
 )
 
 func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -42,30 +40,15 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 	if fs.Parse(args) != nil {
 		return exitError
 	}
+	v := views.New(*asJSON, out, version)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
 		list, from, err := env.Backups(ctx)
 		if err != nil {
 			return fail(errw, err)
 		}
-		if *asJSON {
-			b, _ := json.MarshalIndent(map[string]any{"source": from, "backups": list}, "", "  ")
-			fmt.Fprintln(out, string(b))
-			return exitOK
+		if err := v.Backups(list, from); err != nil {
+			return fail(errw, err)
 		}
-		if from != "catalog" {
-			fmt.Fprintln(out, "(the catalog does not answer: read from the repository's manifests)")
-		}
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
-		for _, b := range list {
-			parent := b.Parent
-			if parent == "" {
-				parent = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
-				bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
-		}
-		tw.Flush()
 		return exitOK
 	})
 }

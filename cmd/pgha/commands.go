@@ -17,6 +17,7 @@ import (
 	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/views"
 )
 
 // flags is a FlagSet with the -f flag every command shares.
@@ -129,33 +130,24 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	if fs.Parse(args) != nil {
 		return exitError
 	}
+	v := views.New(*asJSON, out, version)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		s := env.Observe(ctx)
-		var p *plan.Plan
+		o := reconcile.PlanOptions{Build: plan.Options{DeleteRemoved: *delRemoved}}
 		if *destroy {
-			var err error
-			if p, err = plan.BuildDestroy(env.Cfg, s, plan.DestroyOptions{DeleteVolumes: *delVolumes}); err != nil {
-				return fail(errw, err)
-			}
-		} else {
-			p = plan.BuildWith(env.Cfg, s, plan.Options{DeleteRemoved: *delRemoved})
+			o = reconcile.PlanOptions{Operation: "destroy", Destroy: plan.DestroyOptions{DeleteVolumes: *delVolumes}}
 		}
-		if *asJSON {
-			b, err := plan.JSON(p)
-			if err != nil {
-				return fail(errw, err)
-			}
-			fmt.Fprintln(out, string(b))
-		} else {
-			plan.Text(out, p)
+		p, err := env.Plan(ctx, o)
+		if err != nil {
+			return fail(errw, err)
+		}
+		if err := v.Plan(p); err != nil {
+			return fail(errw, err)
 		}
 		if *outFile != "" {
 			if err := plan.WriteFile(*outFile, p); err != nil {
 				return fail(errw, err)
 			}
-			if !*asJSON {
-				fmt.Fprintf(out, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", *outFile, *file, *outFile)
-			}
+			v.PlanSaved(*outFile, *file)
 		}
 		switch {
 		case *detailed && p.Critical():
@@ -195,6 +187,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 		noSwitch = fs.Bool("no-switchover", false, "rejoin former primaries but keep the current primary")
 	}
 	auto := fs.Bool("auto-approve", false, "do not ask for approval")
+	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README); needs -auto-approve or a saved plan")
 	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the cluster lock (e.g. 30s)")
 	var delVolumes *bool
 	if op == "destroy" {
@@ -207,39 +200,61 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		o := reconcile.RunOptions{Operation: op, LockTimeout: *lockTimeout, Out: out}
-		if delVolumes != nil {
-			o.Destroy.DeleteVolumes = *delVolumes
+	saved := op == "apply" && fs.NArg() > 0
+	if *asJSON && !*auto && !saved {
+		// As in Terraform: a machine reads the stream, and nobody can
+		// answer a prompt inside it.
+		fmt.Fprintf(errw, "Error: %s -json needs -auto-approve (or, for apply, a saved plan): there is no prompt in a machine-readable stream\n", op)
+		return exitError
+	}
+	v := views.New(*asJSON, out, version)
+	// stop ends a run that failed before it started: the stream still
+	// ends with its outcome, and stderr says why, as for every command.
+	stop := func(err error) int {
+		v.Report(reconcile.Outcome{Operation: op, Err: err})
+		return fail(errw, err)
+	}
+	o := reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: op}, LockTimeout: *lockTimeout, Events: v}
+	if delVolumes != nil {
+		o.Destroy.DeleteVolumes = *delVolumes
+	}
+	if to != nil {
+		o.Failover = plan.FailoverOptions{To: *to, Force: *force}
+	}
+	if noSwitch != nil {
+		o.Build.NoSwitchover = *noSwitch
+	}
+	if delRemoved != nil {
+		o.Build.DeleteRemoved = *delRemoved
+	}
+	if saved {
+		p, err := plan.ReadFile(fs.Arg(0))
+		if err != nil {
+			return stop(err)
 		}
-		if to != nil {
-			o.Failover = plan.FailoverOptions{To: *to, Force: *force}
-		}
-		if noSwitch != nil {
-			o.Build.NoSwitchover = *noSwitch
-		}
-		if delRemoved != nil {
-			o.Build.DeleteRemoved = *delRemoved
-		}
-		if op == "apply" && fs.NArg() > 0 {
-			saved, err := plan.ReadFile(fs.Arg(0))
-			if err != nil {
-				return fail(errw, err)
-			}
-			o.Saved = saved // a saved plan was reviewed already: no prompt, as in Terraform
-		} else if !*auto {
-			o.Approve = func(p *plan.Plan) (bool, error) { return approve(op, p, out) }
-		}
-		_, err := env.Run(ctx, o)
-		switch {
-		case errors.Is(err, reconcile.ErrCancelled):
-			fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
-			return exitError
-		case err != nil:
-			return fail(errw, err)
-		}
-		return exitOK
-	})
+		o.Saved = p // a saved plan was reviewed already: no prompt, as in Terraform
+	} else if !*auto {
+		o.Approve = func(p *plan.Plan) (bool, error) { return approve(op, p, out) }
+	}
+	c := load(*file, errw)
+	if c == nil {
+		v.Report(reconcile.Outcome{Operation: op, Err: fmt.Errorf("%s has errors (see stderr)", *file)})
+		return exitError
+	}
+	env, err := reconcile.Open(c)
+	if err != nil {
+		return stop(err)
+	}
+	defer env.Close()
+	_, err = env.Run(ctx, o)
+	switch {
+	case errors.Is(err, reconcile.ErrCancelled):
+		fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
+		return exitError
+	case err != nil:
+		return fail(errw, err)
+	}
+	return exitOK
 }
 
 // approve asks for "yes" on the terminal, as Terraform does.

@@ -34,19 +34,12 @@ func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
 	if err != nil {
 		return fail(errw, err)
 	}
-	switch {
-	case *asJSON:
-		b, err := plan.JSON(p)
-		if err != nil {
-			return fail(errw, err)
-		}
-		fmt.Fprintln(out, string(b))
-	case *asMarkdown:
-		if err := views.WriteMarkdown(out, p); err != nil {
-			return fail(errw, fmt.Errorf("show: %w", err))
-		}
-	default:
-		plan.Text(out, p)
+	var v views.PlanView = views.New(*asJSON, out, version)
+	if *asMarkdown {
+		v = views.NewMarkdown(out)
+	}
+	if err := v.Plan(p); err != nil {
+		return fail(errw, fmt.Errorf("show: %w", err))
 	}
 	return exitOK
 }

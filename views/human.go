@@ -1,0 +1,152 @@
+package views
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/pgha/pgha/internal/bytesize"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/state"
+)
+
+// Human is the text operators read: Terraform's plan, one progress line
+// per action, executors' notes indented under it, tables for status and
+// backups. Its lines are a contract of sorts too: scripts and the e2e
+// tests grep them, so they change only on purpose.
+type Human struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewHuman returns the text view writing to w.
+func NewHuman(w io.Writer) *Human { return &Human{w: w} }
+
+// Plan prints the text plan.
+func (h *Human) Plan(p *plan.Plan) error {
+	plan.Text(h.w, p)
+	return nil
+}
+
+// PlanSaved tells how to apply exactly the saved plan.
+func (h *Human) PlanSaved(planFile, clusterFile string) {
+	fmt.Fprintf(h.w, "\nSaved the plan to %s. To perform exactly these actions, run:\n  pgha apply -f %s %s\n", planFile, clusterFile, planFile)
+}
+
+// Report prints an event of a running operation. Errors are not printed
+// here: the command prints them to stderr, as every command does.
+func (h *Human) Report(ev reconcile.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch ev := ev.(type) {
+	case reconcile.Message:
+		fmt.Fprintln(h.w, ev.Text)
+	case reconcile.PlanShown:
+		plan.Text(h.w, ev.Plan)
+	case reconcile.Applying:
+		fmt.Fprintln(h.w) // after the plan or the prompt
+	case reconcile.ActionDone:
+		how := "done in"
+		if ev.Err != nil {
+			how = "failed after"
+		}
+		fmt.Fprintf(h.w, "[%d/%d] %s %s: %s %s\n", ev.Index, ev.Total, ev.Action.Change.Symbol(), ev.Action.ID, how, ev.Elapsed)
+	case reconcile.Note:
+		fmt.Fprintf(h.w, "      %s\n", ev.Text)
+	case reconcile.Outcome:
+		if ev.Err == nil && ev.Plan != nil && !ev.Plan.Empty() {
+			s := ev.Plan.Summary()
+			fmt.Fprintf(h.w, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", title(ev.Operation), s.Add, s.Change, s.Destroy)
+		}
+	}
+}
+
+// title is an operation's name as the first word of a sentence.
+func title(op string) string {
+	if op == "" {
+		return "Apply"
+	}
+	return strings.ToUpper(op[:1]) + op[1:]
+}
+
+// Status prints the cluster, its catalog, and a table of the nodes.
+func (h *Human) Status(st reconcile.Status) error {
+	out := h.w
+	fmt.Fprintf(out, "Cluster %s (declared primary %s)\n", st.Cluster, st.DeclaredPrimary)
+	if c := st.Catalog; c != nil {
+		switch {
+		case !c.Reachable:
+			fmt.Fprintf(out, "Catalog: redis %s unreachable: %s\n", c.Address, c.Error)
+		case c.Generation > 0:
+			fmt.Fprintf(out, "Catalog: redis %s, recorded primary %s, generation %d\n", c.Address, c.Primary, c.Generation)
+		default:
+			fmt.Fprintf(out, "Catalog: redis %s, no record yet\n", c.Address)
+		}
+		if c.Lock != nil {
+			fmt.Fprintf(out, "Locked: %s\n", c.Lock)
+		}
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tRUNNING\tENDPOINT\tTIMELINE\tLSN\tLAG\tLAG TIME\tSLOT\tSTATE")
+	for _, n := range st.Nodes {
+		running := "no"
+		if n.Running {
+			running = "yes"
+		}
+		tl, lsn, lag, lagT, slot, stateS := "-", "-", "-", "-", "-", "-"
+		if n.Timeline > 0 {
+			tl = fmt.Sprint(n.Timeline)
+		}
+		if n.LSN != "" {
+			lsn = n.LSN
+		}
+		if n.LagBytes != nil {
+			lag = bytesize.Format(*n.LagBytes)
+		}
+		if n.LagSeconds != nil {
+			lagT = fmt.Sprintf("%.1fs", *n.LagSeconds)
+		}
+		if n.Slot != "" {
+			slot = n.Slot
+		}
+		switch {
+		case n.Streaming:
+			stateS = "streaming from " + n.Upstream
+		case n.Role == "primary":
+			stateS = "accepting writes"
+		case n.Role == "standby":
+			stateS = "not streaming"
+		case n.Error != "":
+			stateS = n.Error
+		case !n.Running:
+			stateS = "stopped"
+		}
+		if n.Undeclared {
+			stateS = "not in cluster.hcl (`pgha apply` removes it); " + stateS
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, running, n.Host, n.Port, tl, lsn, lag, lagT, slot, stateS)
+	}
+	return tw.Flush()
+}
+
+// Backups prints a table of the backups.
+func (h *Human) Backups(list []state.Backup, source string) error {
+	if source != "catalog" {
+		fmt.Fprintln(h.w, "(the catalog does not answer: read from the repository's manifests)")
+	}
+	tw := tabwriter.NewWriter(h.w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
+	for _, b := range list {
+		parent := b.Parent
+		if parent == "" {
+			parent = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
+			bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
+	}
+	return tw.Flush()
+}
