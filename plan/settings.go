@@ -3,7 +3,7 @@ package plan
 import (
 	"fmt"
 	"math"
-	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,11 +119,9 @@ func hostCIDR(h string) string {
 	if h == "localhost" {
 		return "127.0.0.1/32"
 	}
-	if ip := net.ParseIP(h); ip != nil {
-		if ip.To4() != nil {
-			return ip.String() + "/32"
-		}
-		return ip.String() + "/128"
+	if ip, ok := config.ParseIP(h); ok {
+		ip = ip.Unmap() // ::ffff:10.0.0.1 is an IPv4 client to PostgreSQL
+		return netip.PrefixFrom(ip, ip.BitLen()).String()
 	}
 	if !config.ValidHost(h) {
 		return ""

@@ -51,3 +51,17 @@ func TestHBAAndConninfo(t *testing.T) {
 		t.Errorf("conninfo with a bad host parses as %v, %v", kv, err)
 	}
 }
+
+// TestHostCIDR: a node's host as a pg_hba.conf address field, the same as
+// net.ParseIP gave before plan stopped importing net: an IPv4-mapped
+// address is an IPv4 client, an address with a zone is refused.
+func TestHostCIDR(t *testing.T) {
+	for host, want := range map[string]string{
+		"10.0.0.1": "10.0.0.1/32", "::1": "::1/128", "2001:DB8:0::5": "2001:db8::5/128", "::ffff:10.0.0.1": "10.0.0.1/32",
+		"localhost": "127.0.0.1/32", "db1.example.com": "db1.example.com", "fe80::1%eth0": "", "10.0.0.1/8": "", "db 1": "",
+	} {
+		if got := hostCIDR(host); got != want {
+			t.Errorf("hostCIDR(%q) = %q, want %q", host, got, want)
+		}
+	}
+}

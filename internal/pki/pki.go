@@ -22,7 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -119,8 +119,11 @@ func Issue(caCertPEM, caKeyPEM []byte, req Request, now time.Time) (certPEM, key
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
 	for _, h := range req.Hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		// netip rather than net, so that pki (which plan imports to
+		// inspect certificates) imports nothing that can dial; a zone
+		// is refused as net.ParseIP refuses it.
+		if ip, err := netip.ParseAddr(h); err == nil && ip.Zone() == "" {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
 		} else if h != "" {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}

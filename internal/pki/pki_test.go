@@ -24,7 +24,7 @@ func TestIssueChainsToCAWithSANs(t *testing.T) {
 	if got := ca.NotAfter.Sub(now); got != CAValidity {
 		t.Fatalf("CA lives %v, want %v", got, CAValidity)
 	}
-	hosts := []string{"127.0.0.1", "localhost", "pgha-imdb-db1", "10.0.0.5"}
+	hosts := []string{"127.0.0.1", "localhost", "pgha-imdb-db1", "10.0.0.5", "::1"}
 	cert, key, err := Issue(caCert, caKey, Request{CommonName: "db1", Hosts: hosts, Server: true, Client: true}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestIssueChainsToCAWithSANs(t *testing.T) {
 	if !in.Verified {
 		t.Fatalf("not verified: %s", in.Problem)
 	}
-	want := []string{"localhost", "pgha-imdb-db1", "127.0.0.1", "10.0.0.5"}
+	want := []string{"localhost", "pgha-imdb-db1", "127.0.0.1", "10.0.0.5", "::1"}
 	if !slices.Equal(in.Hosts, want) {
 		t.Fatalf("hosts %v, want %v", in.Hosts, want)
 	}
