@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 )
@@ -107,30 +106,4 @@ type jsonPlan struct {
 // JSON renders the plan in the stable machine format.
 func JSON(p *Plan) ([]byte, error) {
 	return json.MarshalIndent(jsonPlan{Plan: p, Summary: p.Summary()}, "", "  ")
-}
-
-// WriteFile saves a plan for a later `pgha apply FILE`.
-func WriteFile(path string, p *Plan) error {
-	b, err := JSON(p)
-	if err != nil {
-		return fmt.Errorf("encode plan: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	return nil
-}
-
-// ReadFile loads a saved plan, refusing formats it does not understand
-// and plans that are not well formed (see Decode).
-func ReadFile(path string) (*Plan, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read plan: %w", err)
-	}
-	p, err := Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("read plan %s: %w", path, err)
-	}
-	return p, nil
 }

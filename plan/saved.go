@@ -4,10 +4,41 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 )
+
+// Saved plan files. This file is the one place in plan that touches the
+// disk: plan is otherwise a function of config and state, and TestPurity
+// allows package os here and nowhere else in plan's dependencies.
+
+// WriteFile saves a plan for a later `pgha apply FILE`.
+func WriteFile(path string, p *Plan) error {
+	b, err := JSON(p)
+	if err != nil {
+		return fmt.Errorf("encode plan: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
+}
+
+// ReadFile loads a saved plan, refusing formats it does not understand
+// and plans that are not well formed (see Decode).
+func ReadFile(path string) (*Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	p, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	return p, nil
+}
 
 // Decode reads a saved plan (the JSON that WriteFile writes). A saved plan
 // is executed as it stands, so beyond the format version it must be well
