@@ -497,8 +497,14 @@ func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
 // promoteAt promotes target once it has replayed final, the old primary's
 // shutdown checkpoint, so that no transaction the old primary committed is
 // left behind; old is marked a standby first, so that nothing starts it as
-// a second primary. A target that does not catch up rolls the switchover
-// back: old starts again as the primary.
+// a second primary. A target that does not catch up, or an old primary
+// that cannot be marked, rolls the switchover back: old starts again as
+// the primary.
+//
+// Once target has caught up, marking and promoting run on a context the
+// apply's cancel (Ctrl-C, a lost lease) does not end, as a rollback does:
+// a cancel landing there would otherwise leave the cluster with no
+// primary at all, old stopped and target still a standby.
 func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final state.LSN) error {
 	_ = e.db().ResumeReplay(ctx, e.superuser(target))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -507,15 +513,29 @@ func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final sta
 	if err != nil {
 		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
 	}
-	if err := e.Runtime.SetStandby(ctx, old, true); err != nil {
-		return err
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PromoteTimeout)
+	defer cancel()
+	if err := e.Runtime.SetStandby(pctx, old, true); err != nil {
+		// Nothing was promoted: old takes writes again.
+		return e.rollback(ctx, old, fmt.Errorf("mark %s a standby before promoting %s: %w", old.Name, target.Name, err))
 	}
-	return e.db().Promote(ctx, e.superuser(target))
+	if err := e.db().Promote(pctx, e.superuser(target)); err != nil {
+		// Not rolled back: the promotion may still complete, and old
+		// started again would make a second primary.
+		return fmt.Errorf("%w; %s is stopped and marked a standby, so no node takes writes until %s is promoted (it has replayed everything %s wrote); `pgha plan` says what comes next",
+			err, old.Name, target.Name, old.Name)
+	}
+	return nil
 }
 
 // RollbackTimeout bounds the restart of the old primary after a switchover
 // that could not complete.
 const RollbackTimeout = 60 * time.Second
+
+// PromoteTimeout bounds marking the old primary and promoting the target
+// once the target caught up: the server waits up to 60 s for its
+// promotion to finish, plus connecting.
+const PromoteTimeout = 90 * time.Second
 
 // resumeSwitchover finishes a switchover interrupted after the old
 // primary stopped. When old shut down cleanly, its last checkpoint is the

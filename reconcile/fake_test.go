@@ -47,7 +47,8 @@ type fakeNode struct {
 
 // fakeCluster is the model both fakes act on, with the calls made in
 // order ("rt.Stop db1 fast", "pg.Promote db2") and scripted failures,
-// keyed "Op node" ("Rewind db1", "Promote db2").
+// keyed "Op node" ("Rewind db1", "Promote db2") or, for one set of
+// arguments, "Op node args" ("SetStandby db1 true").
 type fakeCluster struct {
 	t         *testing.T
 	cfg       *config.Cluster
@@ -76,6 +77,9 @@ func (c *fakeCluster) call(ctx context.Context, layer, op, node string, args ...
 	c.calls = append(c.calls, call)
 	if c.onCall != nil {
 		c.onCall(call)
+	}
+	if err := c.fail[strings.TrimPrefix(call, layer+".")]; err != nil {
+		return err // scripted for these arguments ("SetStandby db1 true")
 	}
 	if err := c.fail[op+" "+node]; err != nil {
 		return err

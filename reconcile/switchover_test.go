@@ -25,6 +25,8 @@ func TestSwitchoverRollback(t *testing.T) {
 		// wantMarked: the nodes a restart would bring up as primary
 		wantMarked []string
 		noStart    bool // the old primary is never started
+		// promoteTried: a promotion was asked for, and failed
+		promoteTried bool
 	}{
 		{name: "switches over", wantPrimary: "db2", wantMarked: []string{"db2"}, noStart: true},
 		{name: "target does not catch up: rolled back",
@@ -64,6 +66,23 @@ func TestSwitchoverRollback(t *testing.T) {
 			},
 			wantErr:     []string{"did not replay", "restarting db1 as primary also failed: scripted failure"},
 			wantPrimary: "", wantMarked: []string{"db1"}},
+		{name: "marking the old primary fails: rolled back, nothing promoted",
+			setup:       func(c *fakeCluster, _ context.CancelFunc) { c.fail["SetStandby db1 true"] = errScripted },
+			wantErr:     []string{"mark db1 a standby before promoting db2: scripted failure", "db1 was restarted as primary, nothing changed"},
+			wantPrimary: "db1", wantMarked: []string{"db1"}},
+		{name: "cancelled once the target caught up: the promotion finishes",
+			setup: func(c *fakeCluster, cancel context.CancelFunc) {
+				c.onCall = func(call string) {
+					if strings.HasPrefix(call, "rt.SetStandby db1 true") {
+						cancel()
+					}
+				}
+			},
+			wantPrimary: "db2", wantMarked: []string{"db2"}, noStart: true},
+		{name: "promote fails: the old primary stays fenced, the error says no node takes writes",
+			setup:       func(c *fakeCluster, _ context.CancelFunc) { c.fail["Promote db2"] = errScripted },
+			wantErr:     []string{"scripted failure", "db1 is stopped and marked a standby, so no node takes writes until db2 is promoted"},
+			wantPrimary: "", wantMarked: nil, noStart: true, promoteTried: true},
 		{name: "resumed after a clean shutdown: promoted",
 			resume: true,
 			setup: func(c *fakeCluster, _ context.CancelFunc) {
@@ -135,8 +154,8 @@ func TestSwitchoverRollback(t *testing.T) {
 					t.Errorf("error %q does not say %q", err, want)
 				}
 			}
-			if c.called("pg.Promote") {
-				t.Errorf("a failed switchover promoted a node")
+			if c.called("pg.Promote") != tc.promoteTried {
+				t.Errorf("promotion asked for: %v, want %v", c.called("pg.Promote"), tc.promoteTried)
 			}
 			if c.nodes["db2"].timeline != 1 || !c.nodes["db2"].standby {
 				t.Errorf("db2 after a failed switchover: timeline %d, standby.signal %v; want it a standby as before", c.nodes["db2"].timeline, c.nodes["db2"].standby)
