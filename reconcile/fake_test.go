@@ -36,13 +36,16 @@ type fakeNode struct {
 	// primary); it cannot stream until pg_rewind or a clone.
 	diverged bool
 	stuck    bool // a standby whose replay does not progress
-	timeline int
-	version  int
-	system   string
-	lsn      state.LSN // written (primary) or replayed (standby)
-	final    state.LSN // the shutdown checkpoint of a clean stop
-	clean    bool      // the last stop was clean
-	slots    []string
+	// summarize is summarize_wal (PostgreSQL 17), which ALTER SYSTEM
+	// turns on
+	summarize bool
+	timeline  int
+	version   int
+	system    string
+	lsn       state.LSN // written (primary) or replayed (standby)
+	final     state.LSN // the shutdown checkpoint of a clean stop
+	clean     bool      // the last stop was clean
+	slots     []string
 }
 
 // fakeCluster is the model both fakes act on, with the calls made in
@@ -432,7 +435,10 @@ func (p fakePG) Exec(ctx context.Context, ep postgres.Endpoint, sql string, args
 	if err := p.call(ctx, "pg", "Exec", ep.Name, sql); err != nil {
 		return err
 	}
-	_, err := p.server(ep)
+	n, err := p.server(ep)
+	if err == nil && sql == "ALTER SYSTEM SET summarize_wal = on" {
+		n.summarize = true // the reload that follows makes it take effect
+	}
 	return err
 }
 
@@ -440,8 +446,14 @@ func (p fakePG) Setting(ctx context.Context, ep postgres.Endpoint, name string) 
 	if err := p.call(ctx, "pg", "Setting", ep.Name, name); err != nil {
 		return "", err
 	}
-	_, err := p.server(ep)
-	return "on", err
+	n, err := p.server(ep)
+	if err != nil {
+		return "", err
+	}
+	if name == "summarize_wal" && !n.summarize {
+		return "off", nil
+	}
+	return "on", nil
 }
 
 func (p fakePG) Reload(ctx context.Context, ep postgres.Endpoint) error {
