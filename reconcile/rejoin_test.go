@@ -196,3 +196,29 @@ func TestRejoinChoices(t *testing.T) {
 		})
 	}
 }
+
+// A re-clone whose clone fails leaves the old data aside, where the next
+// plan's re-clone finds an empty data directory: nothing is deleted and
+// nothing starts.
+func TestRejoinCloneFailsKeepsAside(t *testing.T) {
+	e, c := fakeEnv(t, "db2", "", nil)
+	c.afterFailover(true)
+	c.fail["Rewind db1"], c.rewindOut = errors.New("exit status 1"), "pg_rewind: error: source and target clusters are from different systems"
+	c.fail["Clone db1"] = errScripted
+
+	err := e.rejoin(context.Background(), e.Cfg.Node("db1"), e.Cfg.Node("db2"), "rewind-or-reclone")
+
+	if !errors.Is(err, errScripted) {
+		t.Fatalf("rejoin error: %v, want the clone's", err)
+	}
+	db1 := c.nodes["db1"]
+	if db1.data || len(db1.aside) != 1 || db1.running {
+		t.Errorf("db1 after a failed re-clone: data %v, aside %v, running %v; want its old data aside and nothing running", db1.data, db1.aside, db1.running)
+	}
+	if c.called("rt.Start db1") || c.called("rt.Destroy") || c.called("rt.RemoveAside") {
+		t.Errorf("a failed re-clone started db1 or deleted data")
+	}
+	if p := c.primaryRunning(); p != "db2" {
+		t.Errorf("primary: %q, want db2", p)
+	}
+}
