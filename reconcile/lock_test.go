@@ -16,17 +16,29 @@ import (
 	"github.com/pgha/pgha/providers/redis"
 )
 
+// startSleeper starts a process that lives for 30 seconds: a lock holder
+// on this host whose death the test then decides.
+func startSleeper(t *testing.T) *os.Process {
+	t.Helper()
+	path, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("sleep is not on PATH (coreutils): %v", err)
+	}
+	p, err := os.StartProcess(path, []string{"sleep", "30"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestHolderGone: only a holder on this host, in this boot, whose process
 // is gone (or whose pid now runs another process) is declared dead;
 // anything else is waited for.
 func TestHolderGone(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	proc := startSleeper(t)
 	live := LockInfo("apply")
-	live.PID = cmd.Process.Pid
-	live.Start, _ = processStart(cmd.Process.Pid)
+	live.PID = proc.Pid
+	live.Start, _ = processStart(proc.Pid)
 	if holderGone(&live) {
 		t.Fatal("a running holder was declared gone")
 	}
@@ -35,8 +47,8 @@ func TestHolderGone(t *testing.T) {
 	if !holderGone(&reused) {
 		t.Fatal("a pid running another process (other start time) was not declared gone")
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	proc.Kill()
+	proc.Wait()
 	if !holderGone(&live) {
 		t.Fatal("a dead holder on this host was not declared gone")
 	}
@@ -79,15 +91,12 @@ func TestLockTakesOverDeadHolder(t *testing.T) {
 	defer cat.Close()
 	e := &Env{Cfg: &config.Cluster{Name: "takeover"}, Catalog: cat, store: redisStore{cat}}
 
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	proc := startSleeper(t)
 	dead := LockInfo("apply")
-	dead.ID, dead.PID = "dead-holder", cmd.Process.Pid
-	dead.Start, _ = processStart(cmd.Process.Pid)
-	cmd.Process.Kill()
-	cmd.Wait()
+	dead.ID, dead.PID = "dead-holder", proc.Pid
+	dead.Start, _ = processStart(proc.Pid)
+	proc.Kill()
+	proc.Wait()
 	if _, err := cat.Acquire(ctx, dead, redis.AcquireOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
 )
@@ -327,16 +326,12 @@ func (l *localRuntime) undeclared() []*state.Node {
 }
 
 // postmasterPort reads the port a running server listens on from its
-// postmaster.pid (fourth line); 0 when it cannot.
+// postmaster.pid; 0 when it cannot.
 func postmasterPort(dir string) int {
 	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
 	if err != nil {
 		return 0
 	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 4 {
-		return 0
-	}
-	port, _ := strconv.Atoi(strings.TrimSpace(lines[3]))
-	return port
+	pm, _ := pgdata.ParsePostmaster(string(b))
+	return pm.Port
 }

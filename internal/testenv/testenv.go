@@ -287,3 +287,21 @@ func StartStandby(t testing.TB, primary *Postgres, name, slot string) *Postgres 
 	})
 	return s
 }
+
+// DockerImage is the PostgreSQL image the docker tests run: a local
+// build (`make image`), since no registry can be reached here; users run
+// official images, and the docker runtime needs nothing this one has
+// beyond PostgreSQL's programs and a POSIX sh.
+const DockerImage = "pgha-test/postgres:17"
+
+// RequireDocker fails (never skips) when the Docker engine or image is
+// missing, saying how to get them.
+func RequireDocker(t testing.TB, image string) {
+	t.Helper()
+	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		t.Fatalf("the Docker engine is not reachable (%v: %s); start dockerd (on Debian: apt-get install docker.io)", err, out)
+	}
+	if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
+		t.Fatalf("test image %s is missing; build it with `make image`", image)
+	}
+}

@@ -1,8 +1,10 @@
 // Package docker runs PostgreSQL nodes and the managed Redis as containers
-// through the Docker Engine API. Containers run docker's init and sleep;
-// pgha execs initdb, pg_basebackup and pg_ctl inside them as the postgres
-// user, so any image with the PostgreSQL server binaries works and nothing
-// depends on one image's entrypoint script.
+// through the Docker Engine API. Containers run docker's init and a small
+// keeper shell; Runtime execs initdb, pg_ctl, pg_basebackup, pg_rewind and
+// pg_controldata inside them as the postgres user, so any image with the
+// PostgreSQL server binaries and a POSIX sh works and nothing depends on
+// one image's entrypoint script. Runtime's methods mirror providers/local's,
+// a node name (and its published port) in place of a data directory.
 //
 // Every resource carries pgha's labels; observation finds resources by
 // label and never touches unlabelled ones.
@@ -34,12 +36,16 @@ const (
 	LabelConfig  = "io.pgha.config"
 )
 
-// Options say which engine and names to use.
+// Options say which engine, names and images to use.
 type Options struct {
 	Host    string // "" = DOCKER_HOST or the local socket
 	Cluster string
 	Prefix  string // container and volume name prefix
 	Network string
+
+	Image      string // the nodes' PostgreSQL image (Runtime only)
+	RedisImage string // the managed catalog's image (Runtime only)
+	Bind       string // host address node ports are published on (Runtime only)
 }
 
 // Engine talks to one Docker engine for one cluster.
@@ -51,9 +57,9 @@ type Engine struct {
 	binDirs map[string]string // image → PostgreSQL bin dir
 }
 
-// New connects to the engine, negotiating the API version: the engine may
-// be older than this client.
-func New(o Options) (*Engine, error) {
+// NewEngine connects to the engine, negotiating the API version: the
+// engine may be older than this client.
+func NewEngine(o Options) (*Engine, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if o.Host != "" {
 		opts = append(opts, client.WithHost(o.Host))

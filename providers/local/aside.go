@@ -7,21 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/state"
 )
 
-// AsideMarkers are the infixes of a node's set-aside data directories,
-// siblings of the data directory: <data_dir>.aside-<UTC stamp> (a
-// re-clone) and <data_dir>.before-restore-<UTC stamp> (pgha restore -node).
-// Replacing a data directory renames it on the same filesystem, which is
-// instant and loses nothing; only a later plan action (data.remove) deletes
-// what was set aside, and only a directory whose name says it was.
-var AsideMarkers = []string{".aside-", ".before-restore-"}
-
-// AsidePath is where MoveAside puts dir at stamp.
-func AsidePath(dir, stamp string) string { return dir + ".aside-" + stamp }
+// AsidePath is where MoveAside puts dir at stamp (pgdata.AsidePath).
+func AsidePath(dir, stamp string) string { return pgdata.AsidePath(dir, stamp) }
 
 // MoveAside renames a node's stopped data directory to AsidePath(dir,
 // stamp) and creates an empty one in its place, for a re-clone. It
@@ -59,7 +51,7 @@ func FindAside(dir string) []state.AsideDir {
 		return nil
 	}
 	var out []state.AsideDir
-	for _, m := range AsideMarkers {
+	for _, m := range pgdata.AsideMarkers {
 		matches, _ := filepath.Glob(dir + m + "*")
 		for _, p := range matches {
 			if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
@@ -87,17 +79,6 @@ func treeBytes(dir string) int64 {
 	return n
 }
 
-// IsAsideOf reports whether path is one of dir's set-aside directories by
-// name: dir plus a marker plus a stamp without a path separator.
-func IsAsideOf(dir, path string) bool {
-	for _, m := range AsideMarkers {
-		if rest, ok := strings.CutPrefix(path, dir+m); ok && rest != "" && !strings.ContainsRune(rest, '/') && rest != "." && rest != ".." {
-			return true
-		}
-	}
-	return false
-}
-
 // RemoveAside deletes one set-aside data directory of dir. It refuses
 // anything whose name does not say it was set aside from dir, a symlink,
 // and a directory pgha did not make for cluster (CheckOwned).
@@ -106,7 +87,7 @@ func (r *Runtime) RemoveAside(dir, path, cluster string) error {
 	if err != nil {
 		return err
 	}
-	if !IsAsideOf(dir, path) {
+	if !pgdata.IsAsideOf(dir, path) {
 		return fmt.Errorf("remove %s: not a set-aside data directory of %s", path, dir)
 	}
 	fi, err := os.Lstat(path)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/internal/pgdata"
 )
 
 // ControlData runs pg_controldata on a stopped or running data directory
@@ -20,19 +21,7 @@ func (r *Runtime) ControlData(ctx context.Context, dir string) (map[string]strin
 	if err != nil {
 		return nil, fmt.Errorf("pg_controldata %s: %w%s", dir, err, withOutput(out))
 	}
-	return ParseControlData(out), nil
-}
-
-// ParseControlData reads pg_controldata's "name: value" lines.
-func ParseControlData(out string) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if ok {
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	return m
+	return pgdata.ParseControlData(out), nil
 }
 
 // RewindSource is the running server a stopped data directory is rewound
@@ -75,9 +64,8 @@ func clearDeadPidfile(dir string) error {
 	if err != nil {
 		return nil
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 || alive(pid) {
+	pm, err := pgdata.ParsePostmaster(string(b))
+	if err != nil || pm.PID == 0 || alive(pm.PID) {
 		return nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -6,41 +6,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/internal/pgdata"
 )
 
-// MarkerFile is the file pgha writes into every data directory it
-// initialises (initdb) or fills (a clone, a restore). pgha deletes a data
-// directory only when it carries this file for the same cluster: a
-// mistyped data_dir, another cluster's directory or someone's files are
-// never removed.
-//
-// pg_basebackup and pg_rewind copy the file from their source, so its
-// node line may name the source until pgha writes it again; the check
-// therefore compares the cluster only.
-//
-// Directories made by pgha before the marker existed are recognised by
-// what pgha always wrote into them: PG_VERSION beside a pgha.conf that
-// starts with pgha's header (see CheckOwned). Such a directory gets the
-// marker the next time pgha initialises, clones or rewinds it.
-const MarkerFile = "pgha.marker"
+// MarkerFile is pgdata.MarkerFile: pgha deletes a data directory only
+// when it carries this file for the same cluster (see CheckOwned).
+const MarkerFile = pgdata.MarkerFile
 
 // Marker is what MarkerFile records.
-type Marker struct {
-	Cluster string
-	Node    string
-}
+type Marker = pgdata.Marker
 
 // WriteMarker records in dir that pgha made it for m.Cluster and m.Node.
 func (r *Runtime) WriteMarker(dir string, m Marker) error {
-	if strings.ContainsAny(m.Cluster+m.Node, "\r\n") {
-		return fmt.Errorf("mark %s: a name contains a line break", dir)
+	content, err := m.Text()
+	if err != nil {
+		return fmt.Errorf("mark %s: %w", dir, err)
 	}
-	content := fmt.Sprintf("%s# pgha deletes this directory only while this file names its cluster.\ncluster = %s\nnode = %s\n",
-		pgconf.Header, m.Cluster, m.Node)
-	if err := r.writeFileAtomic(filepath.Join(dir, MarkerFile), []byte(content), 0o600); err != nil {
+	if err := r.writeFileAtomic(filepath.Join(dir, MarkerFile), content, 0o600); err != nil {
 		return fmt.Errorf("mark %s as pgha's: %w", dir, err)
 	}
 	return nil
@@ -60,27 +44,13 @@ func ReadMarker(dir string) (m Marker, ok bool, err error) {
 	if !fi.Mode().IsRegular() {
 		return Marker{}, false, fmt.Errorf("%s is not a regular file", path)
 	}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return Marker{}, false, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, found := strings.Cut(sc.Text(), " = ")
-		switch {
-		case !found:
-		case k == "cluster":
-			m.Cluster = v
-		case k == "node":
-			m.Node = v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Marker{}, false, err
-	}
-	if m.Cluster == "" {
-		return Marker{}, false, fmt.Errorf("%s names no cluster", path)
+	m, err = pgdata.ParseMarker(string(b))
+	if err != nil {
+		return Marker{}, false, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, true, nil
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/state"
 )
 
@@ -83,13 +83,12 @@ func (r *Runtime) postmaster(dir string) (pid int, running bool, problem string)
 	if err != nil {
 		return 0, false, fmt.Sprintf("read postmaster.pid: %v", err)
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err = strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		if len(b) == 0 {
-			return 0, false, "" // a postmaster is writing it this instant, or died doing so
-		}
-		return 0, false, fmt.Sprintf("%s: first line %q is not a process id", filepath.Join(dir, "postmaster.pid"), line)
+	pm, err := pgdata.ParsePostmaster(string(b))
+	if err != nil {
+		return 0, false, fmt.Sprintf("%s: %v", filepath.Join(dir, "postmaster.pid"), err)
+	}
+	if pid = pm.PID; pid == 0 {
+		return 0, false, "" // a postmaster is writing it this instant, or died doing so
 	}
 	if !alive(pid) {
 		return 0, false, ""

@@ -1,0 +1,272 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/internal/pgdata"
+	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/providers/docker"
+	"github.com/pgha/pgha/state"
+)
+
+// The superuser password has characters that a careless quoting would
+// mangle; it must reach PostgreSQL intact through initdb's password file.
+const superPW = `Sup3r:s'cret"\pw $HOME`
+
+// newRuntime is a runtime for a cluster of its own (names, labels and
+// network unique to the test) whose resources are all removed at the end.
+func newRuntime(t *testing.T) *docker.Runtime {
+	t.Helper()
+	testenv.RequireDocker(t, testenv.DockerImage)
+	name := fmt.Sprintf("dkt%d", time.Now().UnixNano()%1_000_000_000)
+	rt, err := docker.New(docker.Options{Cluster: name, Prefix: name + "-", Network: name, Image: testenv.DockerImage, Bind: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		inv, err := rt.Engine().Observe(ctx)
+		if err == nil {
+			for node := range inv.Containers {
+				_ = rt.Engine().RemoveContainer(ctx, node)
+			}
+			for node := range inv.Volumes {
+				_ = rt.Engine().RemoveVolume(ctx, node)
+			}
+		}
+		_ = rt.Engine().RemoveNetwork(ctx)
+		_ = rt.Close()
+	})
+	return rt
+}
+
+// sh runs a shell command in the node's container as root.
+func sh(t *testing.T, rt *docker.Runtime, node, script string) string {
+	t.Helper()
+	out, err := rt.Engine().Exec(context.Background(), node, "root", nil, nil, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	return out
+}
+
+// observe is Observe for one declared node.
+func observe(t *testing.T, rt *docker.Runtime, name string) *state.Node {
+	t.Helper()
+	n := &state.Node{Name: name}
+	if _, err := rt.Observe(context.Background(), []*state.Node{n}, func(*state.Node) {}); err != nil {
+		t.Fatalf("Observe: %v", err)
+	}
+	return n
+}
+
+// TestNodeLifecycle drives one node the way apply does: initdb, marker,
+// configure, start (a login with the initdb password through the
+// published port), stop, pg_controldata, and what Observe sees between.
+func TestNodeLifecycle(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	log := docker.VolumeDir + "/log/postgresql.log"
+
+	if got := observe(t, rt, n.Name); got.DirExists || got.Initialized || got.Running {
+		t.Fatalf("before CreateNode: %+v", got)
+	}
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	if out := sh(t, rt, n.Name, "ls -A "+docker.VolumeDir); strings.Contains(out, "pwfile") {
+		t.Errorf("initdb's password file was left in the volume: %s", out)
+	}
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err == nil {
+		t.Error("a second InitDB over an initialised data directory succeeded")
+	}
+	if err := rt.WriteMarker(ctx, n, docker.Marker{Cluster: "x\ny", Node: n.Name}); err == nil {
+		t.Error("a marker with a line break in a name was written")
+	}
+	if err := rt.WriteMarker(ctx, n, docker.Marker{Cluster: "other", Node: n.Name}); err != nil {
+		t.Fatalf("WriteMarker: %v", err)
+	}
+	if err := rt.CheckOwned(ctx, n, docker.PGData); err == nil || !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("CheckOwned of another cluster's data directory: %v", err)
+	}
+	// The runtime's cluster is the one its Options name.
+	if err := rt.WriteMarker(ctx, n, docker.Marker{Cluster: clusterOf(rt), Node: n.Name}); err != nil {
+		t.Fatalf("WriteMarker: %v", err)
+	}
+	if err := rt.CheckOwned(ctx, n, docker.PGData); err != nil {
+		t.Errorf("CheckOwned of its own data directory: %v", err)
+	}
+	settings := map[string]string{"listen_addresses": "*", "port": "5432", "cluster_name": "db1"}
+	hba := []string{"local all all peer", "host all all all scram-sha-256"}
+	if err := rt.Configure(ctx, n, settings, hba); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	if err := rt.Configure(ctx, n, settings, hba); err != nil {
+		t.Fatalf("Configure again: %v", err)
+	}
+	if c := sh(t, rt, n.Name, "grep -c \"^"+pgconf.IncludeLine+"$\" "+docker.PGData+"/postgresql.conf"); strings.TrimSpace(c) != "1" {
+		t.Errorf("postgresql.conf includes pgha.conf %s times after two Configure calls", strings.TrimSpace(c))
+	}
+	if err := rt.Start(ctx, n, log); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if running, err := rt.Running(ctx, n); err != nil || !running {
+		t.Fatalf("Running after Start: %v, %v", running, err)
+	}
+	if err := rt.Start(ctx, n, log); err != nil {
+		t.Fatalf("Start of a running server: %v", err)
+	}
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=10", n.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = superPW
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("log in with the initdb password through the published port: %v", err)
+	}
+	var name, checksums string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('cluster_name'), current_setting('data_checksums')").Scan(&name, &checksums); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if name != "db1" || checksums != "on" {
+		t.Errorf("cluster_name %q (pgha.conf not read?), data_checksums %q (pg_rewind needs them)", name, checksums)
+	}
+	if got := observe(t, rt, n.Name); !got.DirExists || !got.Initialized || !got.Running || got.StandbySignal || got.RuntimeError != "" {
+		t.Errorf("Observe of a running primary: %+v", got)
+	}
+	if err := rt.Stop(ctx, n, "fast"); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if running, err := rt.Running(ctx, n); err != nil || running {
+		t.Fatalf("Running after Stop: %v, %v", running, err)
+	}
+	if err := rt.Stop(ctx, n, ""); err != nil {
+		t.Fatalf("Stop of a stopped server: %v", err)
+	}
+	cd, err := rt.ControlData(ctx, n)
+	if err != nil {
+		t.Fatalf("ControlData: %v", err)
+	}
+	if cd["Database cluster state"] != "shut down" || cd["Data page checksum version"] == "0" || cd["Latest checkpoint location"] == "" {
+		t.Errorf("ControlData of a cleanly stopped primary: state %q, checksums %q, checkpoint %q",
+			cd["Database cluster state"], cd["Data page checksum version"], cd["Latest checkpoint location"])
+	}
+	if err := rt.SetStandby(ctx, n, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := observe(t, rt, n.Name); !got.Initialized || got.Running || !got.StandbySignal || got.Error != "not running" {
+		t.Errorf("Observe of a stopped standby: %+v", got)
+	}
+	// The container gone, its volume is looked into with a probe: a kept
+	// volume is restarted, never re-cloned.
+	if err := rt.Engine().RemoveContainer(ctx, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got := observe(t, rt, n.Name); !got.DirExists || !got.Initialized || got.Running || !got.StandbySignal || got.Container != nil {
+		t.Errorf("Observe of a volume without its container: %+v", got)
+	}
+	if err := rt.CreateNode(ctx, n); err != nil {
+		t.Fatalf("CreateNode over a kept volume: %v", err)
+	}
+	if cd, err := rt.ControlData(ctx, n); err != nil || cd["Database cluster state"] != "shut down" {
+		t.Errorf("the data directory did not survive its container: %v %v", cd["Database cluster state"], err)
+	}
+}
+
+// clusterOf is the cluster name a runtime made by newRuntime carries (its
+// network's name).
+func clusterOf(rt *docker.Runtime) string {
+	return strings.TrimSuffix(rt.Name(""), "-")
+}
+
+// TestAside: MoveAside keeps everything under a set-aside name in the
+// volume; RemoveAside deletes only what is named as set aside and was
+// made for this cluster, and lists nothing it refused to delete as owned.
+func TestAside(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	if err := rt.WriteMarker(ctx, n, docker.Marker{Cluster: clusterOf(rt), Node: n.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, n, docker.VolumeDir+"/log/postgresql.log"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.MoveAside(ctx, n, "20260101T000000Z"); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("MoveAside of a running server's data directory: %v", err)
+	}
+	if err := rt.Stop(ctx, n, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	aside, err := rt.MoveAside(ctx, n, "20260101T000000Z")
+	if err != nil {
+		t.Fatalf("MoveAside: %v", err)
+	}
+	if want := pgdata.AsidePath(docker.PGData, "20260101T000000Z"); aside != want {
+		t.Fatalf("MoveAside put the data in %q, want %q", aside, want)
+	}
+	if out := sh(t, rt, n.Name, "ls -A "+docker.PGData+"; stat -c '%U %a' "+docker.PGData+"; cat "+aside+"/PG_VERSION"); out != "postgres 700\n17\n" {
+		t.Errorf("after MoveAside, data directory and aside: %q", out)
+	}
+	if _, err := rt.MoveAside(ctx, n, "20260101T000000Z"); err != nil {
+		t.Errorf("MoveAside of an empty data directory: %v", err)
+	}
+	if again, err := rt.MoveAside(ctx, n, "20260101T000001Z"); err != nil || again != "" {
+		t.Errorf("MoveAside of an empty data directory moved %q: %v", again, err)
+	}
+
+	// Not named as set aside: refused before anything is looked at.
+	for _, p := range []string{docker.PGData, docker.VolumeDir, "/etc", docker.PGData + ".aside-x/../data", docker.PGData + ".aside-", docker.PGData + "x.aside-1"} {
+		if err := rt.RemoveAside(ctx, n, p); err == nil || !strings.Contains(err.Error(), "not a set-aside data directory") {
+			t.Errorf("RemoveAside(%s): %v", p, err)
+		}
+	}
+	if out := sh(t, rt, n.Name, "ls /etc/passwd "+docker.VolumeDir+"/log"); !strings.Contains(out, "passwd") {
+		t.Fatalf("something was removed: %s", out)
+	}
+	// Named as set aside but not this cluster's: kept.
+	foreign := docker.PGData + ".aside-20250101T000000Z"
+	unmarked := docker.PGData + ".before-restore-20250101T000000Z"
+	link := docker.PGData + ".aside-20250202T000000Z"
+	sh(t, rt, n.Name, fmt.Sprintf(`set -e
+mkdir -p %[1]s %[2]s; echo 17 > %[1]s/PG_VERSION; echo 17 > %[2]s/PG_VERSION
+printf 'cluster = prod\n' > %[1]s/%[3]s
+ln -s %[4]s %[5]s`, foreign, unmarked, docker.MarkerFile, aside, link))
+	for _, p := range []string{foreign, unmarked} {
+		if err := rt.RemoveAside(ctx, n, p); err == nil {
+			t.Errorf("RemoveAside(%s) of a directory pgha did not make for this cluster succeeded", p)
+		}
+	}
+	if err := rt.RemoveAside(ctx, n, link); err == nil {
+		t.Errorf("RemoveAside of a symlink succeeded")
+	}
+	found := map[string]bool{}
+	for _, a := range rt.FindAside(ctx, n) {
+		found[a.Path] = a.Owned
+		if a.Path == aside && a.Bytes == 0 {
+			t.Errorf("FindAside: %s has no size", a.Path)
+		}
+	}
+	if len(found) != 3 || !found[aside] || found[foreign] || found[unmarked] {
+		t.Errorf("FindAside (path → owned): %v; want the moved directory owned, the foreign and unmarked ones not, the symlink not listed", found)
+	}
+	if err := rt.RemoveAside(ctx, n, aside); err != nil {
+		t.Fatalf("RemoveAside of its own set-aside directory: %v", err)
+	}
+	if out := sh(t, rt, n.Name, "ls -d "+docker.PGData+"*"); strings.Contains(out, aside+"\n") || !strings.Contains(out, foreign) || !strings.Contains(out, unmarked) {
+		t.Errorf("after RemoveAside: %s", out)
+	}
+}

@@ -1,0 +1,110 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pgha/pgha/internal/pgconf"
+	"github.com/pgha/pgha/internal/pgdata"
+)
+
+// ControlData runs pg_controldata on the node's data directory (stopped
+// or running) and returns its fields ("Latest checkpoint location", ...).
+func (r *Runtime) ControlData(ctx context.Context, n Node) (map[string]string, error) {
+	if err := r.CreateNode(ctx, n); err != nil {
+		return nil, err
+	}
+	out, err := r.pg(ctx, n.Name, []string{"LC_ALL=C"}, "pg_controldata", "-D", PGData)
+	if err != nil {
+		return nil, err
+	}
+	return pgdata.ParseControlData(out), nil
+}
+
+// Rewind runs pg_rewind on the node's stopped data directory against src
+// (running), connecting as src.User through a short-lived passfile in the
+// node's volume, and returns pg_rewind's report. A cancel ends pg_rewind
+// in the container too.
+func (r *Runtime) Rewind(ctx context.Context, n Node, src SQLSource) (string, error) {
+	if err := r.CreateNode(ctx, n); err != nil {
+		return "", err
+	}
+	pf := VolumeDir + "/rewind.pgpass"
+	done, err := r.passfile(ctx, n.Name, pf, src)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: src.Host}, pgconf.KV{Key: "port", Value: strconv.Itoa(src.Port)},
+		pgconf.KV{Key: "user", Value: src.User}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
+	return r.pgCancellable(ctx, n.Name, append([]string{"PGPASSFILE=" + pf}, src.Env...), "pg_rewind", "--target-pgdata", PGData, "--source-server", conn)
+}
+
+// CheckMajor refuses an image whose PostgreSQL major version differs
+// from the node's data directory, before anything is stopped: that is an
+// upgrade (pg_upgrade), not a container replacement. It looks with a
+// throwaway container of image over the node's volume.
+func (r *Runtime) CheckMajor(ctx context.Context, n Node, image string) error {
+	out, err := r.eng.Run(ctx, image, n.Name, VolumeDir, "sh", "-c",
+		"cat "+PGData+"/PG_VERSION; B=$("+FindBinScript+"); \"$B/postgres\" --version")
+	if err != nil {
+		return fmt.Errorf("check image %s against the data of %s: %w", image, n.Name, err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		return fmt.Errorf("check image %s: unexpected output %q", image, out)
+	}
+	data := strings.TrimSpace(lines[0])
+	fields := strings.Fields(lines[len(lines)-1])
+	ver := fields[len(fields)-1]
+	if major, _, _ := strings.Cut(ver, "."); major != data {
+		return fmt.Errorf("image %s has PostgreSQL %s but the data of %s is version %s: a major version upgrade needs pg_upgrade; pgha refuses to replace the container (set image back)", image, ver, n.Name, data)
+	}
+	return nil
+}
+
+// Replace recreates the node's container from the runtime's image and
+// network, keeping its volume (its data), and starts PostgreSQL again.
+func (r *Runtime) Replace(ctx context.Context, n Node, logFile string) error {
+	if err := r.CheckMajor(ctx, n, r.o.Image); err != nil {
+		return err
+	}
+	_ = r.Stop(ctx, n, "fast")
+	if err := r.eng.RemoveContainer(ctx, n.Name); err != nil {
+		return err
+	}
+	if err := r.CreateNode(ctx, n); err != nil {
+		return err
+	}
+	return r.Start(ctx, n, logFile)
+}
+
+// Destroy stops the node and removes its container and, unless keepData,
+// its volume; the network goes with the last container.
+func (r *Runtime) Destroy(ctx context.Context, n Node, keepData bool) error {
+	_ = r.Stop(ctx, n, "fast")
+	return r.removeNode(ctx, n.Name, keepData)
+}
+
+func (r *Runtime) removeNode(ctx context.Context, node string, keepData bool) error {
+	if err := r.eng.RemoveContainer(ctx, node); err != nil {
+		return err
+	}
+	if !keepData {
+		if err := r.eng.RemoveVolume(ctx, node); err != nil {
+			return err
+		}
+	}
+	return r.removeNetworkIfUnused(ctx)
+}
+
+// removeNetworkIfUnused drops the network once no pgha container is left.
+func (r *Runtime) removeNetworkIfUnused(ctx context.Context) error {
+	inv, err := r.eng.Observe(ctx)
+	if err != nil || len(inv.Containers) > 0 {
+		return err
+	}
+	return r.eng.RemoveNetwork(ctx)
+}

@@ -1,0 +1,110 @@
+package docker
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pgha/pgha/state"
+)
+
+// redisNode is the managed catalog's container and volume name.
+const redisNode = "redis"
+
+var statusScript = `D=` + PGData + `
+[ -f $D/PG_VERSION ] && echo initialized
+[ -f $D/standby.signal ] && echo standby
+[ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
+` + asideScript
+
+// Observation is what Observe saw beyond the declared nodes.
+type Observation struct {
+	Network       bool          // the cluster network exists
+	CatalogVolume bool          // the managed catalog's volume exists
+	Undeclared    []*state.Node // PostgreSQL containers of the cluster that no declared node owns
+}
+
+// Observe fills the runtime facts of the declared nodes (volume,
+// container, data initialised, standby.signal, running, set-aside
+// directories) with three list calls and one exec per node, concurrently.
+// pg is called for each node whose container runs, to fill PostgreSQL's
+// facts: a server that answers says everything at once, and the volume is
+// looked into only when it does not. A stopped container's volume is
+// looked into with a throwaway container, so that a kept volume is
+// restarted and never re-cloned. The error is the engine's: nothing could
+// be observed.
+func (r *Runtime) Observe(ctx context.Context, nodes []*state.Node, pg func(*state.Node)) (*Observation, error) {
+	inv, err := r.eng.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	obs := &Observation{Network: inv.Network, CatalogVolume: inv.Volumes[redisNode]}
+	declared := map[string]bool{}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		declared[n.Name] = true
+		n.DirExists = inv.Volumes[n.Name]
+		if ct, ok := inv.Containers[n.Name]; ok {
+			n.Container = &state.Container{Name: ct.Name, Running: ct.Running, Image: ct.Config}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.observeNode(ctx, n, pg)
+		}()
+	}
+	wg.Wait()
+	// Scratch restores and volume probes carry the cluster's label too,
+	// but are no nodes; their PostgreSQL is not asked.
+	var names []string
+	for name, ct := range inv.Containers {
+		if ct.Role == "postgres" && !declared[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ct := inv.Containers[name]
+		n := &state.Node{Name: name, DataDir: "volume " + r.Name(name), DirExists: inv.Volumes[name], Initialized: inv.Volumes[name],
+			Running: ct.Running, Container: &state.Container{Name: ct.Name, Running: ct.Running, Image: ct.Config}}
+		if !ct.Running {
+			n.Error = "not running"
+		}
+		obs.Undeclared = append(obs.Undeclared, n)
+	}
+	return obs, nil
+}
+
+func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state.Node)) {
+	var out string
+	var err error
+	switch {
+	case n.Container != nil && n.Container.Running:
+		pg(n)
+		if n.Reachable {
+			n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
+			n.Aside = r.FindAside(ctx, Node{Name: n.Name})
+			return
+		}
+		out, err = r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c", statusScript)
+	case n.DirExists:
+		out, err = r.eng.Run(ctx, r.o.Image, n.Name, VolumeDir, "sh", "-c", statusScript)
+	default:
+		n.Error = "not running"
+		return
+	}
+	if err != nil {
+		n.RuntimeError = err.Error()
+		return
+	}
+	n.Aside = parseAside(out, r.o.Cluster)
+	n.Initialized = strings.Contains(out, "initialized")
+	n.StandbySignal = strings.Contains(out, "standby")
+	// In a probe container a stale postmaster.pid may name one of its own
+	// processes: only the node's container can say PostgreSQL runs.
+	n.Running = n.Container != nil && n.Container.Running && strings.Contains(out, "running")
+	if !n.Running {
+		n.Error = "not running"
+	}
+}
