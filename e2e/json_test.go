@@ -235,10 +235,22 @@ func TestLocalApplyJSON(t *testing.T) {
 	if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
 		t.Fatalf("the cluster did not converge:\n%s", r)
 	}
-	// An apply with nothing to do still streams its version and outcome.
-	r = c.mustPgha("apply", "-auto-approve", "-json")
+	// A saved plan needs no -auto-approve (it was reviewed when saved);
+	// with nothing to do the stream is still its version and outcome.
+	c.mustPgha("plan", "-out", "converged.tfplan")
+	r = c.mustPgha("apply", "-json", "converged.tfplan")
 	evs = parseEvents(t, r.stdout)
-	if o := evs[len(evs)-1].Outcome; o.Status != "complete" || len(o.Done) != 0 || len(planned(evs)) != 0 {
-		t.Fatalf("a converged apply -json:\n%s", r.stdout)
+	if o := evs[len(evs)-1].Outcome; len(evs) != 2 || o.Status != "complete" || len(o.Done) != 0 {
+		t.Fatalf("a converged apply -json PLANFILE:\n%s", r.stdout)
+	}
+
+	// destroy -json: every planned action destroyed, the outcome says so.
+	r = c.mustPgha("destroy", "-auto-approve", "-json")
+	evs = parseEvents(t, r.stdout)
+	plan = planned(evs)
+	last = evs[len(evs)-1]
+	if o := last.Outcome; len(plan) == 0 || o.Operation != "destroy" || o.Status != "complete" || !slices.Equal(o.Done, plan) ||
+		!strings.HasPrefix(last.Message, "Destroy complete! Actions: ") {
+		t.Fatalf("destroy -json:\n%s", r.stdout)
 	}
 }
