@@ -6,11 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sync"
 
 	"github.com/pgha/pgha/config"
-	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
 )
@@ -32,50 +29,14 @@ func newLocalRuntime(c *config.Cluster) (*localRuntime, error) {
 func (l *localRuntime) Close() {}
 
 func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
-	var wg sync.WaitGroup
-	for _, n := range s.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.rt.Observe(n)
-			for i := range n.Aside {
-				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
-			}
-			if n.DirExists {
-				if err := local.CheckOwned(n.DataDir, l.c.Name); err != nil {
-					n.DataForeign = err.Error()
-				}
-			}
-			if !n.Running {
-				n.Error = "not running"
-				return
-			}
-			pg(l.c.Node(n.Name), n)
-		}()
-	}
-	for _, n := range l.undeclared() {
-		s.Undeclared = append(s.Undeclared, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.rt.Observe(n)
-			for i := range n.Aside {
-				n.Aside[i].Owned = local.CheckOwned(n.Aside[i].Path, l.c.Name) == nil
-			}
-			if err := local.CheckOwned(n.DataDir, l.c.Name); err != nil {
-				// Not one of this cluster's nodes: listed, never touched.
-				n.DataForeign = err.Error()
-			}
-			if !n.Running {
-				n.Error = "not running"
-				return
-			}
-			if n.Port = postmasterPort(n.DataDir); n.Port > 0 {
-				pg(&config.Node{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}, n)
-			}
-		}()
-	}
-	wg.Wait()
+	obs := l.rt.ObserveNodes(s.Nodes, l.c.Runtime.DataDir, l.c.Name, func(n *state.Node) {
+		cn := l.c.Node(n.Name)
+		if cn == nil { // undeclared: reached where its postmaster.pid says
+			cn = &config.Node{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}
+		}
+		pg(cn, n)
+	})
+	s.Undeclared = append(s.Undeclared, obs.Undeclared...)
 	if cat := l.c.Catalog; cat != nil && cat.Managed {
 		if _, err := os.Stat(cat.DataDir); err == nil {
 			s.Catalog.DirExists = true
@@ -292,46 +253,4 @@ func (l *localRuntime) DumpAll(ctx context.Context, n *config.Node, w io.Writer)
 	defer done()
 	host, port := l.c.AdminEndpoint(n)
 	return l.rt.DumpAll(ctx, local.SQLSource{Host: host, Port: port, User: l.c.Postgres.Superuser, Passfile: pf, Env: l.c.LibpqTLS(n)}, w)
-}
-
-// nodeDirName is what a node's data directory is called under data_dir:
-// a node name. Directories set aside (db1.aside-…, db1.before-restore-…)
-// carry a dot and are no nodes.
-var nodeDirName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// undeclared lists the PostgreSQL data directories under the runtime's
-// data_dir that no declared node owns: nodes removed from cluster.hcl.
-func (l *localRuntime) undeclared() []*state.Node {
-	entries, err := os.ReadDir(l.c.Runtime.DataDir)
-	if err != nil {
-		return nil
-	}
-	var out []*state.Node
-	for _, e := range entries {
-		name := e.Name()
-		dir := filepath.Join(l.c.Runtime.DataDir, name)
-		if !e.IsDir() || !nodeDirName.MatchString(name) || l.c.Node(name) != nil {
-			continue
-		}
-		declared := false
-		for _, cn := range l.c.Nodes {
-			declared = declared || cn.DataDir == dir
-		}
-		if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil || declared {
-			continue
-		}
-		out = append(out, &state.Node{Name: name, Host: "127.0.0.1", DataDir: dir})
-	}
-	return out
-}
-
-// postmasterPort reads the port a running server listens on from its
-// postmaster.pid; 0 when it cannot.
-func postmasterPort(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	pm, _ := pgdata.ParsePostmaster(string(b))
-	return pm.Port
 }

@@ -57,12 +57,12 @@ func sh(t *testing.T, rt *docker.Runtime, node, script string) string {
 	return out
 }
 
-// observe is Observe for one declared node.
+// observe is ObserveNodes for one declared node.
 func observe(t *testing.T, rt *docker.Runtime, name string) *state.Node {
 	t.Helper()
 	n := &state.Node{Name: name}
-	if _, err := rt.Observe(context.Background(), []*state.Node{n}, func(*state.Node) {}); err != nil {
-		t.Fatalf("Observe: %v", err)
+	if _, err := rt.ObserveNodes(context.Background(), []*state.Node{n}, func(*state.Node) {}); err != nil {
+		t.Fatalf("ObserveNodes: %v", err)
 	}
 	return n
 }

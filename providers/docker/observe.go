@@ -18,14 +18,14 @@ var statusScript = `D=` + PGData + `
 [ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
 ` + asideScript
 
-// Observation is what Observe saw beyond the declared nodes.
+// Observation is what ObserveNodes saw beyond the declared nodes.
 type Observation struct {
 	Network       bool          // the cluster network exists
 	CatalogVolume bool          // the managed catalog's volume exists
 	Undeclared    []*state.Node // PostgreSQL containers of the cluster that no declared node owns
 }
 
-// Observe fills the runtime facts of the declared nodes (volume,
+// ObserveNodes fills the runtime facts of the declared nodes (volume,
 // container, data initialised, standby.signal, running, set-aside
 // directories) with three list calls and one exec per node, concurrently.
 // pg is called for each node whose container runs, to fill PostgreSQL's
@@ -34,7 +34,7 @@ type Observation struct {
 // looked into with a throwaway container, so that a kept volume is
 // restarted and never re-cloned. The error is the engine's: nothing could
 // be observed.
-func (r *Runtime) Observe(ctx context.Context, nodes []*state.Node, pg func(*state.Node)) (*Observation, error) {
+func (r *Runtime) ObserveNodes(ctx context.Context, nodes []*state.Node, pg func(*state.Node)) (*Observation, error) {
 	inv, err := r.eng.Observe(ctx)
 	if err != nil {
 		return nil, err
