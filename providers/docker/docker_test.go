@@ -270,3 +270,146 @@ ln -s %[4]s %[5]s`, foreign, unmarked, docker.MarkerFile, aside, link))
 		t.Errorf("after RemoveAside: %s", out)
 	}
 }
+
+// TestCloneRewindBackup drives a primary and a standby in two
+// containers: a clone through the node's slot that streams, a refused
+// clone over data, a failed clone that leaves nothing behind, a base
+// backup and a pg_dumpall streamed out, and pg_rewind of the old primary
+// after a promotion. No password file outlives its command.
+func TestCloneRewindBackup(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	const replPW = `repl:pa\ss`
+	log := docker.VolumeDir + "/log/postgresql.log"
+	pass := docker.VolumeDir + "/pgpass"
+	ports := testenv.FreePorts(t, 3)
+	db1, db2, db3 := docker.Node{Name: "db1", Port: ports[0]}, docker.Node{Name: "db2", Port: ports[1]}, docker.Node{Name: "db3", Port: ports[2]}
+	hba := []string{"local all all peer", "host replication all all scram-sha-256", "host all all all scram-sha-256"}
+	settings := func(n docker.Node, upstream string) map[string]string {
+		s := map[string]string{"listen_addresses": "*", "port": "5432", "wal_level": "replica", "max_wal_senders": "5", "hot_standby": "on",
+			"wal_keep_size": "256MB"} // pg_rewind reads db1's WAL back to the divergence
+		if upstream != "" {
+			s["primary_conninfo"] = fmt.Sprintf("host=%s port=5432 user=repl application_name=%s passfile=%s", rt.Name(upstream), n.Name, pass)
+			s["primary_slot_name"] = n.Name
+		}
+		return s
+	}
+	connect := func(n docker.Node) *pgx.Conn {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=10", n.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Password = superPW
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatalf("connect to %s: %v", n.Name, err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	if err := rt.InitDB(ctx, db1, "postgres", superPW); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Configure(ctx, db1, settings(db1, ""), hba); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, db1, log); err != nil {
+		t.Fatal(err)
+	}
+	c1 := connect(db1)
+	for _, q := range []string{`CREATE ROLE repl REPLICATION LOGIN PASSWORD 'repl:pa\ss'`, "SELECT pg_create_physical_replication_slot('db2')",
+		"CREATE TABLE t (v text)", "INSERT INTO t VALUES ('before the clone')"} {
+		if _, err := c1.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, n := range []docker.Node{db1, db2, db3} {
+		if err := rt.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.WritePassfile(ctx, n, pass, []docker.PassEntry{{User: "repl", Password: replPW}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := docker.CloneSource{Host: rt.Name("db1"), Port: docker.Port, User: "repl", Slot: "db2", Passfile: pass}
+	if err := rt.Clone(ctx, db2, src); err != nil {
+		t.Fatalf("Clone: %v", err)
+	}
+	if err := rt.Clone(ctx, db2, src); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("Clone over a data directory: %v", err)
+	}
+	bad := src
+	bad.Host, bad.Slot = "nowhere.invalid", ""
+	if err := rt.Clone(ctx, db3, bad); err == nil {
+		t.Error("Clone from a host that does not exist succeeded")
+	}
+	if out := sh(t, rt, "db3", "ls -A "+docker.PGData); out != "" {
+		t.Errorf("a failed clone left %q behind", out)
+	}
+	if err := rt.Configure(ctx, db2, settings(db2, "db1"), hba); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SetStandby(ctx, db2, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, db2, log); err != nil {
+		t.Fatal(err)
+	}
+	repl := ""
+	for i := 0; i < 100 && repl != "streaming"; i++ {
+		_ = c1.QueryRow(ctx, "SELECT coalesce(max(state), '') FROM pg_stat_replication WHERE application_name = 'db2'").Scan(&repl)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if repl != "streaming" {
+		t.Fatalf("the clone does not stream from db1 (state %q)", repl)
+	}
+
+	var tarball strings.Builder
+	report, err := rt.BaseBackup(ctx, db1, docker.CloneSource{Host: rt.Name("db1"), Port: docker.Port, User: "repl", Passfile: pass}, &tarball)
+	if err != nil {
+		t.Fatalf("BaseBackup: %v", err)
+	}
+	if !strings.Contains(tarball.String(), "PG_VERSION") || !strings.Contains(report, "write-ahead log end point") {
+		t.Errorf("BaseBackup: %d bytes without PG_VERSION, or a report without the end point: %s", tarball.Len(), report)
+	}
+	var dump strings.Builder
+	if err := rt.DumpAll(ctx, db1, docker.SQLSource{Host: rt.Name("db1"), Port: docker.Port, User: "postgres", Password: superPW}, &dump); err != nil {
+		t.Fatalf("DumpAll: %v", err)
+	}
+	if !strings.Contains(dump.String(), "CREATE ROLE repl;") || !strings.Contains(dump.String(), "before the clone") {
+		t.Errorf("pg_dumpall output lacks the role or the row (%d bytes)", dump.Len())
+	}
+
+	// db2 is promoted while db1 takes a write of its own: the timelines
+	// diverge, and pg_rewind brings db1 back to db2's.
+	c2 := connect(db2)
+	if _, err := c2.Exec(ctx, "SELECT pg_promote()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c1.Exec(ctx, "INSERT INTO t VALUES ('lost on the old primary')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	c1.Close(ctx)
+	if err := rt.Stop(ctx, db1, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := rt.Rewind(ctx, db1, docker.SQLSource{Host: rt.Name("db2"), Port: docker.Port, User: "postgres", Password: superPW})
+	if err != nil {
+		t.Fatalf("Rewind: %v", err)
+	}
+	if !strings.Contains(out, "servers diverged") {
+		t.Errorf("pg_rewind's report does not say where the servers diverged: %s", out)
+	}
+	if cd, err := rt.ControlData(ctx, db1); err != nil || cd["Min recovery ending loc's timeline"] != "2" {
+		t.Errorf("db1 after the rewind must recover to db2's timeline 2: %q, %v", cd["Min recovery ending loc's timeline"], err)
+	}
+	for _, n := range []string{"db1", "db2"} {
+		if left := sh(t, rt, n, "ls -A "+docker.VolumeDir+" /var/lib/postgresql"); strings.Contains(left, "rewind.pgpass") || strings.Contains(left, "superuser") || strings.Contains(left, "pwfile") {
+			t.Errorf("a password file outlived its command in %s: %s", n, left)
+		}
+	}
+}
