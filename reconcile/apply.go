@@ -14,38 +14,12 @@ import (
 	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
 // StreamTimeout bounds the wait for a started standby to stream.
 const StreamTimeout = 60 * time.Second
-
-// ApplyError reports a stopped apply: what was done, what failed and what
-// was not attempted, so the operator knows the next plan shows the rest.
-type ApplyError struct {
-	Done, NotAttempted []string
-	Failed             string
-	Err                error
-}
-
-func (e *ApplyError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %v\n", e.Failed, e.Err)
-	fmt.Fprintf(&b, "  done:          %d %s\n", len(e.Done), list(e.Done))
-	fmt.Fprintf(&b, "  failed:        1 (%s)\n", e.Failed)
-	fmt.Fprintf(&b, "  not attempted: %d %s\n", len(e.NotAttempted), list(e.NotAttempted))
-	b.WriteString("Run `pgha plan` to see what is left; `pgha apply` continues from there.")
-	return b.String()
-}
-
-func (e *ApplyError) Unwrap() error { return e.Err }
-
-func list(ids []string) string {
-	if len(ids) == 0 {
-		return ""
-	}
-	return "(" + strings.Join(ids, ", ") + ")"
-}
 
 // Execute runs the actions of p in order, reporting each one's start and
 // end to r (nil: to nobody), and stops at the first failure.
@@ -73,7 +47,7 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
 				return e.stopped(p, i, doneIDs, fmt.Errorf("dependency %s has not run", d))
 			}
 		}
-		r.Report(ActionStarted{Index: i + 1, Total: len(p.Actions), Action: a})
+		r.Report(report.ActionStarted{Index: i + 1, Total: len(p.Actions), Action: a})
 		e.action = a.ID
 		start := time.Now()
 		err := e.do(ctx, a)
@@ -83,10 +57,10 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
 			if cause := context.Cause(ctx); ctx.Err() != nil && cause != ctx.Err() {
 				err = fmt.Errorf("%w (%v)", err, cause) // say why the context ended
 			}
-			r.Report(ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took, Err: err})
+			r.Report(report.ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took, Err: err})
 			return e.stopped(p, i, doneIDs, err)
 		}
-		r.Report(ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took})
+		r.Report(report.ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took})
 		e.remember(ctx, a)
 		done[a.ID] = true
 		doneIDs = append(doneIDs, a.ID)
@@ -129,7 +103,7 @@ func (e *Env) indented() io.Writer {
 // note says a line under the running action: what an executor decided.
 func (e *Env) note(format string, args ...any) {
 	if e.events != nil {
-		e.events.Report(Note{Action: e.action, Text: fmt.Sprintf(format, args...)})
+		e.events.Report(report.Note{Action: e.action, Text: fmt.Sprintf(format, args...)})
 	}
 }
 
@@ -143,7 +117,7 @@ func (e *Env) stopped(p *plan.Plan, i int, done []string, err error) error {
 	for _, a := range p.Actions[i+1:] {
 		rest = append(rest, a.ID)
 	}
-	return &ApplyError{Done: done, Failed: p.Actions[i].ID, NotAttempted: rest, Err: err}
+	return &report.ApplyError{Done: done, Failed: p.Actions[i].ID, NotAttempted: rest, Err: err}
 }
 
 // do executes one action. Each executor is idempotent where it can be, so

@@ -3,9 +3,8 @@ package reconcile
 import (
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/report"
 )
 
 // Reporter receives what an operation reports while it runs: the plan it
@@ -15,75 +14,21 @@ import (
 // object per line), and a watcher or an API can forward the same stream.
 // Report is called from one goroutine at a time, in the order things
 // happen.
+//
+// The events are package report's, which views import too; the interface
+// is declared here, where it is called, and not beside the events: a view
+// satisfies it by having the method, and report stays data that neither
+// calls nor is called.
 type Reporter interface {
-	Report(Event)
+	Report(report.Event)
 }
-
-// Event is one of the types below; a view switches on them and ignores
-// those it does not know, so that new events can be added.
-type Event interface{ event() }
-
-// Message is a line said outside any action: waiting for or taking over
-// the lock, starting the managed catalog, bootstrapping TLS.
-type Message struct{ Text string }
-
-// PlanShown is the plan an operation made, before it is approved. A saved
-// plan was shown when it was made and is not shown again.
-type PlanShown struct{ Plan *plan.Plan }
-
-// Applying says the plan was approved and its actions start now.
-type Applying struct {
-	Operation string
-	Plan      *plan.Plan
-}
-
-// ActionStarted is reported before an action runs; Index counts from 1.
-type ActionStarted struct {
-	Index, Total int
-	Action       plan.Action
-}
-
-// ActionDone is reported when an action ended: completed when Err is nil,
-// errored otherwise (the apply then stops, see Outcome).
-type ActionDone struct {
-	Index, Total int
-	Action       plan.Action
-	Elapsed      time.Duration
-	Err          error
-}
-
-// Note is a line an executor says under the running action: what it
-// decided, how far a transfer is.
-type Note struct {
-	Action string // the running action's ID
-	Text   string
-}
-
-// Outcome ends every Run: Err is nil when the operation completed (an
-// empty plan included), ErrCancelled when the operator declined, an
-// *ApplyError when an action failed or the apply stopped between two,
-// and any other error when it stopped before executing. Plan is nil when
-// it stopped before planning.
-type Outcome struct {
-	Operation string
-	Plan      *plan.Plan
-	Err       error
-}
-
-func (Message) event()       {}
-func (PlanShown) event()     {}
-func (Applying) event()      {}
-func (ActionStarted) event() {}
-func (ActionDone) event()    {}
-func (Note) event()          {}
-func (Outcome) event()       {}
 
 // Discard is a Reporter that drops every event.
 var Discard Reporter = discard{}
 
 type discard struct{}
 
-func (discard) Report(Event) {}
+func (discard) Report(report.Event) {}
 
 // lineWriter turns what is written to it into one event per line, for
 // code that prints to an io.Writer (the lock, the catalog start, a
@@ -92,7 +37,7 @@ func (discard) Report(Event) {}
 type lineWriter struct {
 	mu   sync.Mutex
 	r    Reporter
-	make func(line string) Event
+	make func(line string) report.Event
 	buf  []byte
 }
 
@@ -124,12 +69,12 @@ func (w *lineWriter) Flush() {
 
 // messages is a writer whose lines become Message events.
 func messages(r Reporter) *lineWriter {
-	return &lineWriter{r: r, make: func(line string) Event { return Message{Text: line} }}
+	return &lineWriter{r: r, make: func(line string) report.Event { return report.Message{Text: line} }}
 }
 
 // notes is a writer whose lines become Note events under action.
 func notes(r Reporter, action string) *lineWriter {
-	return &lineWriter{r: r, make: func(line string) Event { return Note{Action: action, Text: line} }}
+	return &lineWriter{r: r, make: func(line string) report.Event { return report.Note{Action: action, Text: line} }}
 }
 
 // reporter is r, or Discard when r is nil.

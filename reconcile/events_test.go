@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/report"
 )
 
 // eventLog records what an operation reports.
-type eventLog []Event
+type eventLog []report.Event
 
-func (l *eventLog) Report(e Event) { *l = append(*l, e) }
+func (l *eventLog) Report(e report.Event) { *l = append(*l, e) }
 
 // TestLineWriter: what executors print becomes one event per line, in
 // order, a line split across writes included; an unterminated last line
@@ -28,21 +29,21 @@ func TestLineWriter(t *testing.T) {
 		}
 	}
 	want := eventLog{
-		Note{Action: "backup.take[db1]", Text: "Backing up db1 (primary)..."},
-		Note{Action: "backup.take[db1]", Text: "  1 MiB, 2 MiB/s"},
-		Note{Action: "backup.take[db1]", Text: ""},
+		report.Note{Action: "backup.take[db1]", Text: "Backing up db1 (primary)..."},
+		report.Note{Action: "backup.take[db1]", Text: "  1 MiB, 2 MiB/s"},
+		report.Note{Action: "backup.take[db1]", Text: ""},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("before Flush: %#v, want %#v", got, want)
 	}
 	w.Flush()
-	want = append(want, Note{Action: "backup.take[db1]", Text: "Backup done"})
+	want = append(want, report.Note{Action: "backup.take[db1]", Text: "Backup done"})
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("after Flush: %#v, want %#v", got, want)
 	}
 	var msgs eventLog
 	_, _ = messages(&msgs).Write([]byte("Acquiring the cluster lock...\n"))
-	if !reflect.DeepEqual(msgs, eventLog{Message{Text: "Acquiring the cluster lock..."}}) {
+	if !reflect.DeepEqual(msgs, eventLog{report.Message{Text: "Acquiring the cluster lock..."}}) {
 		t.Fatalf("messages: %#v", msgs)
 	}
 }
@@ -59,41 +60,41 @@ func TestRunReports(t *testing.T) {
 	c.fail["Start db2"] = errScripted
 	var got eventLog
 	p, err := e.Run(context.Background(), RunOptions{Events: &got})
-	var ae *ApplyError
+	var ae *report.ApplyError
 	if !errors.As(err, &ae) || !errors.Is(err, errScripted) || ae.Failed != "node.start[db2]" {
 		t.Fatalf("Run: %v, want node.start[db2] failed", err)
 	}
 	if len(got) < 5 {
 		t.Fatalf("events: %#v", got)
 	}
-	if ps, ok := got[0].(PlanShown); !ok || ps.Plan != p {
+	if ps, ok := got[0].(report.PlanShown); !ok || ps.Plan != p {
 		t.Fatalf("first event %#v, want the plan Run returned", got[0])
 	}
-	if ap, ok := got[1].(Applying); !ok || ap.Plan != p || ap.Operation != "apply" {
+	if ap, ok := got[1].(report.Applying); !ok || ap.Plan != p || ap.Operation != "apply" {
 		t.Fatalf("second event %#v, want Applying", got[1])
 	}
-	o, ok := got[len(got)-1].(Outcome)
+	o, ok := got[len(got)-1].(report.Outcome)
 	if !ok || o.Err != err || o.Plan != p || o.Operation != "apply" {
 		t.Fatalf("last event %#v, want the Outcome of Run's error", got[len(got)-1])
 	}
 	running, index := "", 0
-	var failed *ActionDone
+	var failed *report.ActionDone
 	for _, ev := range got[2 : len(got)-1] {
 		if failed != nil {
 			t.Fatalf("%#v reported after the failed action", ev)
 		}
 		switch ev := ev.(type) {
-		case ActionStarted:
+		case report.ActionStarted:
 			index++
 			if running != "" || ev.Index != index || ev.Total != len(p.Actions) || ev.Action.ID != p.Actions[index-1].ID {
 				t.Fatalf("start %#v: want action %d of %d, none running (%q)", ev, index, len(p.Actions), running)
 			}
 			running = ev.Action.ID
-		case Note:
+		case report.Note:
 			if ev.Action != running || running == "" {
 				t.Fatalf("note %#v outside its action (running %q)", ev, running)
 			}
-		case ActionDone:
+		case report.ActionDone:
 			if ev.Action.ID != running || ev.Index != index {
 				t.Fatalf("end %#v of an action that did not start (running %q)", ev, running)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/report"
 )
 
 // startSleeper starts a process that lives for 30 seconds: a lock holder
@@ -141,7 +142,7 @@ func TestExecuteStopsWhenLockLost(t *testing.T) {
 	p := &plan.Plan{Actions: []plan.Action{{ID: "node.start[db1]", Kind: plan.NodeStart, Node: "db1"}, {ID: "catalog.record[cluster]", Kind: plan.CatalogRecord}}}
 	var events eventLog
 	err := e.Execute(ctx, p, &events)
-	var ae *ApplyError
+	var ae *report.ApplyError
 	if !errors.As(err, &ae) || !errors.Is(err, ErrLockLost) || ae.Failed != "node.start[db1]" || len(ae.Done) != 0 ||
 		!strings.Contains(err.Error(), "not started: the cluster lock was lost") {
 		t.Fatalf("Execute after the lock was lost: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -82,7 +83,7 @@ func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary
 		return err
 	}
 	if !okd {
-		return ErrCancelled
+		return report.ErrCancelled
 	}
 	start := time.Now()
 	if n.Running {

@@ -16,10 +16,8 @@ import (
 	"github.com/pgha/pgha/config"
 
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/report"
 )
-
-// ErrCancelled is returned when the operator does not approve.
-var ErrCancelled = errors.New("apply cancelled")
 
 // ErrLockLost is the cause of an apply stopped because its lease ended
 // under it: another pgha may act now, so this one must not.
@@ -97,7 +95,7 @@ func (e *Env) Run(ctx context.Context, o RunOptions) (p *plan.Plan, err error) {
 		o.Operation = "apply"
 	}
 	r := reporter(o.Events)
-	defer func() { r.Report(Outcome{Operation: o.Operation, Plan: p, Err: err}) }()
+	defer func() { r.Report(report.Outcome{Operation: o.Operation, Plan: p, Err: err}) }()
 	return e.run(ctx, o, r)
 }
 
@@ -137,7 +135,7 @@ func (e *Env) run(ctx context.Context, o RunOptions, r Reporter) (*plan.Plan, er
 		if p, err = e.Plan(ctx, o.PlanOptions); err != nil {
 			return nil, err
 		}
-		r.Report(PlanShown{Plan: p})
+		r.Report(report.PlanShown{Plan: p})
 	}
 	if p.Empty() {
 		return p, nil
@@ -148,10 +146,10 @@ func (e *Env) run(ctx context.Context, o RunOptions, r Reporter) (*plan.Plan, er
 			return p, err
 		}
 		if !ok {
-			return p, ErrCancelled
+			return p, report.ErrCancelled
 		}
 	}
-	r.Report(Applying{Operation: o.Operation, Plan: p})
+	r.Report(report.Applying{Operation: o.Operation, Plan: p})
 	if err := e.Execute(ctx, p, r); err != nil {
 		return p, err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -49,7 +49,7 @@ func freshPlan(t *testing.T) (*config.Cluster, *plan.Plan) {
 
 // failedApply is what Run reports for an apply whose third action
 // fails: every event type, in the order Run reports them.
-func failedApply(c *config.Cluster, p *plan.Plan) []reconcile.Event {
+func failedApply(c *config.Cluster, p *plan.Plan) []report.Event {
 	n := len(p.Actions)
 	a0, a1, a2 := p.Actions[0], p.Actions[1], p.Actions[2]
 	// An error that formats the password (by mistake) shows it redacted.
@@ -58,18 +58,18 @@ func failedApply(c *config.Cluster, p *plan.Plan) []reconcile.Event {
 	for _, a := range p.Actions[3:] {
 		rest = append(rest, a.ID)
 	}
-	return []reconcile.Event{
-		reconcile.Message{Text: "Acquiring the cluster lock..."},
-		reconcile.PlanShown{Plan: p},
-		reconcile.Applying{Operation: "apply", Plan: p},
-		reconcile.ActionStarted{Index: 1, Total: n, Action: a0},
-		reconcile.Note{Action: a0.ID, Text: "Backing up db1 (primary) into ./backups..."},
-		reconcile.ActionDone{Index: 1, Total: n, Action: a0, Elapsed: 1234 * time.Millisecond},
-		reconcile.ActionStarted{Index: 2, Total: n, Action: a1},
-		reconcile.ActionDone{Index: 2, Total: n, Action: a1, Elapsed: 5 * time.Millisecond},
-		reconcile.ActionStarted{Index: 3, Total: n, Action: a2},
-		reconcile.ActionDone{Index: 3, Total: n, Action: a2, Elapsed: 250 * time.Millisecond, Err: cause},
-		reconcile.Outcome{Operation: "apply", Plan: p, Err: &reconcile.ApplyError{Done: []string{a0.ID, a1.ID}, Failed: a2.ID, NotAttempted: rest, Err: cause}},
+	return []report.Event{
+		report.Message{Text: "Acquiring the cluster lock..."},
+		report.PlanShown{Plan: p},
+		report.Applying{Operation: "apply", Plan: p},
+		report.ActionStarted{Index: 1, Total: n, Action: a0},
+		report.Note{Action: a0.ID, Text: "Backing up db1 (primary) into ./backups..."},
+		report.ActionDone{Index: 1, Total: n, Action: a0, Elapsed: 1234 * time.Millisecond},
+		report.ActionStarted{Index: 2, Total: n, Action: a1},
+		report.ActionDone{Index: 2, Total: n, Action: a1, Elapsed: 5 * time.Millisecond},
+		report.ActionStarted{Index: 3, Total: n, Action: a2},
+		report.ActionDone{Index: 3, Total: n, Action: a2, Elapsed: 250 * time.Millisecond, Err: cause},
+		report.Outcome{Operation: "apply", Plan: p, Err: &report.ApplyError{Done: []string{a0.ID, a1.ID}, Failed: a2.ID, NotAttempted: rest, Err: cause}},
 	}
 }
 
@@ -233,18 +233,18 @@ func TestJSONOutcomes(t *testing.T) {
 	sum := p.Summary()
 	for _, tc := range []struct {
 		name   string
-		ev     reconcile.Outcome
+		ev     report.Outcome
 		status string
 		level  string
 		msg    string
 		done   int
 	}{
-		{"complete", reconcile.Outcome{Operation: "apply", Plan: p}, StatusComplete, "info",
+		{"complete", report.Outcome{Operation: "apply", Plan: p}, StatusComplete, "info",
 			fmt.Sprintf("Apply complete! Actions: %d added, %d changed, %d destroyed.", sum.Add, sum.Change, sum.Destroy), len(p.Actions)},
-		{"no changes", reconcile.Outcome{Operation: "destroy", Plan: &plan.Plan{Operation: "destroy"}}, StatusComplete, "info",
+		{"no changes", report.Outcome{Operation: "destroy", Plan: &plan.Plan{Operation: "destroy"}}, StatusComplete, "info",
 			"No changes. Nothing of this cluster is left to destroy.", 0},
-		{"cancelled", reconcile.Outcome{Operation: "failover", Plan: p, Err: reconcile.ErrCancelled}, StatusCancelled, "info", "Failover cancelled.", 0},
-		{"before planning", reconcile.Outcome{Operation: "apply", Err: errors.New("acquire the cluster lock: held by x")}, StatusErrored, "error",
+		{"cancelled", report.Outcome{Operation: "failover", Plan: p, Err: report.ErrCancelled}, StatusCancelled, "info", "Failover cancelled.", 0},
+		{"before planning", report.Outcome{Operation: "apply", Err: errors.New("acquire the cluster lock: held by x")}, StatusErrored, "error",
 			"Error: acquire the cluster lock: held by x", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,13 +286,13 @@ func TestHumanEvents(t *testing.T) {
 		t.Fatalf("human events\n got %q\nwant %q", buf.String(), want)
 	}
 	buf.Reset()
-	h.Report(reconcile.Outcome{Operation: "destroy", Plan: p})
+	h.Report(report.Outcome{Operation: "destroy", Plan: p})
 	s := p.Summary()
 	if want := fmt.Sprintf("\nDestroy complete! Actions: %d added, %d changed, %d destroyed.\n", s.Add, s.Change, s.Destroy); buf.String() != want {
 		t.Fatalf("outcome %q, want %q", buf.String(), want)
 	}
 	buf.Reset()
-	h.Report(reconcile.Outcome{Operation: "apply", Plan: &plan.Plan{}})
+	h.Report(report.Outcome{Operation: "apply", Plan: &plan.Plan{}})
 	if buf.Len() != 0 {
 		t.Fatalf("an empty plan's outcome printed %q: the plan already said No changes", buf.String())
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/pgha/pgha/internal/bytesize"
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -38,25 +38,25 @@ func (h *Human) PlanSaved(planFile, clusterFile string) {
 
 // Report prints an event of a running operation. Errors are not printed
 // here: the command prints them to stderr, as every command does.
-func (h *Human) Report(ev reconcile.Event) {
+func (h *Human) Report(ev report.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch ev := ev.(type) {
-	case reconcile.Message:
+	case report.Message:
 		fmt.Fprintln(h.w, ev.Text)
-	case reconcile.PlanShown:
+	case report.PlanShown:
 		plan.Text(h.w, ev.Plan)
-	case reconcile.Applying:
+	case report.Applying:
 		fmt.Fprintln(h.w) // after the plan or the prompt
-	case reconcile.ActionDone:
+	case report.ActionDone:
 		how := "done in"
 		if ev.Err != nil {
 			how = "failed after"
 		}
 		fmt.Fprintf(h.w, "[%d/%d] %s %s: %s %s\n", ev.Index, ev.Total, ev.Action.Change.Symbol(), ev.Action.ID, how, ev.Elapsed)
-	case reconcile.Note:
+	case report.Note:
 		fmt.Fprintf(h.w, "      %s\n", ev.Text)
-	case reconcile.Outcome:
+	case report.Outcome:
 		if ev.Err == nil && ev.Plan != nil && !ev.Plan.Empty() {
 			s := ev.Plan.Summary()
 			fmt.Fprintf(h.w, "\n%s complete! Actions: %d added, %d changed, %d destroyed.\n", title(ev.Operation), s.Add, s.Change, s.Destroy)
@@ -73,7 +73,7 @@ func title(op string) string {
 }
 
 // Status prints the cluster, its catalog, and a table of the nodes.
-func (h *Human) Status(st reconcile.Status) error {
+func (h *Human) Status(st report.Status) error {
 	out := h.w
 	fmt.Fprintf(out, "Cluster %s (declared primary %s)\n", st.Cluster, st.DeclaredPrimary)
 	if c := st.Catalog; c != nil {

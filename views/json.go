@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -75,7 +75,7 @@ func (j *JSON) Plan(p *plan.Plan) error {
 func (j *JSON) PlanSaved(string, string) {}
 
 // Status prints the status object.
-func (j *JSON) Status(st reconcile.Status) error { return j.indented(st) }
+func (j *JSON) Status(st report.Status) error { return j.indented(st) }
 
 // Backups prints {"source": ..., "backups": [...]}.
 func (j *JSON) Backups(list []state.Backup, source string) error {
@@ -148,7 +148,7 @@ type Outcome struct {
 
 // Report writes the event as one line (a plan shown is several: its
 // diagnostics, one planned_change per action, and its change_summary).
-func (j *JSON) Report(ev reconcile.Event) {
+func (j *JSON) Report(ev report.Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !j.started {
@@ -156,9 +156,9 @@ func (j *JSON) Report(ev reconcile.Event) {
 		j.line("info", "pgha "+j.version, TypeVersion, map[string]any{"pgha": j.version, "ui": UIVersion})
 	}
 	switch ev := ev.(type) {
-	case reconcile.Message:
+	case report.Message:
 		j.line("info", ev.Text, TypeLog, nil)
-	case reconcile.PlanShown:
+	case report.PlanShown:
 		p := ev.Plan
 		for _, d := range p.Diagnostics {
 			level, label := "warn", "Warning"
@@ -174,20 +174,20 @@ func (j *JSON) Report(ev reconcile.Event) {
 		s := p.Summary()
 		j.line("info", p.SummaryLine(), TypeChangeSummary,
 			map[string]any{"changes": Changes{Add: s.Add, Change: s.Change, Destroy: s.Destroy, Operation: p.Operation}})
-	case reconcile.Applying:
+	case report.Applying:
 		j.line("info", fmt.Sprintf("%s: %d actions", title(ev.Operation), len(ev.Plan.Actions)), TypeApplyBegin,
 			map[string]any{"operation": ev.Operation, "total": len(ev.Plan.Actions)})
-	case reconcile.ActionStarted:
+	case report.ActionStarted:
 		j.running = ev.Action
 		j.line("info", fmt.Sprintf("%s: started [%d/%d]", ev.Action.ID, ev.Index, ev.Total), TypeApplyStart,
 			map[string]any{"hook": Hook{Action: addr(ev.Action), Change: ev.Action.Change, Index: ev.Index, Total: ev.Total, Status: "started"}})
-	case reconcile.Note:
+	case report.Note:
 		text, a := ev.Text, ActionAddr{Addr: ev.Action}
 		if j.running.ID == ev.Action {
 			a = addr(j.running)
 		}
 		j.line("info", ev.Action+": "+text, TypeApplyNote, map[string]any{"hook": Hook{Action: a, Note: &text}})
-	case reconcile.ActionDone:
+	case report.ActionDone:
 		secs := float64(ev.Elapsed.Milliseconds()) / 1000 // as precise as the text view
 		h := Hook{Action: addr(ev.Action), Change: ev.Action.Change, Index: ev.Index, Total: ev.Total, Status: StatusComplete, Elapsed: &secs}
 		if ev.Err != nil {
@@ -196,17 +196,17 @@ func (j *JSON) Report(ev reconcile.Event) {
 			return
 		}
 		j.line("info", fmt.Sprintf("%s: done in %s", ev.Action.ID, ev.Elapsed), TypeApplyComplete, map[string]any{"hook": h})
-	case reconcile.Outcome:
+	case report.Outcome:
 		o, level, msg := outcome(ev)
 		j.line(level, msg, TypeOutcome, map[string]any{"outcome": o})
 	}
 }
 
 // outcome sums up how an operation ended, with its level and message.
-func outcome(ev reconcile.Outcome) (Outcome, string, string) {
+func outcome(ev report.Outcome) (Outcome, string, string) {
 	o := Outcome{Operation: ev.Operation, Status: StatusComplete, Done: []string{}, NotAttempted: []string{}}
 	o.Changes.Operation = ev.Operation
-	var ae *reconcile.ApplyError
+	var ae *report.ApplyError
 	switch {
 	case ev.Err == nil:
 		if ev.Plan != nil {
@@ -218,7 +218,7 @@ func outcome(ev reconcile.Outcome) (Outcome, string, string) {
 		o.Status, o.Error = StatusErrored, ae.Err.Error()
 		o.Done, o.Failed = append(o.Done, ae.Done...), ae.Failed
 		o.NotAttempted = append(o.NotAttempted, ae.NotAttempted...)
-	case errors.Is(ev.Err, reconcile.ErrCancelled):
+	case errors.Is(ev.Err, report.ErrCancelled):
 		o.Status, o.Error = StatusCancelled, ev.Err.Error()
 	default:
 		o.Status, o.Error = StatusErrored, ev.Err.Error()

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -16,8 +16,8 @@ import (
 // object they always were, one trailing newline.
 func TestStatusAndBackupsJSON(t *testing.T) {
 	lag := int64(0)
-	st := reconcile.Status{Cluster: "demo", DeclaredPrimary: "db1", ObservedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
-		Nodes: []reconcile.NodeStatus{{Name: "db2", Role: state.RoleStandby, Running: true, LagBytes: &lag, Streaming: true, Upstream: "127.0.0.1:5441"}}}
+	st := report.Status{Cluster: "demo", DeclaredPrimary: "db1", ObservedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		Nodes: []report.NodeStatus{{Name: "db2", Role: state.RoleStandby, Running: true, LagBytes: &lag, Streaming: true, Upstream: "127.0.0.1:5441"}}}
 	list := []state.Backup{{ID: "20261201T020000Z", Type: "full", Node: "db1", DatabaseBytes: 100, StoredBytes: 40, Status: "complete"}}
 	for _, tc := range []struct {
 		name   string

@@ -11,7 +11,7 @@ import (
 	"io"
 
 	"github.com/pgha/pgha/plan"
-	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -23,13 +23,14 @@ type PlanView interface {
 // View is everything a command shows, in one rendering.
 type View interface {
 	PlanView
-	// Report renders one event of apply, destroy, failover or failback.
-	reconcile.Reporter
+	// Report renders one event of apply, destroy, failover or failback,
+	// which makes a View a reconcile.Reporter.
+	Report(ev report.Event)
 	// PlanSaved says where `pgha plan -out` saved the plan, and how to
 	// apply it.
 	PlanSaved(planFile, clusterFile string)
 	// Status renders `pgha status`.
-	Status(st reconcile.Status) error
+	Status(st report.Status) error
 	// Backups renders `pgha backup list`: the backups, newest first, and
 	// where the list was read ("catalog" or "repository").
 	Backups(list []state.Backup, source string) error

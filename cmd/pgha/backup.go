@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/views"
 )
 
@@ -97,7 +98,7 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 		} else {
 			err = env.Restore(ctx, fs.Arg(0), *dir, out)
 		}
-		if errors.Is(err, reconcile.ErrCancelled) {
+		if errors.Is(err, report.ErrCancelled) {
 			fmt.Fprintln(out, "\nRestore cancelled: nothing was touched.")
 			return exitError
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/views"
 )
 
@@ -211,7 +212,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	// stop ends a run that failed before it started: the stream still
 	// ends with its outcome, and stderr says why, as for every command.
 	stop := func(err error) int {
-		v.Report(reconcile.Outcome{Operation: op, Err: err})
+		v.Report(report.Outcome{Operation: op, Err: err})
 		return fail(errw, err)
 	}
 	o := reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: op}, LockTimeout: *lockTimeout, Events: v}
@@ -238,7 +239,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	}
 	c := load(*file, errw)
 	if c == nil {
-		v.Report(reconcile.Outcome{Operation: op, Err: fmt.Errorf("%s has errors (see stderr)", *file)})
+		v.Report(report.Outcome{Operation: op, Err: fmt.Errorf("%s has errors (see stderr)", *file)})
 		return exitError
 	}
 	env, err := reconcile.Open(c)
@@ -248,7 +249,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	defer env.Close()
 	_, err = env.Run(ctx, o)
 	switch {
-	case errors.Is(err, reconcile.ErrCancelled):
+	case errors.Is(err, report.ErrCancelled):
 		fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
 		return exitError
 	case err != nil:

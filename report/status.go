@@ -1,0 +1,52 @@
+package report
+
+import (
+	"time"
+
+	"github.com/pgha/pgha/state"
+)
+
+// Status is what `pgha status -json` prints. It is a contract other tools
+// read: fields are only ever added.
+type Status struct {
+	Cluster         string        `json:"cluster"`
+	DeclaredPrimary string        `json:"declared_primary"`
+	ObservedAt      time.Time     `json:"observed_at"`
+	Nodes           []NodeStatus  `json:"nodes"`
+	Catalog         *CatalogState `json:"catalog,omitempty"`
+}
+
+// NodeStatus is one node in Status.
+type NodeStatus struct {
+	Name      string     `json:"name"`
+	Role      state.Role `json:"role"` // primary | standby | unknown
+	Running   bool       `json:"running"`
+	Reachable bool       `json:"reachable"`
+	Host      string     `json:"host"`
+	Port      int        `json:"port"`
+	DataDir   string     `json:"data_dir"`
+	Timeline  int        `json:"timeline"`
+	LSN       string     `json:"lsn"`
+	// LagBytes is how far the node's replay is behind the primary's WAL;
+	// null when it cannot be known (the node or the primary is down).
+	LagBytes   *int64   `json:"lag_bytes"`
+	LagSeconds *float64 `json:"lag_seconds"`
+	Slot       string   `json:"slot,omitempty"`
+	Upstream   string   `json:"upstream,omitempty"`
+	Streaming  bool     `json:"streaming"`
+	Version    int      `json:"server_version,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	// Undeclared: the runtime found this node, cluster.hcl does not
+	// declare it (see state.Cluster.Undeclared).
+	Undeclared bool `json:"undeclared,omitempty"`
+}
+
+// CatalogState is the catalog part of Status.
+type CatalogState struct {
+	Address    string      `json:"address"`
+	Reachable  bool        `json:"reachable"`
+	Primary    string      `json:"recorded_primary,omitempty"`
+	Generation int64       `json:"generation,omitempty"`
+	Lock       *state.Lock `json:"lock,omitempty"`
+	Error      string      `json:"error,omitempty"`
+}
