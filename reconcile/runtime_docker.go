@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/pgha/pgha/config"
@@ -123,7 +124,7 @@ func (d *dockerRuntime) StartCatalog(ctx context.Context) error {
 	o := docker.RedisOptions{Addr: cat.Address, Password: cat.Password.Reveal()}
 	t, err := redisTLS(d.c)
 	if err != nil {
-		return err
+		return fmt.Errorf("start the managed catalog: %w", err)
 	}
 	if t != nil {
 		f := d.c.RedisTLS()

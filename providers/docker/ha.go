@@ -42,11 +42,11 @@ func (r *Runtime) Rewind(ctx context.Context, n Node, src SQLSource) (string, er
 	return r.pgCancellable(ctx, n.Name, append([]string{"PGPASSFILE=" + pf}, src.Env...), "pg_rewind", "--target-pgdata", PGData, "--source-server", conn)
 }
 
-// CheckMajor refuses an image whose PostgreSQL major version differs
+// checkMajor refuses an image whose PostgreSQL major version differs
 // from the node's data directory, before anything is stopped: that is an
 // upgrade (pg_upgrade), not a container replacement. It looks with a
 // throwaway container of image over the node's volume.
-func (r *Runtime) CheckMajor(ctx context.Context, n Node, image string) error {
+func (r *Runtime) checkMajor(ctx context.Context, n Node, image string) error {
 	out, err := r.eng.Run(ctx, image, n.Name, VolumeDir, "sh", "-c",
 		"cat "+PGData+"/PG_VERSION; B=$("+FindBinScript+"); \"$B/postgres\" --version")
 	if err != nil {
@@ -68,7 +68,7 @@ func (r *Runtime) CheckMajor(ctx context.Context, n Node, image string) error {
 // Replace recreates the node's container from the runtime's image and
 // network, keeping its volume (its data), and starts PostgreSQL again.
 func (r *Runtime) Replace(ctx context.Context, n Node, logFile string) error {
-	if err := r.CheckMajor(ctx, n, r.o.Image); err != nil {
+	if err := r.checkMajor(ctx, n, r.o.Image); err != nil {
 		return err
 	}
 	_ = r.Stop(ctx, n, "fast")
