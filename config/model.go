@@ -29,6 +29,7 @@ type Cluster struct {
 	Nodes       []*Node // in file order
 	Replication Replication
 	Failover    Failover
+	Watch       Watch
 	Catalog     *Catalog // nil when no catalog block
 	Backup      *Backup  // nil when no backup block
 	TLS         TLS
@@ -123,13 +124,42 @@ type Replication struct {
 	Password Secret // required
 }
 
-// Failover is the failover policy. Declared now; acted upon by later versions.
+// Failover is the failover policy that `pgha watch` acts on (plan.Permit
+// reads it); `pgha failover` and `pgha apply` use MaximumLag whatever
+// Automatic says, since a person asked for them.
 type Failover struct {
-	Automatic        bool          // default false
+	// Automatic lets the watcher replace a lost primary. Default true:
+	// a watcher that only reports a dead primary is what issue 11 set out
+	// to end; write automatic = false to keep failover in a person's hands.
+	Automatic        bool
 	CheckInterval    time.Duration // default 1s
 	FailureThreshold int           // default 3
 	MaximumLag       int64         // bytes; default 16MB
 	Failback         string        // "manual" (default) | "automatic"
+	// PrimaryCrash is what the watcher does when the primary's server
+	// process died while its runtime (host, container engine) still
+	// answers: "restart" (default) starts it again in place, losing
+	// nothing, as Patroni and pg_auto_failover do; "failover" promotes a
+	// standby at once, faster, losing at most MaximumLag.
+	PrimaryCrash string
+}
+
+// Watch is what `pgha watch` may do by itself besides failover; what it
+// may not do is planned, logged "held by policy" and left for `pgha apply`.
+type Watch struct {
+	// Heal starts stopped nodes, recreates containers, re-points
+	// standbys, recreates slots and takes and expires due backups.
+	// Default true.
+	Heal bool
+	// Rejoin is "rewind" (default): a former primary is rewound (what it
+	// wrote after the fork is discarded, and recorded) and follows the new
+	// primary; or "manual": it waits for `pgha apply`.
+	Rejoin string
+	// Config is "apply" (default): edits of cluster.hcl are applied; or
+	// "plan": they are reported and nothing is applied.
+	Config string
+
+	DeclRange hcl.Range `json:"-"`
 }
 
 // TLS says whether the cluster's connections are encrypted and

@@ -201,11 +201,15 @@ func TestDefaults(t *testing.T) {
 		{"host", c.Nodes[0].Host, "127.0.0.1"},
 		{"node data dir", c.Nodes[0].DataDir, filepath.Join(dir, "data", "db1")},
 		{"replication user", c.Replication.User, "replicator"},
-		{"automatic", c.Failover.Automatic, false},
+		{"automatic", c.Failover.Automatic, true},
 		{"check_interval", c.Failover.CheckInterval.String(), "1s"},
 		{"failure_threshold", c.Failover.FailureThreshold, 3},
 		{"maximum_lag", c.Failover.MaximumLag, int64(16 << 20)},
 		{"failback", c.Failover.Failback, "manual"},
+		{"primary_crash", c.Failover.PrimaryCrash, "restart"},
+		{"watch heal", c.Watch.Heal, true},
+		{"watch rejoin", c.Watch.Rejoin, "rewind"},
+		{"watch config", c.Watch.Config, "apply"},
 		{"catalog", c.Catalog == nil, true},
 		{"file", c.File, filepath.Join(dir, "cluster.hcl")},
 		{"dir", c.Dir, dir},
@@ -219,6 +223,24 @@ func TestDefaults(t *testing.T) {
 	defer func() { runningAsRoot = func() bool { return true } }()
 	if c := Parse([]byte(src), "cluster.hcl").Cluster; c == nil || c.Runtime.RunAs != "" {
 		t.Errorf("run_as default when not root: %+v", c)
+	}
+}
+
+// TestWatchPolicy decodes a file that turns every watch default around,
+// so that a decoder ignoring an attribute fails here and not in a
+// watcher that fails over against its operator's wish.
+func TestWatchPolicy(t *testing.T) {
+	r := Load("testdata/good/watch.hcl")
+	c := r.Cluster
+	if c == nil {
+		t.Fatalf("%s", diagText(t, r))
+	}
+	want := config.Watch{Heal: false, Rejoin: "manual", Config: "plan"}
+	if got := c.Watch; got.Heal != want.Heal || got.Rejoin != want.Rejoin || got.Config != want.Config {
+		t.Errorf("watch = %+v, want %+v", got, want)
+	}
+	if c.Failover.Automatic || c.Failover.PrimaryCrash != "failover" || c.Failover.Failback != "automatic" {
+		t.Errorf("failover = %+v", c.Failover)
 	}
 }
 

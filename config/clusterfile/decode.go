@@ -24,6 +24,7 @@ var (
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "postgres"}, {Type: "runtime", LabelNames: []string{"kind"}}, {Type: "node", LabelNames: []string{"name"}},
 			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"}, {Type: "tls"},
+			{Type: "watch"},
 		},
 	}
 	postgresSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -35,7 +36,8 @@ var (
 		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}, {Name: "priority"}}}
 	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}}}
+		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}, {Name: "primary_crash"}}}
+	watchSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "heal"}, {Name: "rejoin"}, {Name: "config"}}}
 	tlsSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "dir"}}}
 	catalogSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address", Required: true}, {Name: "password"}, {Name: "db"}, {Name: "managed"}}}
@@ -125,8 +127,10 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 		Postgres:    config.Postgres{Superuser: "postgres", Parameters: map[string]string{}},
 		Runtime:     config.Runtime{Kind: "local", DataDir: filepath.Join(d.dir, "data")},
 		Replication: config.Replication{User: "replicator"},
-		Failover:    config.Failover{CheckInterval: time.Second, FailureThreshold: 3, MaximumLag: 16 << 20, Failback: "manual"},
-		TLS:         config.TLS{Enabled: true},
+		Failover: config.Failover{Automatic: true, CheckInterval: time.Second, FailureThreshold: 3, MaximumLag: 16 << 20,
+			Failback: "manual", PrimaryCrash: "restart"},
+		Watch: config.Watch{Heal: true, Rejoin: "rewind", Config: "apply"},
+		TLS:   config.TLS{Enabled: true},
 	}
 	if runningAsRoot() {
 		c.Runtime.RunAs = "postgres"
@@ -167,6 +171,8 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 			d.replication(blk, &c.Replication)
 		case "failover":
 			d.failover(blk, &c.Failover)
+		case "watch":
+			d.watch(blk, &c.Watch)
 		case "catalog":
 			c.Catalog = d.catalog(blk)
 		case "backup":
@@ -447,8 +453,49 @@ func (d *decoder) failover(b *hcl.Block, f *config.Failover) {
 				d.errorAt(a.Expr.Range(), "Invalid failback",
 					fmt.Sprintf("failback is \"manual\" or \"automatic\", not %s.", d.show(&f.Failback, f.Failback)))
 			}
+		case "primary_crash":
+			d.oneOf(a, &f.PrimaryCrash, "Invalid primary_crash",
+				`primary_crash is "restart" (start the crashed server again in place, losing nothing) or "failover" (promote a standby at once), not %s.`,
+				"restart", "failover")
 		}
 	})
+}
+
+// watch decodes watch { heal, rejoin, config }: what `pgha watch` may do
+// without a person. Attributes left out keep their defaults.
+func (d *decoder) watch(b *hcl.Block, w *config.Watch) {
+	w.DeclRange = b.DefRange
+	d.attrs(b.Body, watchSchema, func(name string, a *hcl.Attribute) {
+		switch name {
+		case "heal":
+			d.boolean(a, &w.Heal)
+		case "rejoin":
+			d.oneOf(a, &w.Rejoin, "Invalid rejoin",
+				`rejoin is "rewind" (the watcher rewinds a former primary and makes it follow) or "manual" (it waits for pgha apply), not %s.`,
+				"rewind", "manual")
+		case "config":
+			d.oneOf(a, &w.Config, "Invalid config",
+				`config is "apply" (the watcher applies edits of the cluster file) or "plan" (it reports them and applies nothing), not %s.`,
+				"apply", "plan")
+		}
+	})
+}
+
+// oneOf decodes a string that must be one of allowed; detail has one %s
+// for the value given (shown without revealing a sensitive one). A bad
+// value leaves *dst at its default.
+func (d *decoder) oneOf(a *hcl.Attribute, dst *string, summary, detail string, allowed ...string) {
+	var v string
+	if !d.str(a, &v) {
+		return
+	}
+	for _, ok := range allowed {
+		if v == ok {
+			*dst = v
+			return
+		}
+	}
+	d.errorAt(a.Expr.Range(), summary, fmt.Sprintf(detail, d.show(&v, v)))
 }
 
 // catalogPassword gives a managed catalog without a declared password the
