@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/state"
+	"github.com/pgha/pgha/views"
 )
 
 // TestDockerBackup runs the backup chain on PostgreSQL 17 in containers:
@@ -41,7 +42,7 @@ func TestDockerBackup(t *testing.T) {
 		}
 		m := snapshot(ctx, t, p)
 		var out bytes.Buffer
-		b, err := env.Backup(ctx, typ, &out)
+		b, err := env.Backup(ctx, typ, views.NewHuman(&out))
 		if err != nil {
 			t.Fatalf("%s backup: %v\n%s", typ, err, out.String())
 		}

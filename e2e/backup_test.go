@@ -33,9 +33,22 @@ func TestLocalBackup(t *testing.T) {
 	if _, err := p.Exec(ctx, "CREATE TABLE bk AS SELECT g AS id FROM generate_series(1, 1000) g"); err != nil {
 		t.Fatal(err)
 	}
-	r := c.mustPgha("backup")
-	if !strings.Contains(r.stdout, "complete") {
-		t.Fatalf("backup output:\n%s", r)
+	// -json: the stream of apply's format, the backup stored last before
+	// the outcome (checked against the list below).
+	r := c.mustPgha("backup", "-json")
+	evs := parseEvents(t, r.stdout)
+	var taken []streamEvent
+	for _, e := range evs {
+		if e.Type == "backup_complete" {
+			taken = append(taken, e)
+		}
+	}
+	if len(taken) != 1 || taken[0].Backup == nil || len(evs) < 3 || evs[len(evs)-2].Type != "backup_complete" ||
+		!strings.HasPrefix(taken[0].Message, "Backup "+taken[0].Backup.ID+" complete: ") {
+		t.Fatalf("backup -json: want one backup_complete, just before the outcome:\n%s", r.stdout)
+	}
+	if o := evs[len(evs)-1]; o.Outcome.Operation != "backup" || o.Outcome.Status != "complete" || o.Level != "info" {
+		t.Fatalf("backup -json outcome: %s", o.line)
 	}
 	if _, err := p.Exec(ctx, "INSERT INTO bk SELECT g FROM generate_series(1001, 1500) g"); err != nil {
 		t.Fatal(err)
@@ -55,6 +68,10 @@ func TestLocalBackup(t *testing.T) {
 	if b.Type != "full" || b.Status != "complete" || b.StoredBytes <= 0 || b.DatabaseBytes <= b.StoredBytes ||
 		!strings.HasPrefix(b.Checksum, "sha256:") || b.StartLSN == "" || b.StopLSN == "" || b.Timeline != 1 || b.Node != "db1" {
 		t.Fatalf("backup record: %+v", b)
+	}
+	if got := taken[0].Backup; got.ID != b.ID || got.Type != b.Type || got.Node != b.Node || got.DatabaseBytes != b.DatabaseBytes ||
+		got.StoredBytes != b.StoredBytes || got.Elapsed <= 0 {
+		t.Fatalf("backup -json said %+v; the catalog records %+v", *got, b)
 	}
 
 	// pgha's own drill: checksum, restore into a scratch instance, start, query.

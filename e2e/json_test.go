@@ -32,6 +32,14 @@ type streamEvent struct {
 		Elapsed *float64                    `json:"elapsed_seconds"`
 		Error   string                      `json:"error"`
 	} `json:"hook"`
+	Backup *struct {
+		ID            string  `json:"id"`
+		Type          string  `json:"type"`
+		Node          string  `json:"node"`
+		DatabaseBytes int64   `json:"database_bytes"`
+		StoredBytes   int64   `json:"stored_bytes"`
+		Elapsed       float64 `json:"elapsed_seconds"`
+	} `json:"backup"`
 	Outcome *struct {
 		Operation    string        `json:"operation"`
 		Status       string        `json:"status"`

@@ -248,7 +248,8 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.Failover:
 		return e.failover(ctx, a, n)
 	case plan.BackupTake:
-		_, err := e.Backup(ctx, a.Params.BackupType, e.indented())
+		w := e.indented()
+		_, err := e.backup(ctx, a.Params.BackupType, w, func(d report.BackupDone) { fmt.Fprintln(w, d.Summary()) })
 		return err
 	case plan.BackupExpire:
 		return e.expire(ctx, a.Params.Backups)

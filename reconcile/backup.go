@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/providers/postgres"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -30,7 +31,24 @@ import (
 // differential stores the primary's WAL since its reference backup, read
 // through the backup slot, up to a restore point named after it. The slot
 // moves past the WAL only once the backup is stored.
-func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Backup, error) {
+//
+// What it says goes to r (nil: to nobody): its lines as Messages, the
+// backup stored as a BackupDone, and last the Outcome, which carries the
+// error Backup returns.
+func (e *Env) Backup(ctx context.Context, kind string, r Reporter) (b state.Backup, err error) {
+	r = reporter(r)
+	say := messages(r)
+	defer func() {
+		say.Flush()
+		r.Report(report.Outcome{Operation: "backup", Err: err})
+	}()
+	return e.backup(ctx, kind, say, func(d report.BackupDone) { r.Report(d) })
+}
+
+// backup takes the backup, printing its lines to out and handing the
+// backup stored to done before the catalog records it: `pgha backup`
+// reports it as an event, apply says its Summary under the action.
+func (e *Env) backup(ctx context.Context, kind string, out io.Writer, done func(report.BackupDone)) (state.Backup, error) {
 	bk := e.Cfg.Backup
 	if bk == nil {
 		return state.Backup{}, fmt.Errorf("cluster.hcl declares no backup block; add `backup {}` for the defaults")
@@ -126,9 +144,7 @@ func (e *Env) Backup(ctx context.Context, kind string, out io.Writer) (state.Bac
 		// A standby moves its slot only as far as it has replayed.
 		e.standbySlots(ctx, s, primary, out, func(ep postgres.Endpoint) error { return e.db().AdvanceSlot(ctx, ep, config.BackupSlot, stop) })
 	}
-	took := time.Since(start)
-	fmt.Fprintf(out, "Backup %s complete: %s read, %s stored (%.0f%%) in %s, %s/s.\n", b.ID, bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes),
-		100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), took.Round(time.Millisecond), bytesize.Format(int64(float64(b.DatabaseBytes)/max(took.Seconds(), 0.001))))
+	done(report.BackupDone{Backup: b, Elapsed: time.Since(start)})
 	if e.Catalog != nil {
 		if err := e.Catalog.PutBackup(ctx, b); err != nil {
 			// The repository holds the manifest: nothing is lost, and the
@@ -321,8 +337,19 @@ func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer, parent 
 // manifests (each stored file's checksum, then each whole compressed tar
 // stream) and, with restore, restores the chain into a scratch instance,
 // starts it, waits until recovery reached the backup's moment, and runs a
-// query.
-func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, out io.Writer) error {
+// query. Its lines go to r as Messages (nil: to nobody), and last the
+// Outcome of "verify".
+func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, r Reporter) (err error) {
+	r = reporter(r)
+	say := messages(r)
+	defer func() {
+		say.Flush()
+		r.Report(report.Outcome{Operation: "verify", Err: err})
+	}()
+	return e.verifyBackup(ctx, id, restore, say)
+}
+
+func (e *Env) verifyBackup(ctx context.Context, id string, restore bool, out io.Writer) error {
 	chain, err := e.chain(ctx, id)
 	if err != nil {
 		return err
@@ -540,7 +567,19 @@ func restoreLocal(l *localRuntime, repo string, chain []state.Backup, data strin
 // start as a PostgreSQL data directory owned by the runtime's user. A WAL
 // chain starts in recovery and stops at the backup's restore point. It
 // refuses an existing non-empty directory: a restore never overwrites data.
-func (e *Env) Restore(ctx context.Context, id, dir string, out io.Writer) error {
+// Its lines go to r as Messages (nil: to nobody), and last the Outcome of
+// "restore".
+func (e *Env) Restore(ctx context.Context, id, dir string, r Reporter) (err error) {
+	r = reporter(r)
+	say := messages(r)
+	defer func() {
+		say.Flush()
+		r.Report(report.Outcome{Operation: "restore", Err: err})
+	}()
+	return e.restore(ctx, id, dir, say)
+}
+
+func (e *Env) restore(ctx context.Context, id, dir string, out io.Writer) error {
 	chain, err := e.chain(ctx, id)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -115,7 +114,7 @@ func TestBackupSource(t *testing.T) {
 			var err error
 			for _, kind := range tc.takes {
 				var bk state.Backup
-				bk, err = e.Backup(ctx, kind, io.Discard)
+				bk, err = e.Backup(ctx, kind, nil)
 				if err != nil {
 					break
 				}

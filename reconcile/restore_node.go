@@ -23,7 +23,19 @@ import (
 // anything, and loses nothing: the node's data directory is moved aside,
 // not deleted. The standbys are then ahead of the restored primary on the
 // old timeline; the next plan rejoins them (pg_rewind, else re-clone).
-func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), out io.Writer) error {
+// Its lines go to r as Messages (nil: to nobody), and last the Outcome of
+// "restore" (ErrCancelled when ask declined).
+func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), r Reporter) (err error) {
+	r = reporter(r)
+	say := messages(r)
+	defer func() {
+		say.Flush()
+		r.Report(report.Outcome{Operation: "restore", Err: err})
+	}()
+	return e.restoreNode(ctx, id, name, ask, say)
+}
+
+func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), out io.Writer) error {
 	nr, ok := e.Runtime.(nodeRestorer)
 	if !ok {
 		return fmt.Errorf("this runtime cannot restore over a node")

@@ -62,7 +62,8 @@ type Note struct {
 // plan included), ErrCancelled when the operator declined, an *ApplyError
 // when an action failed or the apply stopped between two, and any other
 // error when it stopped before executing. Plan is nil when it stopped
-// before planning.
+// before planning, and for the operations that have no plan (backup,
+// verify, restore).
 type Outcome struct {
 	Operation string
 	Plan      *plan.Plan

@@ -56,6 +56,8 @@ func (h *Human) Report(ev report.Event) {
 		fmt.Fprintf(h.w, "[%d/%d] %s %s: %s %s\n", ev.Index, ev.Total, ev.Action.Change.Symbol(), ev.Action.ID, how, ev.Elapsed)
 	case report.Note:
 		fmt.Fprintf(h.w, "      %s\n", ev.Text)
+	case report.BackupDone:
+		fmt.Fprintln(h.w, ev.Summary())
 	case report.Outcome:
 		if ev.Err == nil && ev.Plan != nil && !ev.Plan.Empty() {
 			s := ev.Plan.Summary()

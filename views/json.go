@@ -22,17 +22,18 @@ const UIVersion = "1.0"
 
 // Event types of the stream.
 const (
-	TypeVersion       = "version"        // the first line
-	TypeLog           = "log"            // a line outside any action: lock, catalog, TLS
-	TypeDiagnostic    = "diagnostic"     // a warning or critical finding of the plan
-	TypePlannedChange = "planned_change" // one per action of the plan made
-	TypeChangeSummary = "change_summary" // the plan's summary line
-	TypeApplyBegin    = "apply_begin"    // approved: the actions start
-	TypeApplyStart    = "apply_start"    // an action started
-	TypeApplyNote     = "apply_note"     // a line an executor said under an action
-	TypeApplyComplete = "apply_complete" // an action completed
-	TypeApplyErrored  = "apply_errored"  // an action failed; the outcome follows
-	TypeOutcome       = "outcome"        // the last line, always
+	TypeVersion       = "version"         // the first line
+	TypeLog           = "log"             // a line outside any action: lock, catalog, TLS
+	TypeDiagnostic    = "diagnostic"      // a warning or critical finding of the plan
+	TypePlannedChange = "planned_change"  // one per action of the plan made
+	TypeChangeSummary = "change_summary"  // the plan's summary line
+	TypeApplyBegin    = "apply_begin"     // approved: the actions start
+	TypeApplyStart    = "apply_start"     // an action started
+	TypeApplyNote     = "apply_note"      // a line an executor said under an action
+	TypeApplyComplete = "apply_complete"  // an action completed
+	TypeApplyErrored  = "apply_errored"   // an action failed; the outcome follows
+	TypeBackupDone    = "backup_complete" // `pgha backup` stored its backup; the outcome follows
+	TypeOutcome       = "outcome"         // the last line, always
 )
 
 // Outcome statuses.
@@ -146,6 +147,24 @@ type Outcome struct {
 	Error        string   `json:"error,omitempty"`
 }
 
+// BackupDone is the body of a backup_complete event: the backup stored,
+// with the fields `backup list -json` names the same way, and how long it
+// took. The rest of its record (LSNs, the server's manifest) is in
+// `backup list -json`.
+type BackupDone struct {
+	ID            string  `json:"id"`
+	Type          string  `json:"type"`
+	Method        string  `json:"method"`
+	Parent        string  `json:"parent,omitempty"`
+	Node          string  `json:"node"`
+	DatabaseBytes int64   `json:"database_bytes"`
+	StoredBytes   int64   `json:"stored_bytes"`
+	Compression   string  `json:"compression"`
+	Checksum      string  `json:"checksum"`
+	Path          string  `json:"path"`
+	Elapsed       float64 `json:"elapsed_seconds"`
+}
+
 // Report writes the event as one line (a plan shown is several: its
 // diagnostics, one planned_change per action, and its change_summary).
 func (j *JSON) Report(ev report.Event) {
@@ -196,6 +215,11 @@ func (j *JSON) Report(ev report.Event) {
 			return
 		}
 		j.line("info", fmt.Sprintf("%s: done in %s", ev.Action.ID, ev.Elapsed), TypeApplyComplete, map[string]any{"hook": h})
+	case report.BackupDone:
+		b := ev.Backup
+		j.line("info", ev.Summary(), TypeBackupDone, map[string]any{"backup": BackupDone{ID: b.ID, Type: b.Type, Method: b.Method, Parent: b.Parent,
+			Node: b.Node, DatabaseBytes: b.DatabaseBytes, StoredBytes: b.StoredBytes, Compression: b.Compression, Checksum: b.Checksum, Path: b.Path,
+			Elapsed: float64(ev.Elapsed.Milliseconds()) / 1000}})
 	case report.Outcome:
 		o, level, msg := outcome(ev)
 		j.line(level, msg, TypeOutcome, map[string]any{"outcome": o})
@@ -242,12 +266,11 @@ func outcome(ev report.Outcome) (Outcome, string, string) {
 		return o, "info", title(ev.Operation) + " cancelled."
 	case ev.Err != nil:
 		return o, "error", "Error: " + firstLine(ev.Err.Error())
-	case ev.Plan == nil || ev.Plan.Empty():
-		msg := "No changes."
-		if ev.Plan != nil {
-			msg = ev.Plan.SummaryLine()
-		}
-		return o, "info", msg
+	case ev.Plan == nil:
+		// An operation without a plan: `pgha backup`.
+		return o, "info", title(ev.Operation) + " complete."
+	case ev.Plan.Empty():
+		return o, "info", ev.Plan.SummaryLine()
 	}
 	return o, "info", fmt.Sprintf("%s complete! Actions: %d added, %d changed, %d destroyed.", title(ev.Operation), o.Changes.Add, o.Changes.Change, o.Changes.Destroy)
 }

@@ -24,15 +24,27 @@ func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	fs, file := newFlags("backup", errw)
 	kind := fs.String("type", "full", "full, incremental (the WAL since the newest backup) or differential (the WAL since the newest full)")
+	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README), the backup taken last before the outcome")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		if _, err := env.Backup(ctx, *kind, out); err != nil {
-			return fail(errw, err)
-		}
-		return exitOK
-	})
+	v := views.New(*asJSON, out, version)
+	c := load(*file, errw)
+	if c == nil {
+		v.Report(report.Outcome{Operation: "backup", Err: fmt.Errorf("%s has errors (see stderr)", *file)})
+		return exitError
+	}
+	env, err := reconcile.Open(c)
+	if err != nil {
+		// The stream still ends with its outcome; stderr says why.
+		v.Report(report.Outcome{Operation: "backup", Err: err})
+		return fail(errw, err)
+	}
+	defer env.Close()
+	if _, err := env.Backup(ctx, *kind, v); err != nil {
+		return fail(errw, err)
+	}
+	return exitOK
 }
 
 func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -64,8 +76,9 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 		fmt.Fprintln(errw, "Usage: pgha backup verify [-restore] [-f FILE] ID")
 		return exitError
 	}
+	v := views.NewHuman(out)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, out); err != nil {
+		if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, v); err != nil {
 			return fail(errw, err)
 		}
 		return exitOK
@@ -84,6 +97,7 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] (-target-dir DIR | -node NAME [-auto-approve]) ID")
 		return exitError
 	}
+	v := views.NewHuman(out)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
 		var err error
 		if *node != "" {
@@ -94,9 +108,9 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 				}
 				return confirm("Do you want to restore over "+*node+"?", out)
 			}
-			err = env.RestoreNode(ctx, fs.Arg(0), *node, ask, out)
+			err = env.RestoreNode(ctx, fs.Arg(0), *node, ask, v)
 		} else {
-			err = env.Restore(ctx, fs.Arg(0), *dir, out)
+			err = env.Restore(ctx, fs.Arg(0), *dir, v)
 		}
 		if errors.Is(err, report.ErrCancelled) {
 			fmt.Fprintln(out, "\nRestore cancelled: nothing was touched.")
