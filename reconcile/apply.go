@@ -769,8 +769,14 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		}
 		return fmt.Errorf("the catalog keeps its record: %s %s, so it is not recorded as primary", rec.Primary, seen)
 	}
-	if err := e.store.PutRecord(ctx, rec); err != nil {
-		return err
+	// Written only if nobody changed the record since it was read above:
+	// the generation is the fencing token of role changes.
+	expect := int64(0)
+	if cur != nil {
+		expect = cur.Generation
+	}
+	if err := e.store.PutRecordIf(ctx, rec, expect); err != nil {
+		return fmt.Errorf("record %s as primary at generation %d: %w", rec.Primary, gen, err)
 	}
 	kind := want.Event
 	if kind == "" {

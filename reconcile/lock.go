@@ -187,7 +187,8 @@ func fileLock(ctx context.Context, path string, info state.Lock, timeout time.Du
 			holder, _ := os.ReadFile(path)
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("the cluster lock %s is held by %s; wait for it to finish", path, strings.TrimSpace(string(holder)))
+				return nil, &HeldError{kind: ErrLockBusy,
+					err: fmt.Errorf("the cluster lock %s is held by %s; wait for it to finish", path, strings.TrimSpace(string(holder)))}
 			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}

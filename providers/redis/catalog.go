@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -193,6 +194,78 @@ func (c *Catalog) PutRecord(ctx context.Context, rec state.ClusterRecord) error 
 		return fmt.Errorf("store cluster record: %w", err)
 	}
 	return nil
+}
+
+// ErrGenerationMoved says that the cluster record was not written because
+// its generation is no longer the one the writer expected. PutRecordIf
+// returns a *GenerationMovedError that matches it.
+var ErrGenerationMoved = errors.New("the cluster record's generation moved")
+
+// GenerationMovedError names the generation a writer expected and the one
+// stored (0 with Absent when there is no record).
+type GenerationMovedError struct {
+	Expected, Stored int64
+	Absent           bool
+}
+
+func (e *GenerationMovedError) Error() string {
+	if e.Absent {
+		return fmt.Sprintf("the catalog holds no cluster record, generation %d was expected: it was deleted meanwhile", e.Expected)
+	}
+	if e.Expected == 0 {
+		return fmt.Sprintf("the catalog holds a cluster record at generation %d where none was expected: another pgha recorded the cluster meanwhile", e.Stored)
+	}
+	return fmt.Sprintf("the cluster record is at generation %d, not %d as expected: another pgha changed the cluster meanwhile", e.Stored, e.Expected)
+}
+
+// Is makes errors.Is(err, ErrGenerationMoved) true.
+func (e *GenerationMovedError) Is(target error) bool { return target == ErrGenerationMoved }
+
+// putRecordIfScript sets KEYS[1] to ARGV[1] only when the stored record's
+// generation is ARGV[2] (0: no record stored). It answers {1} when it
+// wrote, {0, stored generation, exists} when it did not. Reading and
+// writing in one script is what makes the generation a fencing token:
+// nothing can write between the comparison and the SET.
+var putRecordIfScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+local gen, exists = 0, 0
+if v then
+  exists = 1
+  local ok, rec = pcall(cjson.decode, v)
+  if not ok or type(rec) ~= 'table' then
+    return redis.error_reply('the stored cluster record is not JSON')
+  end
+  gen = tonumber(rec['generation']) or 0
+end
+if gen ~= tonumber(ARGV[2]) or (exists == 0 and tonumber(ARGV[2]) ~= 0) then
+  return {0, gen, exists}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1}`)
+
+// PutRecordIf stores the cluster record only if the stored record's
+// generation is still expect (0: there is no record, or one at generation
+// 0, which pgha never writes), atomically;
+// otherwise nothing is written and the error is a *GenerationMovedError.
+// Every role change is written through it, so that a pgha acting on what
+// it saw before another one changed the cluster (a watcher whose lease
+// ran out mid-apply, a stale plan) cannot overwrite the newer record.
+func (c *Catalog) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect int64) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode cluster record: %w", err)
+	}
+	res, err := putRecordIfScript.Run(ctx, c.client, []string{c.key("record")}, b, expect).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("store cluster record (if at generation %d) in redis %s: %w", expect, c.addr(), err)
+	}
+	if len(res) > 0 && res[0] == 1 {
+		return nil
+	}
+	if len(res) != 3 {
+		return fmt.Errorf("store cluster record: unexpected answer %v", res)
+	}
+	return &GenerationMovedError{Expected: expect, Stored: res[1], Absent: res[2] == 0}
 }
 
 // DeleteCluster removes the record and history (the lock is released by its holder).

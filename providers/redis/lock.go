@@ -59,17 +59,22 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`)
 )
 
-// Lease is a held cluster lock. A goroutine renews it every ttl/3 until
-// Release or until the context given to Acquire ends; Lost tells when the
-// lock can no longer be counted on.
+// Lease is a held cluster lock or leader lease. A goroutine renews it
+// every ttl/3 until Release or until the context given to Acquire ends;
+// Lost tells when it can no longer be counted on.
 type Lease struct {
 	c    *Catalog
+	key  string // the Redis key: the cluster lock's or the leader's
+	what string // "the cluster lock" or "the leader lease", for errors
 	id   string
 	ttl  time.Duration
-	stop chan struct{} // closed by Release
-	done chan struct{} // closed when the renewer has returned
-	lost chan struct{} // closed when the lease is lost (renewer, or Verify)
-	once sync.Once
+	// expiry closes lost when no renewal came through before the key
+	// may have expired in Redis (see renew).
+	expiry *time.Timer
+	stop   chan struct{} // closed by Release
+	done   chan struct{} // closed when the renewer has returned
+	lost   chan struct{} // closed when the lease is lost (renewer, or Verify)
+	once   sync.Once
 	// lostOnce closes lost once, whoever finds the lease gone first.
 	lostOnce sync.Once
 	// tookOver is the holder whose lock this lease replaced, if any.
@@ -105,14 +110,15 @@ func (c *Catalog) Acquire(ctx context.Context, info state.Lock, o AcquireOptions
 	start := time.Now()
 	waited := false
 	for {
+		sent := time.Now()
 		ok, err := c.client.SetNX(ctx, c.key("lock"), b, ttl).Result()
 		if err != nil {
 			return nil, fmt.Errorf("take the cluster lock in redis %s: %w", c.addr(), err)
 		}
 		if ok {
-			return c.lease(ctx, info.ID, ttl), nil
+			return c.lease(ctx, c.key("lock"), "the cluster lock", info.ID, ttl, sent), nil
 		}
-		holder, err := c.holder(ctx)
+		holder, err := c.holderAt(ctx, c.key("lock"))
 		if err != nil {
 			return nil, fmt.Errorf("read the cluster lock in redis %s: %w", c.addr(), err)
 		}
@@ -120,12 +126,13 @@ func (c *Catalog) Acquire(ctx context.Context, info state.Lock, o AcquireOptions
 			continue // it expired or was released between SETNX and GET: try at once
 		}
 		if o.Gone != nil && o.Gone(holder) {
+			sent := time.Now()
 			n, err := takeoverScript.Run(ctx, c.client, []string{c.key("lock")}, holder.ID, b, ttl.Milliseconds()).Int()
 			if err != nil {
 				return nil, fmt.Errorf("take over the cluster lock of %s: %w", holder, err)
 			}
 			if n == 1 {
-				l := c.lease(ctx, info.ID, ttl)
+				l := c.lease(ctx, c.key("lock"), "the cluster lock", info.ID, ttl, sent)
 				l.tookOver = holder
 				return l, nil
 			}
@@ -147,9 +154,15 @@ func (c *Catalog) Acquire(ctx context.Context, info state.Lock, o AcquireOptions
 	}
 }
 
-// holder reads the current lock; nil, nil when nothing is locked.
+// holder reads the current cluster lock; nil, nil when nothing is locked.
 func (c *Catalog) holder(ctx context.Context) (*state.Lock, error) {
-	s, err := c.client.Get(ctx, c.key("lock")).Result()
+	return c.holderAt(ctx, c.key("lock"))
+}
+
+// holderAt reads the holder stored at a lock or leader key; nil, nil when
+// it is free.
+func (c *Catalog) holderAt(ctx context.Context, key string) (*state.Lock, error) {
+	s, err := c.client.Get(ctx, key).Result()
 	if isNil(err) {
 		return nil, nil
 	}
@@ -158,47 +171,63 @@ func (c *Catalog) holder(ctx context.Context) (*state.Lock, error) {
 	}
 	var l state.Lock
 	if err := json.Unmarshal([]byte(s), &l); err != nil {
-		return nil, fmt.Errorf("decode lock %s: %w", c.key("lock"), err)
+		return nil, fmt.Errorf("decode lock %s: %w", key, err)
 	}
 	return &l, nil
 }
 
-func (c *Catalog) lease(ctx context.Context, id string, ttl time.Duration) *Lease {
-	l := &Lease{c: c, id: id, ttl: ttl,
+// expiryMargin is how long before the key may expire in Redis a lease
+// whose renewals failed is declared lost: its holder must stop before
+// anyone else can take the key, and it needs a moment to do so.
+func expiryMargin(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// lease starts the renewer of a key set (or renewed) by a command sent
+// at sent: Redis keeps it at least until sent+ttl.
+func (c *Catalog) lease(ctx context.Context, key, what, id string, ttl time.Duration, sent time.Time) *Lease {
+	l := &Lease{c: c, key: key, what: what, id: id, ttl: ttl,
 		stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
+	l.expiry = time.AfterFunc(time.Until(sent.Add(ttl))-expiryMargin(ttl), l.markLost)
 	go l.renew(ctx)
 	return l
 }
 
 // renew extends the lease every ttl/3. It returns when Release closes stop
-// (the only ending that leaves Lost open), when ctx ends, when the lock is
+// (the only ending that leaves Lost open), when ctx ends, when the key is
 // found to belong to someone else (force-unlocked, or expired and taken),
-// or when no renewal succeeded for a whole ttl, after which Redis has
-// certainly dropped the key.
+// or when the lease is lost because no renewal came through in time.
+//
+// The time a lease is good for is counted from when the last successful
+// renewal was sent, not from its answer: Redis counts its TTL from when it
+// ran the command, which is later, so the holder always gives up first.
+// The expiry timer fires on its own, so that a renewal stuck in a slow
+// network does not delay Lost; a whole lease without an answer means the
+// key may be gone and someone else may hold it.
 func (l *Lease) renew(ctx context.Context) {
 	defer close(l.done)
 	t := time.NewTicker(l.ttl / 3)
 	defer t.Stop()
-	lastOK := time.Now()
 	for {
 		select {
 		case <-l.stop:
+			l.expiry.Stop()
 			return
 		case <-ctx.Done():
 			l.markLost()
 			return
+		case <-l.lost:
+			return // expired, or Verify found it gone
 		case <-t.C:
 		}
+		sent := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, l.ttl/3)
-		n, err := renewScript.Run(rctx, l.c.client, []string{l.c.key("lock")}, l.id, l.ttl.Milliseconds()).Int()
+		n, err := renewScript.Run(rctx, l.c.client, []string{l.key}, l.id, l.ttl.Milliseconds()).Int()
 		cancel()
 		switch {
 		case err == nil && n == 1:
-			lastOK = time.Now()
+			// A lost lease stays lost: the timer may have fired while
+			// the answer was on its way.
+			l.expiry.Reset(time.Until(sent.Add(l.ttl)) - expiryMargin(l.ttl))
 		case err == nil: // the key is gone or someone else's
-			l.markLost()
-			return
-		case time.Since(lastOK) >= l.ttl:
 			l.markLost()
 			return
 		}
@@ -207,8 +236,8 @@ func (l *Lease) renew(ctx context.Context) {
 
 func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 
-// ErrLeaseLost says the lock is no longer this lease's.
-var ErrLeaseLost = errors.New("the cluster lock is no longer held by this lease")
+// ErrLeaseLost says the lock (or leader lease) is no longer this lease's.
+var ErrLeaseLost = errors.New("the lock is no longer held by this lease")
 
 // Verify checks, with one read, that the lock is still this lease's; when
 // it is not (force-unlocked, expired and taken), the lease is lost from
@@ -222,7 +251,7 @@ func (l *Lease) Verify(ctx context.Context) error {
 		return ErrLeaseLost
 	default:
 	}
-	h, err := l.c.holder(ctx)
+	h, err := l.c.holderAt(ctx, l.key)
 	if err != nil {
 		return nil
 	}
@@ -253,9 +282,9 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
-		err = releaseScript.Run(ctx, l.c.client, []string{l.c.key("lock")}, l.id).Err()
+		err = releaseScript.Run(ctx, l.c.client, []string{l.key}, l.id).Err()
 		if err != nil {
-			err = fmt.Errorf("release the cluster lock %s: %w", l.id, err)
+			err = fmt.Errorf("release %s %s: %w", l.what, l.id, err)
 		}
 	})
 	return err
