@@ -221,9 +221,19 @@ type TimelineSwitch struct {
 // Upstream is a standby's WAL receiver (pg_stat_wal_receiver).
 type Upstream struct {
 	Status string `json:"status"` // streaming, catchup, ...
-	Host   string `json:"host"`
-	Port   int    `json:"port"`
-	Slot   string `json:"slot,omitempty"`
+	// Host and Port are the sender's, as the standby's primary_conninfo
+	// names it (a container name on Docker), not as pgha reaches it.
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	Slot string `json:"slot,omitempty"`
+	// LastMessageAge is how long ago the receiver last heard from its
+	// sender (WAL or keepalive): now() - last_msg_receipt_time, both read
+	// from the standby's clock by the standby, so no clock skew between
+	// hosts enters it. The watcher's heartbeat writes WAL every check, so
+	// on a live primary it stays under a check interval; it grows while
+	// the primary is paused, cut off or wedged. Zero also when the
+	// receiver has received nothing yet (then it is not streaming).
+	LastMessageAge time.Duration `json:"last_message_age,omitempty"`
 }
 
 // Slot is a replication slot (pg_replication_slots).

@@ -61,7 +61,12 @@ const (
   FROM (SELECT CASE WHEN pg_is_in_recovery()
        THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), ` + qReplayTLI + `, (pg_control_checkpoint()).timeline_id)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS t) x`
-	qReceiver = `SELECT COALESCE(status, ''), COALESCE(sender_host, ''), COALESCE(sender_port, 0), COALESCE(slot_name, '')
+	// qReceiver is the standby's WAL receiver; the age of its last
+	// message is computed by the standby (now() and last_msg_receipt_time
+	// from one clock, never negative: now() is the statement's start, a
+	// message may arrive after it), -1 when it has received none.
+	qReceiver = `SELECT COALESCE(status, ''), COALESCE(sender_host, ''), COALESCE(sender_port, 0), COALESCE(slot_name, ''),
+  COALESCE(GREATEST(EXTRACT(EPOCH FROM now() - last_msg_receipt_time), 0), -1)::float8
   FROM pg_stat_wal_receiver`
 	qSlots = `SELECT slot_name, slot_type, active, COALESCE(active_pid, 0), COALESCE(restart_lsn::text, '')
   FROM pg_replication_slots ORDER BY slot_name`
@@ -139,8 +144,12 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	}
 	for rows.Next() {
 		u := &state.Upstream{}
-		if err := rows.Scan(&u.Status, &u.Host, &u.Port, &u.Slot); err != nil {
+		var msgAge float64
+		if err := rows.Scan(&u.Status, &u.Host, &u.Port, &u.Slot, &msgAge); err != nil {
 			return err
+		}
+		if msgAge >= 0 {
+			u.LastMessageAge = time.Duration(msgAge * float64(time.Second))
 		}
 		n.Upstream = u
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -367,5 +368,68 @@ func BenchmarkObserve(b *testing.B) {
 		if !n.Reachable {
 			b.Fatal(n.Error)
 		}
+	}
+}
+
+// TestStandbyLastMessageAge: the standby reports how long ago its WAL
+// receiver last heard from the primary, computed on the standby. It is
+// small right after a write and grows, with the receiver still saying
+// "streaming", while the primary's WAL sender is paused (SIGSTOP): what
+// the health detector reads to tell a primary that stopped talking from
+// a blip between pgha and the primary.
+func TestStandbyLastMessageAge(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	s := testenv.StartStandby(t, p, "db2", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pep, sep := endpoint(p), endpoint(s)
+	if err := WaitStreaming(ctx, sep); err != nil {
+		t.Fatal(err)
+	}
+	if err := Exec(ctx, pep, "CREATE TABLE t AS SELECT 1 AS x"); err != nil {
+		t.Fatal(err)
+	}
+	primary, standby := &state.Node{}, &state.Node{}
+	Observe(ctx, pep, primary, nil)
+	if err := WaitReplayed(ctx, sep, primary.CurrentLSN); err != nil {
+		t.Fatal(err)
+	}
+	Observe(ctx, sep, standby, nil)
+	u := standby.Upstream
+	if u == nil || u.Status != "streaming" || u.LastMessageAge < 0 || u.LastMessageAge > 2*time.Second {
+		t.Fatalf("after a write, upstream %+v", u)
+	}
+	r := primary.Replica("db2")
+	if r == nil || r.PID == 0 {
+		t.Fatalf("no WAL sender for db2: %+v", primary.Replicas)
+	}
+	sender, err := os.FindProcess(r.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sender.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("pause the WAL sender: %v", err)
+	}
+	defer func() { _ = sender.Signal(syscall.SIGCONT) }()
+	// Writes on the primary now reach no standby: the receiver hears nothing.
+	if err := Exec(ctx, pep, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	Observe(ctx, sep, standby, nil)
+	u = standby.Upstream
+	if u == nil || u.Status != "streaming" || u.LastMessageAge < 1500*time.Millisecond || u.LastMessageAge > time.Minute {
+		t.Fatalf("with the WAL sender paused for 1.5s, upstream %+v", u)
+	}
+	if err := sender.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	Observe(ctx, pep, primary, nil)
+	if err := WaitReplayed(ctx, sep, primary.CurrentLSN); err != nil {
+		t.Fatal(err)
+	}
+	Observe(ctx, sep, standby, nil)
+	if u = standby.Upstream; u == nil || u.LastMessageAge > time.Second {
+		t.Fatalf("after the sender resumed, upstream %+v", u)
 	}
 }
