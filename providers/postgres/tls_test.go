@@ -154,6 +154,30 @@ func queryOne(ctx context.Context, ep Endpoint, sql string, dst *string) error {
 func BenchmarkConnect(b *testing.B) {
 	p := testenv.StartPostgres(b)
 	ctx := context.Background()
+	plain, secure := tlsEndpoints(b, p)
+	for _, c := range []struct {
+		name string
+		ep   func() Endpoint
+	}{
+		{"plain", func() Endpoint { return plain }},
+		{"tls", secure},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				if err := Exec(ctx, c.ep(), "SELECT 1"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// tlsEndpoints turns TLS on at p (a CA, a server certificate, ssl = on)
+// and returns its plain endpoint and a function that makes a TLS one
+// (verify-full, with a client certificate) with a fresh client
+// configuration, as pgha makes at every connection.
+func tlsEndpoints(b *testing.B, p *testenv.Postgres) (Endpoint, func() Endpoint) {
+	ctx := context.Background()
 	store := certstore.Store{Dir: filepath.Join(testenv.Dir(b), "tls")}
 	if err := store.CreateCA("b", time.Now()); err != nil {
 		b.Fatal(err)
@@ -181,28 +205,14 @@ func BenchmarkConnect(b *testing.B) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	secure := endpoint(p)
-	for _, c := range []struct {
-		name string
-		ep   func() Endpoint
-	}{
-		{"plain", func() Endpoint { return plain }},
-		{"tls", func() Endpoint {
-			cfg, err := store.ClientConfig(p.Host) // as pgha does, at every connection
-			if err != nil {
-				b.Fatal(err)
-			}
-			secure.TLS = cfg
-			return secure
-		}},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			for range b.N {
-				if err := Exec(ctx, c.ep(), "SELECT 1"); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	return plain, func() Endpoint {
+		cfg, err := store.ClientConfig(p.Host)
+		if err != nil {
+			b.Fatal(err)
+		}
+		secure := endpoint(p)
+		secure.TLS = cfg
+		return secure
 	}
 }
 
