@@ -441,7 +441,7 @@ func (c *cluster) postgresPids(node string) []int {
 		var ps []proc
 		for _, l := range strings.Split(out, "\n")[1:] {
 			f := strings.Fields(l)
-			if len(f) < 3 || !strings.Contains(strings.Join(f[2:], " "), "postgres") {
+			if len(f) < 3 || !strings.HasSuffix(f[2], "/bin/postgres") && !strings.HasPrefix(f[2], "postgres:") {
 				continue
 			}
 			pid, _ := strconv.Atoi(f[0])
