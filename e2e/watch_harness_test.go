@@ -662,14 +662,24 @@ func (c *cluster) writable(ctx context.Context, node string) bool {
 	return conn.QueryRow(qctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec
 }
 
-// TestLocalWatchHarness proves the scenarios' instruments can fail: the
-// poll sees a standby promoted by hand next to the primary, the
-// multi-host writer follows the writable node and measures its gap, a
-// paused primary stops acknowledging and a stopped catalog does not
+// TestLocalWatchHarness and TestDockerWatchHarness prove the scenarios'
+// instruments can fail: the poll sees a standby promoted by hand next to
+// the primary, the multi-host writer measures the gap a pause makes and a
+// paused primary acknowledges nothing (SIGSTOP reaches the postmaster and
+// its children, in a container too), and a stopped catalog does not
 // answer until released.
 func TestLocalWatchHarness(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, "local", 2)
+	watchHarness(t, "local")
+}
+
+func TestDockerWatchHarness(t *testing.T) {
+	t.Parallel()
+	watchHarness(t, "docker")
+}
+
+func watchHarness(t *testing.T, rt string) {
+	c := newCluster(t, rt, 2)
 	ctx := context.Background()
 	c.mustPgha("apply", "-auto-approve")
 	if _, err := c.conn(ctx, "db1").Exec(ctx, "CREATE TABLE ha_writes (id int primary key)"); err != nil {
