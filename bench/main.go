@@ -26,9 +26,17 @@ func main() {
 	ha := flag.Bool("ha", false, "measure failover, switchover and rejoin instead of plan")
 	scale := flag.Int("scale", 70, "pgbench scale of the -ha and -backup data sets (70 is about 1 GB)")
 	bk := flag.Bool("backup", false, "compare pgha's full backups with pg_basebackup and pg_dumpall")
+	fo := flag.Bool("failover", false, "kill -9 of the primary under a writing client: pgha watch beside Patroni and pg_auto_failover")
+	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure")
 	flag.Parse()
 	var err error
-	if *bk {
+	if *fo {
+		r := *runs
+		if !isFlagSet("runs") {
+			r = 5
+		}
+		err = runFailover(*bin, r, splitList(*tools), *image)
+	} else if *bk {
 		err = runBackup(*bin, *scale, *runtime, *image)
 	} else if *ha {
 		err = runHA(*bin, *scale, *runtime, *image)
@@ -39,6 +47,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func run(bin string, runs int, runtime, image string) error {
