@@ -377,6 +377,13 @@ func startAutoFailover(ctx context.Context) (*autoFailoverCluster, error) {
 	return c, nil
 }
 
+// note says what pg_autoctl's default replication is, as read from the
+// primary.
+func (c *autoFailoverCluster) note() string {
+	return fmt.Sprintf("pg_autoctl's default replication kept: synchronous_standby_names = '%s' (number_sync_standbys 0: "+
+		"a write waits for one standby while one is there)", c.syncNames)
+}
+
 // states reads every node's reported/goal state from the monitor.
 func (c *autoFailoverCluster) states(ctx context.Context) ([]string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)

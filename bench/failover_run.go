@@ -32,14 +32,14 @@ func runFailover(bin string, runs int, tools []string, image string) error {
 			"pg_auto_failover: its keeper restarted; pgha: its watcher) and the next run waits for two streaming standbys within 1 MB",
 	}
 	var rows []failoverRow
-	measure := func(start func() (haCluster, error), limit time.Duration) {
+	measure := func(name string, start func() (haCluster, error), limit time.Duration) {
 		if ctx.Err() != nil {
 			return
 		}
 		c, err := start()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "failover:", err)
-			rows = append(rows, failoverRow{err: err})
+			rows = append(rows, failoverRow{tool: name, err: err})
 			return
 		}
 		defer c.close()
@@ -57,11 +57,11 @@ func runFailover(bin string, runs int, tools []string, image string) error {
 	}
 	if want("patroni") {
 		fmt.Println("failover: Patroni on etcd, three local PostgreSQL 15 nodes...")
-		measure(func() (haCluster, error) { return startPatroni(ctx) }, 120*time.Second)
+		measure("Patroni", func() (haCluster, error) { return startPatroni(ctx) }, 120*time.Second)
 	}
 	if want("pg_auto_failover") {
 		fmt.Println("failover: pg_auto_failover, a monitor and three local PostgreSQL 15 nodes...")
-		measure(func() (haCluster, error) { return startAutoFailover(ctx) }, 150*time.Second)
+		measure("pg_auto_failover", func() (haCluster, error) { return startAutoFailover(ctx) }, 150*time.Second)
 	}
 	for _, rt := range []string{"local", "docker"} {
 		if !want("pgha-" + rt) {
@@ -70,7 +70,7 @@ func runFailover(bin string, runs int, tools []string, image string) error {
 		for _, crash := range []string{"", "failover"} {
 			fmt.Printf("failover: pgha watch, three %s nodes...\n", rt)
 			var c *pghaCluster
-			measure(func() (haCluster, error) {
+			measure("pgha watch", func() (haCluster, error) {
 				var err error
 				c, err = startPgha(ctx, bin, rt, image, crash)
 				return c, err
