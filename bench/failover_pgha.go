@@ -1,16 +1,368 @@
 package main
 
 import (
+	"bufio"
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
 )
 
-type pghaCluster struct{ baseline }
+// pghaCluster is three pgha nodes and a managed Redis catalog, kept by one
+// `pgha watch` at its default policy (or with failover.primary_crash =
+// "failover"), on the local or the docker runtime.
+type pghaCluster struct {
+	bin, dir, file, name, runtime, crashPolicy string
+	env                                        []string
+	pg                                         []int
+	watch                                      *exec.Cmd
+	watchDone                                  chan struct{}
+	logPath                                    string
+	applies                                    int // rejoins the watcher left to a `pgha apply`
+}
 
-func (c *pghaCluster) label() (string, string, string)    { return "pgha watch", "", "" }
-func (c *pghaCluster) crash(int) error                    { return nil }
-func (c *pghaCluster) recover(context.Context, int) error { return nil }
-func (c *pghaCluster) healthy(context.Context) error      { return nil }
-func startPgha(ctx context.Context, bin, rt, image, crash string) (*pghaCluster, error) {
-	return nil, errors.New("pgha watch is not on main yet")
+func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*pghaCluster, error) {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgha-bench-failover")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &pghaCluster{bin: bin, dir: dir, file: filepath.Join(dir, "cluster.hcl"), name: "benchfo", runtime: runtime,
+		crashPolicy: crashPolicy, pg: ports[:3], logPath: filepath.Join(dir, "watch.log"),
+		env: append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")}
+	rtBlock := ""
+	if runtime == "docker" {
+		c.name = fmt.Sprintf("benchfo%d", ports[0])
+		rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
+	}
+	// The default policy, but for primary_crash when the row asks for it.
+	policy := ""
+	if crashPolicy != "" {
+		policy = fmt.Sprintf("  failover {\n    primary_crash = %q\n  }\n", crashPolicy)
+	}
+	src := fmt.Sprintf(`cluster %q {
+  primary = "db1"
+  postgres {
+    password = env("BENCH_PW")
+  }
+%s  node "db1" {
+    port = %d
+    slot = "db1"
+  }
+  node "db2" {
+    port = %d
+    slot = "db2"
+  }
+  node "db3" {
+    port = %d
+    slot = "db3"
+  }
+  replication {
+    password = env("BENCH_PW")
+  }
+%s  catalog "redis" {
+    address = "127.0.0.1:%d"
+    managed = true
+  }
+}
+`, c.name, rtBlock, ports[0], ports[1], ports[2], policy, ports[3])
+	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if out, err := c.pgha("apply", "-auto-approve"); err != nil {
+		c.close()
+		return nil, fmt.Errorf("pgha apply: %v\n%s", err, out)
+	}
+	if err := createTable(ctx, c); err != nil {
+		c.close()
+		return nil, err
+	}
+	logf, err := os.Create(c.logPath)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	c.watch = exec.Command(bin, "watch", "-f", c.file, "-log-format", "json")
+	c.watch.Env = c.env
+	c.watch.Stdout, c.watch.Stderr = logf, logf
+	c.watch.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.watch.Start(); err != nil {
+		logf.Close()
+		c.close()
+		return nil, fmt.Errorf("pgha watch: %w", err)
+	}
+	c.watchDone = make(chan struct{})
+	go func() { _ = c.watch.Wait(); logf.Close(); close(c.watchDone) }()
+	if err := waitFor(ctx, 30*time.Second, func() error {
+		if c.decisions(0)["leader acquired"] == 0 {
+			return fmt.Errorf("pgha watch has not acquired the leader lease (log %s)", c.logPath)
+		}
+		return nil
+	}); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *pghaCluster) pgha(args ...string) ([]byte, error) {
+	cmd := exec.Command(c.bin, append([]string{args[0], "-f", c.file}, args[1:]...)...)
+	cmd.Env = c.env
+	return cmd.CombinedOutput()
+}
+
+func (c *pghaCluster) label() (string, string, string) {
+	if c.crashPolicy == "" {
+		return "pgha watch", c.runtime, "default policy, PostgreSQL killed"
+	}
+	return "pgha watch", c.runtime, fmt.Sprintf("primary_crash = %q, PostgreSQL killed", c.crashPolicy)
+}
+
+func (c *pghaCluster) ports() []int { return c.pg }
+
+func (c *pghaCluster) connString() string {
+	hs := make([]string, len(c.pg))
+	ps := make([]string, len(c.pg))
+	for i, p := range c.pg {
+		hs[i], ps[i] = "127.0.0.1", fmt.Sprint(p)
+	}
+	// The cluster runs with TLS (the default): verify-full against its CA.
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres password=bench-only-password sslmode=verify-full sslrootcert=%s connect_timeout=1",
+		strings.Join(hs, ","), strings.Join(ps, ","), filepath.Join(c.dir, "data", "tls", "ca.crt"))
+}
+
+func (c *pghaCluster) node(port int) string {
+	for i, p := range c.pg {
+		if p == port {
+			return fmt.Sprintf("db%d", i+1)
+		}
+	}
+	return ""
+}
+
+// crash kills the PostgreSQL instance alone (postmaster and children; the
+// container on Docker); the watcher keeps running, as on a host whose
+// database process died.
+func (c *pghaCluster) crash(port int) error {
+	n := c.node(port)
+	if c.runtime == "docker" {
+		if out, err := exec.Command("docker", "kill", "pgha-"+c.name+"-"+n).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker kill: %v %s", err, out)
+		}
+		return nil
+	}
+	pm := postmasterPID(filepath.Join(c.dir, "data", n))
+	if pm == 0 {
+		return fmt.Errorf("no postmaster.pid for %s", n)
+	}
+	killTrees(pm)
+	return nil
+}
+
+func (c *pghaCluster) watching() error {
+	select {
+	case <-c.watchDone:
+		return fmt.Errorf("pgha watch exited (log %s)", c.logPath)
+	default:
+		return nil
+	}
+}
+
+func (c *pghaCluster) healthy(ctx context.Context) error {
+	return waitStreaming(ctx, c, 60*time.Second, c.watching)
+}
+
+// recover leaves the rejoin to the watcher (heal and rejoin = "rewind" by
+// default); if it has not happened within a minute, a `pgha apply` does
+// it, and the table's note counts those.
+func (c *pghaCluster) recover(ctx context.Context, crashed int) error {
+	err := waitStreaming(ctx, c, 60*time.Second, c.watching)
+	if err == nil {
+		return nil
+	}
+	fmt.Printf("  pgha: the cluster is not whole a minute after the crash (%v); pgha apply\n", err)
+	c.applies++
+	if out, err := c.pgha("apply", "-auto-approve"); err != nil {
+		return fmt.Errorf("pgha apply: %v\n%s", err, out)
+	}
+	return c.healthy(ctx)
+}
+
+// decisions counts the watcher's log records by message, from byte offset
+// `from` of its log on.
+func (c *pghaCluster) decisions(from int64) map[string]int {
+	n := map[string]int{}
+	f, err := os.Open(c.logPath)
+	if err != nil {
+		return n
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return n
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg != "" {
+			n[rec.Msg]++
+		}
+	}
+	return n
+}
+
+func (c *pghaCluster) logSize() int64 {
+	st, err := os.Stat(c.logPath)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// note lists what the watcher decided over the runs, from its log.
+func (c *pghaCluster) note() string {
+	d := c.decisions(0)
+	var parts []string
+	for _, k := range []string{"primary lost", "failover", "restart in place", "rejoin", "heal", "held by policy"} {
+		if d[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%q x%d", k, d[k]))
+		}
+	}
+	sort.Strings(parts)
+	s := "watcher log: " + strings.Join(parts, ", ")
+	if c.applies > 0 {
+		s += fmt.Sprintf("; %d rejoins left to `pgha apply` after a minute", c.applies)
+	}
+	if c.crashPolicy == "failover" {
+		s += "; primary_crash = \"failover\" is the row comparable with a host crash of the baselines"
+	}
+	return s
+}
+
+func (c *pghaCluster) close() {
+	if c.watch != nil && c.watch.Process != nil {
+		_ = c.watch.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.watchDone:
+		case <-time.After(15 * time.Second):
+			_ = c.watch.Process.Kill()
+			<-c.watchDone
+		}
+	}
+	if out, err := c.pgha("destroy", "-auto-approve", "-delete-volumes"); err != nil {
+		fmt.Fprintf(os.Stderr, "pgha destroy: %v\n%s", err, out)
+	}
+	if os.Getenv("BENCH_KEEP") != "" {
+		fmt.Println("kept", c.dir)
+		return
+	}
+	os.RemoveAll(c.dir)
+}
+
+// runSoak runs pgbench at full CPU against the primary of a cluster under
+// `pgha watch` for the given minutes and reports every failover the
+// watcher made (or suspected) meanwhile: under load alone there must be
+// none.
+func runSoak(bin string, minutes int, runtime, image string) error {
+	ctx, stop := signalContext()
+	defer stop()
+	fmt.Printf("soak: pgha watch at its default policy, three %s nodes...\n", runtime)
+	c, err := startPgha(ctx, bin, runtime, image, "")
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.healthy(ctx); err != nil {
+		return err
+	}
+	primary, err := findPrimary(ctx, c)
+	if err != nil {
+		return err
+	}
+	pgbench, err := findBin("pgbench")
+	if err != nil {
+		return err
+	}
+	env := append(c.env, "PGSSLMODE=require")
+	common := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(primary), "-U", "postgres"}
+	init := exec.CommandContext(ctx, pgbench, append(append([]string{"-i", "-q", "-s", "10"}, common...), "postgres")...)
+	init.Env = env
+	if out, err := init.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
+	}
+	from := c.logSize()
+	fmt.Printf("soak: pgbench -c 8 -j 2 for %d min against the primary (%s)...\n", minutes, c.node(primary))
+	start := time.Now()
+	var loads []string
+	done := make(chan struct{})
+	go func() { // the load average each minute, to show the CPU was full
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				loads = append(loads, strings.Fields(loadAverage())[0])
+			case <-done:
+				return
+			}
+		}
+	}()
+	run := exec.CommandContext(ctx, pgbench, append(append([]string{"-c", "8", "-j", "2", "-T", fmt.Sprint(minutes * 60)}, common...), "postgres")...)
+	run.Env = env
+	out, err := run.CombinedOutput()
+	close(done)
+	took := time.Since(start)
+	if err != nil && ctx.Err() == nil {
+		// pgbench exits non-zero when a client's connection dropped: that
+		// is the finding, not a bench error; say it.
+		fmt.Printf("soak: pgbench: %v\n%s\n", err, tail(string(out), 5))
+	}
+	tps := "?"
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "tps = ") {
+			tps = strings.Fields(l)[2]
+		}
+	}
+	d := c.decisions(from)
+	now, perr := findPrimary(ctx, c)
+	changed := perr != nil || now != primary
+	false_ := d["primary lost"] + d["failover"] + d["restart in place"]
+	verdict := "met"
+	if false_ > 0 || changed {
+		verdict = "MISSED"
+	}
+	fmt.Printf("\nfalse-failover check: pgbench at full CPU against the primary under pgha watch (%s runtime)\n\n", runtime)
+	fmt.Printf("%-10s %10s %-28s %8s %8s %9s %8s  %s\n", "runtime", "minutes", "load avg each minute", "tps", "suspect", "lost", "failover", "target: no failover")
+	fmt.Printf("%-10s %10.1f %-28s %8s %8d %9d %8d  %s (primary still %s: %v)\n", runtime, took.Minutes(), strings.Join(loads, " "), tps,
+		d["primary suspect"], d["primary lost"], d["failover"]+d["restart in place"], verdict, c.node(primary), !changed)
+	return ctx.Err()
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }

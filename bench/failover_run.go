@@ -15,7 +15,7 @@ import (
 // share two cores), and prints one table. Ctrl-C stops the current
 // measurement and removes everything the bench started.
 func runFailover(bin string, runs int, tools []string, image string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	want := func(t string) bool { return slices.Contains(tools, t) }
 	if want("patroni") || want("pg_auto_failover") {
@@ -85,6 +85,12 @@ func runFailover(bin string, runs int, tools []string, image string) error {
 	fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	printFailoverTable(rows, runs, notes)
 	return ctx.Err()
+}
+
+// signalContext is cancelled by Ctrl-C or SIGTERM, so that the bench
+// stops measuring and removes what it started.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 func restartedInPlace(r failoverRow) bool {

@@ -28,9 +28,12 @@ func main() {
 	bk := flag.Bool("backup", false, "compare pgha's full backups with pg_basebackup and pg_dumpall")
 	fo := flag.Bool("failover", false, "kill -9 of the primary under a writing client: pgha watch beside Patroni and pg_auto_failover")
 	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure")
+	soak := flag.Int("soak", 0, "minutes of pgbench at full CPU under pgha watch, reporting any false failover")
 	flag.Parse()
 	var err error
-	if *fo {
+	if *soak > 0 {
+		err = runSoak(*bin, *soak, *runtime, *image)
+	} else if *fo {
 		r := *runs
 		if !isFlagSet("runs") {
 			r = 5
