@@ -5,6 +5,7 @@ BIN     := bin/pgha
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 SCALE   ?= 70
+SOAK    ?= 10
 
 .PHONY: all setup image build test demo demo-down secrets bench lint fuzz fuzz-short clean
 
@@ -45,7 +46,11 @@ demo-down: build
 test: setup image lint fuzz-short
 	$(GO) test -count=1 -timeout 45m ./...
 
-## bench: time `pgha plan` on a converged three-node cluster beside a shell baseline
+## bench: time `pgha plan` on a converged three-node cluster beside a shell baseline; HA
+## operations and backups beside the scripts they replace; kill -9 of the primary under
+## `pgha watch` (both runtimes) beside Patroni and pg_auto_failover at their defaults (installed
+## from Debian's packages by the bench), 5 runs each; $(SOAK) minutes of pgbench at full CPU
+## under `pgha watch`, reporting any false failover
 bench: setup image build
 	$(GO) test -run '^$$' -bench . -benchtime 30x ./plan/
 	$(GO) run ./bench -pgha $(BIN)
@@ -54,6 +59,8 @@ bench: setup image build
 	$(GO) run ./bench -pgha $(BIN) -ha -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
 	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE)
 	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
+	$(GO) run ./bench -pgha $(BIN) -failover -runs 5 -image pgha-test/postgres:17
+	$(GO) run ./bench -pgha $(BIN) -soak $(SOAK)
 
 ## lint: gofmt and go vet
 lint:
