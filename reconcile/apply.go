@@ -82,6 +82,9 @@ func (e *Env) remember(ctx context.Context, a plan.Action) {
 		return
 	}
 	details := map[string]string{"node": a.Node}
+	if e.Actor != "" {
+		details["by"] = e.Actor
+	}
 	for k, v := range a.Before {
 		details["before."+k] = v
 	}

@@ -32,6 +32,9 @@ type Env struct {
 	// pg is how executors talk to the nodes' PostgreSQL servers (see
 	// pgOps); nil means providers/postgres.
 	pg pgOps
+	// Actor names who acts in the catalog history ("pgha watch");
+	// "" is a person's command.
+	Actor string
 	// Now is the clock backups are scheduled and named by; nil means
 	// time.Now. Tests fix it to replay a week in minutes.
 	Now func() time.Time

@@ -84,6 +84,10 @@ type RunOptions struct {
 	Approve func(p *plan.Plan) (bool, error)
 	// Events receives what the run reports, its Outcome last; nil drops it.
 	Events Reporter
+	// Filter, when set, keeps the part of the plan made under the lock
+	// that may run (the watcher's policy, plan.Filter); what it returns
+	// is what is shown and executed. Saved plans are not filtered.
+	Filter func(*plan.Plan) *plan.Plan
 }
 
 // Run is `pgha apply`, `destroy`, `failover` and `failback`: lock,
@@ -134,6 +138,9 @@ func (e *Env) run(ctx context.Context, o RunOptions, r Reporter) (*plan.Plan, er
 		var err error
 		if p, err = e.Plan(ctx, o.PlanOptions); err != nil {
 			return nil, err
+		}
+		if o.Filter != nil {
+			p = o.Filter(p)
 		}
 		r.Report(report.PlanShown{Plan: p})
 	}

@@ -1,0 +1,559 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/state"
+)
+
+// This file is `pgha watch`: every check_interval it observes the
+// cluster, asks a Detector whether the primary is lost, plans, keeps what
+// the policy of cluster.hcl permits (plan.Filter) and, when it is the one
+// actor, runs that through Run under the cluster lock. Each decision is a
+// log/slog record whose msg is one of the names fixed in the shared
+// contract (WATCH.md), so that tests and benchmarks can read the log.
+
+// Verdict is a Detector's judgement of the primary after one check.
+type Verdict struct {
+	// Node is the primary watched: the writable node, else the one the
+	// catalog records, else the declared one.
+	Node string
+	// Suspect: the last checks failed, fewer than Threshold in a row.
+	Suspect bool
+	// Lost: Threshold checks in a row failed (and were confirmed).
+	Lost                bool
+	Failures, Threshold int
+	Reason              string
+	// ProcessDead: the runtime answers and says the server process is
+	// gone, so restarting it in place is possible.
+	ProcessDead bool
+}
+
+// Detector turns one observation per check into a Verdict. It keeps its
+// own count across calls; the watcher calls it from its one goroutine.
+// The health package has the full one (write probe, standbys' word); the
+// watcher falls back to ThresholdDetector until one is given.
+type Detector interface {
+	Check(c *config.Cluster, s *state.Cluster) Verdict
+}
+
+// ThresholdDetector calls the primary lost after failover.failure_threshold
+// checks in a row in which it did not answer as a writable primary. It
+// asks the standbys nothing: a blip between the watcher and the primary
+// alone is only filtered by the threshold.
+type ThresholdDetector struct {
+	node     string
+	failures int
+}
+
+// Check implements Detector.
+func (d *ThresholdDetector) Check(c *config.Cluster, s *state.Cluster) Verdict {
+	name := watchedPrimary(c, s)
+	if name != d.node {
+		d.node, d.failures = name, 0
+	}
+	v := Verdict{Node: name, Threshold: c.Failover.FailureThreshold}
+	n := s.Node(name)
+	switch {
+	case n == nil:
+		v.Reason = "it is not observed"
+	case n.Role() == state.RolePrimary:
+		d.failures = 0
+		return v
+	case !n.Running && n.RuntimeError == "" && n.Initialized:
+		v.Reason, v.ProcessDead = "its server process is not running", true
+	case !n.Reachable:
+		v.Reason = "it does not answer"
+		if n.Error != "" {
+			v.Reason += ": " + firstLine(n.Error)
+		}
+	default:
+		v.Reason = "it is in recovery: no node takes writes"
+	}
+	d.failures++
+	v.Failures = d.failures
+	v.Lost = d.failures >= max(v.Threshold, 1)
+	v.Suspect = !v.Lost
+	return v
+}
+
+// watchedPrimary is the node whose health decides a failover: the one
+// writable node, else the catalog's primary, else the declared one.
+func watchedPrimary(c *config.Cluster, s *state.Cluster) string {
+	var writable []string
+	for _, n := range s.Nodes {
+		if n.Role() == state.RolePrimary {
+			writable = append(writable, n.Name)
+		}
+	}
+	if len(writable) == 1 {
+		return writable[0]
+	}
+	if rec := s.Catalog.Record; rec != nil && rec.Primary != "" && c.Node(rec.Primary) != nil {
+		return rec.Primary
+	}
+	return c.Primary
+}
+
+// Leader is the one-actor lease among watchers: only its holder acts.
+// Lead tries to take or keep it without waiting; holder names who has it
+// when this watcher does not. Release gives it up (SIGTERM).
+type Leader interface {
+	Lead(ctx context.Context) (ok bool, holder string, err error)
+	Release(ctx context.Context) error
+}
+
+// restartWindow bounds a restart in place: a primary whose process died
+// and that is not back this long after the first restart is failed over.
+// Patroni and pg_auto_failover restart a crashed PostgreSQL in 4–5 s.
+func restartWindow(c *config.Cluster) time.Duration {
+	return max(10*time.Second, 5*c.Failover.CheckInterval)
+}
+
+// Watcher is the loop of `pgha watch`. Its fields are set before Run
+// and not changed after; it runs in the goroutine that calls Run (or
+// Tick), and Reload hands it a new cluster file from any goroutine.
+type Watcher struct {
+	Env      *Env
+	Log      *slog.Logger
+	Detector Detector // nil: ThresholdDetector
+	Leader   Leader   // nil: the cluster lock alone makes one actor
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	reload chan *Env
+
+	sit        plan.Situation
+	leading    bool
+	lastHeld   string
+	lastSusp   int
+	lost       string    // the node declared lost, until healthy again
+	restarting time.Time // first restart in place of lost, zero when none
+	gaveUp     string    // why restart in place was abandoned
+	catalogOut bool
+	// catalogLost: the primary was lost while the catalog was away.
+	catalogLost bool
+	busy        string
+	// lastWritable: the last observation had a writable node.
+	lastWritable bool
+}
+
+// Outcome is what one iteration did.
+type Outcome struct {
+	Converged bool     // the plan of the file is empty
+	Acted     []string // the IDs of the actions run
+	Held      int      // actions held by policy
+	Err       error
+}
+
+func (w *Watcher) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Watcher) detector() Detector {
+	if w.Detector == nil {
+		w.Detector = &ThresholdDetector{}
+	}
+	return w.Detector
+}
+
+// Reload hands the watcher a new Env for an edited, valid cluster file;
+// it takes effect at the next iteration, which starts at once. The
+// previous Env is closed by the loop.
+func (w *Watcher) Reload(e *Env) {
+	w.init()
+	select {
+	case w.reload <- e:
+	default:
+		// A newer file replaces one not yet taken.
+		select {
+		case old := <-w.reload:
+			old.Close()
+		default:
+		}
+		w.reload <- e
+	}
+}
+
+var initMu sync.Mutex
+
+func (w *Watcher) init() {
+	initMu.Lock()
+	defer initMu.Unlock()
+	if w.reload == nil {
+		w.reload = make(chan *Env, 1)
+	}
+}
+
+// Run loops until ctx ends: one iteration at once, then one every
+// check_interval of the current file, and one at once after a reload.
+// It returns nil when stopped by ctx; the leader lease is released.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.init()
+	w.Log.Info("watch started", "cluster", w.Env.Cfg.Name, "file", w.Env.Cfg.File, "hash", w.Env.Cfg.Hash,
+		"check_interval", w.Env.Cfg.Failover.CheckInterval.String(), "failure_threshold", w.Env.Cfg.Failover.FailureThreshold)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.stop()
+			return nil
+		case e := <-w.reload:
+			w.swap(e)
+		case <-timer.C:
+		}
+		start := w.now()
+		w.Tick(ctx)
+		// The interval is counted from the start of the check, so that a
+		// slow observation does not stretch detection.
+		timer.Reset(max(w.Env.Cfg.Failover.CheckInterval-w.now().Sub(start), 0))
+	}
+}
+
+// stop releases the leader lease and closes the Env.
+func (w *Watcher) stop() {
+	w.Log.Info("stopping")
+	if w.Leader != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := w.Leader.Release(ctx); err != nil {
+			w.Log.Warn("leader lost", "error", err.Error())
+		}
+	}
+	w.Env.Close()
+}
+
+// swap installs a reloaded file. Whether its primary changed decides how
+// a switchover is judged (an edit, not a failback); whether anything
+// changed, how healing is judged with watch.config = "plan".
+func (w *Watcher) swap(e *Env) {
+	old := w.Env.Cfg
+	if e.Cfg.Hash == old.Hash {
+		e.Close()
+		return
+	}
+	w.Log.Info("config changed", "hash", e.Cfg.Hash, "previous", old.Hash)
+	w.sit.Edited = true
+	if e.Cfg.Primary != old.Primary {
+		w.sit.PrimaryEdited = true
+	}
+	w.Env.Close()
+	e.Actor = w.Env.Actor
+	w.Env = e
+	w.lastHeld = ""
+}
+
+// Tick runs one iteration: observe, detect, plan, filter, act. It is
+// `pgha watch -once` and each turn of Run.
+func (w *Watcher) Tick(ctx context.Context) Outcome {
+	e, c := w.Env, w.Env.Cfg
+	t0 := time.Now()
+	s := e.Observe(ctx)
+	w.Log.Debug("observed", "took_ms", time.Since(t0).Milliseconds())
+	if ctx.Err() != nil {
+		return Outcome{Err: ctx.Err()}
+	}
+
+	v := w.detector().Check(c, s)
+	switch {
+	case v.Lost:
+		if w.lost != v.Node {
+			w.lost = v.Node
+			w.Log.Warn("primary lost", "node", v.Node, "reason", v.Reason, "failures", v.Failures, "process_dead", v.ProcessDead)
+		}
+	case v.Suspect:
+		if v.Failures != w.lastSusp {
+			w.Log.Warn("primary suspect", "node", v.Node, "failures", v.Failures, "threshold", v.Threshold, "reason", v.Reason)
+		}
+	default:
+		if w.lost != "" {
+			w.Log.Info("primary healthy", "node", v.Node)
+		}
+		w.lost, w.restarting, w.gaveUp = "", time.Time{}, ""
+	}
+	w.lastSusp = v.Failures
+
+	// The lock, the record and the generation live in the catalog: a
+	// watcher that cannot reach it acts on nothing, and never promotes.
+	if c.Catalog != nil && !s.Catalog.Reachable {
+		// Said when it goes away, and again when the primary is lost
+		// meanwhile: that is when not promoting needs its reason.
+		if !w.catalogOut || (v.Lost && !w.catalogLost) {
+			why := s.Catalog.Error
+			if why == "" {
+				why = "no answer from " + c.Catalog.Address
+			}
+			w.Log.Error("catalog unreachable", "error", why, "primary_lost", v.Lost)
+		}
+		w.catalogOut, w.catalogLost = true, v.Lost
+		return Outcome{Err: errors.New("catalog unreachable")}
+	}
+	if w.catalogOut {
+		w.Log.Info("catalog reachable", "address", c.Catalog.Address)
+		w.catalogOut = false
+	}
+
+	switch {
+	case v.Lost:
+		return w.onLost(ctx, s, v)
+	case v.Suspect:
+		// The detector decides about the primary: healing now would
+		// restart it (whatever primary_crash says) before the verdict,
+		// and re-point standbys away from a primary that may be back.
+		return Outcome{}
+	}
+	return w.converge(ctx, s)
+}
+
+// onLost restarts a crashed primary in place or fails over, per
+// failover.primary_crash and failover.automatic.
+func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outcome {
+	c := w.Env.Cfg
+	if v.ProcessDead && c.Failover.PrimaryCrash == "restart" && w.gaveUp == "" {
+		if w.restarting.IsZero() {
+			w.restarting = w.now()
+			w.Log.Warn("restart in place", "node", v.Node, "reason", v.Reason, "within", restartWindow(c).String())
+		}
+		if w.now().Sub(w.restarting) < restartWindow(c) {
+			out := w.act(ctx, "apply", v.Node, func(p *plan.Plan) *plan.Plan { return restartOnly(p, v.Node) })
+			if out.Err == nil || errors.Is(out.Err, errBusy) || errors.Is(out.Err, errNotLeader) {
+				return out
+			}
+			w.gaveUp = "restart in place failed: " + firstLine(out.Err.Error())
+		} else {
+			w.gaveUp = fmt.Sprintf("restart in place did not bring %s back within %s", v.Node, restartWindow(c))
+		}
+		w.Log.Warn("restart in place", "node", v.Node, "outcome", "failed", "reason", w.gaveUp)
+	}
+	if ok, why := plan.Permit(c, plan.Action{Kind: plan.Failover}); !ok {
+		w.logHeld([]plan.Held{{Action: plan.Action{ID: "failover", Kind: plan.Failover, Node: v.Node}, Reason: why}})
+		return Outcome{Held: 1}
+	}
+	reason := "primary " + v.Node + " lost: " + v.Reason
+	if w.gaveUp != "" {
+		reason += "; " + w.gaveUp
+	}
+	return w.act(ctx, "failover", reason, nil)
+}
+
+// restartOnly keeps, of an apply plan, the start of the crashed primary
+// (and what it depends on): a restart in place, permitted by
+// primary_crash = "restart" whatever watch.heal says.
+func restartOnly(p *plan.Plan, node string) *plan.Plan {
+	out := *p
+	out.Actions = nil
+	keep := map[string]bool{}
+	for i := len(p.Actions) - 1; i >= 0; i-- {
+		a := p.Actions[i]
+		if (a.Kind == plan.NodeStart && a.Node == node) || keep[a.ID] {
+			keep[a.ID] = true
+			for _, d := range a.DependsOn {
+				keep[d] = true
+			}
+		}
+	}
+	for _, a := range p.Actions {
+		if keep[a.ID] {
+			out.Actions = append(out.Actions, a)
+		}
+	}
+	return &out
+}
+
+// converge plans the file against the cluster and runs what the policy
+// permits.
+func (w *Watcher) converge(ctx context.Context, s *state.Cluster) Outcome {
+	c := w.Env.Cfg
+	opts := w.buildOptions(s)
+	p := plan.BuildWith(c, s, opts)
+	if p.Empty() {
+		if w.sit.Edited {
+			w.Log.Info("converged", "hash", c.Hash)
+		}
+		w.sit = plan.Situation{}
+		w.lastHeld = ""
+		return Outcome{Converged: true}
+	}
+	run, held := plan.Filter(c, p, w.sit)
+	w.logHeld(held)
+	if len(run.Actions) == 0 {
+		return Outcome{Held: len(held)}
+	}
+	out := w.act(ctx, "apply", "", func(p *plan.Plan) *plan.Plan {
+		run, _ := plan.Filter(c, p, w.sit)
+		return run
+	})
+	out.Held = len(held)
+	return out
+}
+
+// buildOptions keeps a failed-over primary unless failback is automatic
+// or the file's primary was edited: otherwise the plan's switchover back
+// would only be held, and with it the rejoin of the former primary,
+// which must follow the new one. With no writable node at all the
+// switchover is left in, so that an interrupted one is finished.
+func (w *Watcher) buildOptions(s *state.Cluster) plan.Options {
+	c := w.Env.Cfg
+	writable := slices.ContainsFunc(s.Nodes, func(n *state.Node) bool { return n.Role() == state.RolePrimary })
+	w.lastWritable = writable
+	keep := c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && writable
+	return plan.Options{NoSwitchover: keep}
+}
+
+var (
+	errBusy      = errors.New("lock busy")
+	errNotLeader = errors.New("not leader")
+)
+
+// act runs one operation through Run when this watcher is the one actor:
+// the plan is made again under the cluster lock, filtered, logged action
+// by action, and executed. why says what led to it (a failover's cause).
+func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Plan) *plan.Plan) Outcome {
+	if w.Leader != nil {
+		ok, holder, err := w.Leader.Lead(ctx)
+		switch {
+		case err != nil:
+			if w.leading {
+				w.Log.Warn("leader lost", "error", err.Error())
+			}
+			w.leading = false
+			return Outcome{Err: fmt.Errorf("leader lease: %w", err)}
+		case !ok:
+			if w.leading || w.busy != "leader:"+holder {
+				w.Log.Info("not leader", "holder", holder)
+			}
+			w.leading, w.busy = false, "leader:"+holder
+			return Outcome{Err: errNotLeader}
+		case !w.leading:
+			w.Log.Info("leader acquired")
+			w.leading = true
+		}
+	}
+	var planned *plan.Plan
+	wrapped := func(p *plan.Plan) *plan.Plan {
+		if filter != nil {
+			p = filter(p)
+		}
+		planned = p
+		w.logPlanned(op, why, p)
+		return p
+	}
+	o := RunOptions{PlanOptions: PlanOptions{Operation: op}, LockTimeout: 0, Filter: wrapped}
+	if op == "apply" {
+		o.Build = w.buildOptionsNow()
+	}
+	_, err := w.Env.Run(ctx, o)
+	var locked *redis.LockedError
+	switch {
+	case errors.As(err, &locked):
+		holder := "another process"
+		if locked.Holder != nil {
+			holder = locked.Holder.String()
+		}
+		if w.busy != holder {
+			w.Log.Info("lock busy", "holder", holder)
+		}
+		w.busy = holder
+		return Outcome{Err: errBusy}
+	case err != nil && strings.Contains(err.Error(), "cluster lock") && strings.Contains(err.Error(), "is held by"):
+		if w.busy != err.Error() {
+			w.Log.Info("lock busy", "holder", err.Error())
+		}
+		w.busy = err.Error()
+		return Outcome{Err: errBusy}
+	}
+	w.busy = ""
+	var ids []string
+	if planned != nil {
+		for _, a := range planned.Actions {
+			ids = append(ids, a.ID)
+		}
+	}
+	outcome := "done"
+	if err != nil {
+		outcome = err.Error()
+	}
+	if len(ids) > 0 || err != nil {
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelError
+		}
+		w.Log.Log(ctx, level, "apply", "operation", op, "actions", ids, "outcome", outcome)
+	}
+	return Outcome{Acted: ids, Err: err}
+}
+
+// buildOptionsNow is buildOptions for the plan Run makes under the lock;
+// it cannot see that plan's observation, so it keeps the failed-over
+// primary on the same terms, judged from the file and the situation.
+func (w *Watcher) buildOptionsNow() plan.Options {
+	c := w.Env.Cfg
+	return plan.Options{NoSwitchover: c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && w.lastWritable}
+}
+
+// logPlanned says, before they run, the decisions a plan carries out:
+// a failover with its candidate and the reasons against the others, a
+// restart, each rejoin and heal.
+func (w *Watcher) logPlanned(op, why string, p *plan.Plan) {
+	for _, a := range p.Actions {
+		switch {
+		case a.Kind == plan.Failover:
+			w.Log.Warn("failover", "from", a.Before["primary"], "to", a.Node, "reason", why,
+				"candidate", a.Reason, "reasons_against", reasonsAgainst(w.Env.Cfg, a.After["not_chosen"], a.Before["primary"], a.Node), "at_risk", a.After["at_risk"])
+		case a.Kind == plan.StandbyRejoin:
+			w.Log.Info("rejoin", "node", a.Node, "method", a.Params.Method, "reason", a.Reason)
+		case a.Kind == plan.Switchover:
+			w.Log.Info("switchover", "from", a.Params.From, "to", a.Node, "reason", a.Reason)
+		case op == "apply":
+			w.Log.Info("heal", "action", a.ID, "reason", a.Reason)
+		}
+	}
+}
+
+// reasonsAgainst turns a failover's not_chosen ("db3 does not answer;
+// db1 received ...") into {node: reason}. A reason may hold "; " itself,
+// so an entry starts only where the name of a declared node other than
+// the old primary and the chosen one does.
+func reasonsAgainst(c *config.Cluster, s, from, to string) map[string]string {
+	out := map[string]string{}
+	last := ""
+	for _, part := range strings.Split(s, "; ") {
+		node, why, ok := strings.Cut(part, " ")
+		if ok && c.Node(node) != nil && node != from && node != to && out[node] == "" {
+			out[node], last = why, node
+		} else if last != "" {
+			out[last] += "; " + part
+		}
+	}
+	return out
+}
+
+// logHeld logs what the policy holds, once per change of the held set,
+// so that a held failback does not fill the log every second.
+func (w *Watcher) logHeld(held []plan.Held) {
+	var b strings.Builder
+	for _, h := range held {
+		b.WriteString(h.Action.ID + "\x00" + h.Reason + "\n")
+	}
+	if b.String() == w.lastHeld {
+		return
+	}
+	w.lastHeld = b.String()
+	for _, h := range held {
+		w.Log.Info("held by policy", "action", h.Action.ID, "reason", h.Reason)
+	}
+}

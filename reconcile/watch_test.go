@@ -1,0 +1,230 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/internal/testenv"
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/postgres"
+	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/state"
+)
+
+// watchLog is a JSON decision log a test reads back.
+type watchLog struct{ bytes.Buffer }
+
+func (l *watchLog) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// records are the log's records whose msg is msg.
+func (l *watchLog) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("not a JSON record: %q", line)
+		}
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// watcherOn is a watcher over the fake three-node cluster with db1 as
+// primary, running; extra goes inside the cluster block.
+func watcherOn(t *testing.T, extra string) (*Watcher, *fakeCluster, *watchLog) {
+	t.Helper()
+	e, c := fakeEnv(t, "db1", extra, nil)
+	c.runAs("db1")
+	e.pg = convergedPG{fakePG{c}}
+	// Converge first (slots), as pgha apply would have.
+	if _, err := e.Run(context.Background(), RunOptions{}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	c.calls = nil
+	log := &watchLog{}
+	return &Watcher{Env: e, Log: log.logger()}, c, log
+}
+
+// convergedPG is the fake servers, observed with the facts the fake
+// does not model and a converged cluster has: the replication role as
+// declared, and each standby's primary_conninfo and slot pointing at the
+// running primary.
+type convergedPG struct{ fakePG }
+
+func (p convergedPG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
+	p.fakePG.Observe(ctx, ep, sn, roles)
+	if !sn.Reachable {
+		return
+	}
+	sn.Roles = map[string]state.DBRole{p.cfg.Replication.User: {CanLogin: true, Replication: true, PasswordMatches: true}}
+	if cn, primary := p.cfg.Node(ep.Name), p.primaryRunning(); cn != nil && sn.InRecovery && primary != "" {
+		want := plan.DesiredSettings(p.cfg, cn, primary)
+		sn.Settings = map[string]state.Setting{
+			"primary_conninfo":  {Value: want["primary_conninfo"]},
+			"primary_slot_name": {Value: want["primary_slot_name"]},
+		}
+	}
+}
+
+// ticks runs n iterations and returns the last outcome.
+func ticks(w *Watcher, n int) Outcome {
+	var out Outcome
+	for range n {
+		out = w.Tick(context.Background())
+	}
+	return out
+}
+
+// A primary whose process died, with primary_crash = "failover", is
+// failed over after failure_threshold checks, and only then: the two
+// checks before say suspect and promote nothing.
+func TestWatchFailsOverLostPrimary(t *testing.T) {
+	w, c, log := watcherOn(t, "failover {\n primary_crash = \"failover\"\n}")
+	if out := w.Tick(context.Background()); !out.Converged {
+		t.Fatalf("a running cluster is not converged: %+v", out)
+	}
+	c.node("db1").running = false
+	ticks(w, 2)
+	if c.called("pg.Promote") || len(log.records(t, "primary suspect")) != 2 {
+		t.Fatalf("promoted, or did not say suspect, before the threshold:\n%s", log.String())
+	}
+	out := w.Tick(context.Background())
+	if out.Err != nil {
+		t.Fatalf("failover: %v\n%s", out.Err, log.String())
+	}
+	if p := c.primaryRunning(); p != "db2" && p != "db3" {
+		t.Fatalf("no new primary: %q", p)
+	}
+	lost := log.records(t, "primary lost")
+	fo := log.records(t, "failover")
+	if len(lost) != 1 || lost[0]["node"] != "db1" || len(fo) != 1 || fo[0]["from"] != "db1" {
+		t.Fatalf("lost %v failover %v", lost, fo)
+	}
+	against, _ := fo[0]["reasons_against"].(map[string]any)
+	other := map[string]string{"db2": "db3", "db3": "db2"}[fmt.Sprint(fo[0]["to"])]
+	if len(against) != 1 || !strings.HasPrefix(fmt.Sprint(against[other]), "received ") || !strings.HasSuffix(fmt.Sprint(against[other]), "db1 does not answer)") {
+		t.Errorf("the other standby is not named with a reason: %v", fo[0])
+	}
+	if len(log.records(t, "apply")) != 1 {
+		t.Errorf("no apply record:\n%s", log.String())
+	}
+}
+
+// With automatic = false, a lost primary is held by policy: nothing is
+// promoted, and the hold is said once, not at every check.
+func TestWatchHoldsFailoverWhenNotAutomatic(t *testing.T) {
+	w, c, log := watcherOn(t, "failover {\n automatic = false\n primary_crash = \"failover\"\n}")
+	c.node("db1").running = false
+	out := ticks(w, 5)
+	if c.called("pg.Promote") || c.called("rt.Stop") || out.Held != 1 {
+		t.Fatalf("acted without automatic failover: %+v\n%s", out, c.log())
+	}
+	held := log.records(t, "held by policy")
+	if len(held) != 1 || !strings.Contains(fmt.Sprint(held[0]["reason"]), "automatic = false") {
+		t.Fatalf("held records: %v", held)
+	}
+}
+
+// A crashed primary with primary_crash = "restart" (the default) is
+// started again in place: no promotion, nothing lost.
+func TestWatchRestartsCrashedPrimary(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	c.node("db1").running = false
+	out := ticks(w, 3)
+	if out.Err != nil || c.primaryRunning() != "db1" || c.called("pg.Promote") {
+		t.Fatalf("not restarted in place: %+v primary %q\n%s", out, c.primaryRunning(), log.String())
+	}
+	if r := log.records(t, "restart in place"); len(r) != 1 || r[0]["node"] != "db1" {
+		t.Fatalf("restart records: %v", r)
+	}
+	if len(log.records(t, "failover")) != 0 {
+		t.Fatal("failed over instead")
+	}
+}
+
+// A primary whose restart fails is failed over at once, and the reason
+// says the restart failed.
+func TestWatchFailsOverWhenRestartFails(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	c.node("db1").running = false
+	c.fail["Start db1"] = errScripted
+	ticks(w, 4)
+	if p := c.primaryRunning(); p != "db2" && p != "db3" {
+		t.Fatalf("no failover after a failed restart: %q\n%s", p, log.String())
+	}
+	fo := log.records(t, "failover")
+	if len(fo) != 1 || !strings.Contains(fmt.Sprint(fo[0]["reason"]), "restart in place failed") {
+		t.Fatalf("failover records: %v", fo)
+	}
+}
+
+// A stopped standby is started again (heal), and with watch.heal =
+// false it is held.
+func TestWatchHealsStoppedStandby(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	c.node("db3").running = false
+	if out := w.Tick(context.Background()); out.Err != nil || !c.node("db3").running {
+		t.Fatalf("standby not restarted: %+v\n%s", out, log.String())
+	}
+	if len(log.records(t, "heal")) == 0 {
+		t.Fatalf("no heal record:\n%s", log.String())
+	}
+
+	w, c, log = watcherOn(t, "watch {\n heal = false\n}")
+	c.node("db3").running = false
+	if out := w.Tick(context.Background()); out.Held == 0 || c.node("db3").running {
+		t.Fatalf("heal = false, yet: %+v", out)
+	}
+	if len(log.records(t, "held by policy")) == 0 {
+		t.Fatal("nothing said held")
+	}
+}
+
+// While someone's apply holds the cluster lock, the watcher says who and
+// waits; once it is free, it acts.
+func TestWatchWaitsForLock(t *testing.T) {
+	w, c, log := watcherOn(t, "failover {\n primary_crash = \"failover\"\n}")
+	lease, err := w.Env.Lock(context.Background(), "apply", 0, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.node("db1").running = false
+	ticks(w, 4)
+	if c.called("pg.Promote") || len(log.records(t, "lock busy")) != 1 {
+		t.Fatalf("acted under another's lock, or did not say so once:\n%s", log.String())
+	}
+	lease.Release(context.Background())
+	w.Tick(context.Background())
+	if p := c.primaryRunning(); p != "db2" && p != "db3" {
+		t.Fatalf("no failover once the lock was free: %q\n%s", p, log.String())
+	}
+}
+
+// With the catalog away the watcher never promotes: it says so, once,
+// and keeps observing.
+func TestWatchCatalogDownNeverPromotes(t *testing.T) {
+	port := testenv.FreePort(t)
+	w, c, log := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = \"127.0.0.1:%d\"\n}\nfailover {\n primary_crash = \"failover\"\n}", port))
+	w.Env.Catalog = redis.New(fmt.Sprintf("127.0.0.1:%d", port), "", 0, "fake")
+	w.Env.store = redisStore{w.Env.Catalog}
+	c.node("db1").running = false
+	ticks(w, 5)
+	if c.called("pg.Promote") || c.called("rt.Stop") || c.called("rt.Start") {
+		t.Fatalf("acted without the catalog:\n%s", c.log())
+	}
+	r := log.records(t, "catalog unreachable")
+	if len(r) != 2 || r[0]["primary_lost"] != false || r[1]["primary_lost"] != true {
+		t.Fatalf("catalog records: %v\n%s", r, log.String())
+	}
+}
