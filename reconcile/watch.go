@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/health"
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
 )
@@ -28,9 +30,9 @@ type Verdict struct {
 	// Node is the primary watched: the writable node, else the one the
 	// catalog records, else the declared one.
 	Node string
-	// Suspect: the last checks failed, fewer than Threshold in a row.
+	// Suspect: the last checks failed, not (yet) enough or not confirmed.
 	Suspect bool
-	// Lost: Threshold checks in a row failed (and were confirmed).
+	// Lost: the watcher may act (policy permitting).
 	Lost                bool
 	Failures, Threshold int
 	Reason              string
@@ -39,52 +41,28 @@ type Verdict struct {
 	ProcessDead bool
 }
 
-// Detector turns one observation per check into a Verdict. It keeps its
-// own count across calls; the watcher calls it from its one goroutine.
-// The health package has the full one (write probe, standbys' word); the
-// watcher falls back to ThresholdDetector until one is given.
+// Detector turns one observation per check, and the write probe's result
+// on the primary (nil: the heartbeat committed, or no probe), into a
+// Verdict. It keeps its count across calls; the watcher calls it from
+// its one goroutine.
 type Detector interface {
-	Check(c *config.Cluster, s *state.Cluster) Verdict
+	Check(c *config.Cluster, s *state.Cluster, primary string, probe error) Verdict
 }
 
-// ThresholdDetector calls the primary lost after failover.failure_threshold
-// checks in a row in which it did not answer as a writable primary. It
-// asks the standbys nothing: a blip between the watcher and the primary
-// alone is only filtered by the threshold.
-type ThresholdDetector struct {
-	node     string
-	failures int
+// healthDetector is the health package's detector: failure_threshold
+// failed checks in a row, confirmed by the standbys; a crash the runtime
+// reports at once.
+type healthDetector struct{ d *health.Detector }
+
+// NewDetector is the detector for c's failover block.
+func NewDetector(c *config.Cluster) Detector {
+	return healthDetector{health.New(health.Config{Threshold: c.Failover.FailureThreshold, Interval: c.Failover.CheckInterval})}
 }
 
-// Check implements Detector.
-func (d *ThresholdDetector) Check(c *config.Cluster, s *state.Cluster) Verdict {
-	name := watchedPrimary(c, s)
-	if name != d.node {
-		d.node, d.failures = name, 0
-	}
-	v := Verdict{Node: name, Threshold: c.Failover.FailureThreshold}
-	n := s.Node(name)
-	switch {
-	case n == nil:
-		v.Reason = "it is not observed"
-	case n.Role() == state.RolePrimary:
-		d.failures = 0
-		return v
-	case !n.Running && n.RuntimeError == "" && n.Initialized:
-		v.Reason, v.ProcessDead = "its server process is not running", true
-	case !n.Reachable:
-		v.Reason = "it does not answer"
-		if n.Error != "" {
-			v.Reason += ": " + firstLine(n.Error)
-		}
-	default:
-		v.Reason = "it is in recovery: no node takes writes"
-	}
-	d.failures++
-	v.Failures = d.failures
-	v.Lost = d.failures >= max(v.Threshold, 1)
-	v.Suspect = !v.Lost
-	return v
+func (h healthDetector) Check(c *config.Cluster, s *state.Cluster, primary string, probe error) Verdict {
+	v := h.d.Update(health.FromCluster(c, s, primary, probe))
+	return Verdict{Node: v.Primary, Suspect: v.Status == health.Suspect, Lost: v.Status == health.Lost,
+		Failures: v.Failures, Threshold: v.Threshold, Reason: v.Reason, ProcessDead: v.ProcessDead}
 }
 
 // watchedPrimary is the node whose health decides a failover: the one
@@ -126,7 +104,11 @@ func restartWindow(c *config.Cluster) time.Duration {
 type Watcher struct {
 	Env      *Env
 	Log      *slog.Logger
-	Detector Detector // nil: ThresholdDetector
+	Detector Detector // nil: NewDetector of the file, made again on reload
+	// WriteProbe: write the heartbeat row on the primary at each check,
+	// so that a wedged write path counts as a failed check. Off in unit
+	// tests, whose servers are fakes.
+	WriteProbe bool
 	Leader   Leader   // nil: the cluster lock alone makes one actor
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -146,6 +128,8 @@ type Watcher struct {
 	busy        string
 	// lastWritable: the last observation had a writable node.
 	lastWritable bool
+	beat         *postgres.Heartbeater
+	beatNode     string
 }
 
 // Outcome is what one iteration did.
@@ -165,9 +149,35 @@ func (w *Watcher) now() time.Time {
 
 func (w *Watcher) detector() Detector {
 	if w.Detector == nil {
-		w.Detector = &ThresholdDetector{}
+		w.Detector = NewDetector(w.Env.Cfg)
 	}
 	return w.Detector
+}
+
+// probe writes the heartbeat on primary when it answers as a writable
+// primary, within half a check interval, over a connection kept while
+// the primary stays the same. It returns nil when it did not probe: an
+// unreachable primary is already a failed check.
+func (w *Watcher) probe(ctx context.Context, s *state.Cluster, primary string) error {
+	if !w.WriteProbe {
+		return nil
+	}
+	n, cn := s.Node(primary), w.Env.Cfg.Node(primary)
+	if n == nil || cn == nil || !n.Reachable || n.InRecovery {
+		return nil
+	}
+	if w.beatNode != primary || w.beat == nil {
+		w.closeProbe()
+		w.beat, w.beatNode = postgres.NewHeartbeater(w.Env.superuser(cn)), primary
+	}
+	return w.beat.Beat(ctx, max(w.Env.Cfg.Failover.CheckInterval/2, 200*time.Millisecond))
+}
+
+func (w *Watcher) closeProbe() {
+	if w.beat != nil {
+		w.beat.Close()
+		w.beat, w.beatNode = nil, ""
+	}
 }
 
 // Reload hands the watcher a new Env for an edited, valid cluster file;
@@ -205,6 +215,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.init()
 	w.Log.Info("watch started", "cluster", w.Env.Cfg.Name, "file", w.Env.Cfg.File, "hash", w.Env.Cfg.Hash,
 		"check_interval", w.Env.Cfg.Failover.CheckInterval.String(), "failure_threshold", w.Env.Cfg.Failover.FailureThreshold)
+	if w.Leader == nil {
+		// One actor without a lease: whoever holds the cluster lock.
+		w.Log.Info("leader acquired", "lease", "none: the cluster lock alone makes one actor")
+		w.leading = true
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -227,6 +242,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // stop releases the leader lease and closes the Env.
 func (w *Watcher) stop() {
 	w.Log.Info("stopping")
+	w.closeProbe()
 	if w.Leader != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -255,6 +271,11 @@ func (w *Watcher) swap(e *Env) {
 	e.Actor = w.Env.Actor
 	w.Env = e
 	w.lastHeld = ""
+	if _, ok := w.Detector.(healthDetector); ok && (e.Cfg.Failover.FailureThreshold != old.Failover.FailureThreshold ||
+		e.Cfg.Failover.CheckInterval != old.Failover.CheckInterval) {
+		w.Detector = NewDetector(e.Cfg)
+	}
+	w.closeProbe()
 }
 
 // Tick runs one iteration: observe, detect, plan, filter, act. It is
@@ -268,7 +289,8 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		return Outcome{Err: ctx.Err()}
 	}
 
-	v := w.detector().Check(c, s)
+	primary := watchedPrimary(c, s)
+	v := w.detector().Check(c, s, primary, w.probe(ctx, s, primary))
 	switch {
 	case v.Lost:
 		if w.lost != v.Node {

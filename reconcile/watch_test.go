@@ -58,8 +58,8 @@ func watcherOn(t *testing.T, extra string) (*Watcher, *fakeCluster, *watchLog) {
 
 // convergedPG is the fake servers, observed with the facts the fake
 // does not model and a converged cluster has: the replication role as
-// declared, and each standby's primary_conninfo and slot pointing at the
-// running primary.
+// declared, and each standby's primary_conninfo, slot and WAL receiver
+// pointing at the running primary.
 type convergedPG struct{ fakePG }
 
 func (p convergedPG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
@@ -70,6 +70,9 @@ func (p convergedPG) Observe(ctx context.Context, ep postgres.Endpoint, sn *stat
 	sn.Roles = map[string]state.DBRole{p.cfg.Replication.User: {CanLogin: true, Replication: true, PasswordMatches: true}}
 	if cn, primary := p.cfg.Node(ep.Name), p.primaryRunning(); cn != nil && sn.InRecovery && primary != "" {
 		want := plan.DesiredSettings(p.cfg, cn, primary)
+		if sn.Upstream != nil {
+			sn.Upstream.Host, sn.Upstream.Port = p.cfg.PeerEndpoint(p.cfg.Node(primary))
+		}
 		sn.Settings = map[string]state.Setting{
 			"primary_conninfo":  {Value: want["primary_conninfo"]},
 			"primary_slot_name": {Value: want["primary_slot_name"]},
@@ -87,18 +90,14 @@ func ticks(w *Watcher, n int) Outcome {
 }
 
 // A primary whose process died, with primary_crash = "failover", is
-// failed over after failure_threshold checks, and only then: the two
-// checks before say suspect and promote nothing.
+// failed over at the first check that sees it: the runtime reports the
+// crash and the standbys confirm they no longer hear it.
 func TestWatchFailsOverLostPrimary(t *testing.T) {
 	w, c, log := watcherOn(t, "failover {\n primary_crash = \"failover\"\n}")
 	if out := w.Tick(context.Background()); !out.Converged {
 		t.Fatalf("a running cluster is not converged: %+v", out)
 	}
 	c.node("db1").running = false
-	ticks(w, 2)
-	if c.called("pg.Promote") || len(log.records(t, "primary suspect")) != 2 {
-		t.Fatalf("promoted, or did not say suspect, before the threshold:\n%s", log.String())
-	}
 	out := w.Tick(context.Background())
 	if out.Err != nil {
 		t.Fatalf("failover: %v\n%s", out.Err, log.String())
@@ -118,6 +117,36 @@ func TestWatchFailsOverLostPrimary(t *testing.T) {
 	}
 	if len(log.records(t, "apply")) != 1 {
 		t.Errorf("no apply record:\n%s", log.String())
+	}
+}
+
+// cutOffPG is convergedPG where pgha cannot reach some servers that
+// still run: a blip between the watcher and them alone.
+type cutOffPG struct {
+	convergedPG
+	cut map[string]bool
+}
+
+func (p cutOffPG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
+	if p.cut[ep.Name] {
+		sn.Error = "dial tcp: i/o timeout"
+		return
+	}
+	p.convergedPG.Observe(ctx, ep, sn, roles)
+}
+
+// A primary pgha cannot reach while its standbys still stream from it is
+// suspect, never lost: no failover however long it lasts.
+func TestWatchBlipIsNotFailover(t *testing.T) {
+	w, c, log := watcherOn(t, "failover {\n primary_crash = \"failover\"\n}")
+	w.Env.pg = cutOffPG{convergedPG{fakePG{c}}, map[string]bool{"db1": true}}
+	ticks(w, 6)
+	if c.called("pg.Promote") || c.called("rt.Stop") || len(log.records(t, "primary lost")) != 0 {
+		t.Fatalf("a blip was failed over:\n%s", log.String())
+	}
+	susp := log.records(t, "primary suspect")
+	if len(susp) != 6 || !strings.Contains(fmt.Sprint(susp[5]["reason"]), "still streams") {
+		t.Fatalf("suspect records: %v", susp)
 	}
 }
 
@@ -224,7 +253,7 @@ func TestWatchCatalogDownNeverPromotes(t *testing.T) {
 		t.Fatalf("acted without the catalog:\n%s", c.log())
 	}
 	r := log.records(t, "catalog unreachable")
-	if len(r) != 2 || r[0]["primary_lost"] != false || r[1]["primary_lost"] != true {
+	if len(r) != 1 || r[0]["primary_lost"] != true {
 		t.Fatalf("catalog records: %v\n%s", r, log.String())
 	}
 }
