@@ -109,7 +109,7 @@ type Watcher struct {
 	// so that a wedged write path counts as a failed check. Off in unit
 	// tests, whose servers are fakes.
 	WriteProbe bool
-	Leader   Leader   // nil: the cluster lock alone makes one actor
+	Leader     Leader // nil: the cluster lock alone makes one actor
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
