@@ -142,8 +142,11 @@ type Params struct {
 	Port       int    `json:"port,omitempty"`
 	DeleteData bool   `json:"delete_data,omitempty"`
 	Aside      string `json:"aside,omitempty"`
-	// Generation (failover): the catalog's generation when the plan was
-	// made, 0 when it held no record. Force: promote even if it moved on.
+	// Generation (failover, catalog.record): the catalog's generation when
+	// the plan was made, 0 when it held no record (or did not answer).
+	// The fencing token of role changes: a failover does not promote, and
+	// a record is not written, once another pgha moved it on. Force
+	// (failover, and its catalog.record): promote and record even so.
 	Generation int64 `json:"generation,omitempty"`
 	Force      bool  `json:"force,omitempty"`
 	// Primary, Nodes, Rejoin and Event (catalog.record): the record to

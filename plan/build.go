@@ -1012,6 +1012,11 @@ func (b *builder) record() {
 		a.After["rejoin"] = strings.Join(rejoin, ",")
 	}
 	a.Params = Params{Primary: primary, Nodes: names, Rejoin: rejoin, Event: event}
+	if rec != nil {
+		// The fencing token: the record is written only if it is still
+		// at the generation this plan saw (see Params.Generation).
+		a.Params.Generation = rec.Generation
+	}
 	a.DependsOn = all
 	b.add(a)
 }

@@ -181,5 +181,16 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	}
 	b.switchoverBackup()
 	b.record()
+	if o.Force {
+		// A forced promotion is recorded even over a newer record: left
+		// unrecorded, the promoted node would be a writable node the
+		// catalog does not name, which the next plan fences.
+		for i := range b.p.Actions {
+			if a := &b.p.Actions[i]; a.Kind == CatalogRecord {
+				a.Params.Force = true
+				a.After["force"] = "true"
+			}
+		}
+	}
 	return b.p, nil
 }

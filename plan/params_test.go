@@ -49,6 +49,8 @@ func shownParams(a Action) Params {
 	case CatalogRecord:
 		if a.Change != Delete {
 			p.Primary, p.Nodes, p.Rejoin, p.Event = a.After["primary"], split(a.After["nodes"]), split(a.After["rejoin"]), a.After["event"]
+			p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
+			p.Force = a.After["force"] == "true"
 		}
 	}
 	return p

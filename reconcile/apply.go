@@ -734,6 +734,21 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		return err
 	}
 	want := a.Params
+	// A plan that saw a record acted on it: if another pgha moved the
+	// generation on since (a watcher whose lease ran out mid-apply, a
+	// failover by another host), this plan's role change is stale and
+	// must not overwrite the newer record. A forced failover is recorded
+	// anyway, as its promotion already happened.
+	if planned := want.Generation; planned != 0 && !want.Force {
+		stored, now := int64(0), "holds no record now"
+		if cur != nil {
+			stored, now = cur.Generation, fmt.Sprintf("is at generation %d now", cur.Generation)
+		}
+		if stored != planned {
+			return &GenerationMovedError{Expected: planned, Stored: stored,
+				err: fmt.Errorf("the catalog keeps its record: this plan was made at generation %d and the catalog %s, another pgha changed the cluster since; plan again", planned, now)}
+		}
+	}
 	gen := int64(1)
 	if cur != nil {
 		if cur.Primary == want.Primary && slices.Equal(cur.Nodes, want.Nodes) && slices.Equal(cur.Rejoin, want.Rejoin) {
