@@ -26,7 +26,14 @@
 //     message is younger than an interval; paused, cut off or wedged, it
 //     ages past StaleAfter. The same rule lets a busy primary whose
 //     heartbeat times out under load live on: its clients' WAL still
-//     reaches the standbys.
+//     reaches the standbys. On an idle primary that pgha cannot reach,
+//     its heartbeat makes no WAL either, and the standbys hear only the
+//     WAL sender's keepalives: at PostgreSQL's defaults one every 10 s
+//     or so, too rare to deny anything; with wal_receiver_timeout = 3 ×
+//     check_interval on the standbys (their receivers then ask for one
+//     after 1.5 intervals of silence) never more than 1.5 s apart
+//     (measured at 1 s), and the denial holds. Every watcher heartbeating
+//     (not only the leader) helps the same way.
 //   - With no standby at all there is nobody to ask; Lost says so. With
 //     standbys that pgha cannot reach either, pgha is more likely the one
 //     cut off, and nothing could be promoted anyway: Suspect, saying so.
@@ -58,7 +65,12 @@
 // itself; an unreachable or wedged primary at the third failed check, 2 to
 // 3 s after it stopped answering (the first failure comes 0 to 1 s after,
 // then two intervals), by which time the standbys have heard nothing for
-// more than StaleAfter.
+// about StaleAfter (if not, the next check). BenchmarkDetection in
+// providers/postgres measures it: kill -9 of the postmaster lost at the
+// next check, every process of the primary paused (SIGSTOP) lost 2.8 s
+// later, and 40 s of pgbench at full CPU on both cores with no check
+// even suspect (slowest heartbeat 77-205 ms, oldest standby message
+// 19-94 ms).
 package health
 
 import (
