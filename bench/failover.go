@@ -268,6 +268,10 @@ type writer struct {
 	done    chan struct{}
 }
 
+// lastID is the last id a writer inserted: the ids stay unique across the
+// runs on one cluster (one writer runs at a time).
+var lastID int64
+
 func startWriter(parent context.Context, connString string) *writer {
 	ctx, cancel := context.WithCancel(parent)
 	w := &writer{cancel: cancel, done: make(chan struct{}), first: make(chan ack, 1)}
@@ -276,7 +280,6 @@ func startWriter(parent context.Context, connString string) *writer {
 		var conn *pgx.Conn
 		var connAt time.Time
 		var port int
-		var id int64
 		for ctx.Err() == nil {
 			if conn == nil {
 				cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
@@ -290,7 +293,8 @@ func startWriter(parent context.Context, connString string) *writer {
 				_, ps, _ := net.SplitHostPort(c.PgConn().Conn().RemoteAddr().String())
 				port, _ = strconv.Atoi(ps)
 			}
-			id++
+			lastID++
+			id := lastID
 			ictx, icancel := context.WithTimeout(ctx, time.Second)
 			_, err := conn.Exec(ictx, "INSERT INTO bench_writes (id) VALUES ($1)", id)
 			icancel()
