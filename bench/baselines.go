@@ -287,6 +287,7 @@ type autoFailoverCluster struct {
 	monitorURI  string
 	keepers     []int
 	syncNames   string
+	numSync     int
 }
 
 func (c *autoFailoverCluster) label() (string, string, string) {
@@ -374,14 +375,18 @@ func startAutoFailover(ctx context.Context) (*autoFailoverCluster, error) {
 			conn.Close(ctx)
 		}
 	}
+	if conn, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=autoctl_node dbname=pg_auto_failover sslmode=disable", c.monitorPort)); err == nil {
+		_ = conn.QueryRow(ctx, "SELECT number_sync_standbys FROM pgautofailover.formation WHERE formationid = 'default'").Scan(&c.numSync)
+		conn.Close(ctx)
+	}
 	return c, nil
 }
 
 // note says what pg_autoctl's default replication is, as read from the
 // primary.
 func (c *autoFailoverCluster) note() string {
-	return fmt.Sprintf("pg_autoctl's default replication kept: synchronous_standby_names = '%s' (number_sync_standbys 0: "+
-		"a write waits for one standby while one is there)", c.syncNames)
+	return fmt.Sprintf("pg_autoctl's default replication kept: synchronous_standby_names = '%s' with the formation's number_sync_standbys = %d "+
+		"(a write waits for one standby while one is there)", c.syncNames, c.numSync)
 }
 
 // states reads every node's reported/goal state from the monitor.
