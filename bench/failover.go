@@ -372,7 +372,7 @@ type failoverRow struct {
 func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 	fmt.Printf("\nkill -9 of the primary under a writing client (multi-host, target_session_attrs=read-write): time to the first acknowledged write\n")
 	fmt.Printf("on the new primary, and acknowledged writes missing on it afterwards; %d runs each, same machine, same run\n\n", runs)
-	fmt.Printf("%-18s %-8s %-40s %9s %9s %12s %-22s %s\n", "tool", "runtime", "policy / crash", "median s", "max s", "lost med/max", "outcome", "target")
+	fmt.Printf("%-18s %-8s %-40s %9s %9s %12s %-22s %-11s %s\n", "tool", "runtime", "policy / crash", "median s", "max s", "lost med/max", "outcome", "load 1m", "target")
 	var patroniMedian time.Duration
 	patroniLostMax := -1
 	for _, r := range rows {
@@ -429,8 +429,14 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 		if len(r.runs) < runs {
 			runsNote = fmt.Sprintf(" (%d of %d runs: %s)", len(r.runs), runs, errString(r.err))
 		}
-		fmt.Printf("%-18s %-8s %-40s %9.2f %9.2f %12s %-22s %s%s\n", r.tool, r.runtime, r.policy, med.Seconds(), mx.Seconds(),
-			fmt.Sprintf("%d/%d", lmed, lmax), strings.Join(outcome, " "), target, runsNote)
+		var loads []string
+		for _, x := range r.runs {
+			loads = append(loads, strings.Fields(x.loadAvg + " ?")[0])
+		}
+		sort.Strings(loads)
+		loadRange := loads[0] + "-" + loads[len(loads)-1]
+		fmt.Printf("%-18s %-8s %-40s %9.2f %9.2f %12s %-22s %-11s %s%s\n", r.tool, r.runtime, r.policy, med.Seconds(), mx.Seconds(),
+			fmt.Sprintf("%d/%d", lmed, lmax), strings.Join(outcome, " "), loadRange, target, runsNote)
 	}
 	fmt.Println()
 	for _, n := range notes {
