@@ -429,12 +429,13 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 		if len(r.runs) < runs {
 			runsNote = fmt.Sprintf(" (%d of %d runs: %s)", len(r.runs), runs, errString(r.err))
 		}
-		var loads []string
+		var loads []float64
 		for _, x := range r.runs {
-			loads = append(loads, strings.Fields(x.loadAvg + " ?")[0])
+			l, _ := strconv.ParseFloat(strings.Fields(x.loadAvg + " ?")[0], 64)
+			loads = append(loads, l)
 		}
-		sort.Strings(loads)
-		loadRange := loads[0] + "-" + loads[len(loads)-1]
+		slices.Sort(loads)
+		loadRange := fmt.Sprintf("%.1f-%.1f", loads[0], loads[len(loads)-1])
 		fmt.Printf("%-18s %-8s %-40s %9.2f %9.2f %12s %-22s %-11s %s%s\n", r.tool, r.runtime, r.policy, med.Seconds(), mx.Seconds(),
 			fmt.Sprintf("%d/%d", lmed, lmax), strings.Join(outcome, " "), loadRange, target, runsNote)
 	}
