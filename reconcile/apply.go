@@ -559,13 +559,24 @@ func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error
 }
 
 // failover promotes a standby after the primary was lost. It refuses when
-// the catalog moved to a newer generation since the plan was made (another
-// pgha acted), unless forced.
+// the catalog moved to another generation since the plan was made
+// (another pgha acted), or when it cannot tell because the catalog does
+// not answer: a promotion is the one step that cannot be taken back, and
+// the catalog is what makes pgha one actor. -force promotes anyway.
 func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) error {
-	if planned := a.Params.Generation; e.Catalog != nil && !a.Params.Force && planned != 0 {
-		_, rec, _, err := e.store.Observe(ctx)
-		if err == nil && rec != nil && rec.Generation != planned {
-			return fmt.Errorf("the catalog is at generation %d, the plan was made at %d: someone else changed the cluster; plan again (or -force)", rec.Generation, planned)
+	if planned := a.Params.Generation; e.store != nil && !a.Params.Force && planned != 0 {
+		reachable, rec, _, err := e.store.Observe(ctx)
+		switch {
+		case err != nil && !reachable:
+			return fmt.Errorf("the catalog does not answer, so whether the cluster is still at generation %d (the plan's) cannot be checked: nothing promoted; plan again once it answers (or -force): %w", planned, err)
+		case err != nil:
+			return fmt.Errorf("read the cluster record to check its generation (%d when planned): nothing promoted: %w", planned, err)
+		case rec == nil:
+			return &GenerationMovedError{Expected: planned,
+				err: fmt.Errorf("the catalog holds no record now, the plan was made at generation %d: someone else changed the cluster; plan again (or -force)", planned)}
+		case rec.Generation != planned:
+			return &GenerationMovedError{Expected: planned, Stored: rec.Generation,
+				err: fmt.Errorf("the catalog is at generation %d, the plan was made at %d: someone else changed the cluster; plan again (or -force)", rec.Generation, planned)}
 		}
 	}
 	ep := e.superuser(cand)

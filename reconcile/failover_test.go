@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +35,18 @@ func TestFailoverRefusesNewerGeneration(t *testing.T) {
 		Params: plan.Params{Generation: 4}}
 
 	err := e.failover(ctx, a, node)
-	if err == nil || !strings.Contains(err.Error(), "the catalog is at generation 5, the plan was made at 4") {
+	if !errors.Is(err, ErrGenerationMoved) || !strings.Contains(err.Error(), "the catalog is at generation 5, the plan was made at 4") {
 		t.Fatalf("a stale failover was not refused: %v", err)
+	}
+	// A catalog that does not answer cannot say the generation did not
+	// move: nothing is promoted without it.
+	down := redis.New("127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), "", 0, "gen")
+	defer down.Close()
+	ed := *e
+	ed.Catalog, ed.store = down, redisStore{down}
+	err = ed.failover(ctx, plan.Action{Kind: plan.Failover, Node: "db3", Params: plan.Params{Generation: 5}}, node)
+	if err == nil || !strings.Contains(err.Error(), "the catalog does not answer") || !strings.Contains(err.Error(), "nothing promoted") {
+		t.Fatalf("a failover without its catalog was not refused: %v", err)
 	}
 	// Forced, it goes on to promote (which fails here: nothing listens).
 	a.Params.Force = true
