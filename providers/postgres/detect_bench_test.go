@@ -251,7 +251,7 @@ func childrenOf(pid int) []int {
 	return out
 }
 
-func postmasterPID(b *testing.B, p *testenv.Postgres) int {
+func postmasterPID(b testing.TB, p *testenv.Postgres) int {
 	data, err := os.ReadFile(filepath.Join(p.DataDir, "postmaster.pid"))
 	if err != nil {
 		b.Fatal(err)
