@@ -42,6 +42,7 @@ func commands() []command {
 		{"apply", "Make the cluster match cluster.hcl", cmdApply},
 		{"failover", "Promote the best standby after the primary was lost (preview first)", cmdFailover},
 		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
+		{"watch", "Keep the cluster as declared: fail over, heal, apply edits (per policy)", cmdWatch},
 		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
 		{"backup", "Take a full backup now; `backup list` lists them, `backup verify` checks one", cmdBackup},
 		{"restore", "Restore a backup chain into a new directory, or over the primary (-node)", cmdRestore},
