@@ -25,6 +25,10 @@ func PrimaryOf(cfg *config.Cluster, s *state.Cluster) string {
 // node's data initialised and no postmaster (the local process table, the
 // container stopped or gone), and PostgreSQL did not answer either.
 //
+// A primary found in recovery failed its check as a read-only one (never
+// lost for that: the planner sees a cluster without a writable primary
+// and says what it does).
+//
 // A standby streams from the primary when its WAL receiver streams from
 // the primary's address as the standbys know it (config.PeerEndpoint: the
 // container's name on Docker) or as pgha reaches it: pg_stat_wal_receiver
@@ -37,6 +41,10 @@ func FromCluster(cfg *config.Cluster, s *state.Cluster, primary string, probe er
 	} else {
 		obs.Reachable, obs.Error = p.Reachable, p.Error
 		obs.ProcessDead = !p.Reachable && !p.Running && p.RuntimeError == "" && p.Initialized
+		if p.Reachable && p.InRecovery && probe == nil {
+			// Nobody probes a standby's writes: it takes none.
+			obs.Probe = inRecovery{}
+		}
 	}
 	var peers [][2]string
 	if cn := cfg.Node(primary); cn != nil {
@@ -80,3 +88,9 @@ func matches(peers [][2]string, host string, port int) bool {
 	}
 	return false
 }
+
+// inRecovery is the probe's result for a primary found in recovery.
+type inRecovery struct{}
+
+func (inRecovery) Error() string  { return "it is in recovery (a standby) and takes no writes" }
+func (inRecovery) ReadOnly() bool { return true }

@@ -103,6 +103,24 @@ func TestFromClusterProcessDead(t *testing.T) {
 	}
 }
 
+// TestFromClusterInRecovery: the primary pgha holds, found in recovery, is
+// a read-only failure: suspect, never lost.
+func TestFromClusterInRecovery(t *testing.T) {
+	cfg := cluster("local")
+	s := &state.Cluster{Nodes: []*state.Node{
+		{Name: "db1", Reachable: true, InRecovery: true, Running: true, Initialized: true},
+		{Name: "db2", Reachable: true, InRecovery: true, Running: true, Initialized: true},
+	}}
+	d := New(Config{Threshold: 1, Interval: time.Second})
+	for range 3 {
+		v := d.Update(FromCluster(cfg, s, "db1", nil))
+		if v.Status != Suspect || !v.ReadOnly || v.Reason != "db1 is read-only: it is in recovery (a standby) and takes no writes; "+
+			"the primary answers and refuses writes by its own state, which failing over would not fix: left to a person" {
+			t.Fatalf("primary in recovery: %+v", v)
+		}
+	}
+}
+
 func TestPrimaryOf(t *testing.T) {
 	cfg := cluster("local")
 	for _, c := range []struct {

@@ -87,8 +87,8 @@ type Config struct {
 	// lost (failover.failure_threshold); at least 1.
 	Threshold int
 	// Interval is the time between checks (failover.check_interval). The
-	// detector does not read clocks; the interval only sets StaleAfter's
-	// default and goes into reasons.
+	// detector reads no clock; the interval only sets StaleAfter's
+	// default.
 	Interval time.Duration
 	// StaleAfter is how old a standby's last message from the primary may
 	// be for the standby to count as still hearing it. Zero: 2 × Interval
