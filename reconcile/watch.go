@@ -91,6 +91,54 @@ type Leader interface {
 	Release(ctx context.Context) error
 }
 
+// leaseLeader is the Leader of a watcher: the store's leader lease
+// (pgha:{cluster}:leader on Redis), taken with the watcher's Env and
+// renewed in the background for as long as the context it was taken
+// with. Without a catalog there is nothing to agree in: the cluster
+// lock (a file lock then) alone makes one actor.
+type leaseLeader struct {
+	w     *Watcher
+	lease Lease
+}
+
+func (l *leaseLeader) Lead(ctx context.Context) (bool, string, error) {
+	if l.lease != nil {
+		select {
+		case <-l.lease.Lost():
+			l.lease = nil
+			l.w.Log.Warn("leader lost", "error", "the lease was not renewed in time (catalog away, or taken over)")
+			l.w.leading = false
+		default:
+			return true, "", nil
+		}
+	}
+	lease, err := l.w.Env.AcquireLeader(ctx, LockInfo("watch"), redis.DefaultLeaderTTL)
+	var held *HeldError
+	switch {
+	case errors.Is(err, ErrNoCatalog):
+		return true, "", nil
+	case errors.As(err, &held) && errors.Is(err, ErrLeaderHeld):
+		holder := "another watcher"
+		if held.Holder != nil {
+			holder = held.Holder.String()
+		}
+		return false, holder, nil
+	case err != nil:
+		return false, "", err
+	}
+	l.lease = lease
+	return true, "", nil
+}
+
+func (l *leaseLeader) Release(ctx context.Context) error {
+	if l.lease == nil {
+		return nil
+	}
+	err := l.lease.Release(ctx)
+	l.lease = nil
+	return err
+}
+
 // restartWindow bounds a restart in place: a primary whose process died
 // and that is not back this long after the first restart is failed over.
 // Patroni and pg_auto_failover restart a crashed PostgreSQL in 4–5 s.
@@ -109,7 +157,7 @@ type Watcher struct {
 	// so that a wedged write path counts as a failed check. Off in unit
 	// tests, whose servers are fakes.
 	WriteProbe bool
-	Leader     Leader // nil: the cluster lock alone makes one actor
+	Leader     Leader // nil: the store's leader lease (none without a catalog)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -215,17 +263,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.init()
 	w.Log.Info("watch started", "cluster", w.Env.Cfg.Name, "file", w.Env.Cfg.File, "hash", w.Env.Cfg.Hash,
 		"check_interval", w.Env.Cfg.Failover.CheckInterval.String(), "failure_threshold", w.Env.Cfg.Failover.FailureThreshold)
-	if w.Leader == nil {
-		// One actor without a lease: whoever holds the cluster lock.
-		w.Log.Info("leader acquired", "lease", "none: the cluster lock alone makes one actor")
-		w.leading = true
-	}
+	w.lead(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			w.stop()
+			w.Log.Info("stopping")
+			w.Stop()
 			return nil
 		case e := <-w.reload:
 			w.swap(e)
@@ -239,18 +284,25 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// stop releases the leader lease and closes the Env.
-func (w *Watcher) stop() {
-	w.Log.Info("stopping")
+// Stop releases the leader lease, so that another watcher may lead at
+// once rather than after its TTL, and closes the Env. Run calls it when
+// its context ends; `pgha watch -once` after its Tick.
+func (w *Watcher) Stop() {
 	w.closeProbe()
-	if w.Leader != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := w.Leader.Release(ctx); err != nil {
-			w.Log.Warn("leader lost", "error", err.Error())
-		}
-	}
+	w.release()
 	w.Env.Close()
+}
+
+func (w *Watcher) release() {
+	if w.Leader == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.Leader.Release(ctx); err != nil {
+		w.Log.Warn("leader lost", "error", "release: "+err.Error())
+	}
+	w.leading = false
 }
 
 // swap installs a reloaded file. Whether its primary changed decides how
@@ -267,6 +319,9 @@ func (w *Watcher) swap(e *Env) {
 	if e.Cfg.Primary != old.Primary {
 		w.sit.PrimaryEdited = true
 	}
+	// The lease renews through the old Env's catalog client: give it up
+	// before closing it, and take it again through the new one.
+	w.release()
 	w.Env.Close()
 	e.Actor = w.Env.Actor
 	w.Env = e
@@ -436,6 +491,36 @@ func (w *Watcher) buildOptions(s *state.Cluster) plan.Options {
 	return plan.Options{NoSwitchover: keep}
 }
 
+// lead takes or keeps the leader lease and logs the changes: "leader
+// acquired", "not leader" with the holder (once per holder), "leader
+// lost". It returns errNotLeader when another watcher leads.
+func (w *Watcher) lead(ctx context.Context) error {
+	if w.Leader == nil {
+		w.Leader = &leaseLeader{w: w}
+	}
+	ok, holder, err := w.Leader.Lead(ctx)
+	switch {
+	case err != nil:
+		if w.leading {
+			w.Log.Warn("leader lost", "error", err.Error())
+		} else if w.busy != "leader error" {
+			w.Log.Warn("not leader", "error", err.Error())
+		}
+		w.leading, w.busy = false, "leader error"
+		return fmt.Errorf("leader lease: %w", err)
+	case !ok:
+		if w.leading || w.busy != "leader:"+holder {
+			w.Log.Info("not leader", "holder", holder)
+		}
+		w.leading, w.busy = false, "leader:"+holder
+		return errNotLeader
+	case !w.leading:
+		w.Log.Info("leader acquired", "cluster", w.Env.Cfg.Name)
+		w.leading, w.busy = true, ""
+	}
+	return nil
+}
+
 var (
 	errBusy      = errors.New("lock busy")
 	errNotLeader = errors.New("not leader")
@@ -445,25 +530,8 @@ var (
 // the plan is made again under the cluster lock, filtered, logged action
 // by action, and executed. why says what led to it (a failover's cause).
 func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Plan) *plan.Plan) Outcome {
-	if w.Leader != nil {
-		ok, holder, err := w.Leader.Lead(ctx)
-		switch {
-		case err != nil:
-			if w.leading {
-				w.Log.Warn("leader lost", "error", err.Error())
-			}
-			w.leading = false
-			return Outcome{Err: fmt.Errorf("leader lease: %w", err)}
-		case !ok:
-			if w.leading || w.busy != "leader:"+holder {
-				w.Log.Info("not leader", "holder", holder)
-			}
-			w.leading, w.busy = false, "leader:"+holder
-			return Outcome{Err: errNotLeader}
-		case !w.leading:
-			w.Log.Info("leader acquired")
-			w.leading = true
-		}
+	if err := w.lead(ctx); err != nil {
+		return Outcome{Err: err}
 	}
 	var planned *plan.Plan
 	wrapped := func(p *plan.Plan) *plan.Plan {
@@ -479,23 +547,16 @@ func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Pla
 		o.Build = w.buildOptionsNow()
 	}
 	_, err := w.Env.Run(ctx, o)
-	var locked *redis.LockedError
-	switch {
-	case errors.As(err, &locked):
-		holder := "another process"
-		if locked.Holder != nil {
-			holder = locked.Holder.String()
+	var held *HeldError
+	if errors.As(err, &held) && errors.Is(err, ErrLockBusy) {
+		holder := held.Error()
+		if held.Holder != nil {
+			holder = held.Holder.String()
 		}
 		if w.busy != holder {
 			w.Log.Info("lock busy", "holder", holder)
 		}
 		w.busy = holder
-		return Outcome{Err: errBusy}
-	case err != nil && strings.Contains(err.Error(), "cluster lock") && strings.Contains(err.Error(), "is held by"):
-		if w.busy != err.Error() {
-			w.Log.Info("lock busy", "holder", err.Error())
-		}
-		w.busy = err.Error()
 		return Outcome{Err: errBusy}
 	}
 	w.busy = ""

@@ -257,3 +257,42 @@ func TestWatchCatalogDownNeverPromotes(t *testing.T) {
 		t.Fatalf("catalog records: %v\n%s", r, log.String())
 	}
 }
+
+// Two watchers of one cluster: the one holding the leader lease acts,
+// the other says who leads and does nothing; when the leader stops, the
+// other takes over at once (the lease is released, not left to expire).
+func TestWatchOneLeader(t *testing.T) {
+	r := testenv.StartRedis(t)
+	w1, c, log1 := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr))
+	attach := func(e *Env) {
+		e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
+		e.store = redisStore{e.Catalog}
+	}
+	attach(w1.Env)
+	log2 := &watchLog{}
+	e2 := &Env{Cfg: w1.Env.Cfg, Runtime: w1.Env.Runtime, pg: w1.Env.pg}
+	attach(e2)
+	w2 := &Watcher{Env: e2, Log: log2.logger()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if out := w1.Tick(ctx); out.Err != nil {
+		t.Fatalf("leader: %v\n%s", out.Err, log1.String())
+	}
+	c.node("db3").running = false
+	c.calls = nil
+	for range 3 {
+		w2.Tick(ctx)
+	}
+	if c.node("db3").running || len(log2.records(t, "not leader")) != 1 || len(log2.records(t, "heal")) != 0 {
+		t.Fatalf("the second watcher acted, or did not say once who leads:\n%s", log2.String())
+	}
+	w1.Stop()
+	if out := w2.Tick(ctx); out.Err != nil || !c.node("db3").running {
+		t.Fatalf("the second watcher did not take over: %+v\n%s", out, log2.String())
+	}
+	if len(log2.records(t, "leader acquired")) != 1 {
+		t.Fatalf("no leader acquired record:\n%s", log2.String())
+	}
+	w2.Stop()
+}

@@ -60,7 +60,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	w := &reconcile.Watcher{Env: env, Log: log, WriteProbe: true}
 	if *once {
 		o := w.Tick(ctx)
-		env.Close()
+		w.Stop()
 		if o.Err != nil {
 			log.Error("once", "error", o.Err.Error())
 			return exitError
