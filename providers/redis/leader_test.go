@@ -235,8 +235,9 @@ func TestLeaderExpiresAfterKill(t *testing.T) {
 	defer l.Release(ctx)
 	took := time.Since(killed)
 	t.Logf("leader killed → successor acquired after %s (TTL %s)", took.Round(time.Millisecond), ttl)
-	// Its last renewal was at most TTL/3 before the kill.
-	if took < ttl-ttl/3-50*time.Millisecond {
+	// Its last renewal was about TTL/3 before the kill at most (a busy
+	// machine delays a tick: half a TTL leaves room for that).
+	if took < ttl/2 {
 		t.Fatalf("the successor became leader %s after the kill, before the lease (%s) could have run out", took, ttl)
 	}
 	if took > ttl+500*time.Millisecond {
@@ -266,8 +267,10 @@ func TestLeaderLostWhenCatalogStops(t *testing.T) {
 	}
 	took := time.Since(stopped)
 	t.Logf("catalog stopped → lease lost after %s (TTL %s)", took.Round(time.Millisecond), ttl)
-	if took > ttl {
-		t.Fatalf("lost only %s after the catalog stopped: the key may have expired before", took)
+	// Lost fires at 0.9 TTL after the last renewal was sent, at most
+	// TTL/3 before the stop; a quarter second is left for a busy machine.
+	if took > ttl+250*time.Millisecond {
+		t.Fatalf("lost only %s after the catalog stopped (TTL %s)", took, ttl)
 	}
 	if took < ttl/2 {
 		t.Fatalf("lost %s after the catalog stopped: sooner than a lease without renewal", took)
