@@ -140,7 +140,8 @@ func (l *leaseLeader) Release(ctx context.Context) error {
 }
 
 // restartWindow bounds a restart in place: a primary whose process died
-// and that is not back this long after the first restart is failed over.
+// and that is not back this long after the first restart (tried again at
+// each check) is failed over.
 // Patroni and pg_auto_failover restart a crashed PostgreSQL in 4–5 s.
 func restartWindow(c *config.Cluster) time.Duration {
 	return max(10*time.Second, 5*c.Failover.CheckInterval)
@@ -170,6 +171,7 @@ type Watcher struct {
 	lost       string    // the node declared lost, until healthy again
 	restarting time.Time // first restart in place of lost, zero when none
 	gaveUp     string    // why restart in place was abandoned
+	restartErr string    // the last restart's error
 	catalogOut bool
 	// catalogLost: the primary was lost while the catalog was away.
 	catalogLost bool
@@ -360,7 +362,7 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		if w.lost != "" {
 			w.Log.Info("primary healthy", "node", v.Node)
 		}
-		w.lost, w.restarting, w.gaveUp = "", time.Time{}, ""
+		w.lost, w.restarting, w.gaveUp, w.restartErr = "", time.Time{}, "", ""
 	}
 	w.lastSusp = v.Failures
 
@@ -406,13 +408,18 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 			w.Log.Warn("restart in place", "node", v.Node, "reason", v.Reason, "within", restartWindow(c).String())
 		}
 		if w.now().Sub(w.restarting) < restartWindow(c) {
+			// A start refused right after the crash (its orphaned
+			// backends still hold the shared memory for a moment) is
+			// tried again at the next check, until the window ends.
 			out := w.act(ctx, "apply", v.Node, func(p *plan.Plan) *plan.Plan { return restartOnly(p, v.Node) })
-			if out.Err == nil || errors.Is(out.Err, errBusy) || errors.Is(out.Err, errNotLeader) {
-				return out
+			if out.Err != nil && !errors.Is(out.Err, errBusy) && !errors.Is(out.Err, errNotLeader) {
+				w.restartErr = firstLine(out.Err.Error())
 			}
-			w.gaveUp = "restart in place failed: " + firstLine(out.Err.Error())
-		} else {
-			w.gaveUp = fmt.Sprintf("restart in place did not bring %s back within %s", v.Node, restartWindow(c))
+			return out
+		}
+		w.gaveUp = fmt.Sprintf("restart in place did not bring %s back within %s", v.Node, restartWindow(c))
+		if w.restartErr != "" {
+			w.gaveUp += " (last attempt: " + w.restartErr + ")"
 		}
 		w.Log.Warn("restart in place", "node", v.Node, "outcome", "failed", "reason", w.gaveUp)
 	}

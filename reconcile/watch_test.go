@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/plan"
@@ -182,18 +183,28 @@ func TestWatchRestartsCrashedPrimary(t *testing.T) {
 	}
 }
 
-// A primary whose restart fails is failed over at once, and the reason
-// says the restart failed.
+// A primary whose restart keeps failing is restarted at each check until
+// the restart window ends, then failed over, and the reason says so.
 func TestWatchFailsOverWhenRestartFails(t *testing.T) {
 	w, c, log := watcherOn(t, "")
+	now := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
+	w.Now = func() time.Time { return now }
 	c.node("db1").running = false
 	c.fail["Start db1"] = errScripted
-	ticks(w, 4)
+	for range 3 {
+		w.Tick(context.Background())
+		now = now.Add(time.Second)
+	}
+	if c.primaryRunning() != "" || strings.Count(c.log(), "rt.Start db1") != 3 {
+		t.Fatalf("not restarted at each check within the window:\n%s", c.log())
+	}
+	now = now.Add(restartWindow(w.Env.Cfg))
+	w.Tick(context.Background())
 	if p := c.primaryRunning(); p != "db2" && p != "db3" {
-		t.Fatalf("no failover after a failed restart: %q\n%s", p, log.String())
+		t.Fatalf("no failover after the window: %q\n%s", p, log.String())
 	}
 	fo := log.records(t, "failover")
-	if len(fo) != 1 || !strings.Contains(fmt.Sprint(fo[0]["reason"]), "restart in place failed") {
+	if len(fo) != 1 || !strings.Contains(fmt.Sprint(fo[0]["reason"]), "did not bring db1 back within 10s (last attempt: node.start[db1]") {
 		t.Fatalf("failover records: %v", fo)
 	}
 }
