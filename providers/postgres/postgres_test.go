@@ -272,6 +272,7 @@ func TestErrorsDoNotLeakSecrets(t *testing.T) {
 		"DropSlot":   DropSlot(ctx, ep, "s"),
 		"Reload":     Reload(ctx, ep),
 		"Exec":       Exec(ctx, ep, "SELECT 1"),
+		"Heartbeat":  Heartbeat(ctx, ep, time.Second),
 	} {
 		if err == nil {
 			t.Errorf("%s on a closed port: no error", name)
