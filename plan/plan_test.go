@@ -45,6 +45,8 @@ func settingsOf(c *config.Cluster, n *config.Node) map[string]state.Setting {
 			s.VarType, s.Unit, s.Value = "integer", "MB", "128"
 		case "hot_standby", "wal_log_hints":
 			s.VarType, s.Context = "bool", "postmaster"
+		case "wal_recycle":
+			s.VarType = "bool"
 		case "wal_level", "password_encryption":
 			s.VarType = "enum"
 		case "listen_addresses", "unix_socket_directories":

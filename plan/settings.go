@@ -14,6 +14,18 @@ import (
 
 // Managed settings pgha always writes, before the operator's parameters.
 // They are what streaming replication and pg_rewind need.
+//
+// wal_recycle is off because pg_rewind (PostgreSQL 13 to 18) copies every
+// file in the source's pg_wal whole, whatever its age, and removes the
+// target's own: with recycling, a checkpoint renames old segments into
+// future ones instead of removing them, up to max_wal_size after a bulk
+// load, and a rejoin then copies hundreds of MB of stale segments (336 MB
+// of the source's pg_wal at pgbench scale 70, 192 MB without them). New
+// segments are created zero-filled instead, which costs a write per 16 MB
+// segment on a busy primary. wal_keep_size stays: slots hold what each
+// standby needs only from when they are created, and a new primary's slots
+// start at its last restartpoint, so a standby that lagged further when
+// the primary failed catches up only through wal_keep_size.
 func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 	listen := n.Host
 	if c.IsDocker() {
@@ -29,6 +41,7 @@ func baseSettings(c *config.Cluster, n *config.Node) map[string]string {
 		"max_wal_senders":         "10",
 		"max_replication_slots":   "10",
 		"wal_keep_size":           "128MB",
+		"wal_recycle":             "off",
 		"hot_standby":             "on",
 		"wal_log_hints":           "on",
 		"password_encryption":     "scram-sha-256",
