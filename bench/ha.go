@@ -188,6 +188,19 @@ func runHA(bin string, scale int, runtime, image string) error {
 	foTook := time.Since(start)
 
 	// 3. Rejoin the old primary by pg_rewind (including its restart and streaming).
+	// pg_rewind copies every WAL segment in the source's pg_wal whole
+	// (PostgreSQL 13-18), so that directory's size is printed beside it.
+	// The 1-minute load average is printed too: on shared cores the
+	// rewind's time follows the machine's load more than its bytes.
+	load := "?"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Fields(string(b))[0]
+	}
+	var walFiles, walBytes int64
+	if c, err := connect(ports[0]); err == nil {
+		_ = c.QueryRow(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM pg_ls_waldir()").Scan(&walFiles, &walBytes)
+		c.Close(ctx)
+	}
 	if err := writeFile("db1"); err != nil {
 		return err
 	}
@@ -236,6 +249,7 @@ func runHA(bin string, scale int, runtime, image string) error {
 	fmt.Printf("%-58s %12d  %-14s %s\n", "switchover: acknowledged commits lost", lost, "= 0", fmt.Sprintf("(%d commits acknowledged; apply took %s)", len(acked), swTook.Round(time.Millisecond)))
 	row("rejoin old primary by pg_rewind (incl. restart, streaming)", rwTook, 1500*time.Millisecond, "failback.sh re-clone: 30-45 s")
 	fmt.Printf("%-58s %12s  %-14s %s\n", "  of which", "", "", strings.Join(rwSteps, ", "))
+	fmt.Printf("%-58s %12s  %-14s %s\n", "  source's pg_wal when the rejoin began", fmt.Sprintf("%d MB", walBytes>>20), "", fmt.Sprintf("(%d files, all copied by pg_rewind; load average %s)", walFiles, load))
 	fmt.Printf("%-58s %12s  %-14s %s\n", "rejoin by re-clone (pg_basebackup) instead", rcTook.Round(time.Millisecond), "-", "")
 	return nil
 }
