@@ -68,6 +68,16 @@ func TestFromClusterDocker(t *testing.T) {
 	if v.Status != Lost || !v.ProcessDead || !slices.Equal(v.Confirmed, []string{"db2", "db3"}) {
 		t.Fatalf("verdict: %+v", v)
 	}
+	// A stopped container is a dead process even when its volume was not
+	// read (Initialized unknown); with no container and no data, nothing died.
+	s.Nodes[0].Initialized = false
+	if obs := FromCluster(cfg, s, "db1", nil); !obs.ProcessDead {
+		t.Fatalf("stopped container, volume not read: %+v", obs)
+	}
+	s.Nodes[0].Container = nil
+	if obs := FromCluster(cfg, s, "db1", nil); obs.ProcessDead {
+		t.Fatalf("no container, no data: %+v", obs)
+	}
 }
 
 // TestFromClusterProcessDead: only a runtime that answered without error,
