@@ -172,6 +172,12 @@ type Watcher struct {
 	restarting time.Time // first restart in place of lost, zero when none
 	gaveUp     string    // why restart in place was abandoned
 	restartErr string    // the last restart's error
+
+	// A healing or edit that failed, retried no sooner than retryAt.
+	failKey    string
+	failStreak int
+	failErr    error
+	retryAt    time.Time
 	catalogOut bool
 	// catalogLost: the primary was lost while the catalog was away.
 	catalogLost bool
@@ -402,6 +408,14 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 // failover.primary_crash and failover.automatic.
 func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outcome {
 	c := w.Env.Cfg
+	// A primary stopped by a switchover that was interrupted (pgha apply
+	// killed after it stopped the old primary) is finished, losing
+	// nothing, rather than restarted or failed over.
+	if p := plan.BuildWith(c, s, w.buildOptions(s)); slices.ContainsFunc(p.Actions, func(a plan.Action) bool {
+		return a.Kind == plan.Switchover && a.Params.Resume
+	}) {
+		return w.converge(ctx, s)
+	}
 	if v.ProcessDead && c.Failover.PrimaryCrash == "restart" && w.gaveUp == "" {
 		if w.restarting.IsZero() {
 			w.restarting = w.now()
@@ -477,12 +491,44 @@ func (w *Watcher) converge(ctx context.Context, s *state.Cluster) Outcome {
 	if len(run.Actions) == 0 {
 		return Outcome{Held: len(held)}
 	}
+	key := actionIDs(run)
+	if key == w.failKey && w.now().Before(w.retryAt) {
+		return Outcome{Held: len(held), Err: w.failErr}
+	}
 	out := w.act(ctx, "apply", "", func(p *plan.Plan) *plan.Plan {
 		run, _ := plan.Filter(c, p, w.sit)
 		return run
 	})
 	out.Held = len(held)
+	w.backoff(key, out.Err)
 	return out
+}
+
+// backoff spaces out retries of the same failing healing or edit (2 s,
+// 4 s ... 1 min), so that a node that cannot start is not restarted, and
+// logged, every second; anything else planned is tried at once. Failover
+// and restart in place never wait for it.
+func (w *Watcher) backoff(key string, err error) {
+	if err == nil || errors.Is(err, errBusy) || errors.Is(err, errNotLeader) {
+		w.failKey, w.failStreak, w.failErr = "", 0, nil
+		return
+	}
+	if key != w.failKey {
+		w.failKey, w.failStreak = key, 0
+	}
+	w.failStreak++
+	wait := min(time.Second<<min(w.failStreak, 6), time.Minute)
+	w.retryAt, w.failErr = w.now().Add(wait), err
+	w.Log.Info("backoff", "actions", key, "retry_in", wait.String(), "failures", w.failStreak)
+}
+
+// actionIDs names a plan's actions, in order, space separated.
+func actionIDs(p *plan.Plan) string {
+	ids := make([]string, len(p.Actions))
+	for i, a := range p.Actions {
+		ids[i] = a.ID
+	}
+	return strings.Join(ids, " ")
 }
 
 // buildOptions keeps a failed-over primary unless failback is automatic

@@ -307,3 +307,63 @@ func TestWatchOneLeader(t *testing.T) {
 	}
 	w2.Stop()
 }
+
+// A switchover interrupted after the old primary stopped (pgha apply
+// killed) leaves no primary: the watcher finishes it — db2 promoted once
+// it replayed db1's shutdown checkpoint — rather than restarting db1 in
+// place or failing over.
+func TestWatchFinishesInterruptedSwitchover(t *testing.T) {
+	r := testenv.StartRedis(t)
+	e, c := fakeEnv(t, "db2", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr), nil)
+	c.runAs("db1")
+	e.pg = convergedPG{fakePG{c}}
+	e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
+	e.store = redisStore{e.Catalog}
+	ctx := context.Background()
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 1}
+	if err := e.Catalog.PutRecordIf(ctx, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := (fakeRuntime{c}).Stop(ctx, e.Cfg.Node("db1"), "fast"); err != nil {
+		t.Fatal(err)
+	}
+	c.calls = nil
+	log := &watchLog{}
+	w := &Watcher{Env: e, Log: log.logger()}
+	out := w.Tick(ctx)
+	if c.primaryRunning() != "db2" || !c.node("db1").recovery {
+		t.Fatalf("not finished: %+v primary %q\n%s", out, c.primaryRunning(), log.String())
+	}
+	// db1 came back only as db2's standby, after the promotion.
+	c.before("pg.Promote db2", "rt.Start db1")
+	if len(log.records(t, "switchover")) != 1 || len(log.records(t, "failover")) != 0 || len(log.records(t, "restart in place")) != 0 {
+		t.Fatalf("decisions:\n%s", log.String())
+	}
+	w.Stop()
+}
+
+// A healing that keeps failing is retried after 2 s, 4 s ... rather than
+// at every check, and said with its delay.
+func TestWatchBacksOffFailingHeal(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	now := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
+	w.Now = func() time.Time { return now }
+	c.node("db3").running = false
+	c.fail["Start db3"] = errScripted
+	for range 3 {
+		w.Tick(context.Background())
+		now = now.Add(time.Second)
+	}
+	if n := strings.Count(c.log(), "rt.Start db3"); n != 2 {
+		t.Fatalf("db3 started %d times in 3 s, want 2 (at 0 s and after the first 2 s backoff):\n%s", n, c.log())
+	}
+	b := log.records(t, "backoff")
+	if len(b) != 2 || b[0]["retry_in"] != "2s" || b[1]["retry_in"] != "4s" {
+		t.Fatalf("backoff records: %v", b)
+	}
+	delete(c.fail, "Start db3")
+	now = now.Add(4 * time.Second)
+	if out := w.Tick(context.Background()); out.Err != nil || !c.node("db3").running {
+		t.Fatalf("not healed once it can be: %+v", out)
+	}
+}
