@@ -671,3 +671,54 @@ func killTrees(roots ...int) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// reapPostgres makes the bench the reaper of the PostgreSQL processes it
+// (or pgha, Patroni, pg_autoctl under it) started, as init is on a host.
+// A killed postmaster whose pid nobody reaps stays a zombie, and a new
+// postmaster on its data directory then refuses to start ("lock file
+// postmaster.pid already exists": the old pid still answers kill 0):
+// on a machine whose pid 1 reaps only every few seconds that is the
+// machine measured, not the tool. Only processes named postgres are
+// reaped, which the bench never runs itself, so no exec.Cmd's Wait loses
+// its child.
+func reapPostgres(ctx context.Context) {
+	const prSetChildSubreaper = 36
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "bench: cannot become the child subreaper:", errno)
+		return
+	}
+	self := os.Getpid()
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+				if err != nil {
+					continue
+				}
+				s := string(b)
+				open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+				if open < 0 || close < open {
+					continue
+				}
+				f := strings.Fields(s[close+1:])
+				if len(f) < 2 || f[0] != "Z" || s[open+1:close] != "postgres" || f[1] != strconv.Itoa(self) {
+					continue
+				}
+				var ws syscall.WaitStatus
+				_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			}
+		}
+	}()
+}

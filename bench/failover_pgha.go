@@ -287,6 +287,7 @@ func (c *pghaCluster) close() {
 func runSoak(bin string, minutes int, runtime, image string) error {
 	ctx, stop := signalContext()
 	defer stop()
+	reapPostgres(ctx)
 	fmt.Printf("soak: pgha watch at its default policy, three %s nodes...\n", runtime)
 	c, err := startPgha(ctx, bin, runtime, image, "")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 func runFailover(bin string, runs int, tools []string, image string) error {
 	ctx, stop := signalContext()
 	defer stop()
+	reapPostgres(ctx)
 	want := func(t string) bool { return slices.Contains(tools, t) }
 	if want("patroni") || want("pg_auto_failover") {
 		if err := ensurePackages("patroni", "etcd-server", "etcd-client", "postgresql-15", "postgresql-15-auto-failover"); err != nil {
