@@ -372,7 +372,7 @@ type failoverRow struct {
 func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 	fmt.Printf("\nkill -9 of the primary under a writing client (multi-host, target_session_attrs=read-write): time to the first acknowledged write\n")
 	fmt.Printf("on the new primary, and acknowledged writes missing on it afterwards; %d runs each, same machine, same run\n\n", runs)
-	fmt.Printf("%-18s %-8s %-40s %9s %9s %12s %-22s %-11s %s\n", "tool", "runtime", "policy / crash", "median s", "max s", "lost med/max", "outcome", "load 1m", "target")
+	fmt.Printf("%-18s %-8s %-46s %9s %9s %12s %-22s %-11s %s\n", "tool", "runtime", "policy / crash", "median s", "max s", "lost med/max", "outcome", "load 1m", "target")
 	var patroniMedian time.Duration
 	patroniLostMax := -1
 	for _, r := range rows {
@@ -384,7 +384,7 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 	}
 	for _, r := range rows {
 		if len(r.runs) == 0 {
-			fmt.Printf("%-18s %-8s %-40s %s\n", r.tool, r.runtime, r.policy, "FAILED: "+errString(r.err))
+			fmt.Printf("%-18s %-8s %-46s %s\n", r.tool, r.runtime, r.policy, "FAILED: "+errString(r.err))
 			continue
 		}
 		med, mx := medianMax(r.runs, func(x runResult) time.Duration { return x.took })
@@ -436,7 +436,7 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 		}
 		slices.Sort(loads)
 		loadRange := fmt.Sprintf("%.1f-%.1f", loads[0], loads[len(loads)-1])
-		fmt.Printf("%-18s %-8s %-40s %9.2f %9.2f %12s %-22s %-11s %s%s\n", r.tool, r.runtime, r.policy, med.Seconds(), mx.Seconds(),
+		fmt.Printf("%-18s %-8s %-46s %9.2f %9.2f %12s %-22s %-11s %s%s\n", r.tool, r.runtime, r.policy, med.Seconds(), mx.Seconds(),
 			fmt.Sprintf("%d/%d", lmed, lmax), strings.Join(outcome, " "), loadRange, target, runsNote)
 	}
 	fmt.Println()
