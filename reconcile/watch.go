@@ -162,7 +162,8 @@ type Watcher struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	reload chan *Env
+	reload   chan *Env
+	initOnce sync.Once
 
 	sit        plan.Situation
 	leading    bool
@@ -254,14 +255,10 @@ func (w *Watcher) Reload(e *Env) {
 	}
 }
 
-var initMu sync.Mutex
-
+// init makes the reload channel once, whichever of Run and Reload (from
+// the file watcher's goroutine) comes first.
 func (w *Watcher) init() {
-	initMu.Lock()
-	defer initMu.Unlock()
-	if w.reload == nil {
-		w.reload = make(chan *Env, 1)
-	}
+	w.initOnce.Do(func() { w.reload = make(chan *Env, 1) })
 }
 
 // Run loops until ctx ends: one iteration at once, then one every

@@ -367,3 +367,35 @@ func TestWatchBacksOffFailingHeal(t *testing.T) {
 		t.Fatalf("not healed once it can be: %+v", out)
 	}
 }
+
+// Run checks at once, takes a reloaded file at once (config changed),
+// and returns nil, saying stopping, when its context ends.
+func TestWatchRunReloadStop(t *testing.T) {
+	w, _, log := watcherOn(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e2 := *w.Env
+	cfg2 := *w.Env.Cfg
+	cfg2.Hash = "sha256:edited"
+	e2.Cfg = &cfg2
+	w.Reload(&e2)
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	for _, msg := range []string{"watch started", "leader acquired", "config changed", "converged", "stopping"} {
+		if len(log.records(t, msg)) != 1 {
+			t.Errorf("%d %q records:\n%s", len(log.records(t, msg)), msg, log.String())
+		}
+	}
+	if w.Env != &e2 {
+		t.Error("the reloaded Env is not in use")
+	}
+}
