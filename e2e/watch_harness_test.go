@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgha/pgha/internal/testenv"
 )
 
 // The pieces the watch scenarios share: a client writing through a
@@ -169,20 +170,23 @@ func (w *appWriter) waitAcks(t *testing.T, n int, d time.Duration) {
 	})
 }
 
-// gap is what an incident at t0 cost the writer: the last write
-// acknowledged before it, the first one after it (and by which node), and
-// the time between them.
+// gap is what an incident cost the writer: the longest wait between two
+// acknowledged writes around it, the writes on either side (and the node
+// that acknowledged the later one).
 type gap struct {
 	last, first ack
 	d           time.Duration
 }
 
 func (g gap) String() string {
-	return fmt.Sprintf("write gap %s (last ack before id %d, first after id %d on port %d)", g.d.Round(time.Millisecond), g.last.id, g.first.id, g.first.port)
+	return fmt.Sprintf("write gap %s (ids %d..%d, the first after on port %d)", g.d.Round(time.Millisecond), g.last.id, g.first.id, g.first.port)
 }
 
-// gapAfter measures the gap around t0, once the writer has had a write
-// acknowledged by the node on wantPort (0: any node) after t0.
+// gapAfter waits until writes flow again after an incident at t0 (20
+// acknowledged by the node on wantPort, 0: any node, since t0) and
+// returns the longest wait between consecutive acknowledgements from the
+// last one before t0 to then. A write acknowledged just after t0 was
+// committed before the incident took effect; the hole is what counts.
 func (w *appWriter) gapAfter(t *testing.T, t0 time.Time, wantPort int, d time.Duration) gap {
 	t.Helper()
 	var g gap
@@ -192,15 +196,26 @@ func (w *appWriter) gapAfter(t *testing.T, t0 time.Time, wantPort int, d time.Du
 		if i == 0 {
 			return errors.New("no write was acknowledged before the incident")
 		}
-		for j := i; j < len(acks); j++ {
+		n, end := 0, -1
+		for j := i; j < len(acks) && end < 0; j++ {
 			if wantPort == 0 || acks[j].port == wantPort {
-				g = gap{last: acks[i-1], first: acks[j], d: acks[j].at.Sub(acks[i-1].at)}
-				return nil
+				if n++; n == 20 {
+					end = j
+				}
 			}
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return fmt.Errorf("no write acknowledged on port %d since the incident (last error %q)", wantPort, w.lastErr)
+		if end < 0 {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return fmt.Errorf("%d writes acknowledged on port %d since the incident (last error %q)", n, wantPort, w.lastErr)
+		}
+		g = gap{}
+		for j := i; j <= end; j++ {
+			if dd := acks[j].at.Sub(acks[j-1].at); dd > g.d {
+				g = gap{last: acks[j-1], first: acks[j], d: dd}
+			}
+		}
+		return nil
 	})
 	return g
 }
@@ -527,23 +542,29 @@ func (c *cluster) killPostmaster(node string) {
 	}
 }
 
-// stopCatalog kills the managed Redis (SIGKILL, or docker kill) and holds
-// its port with a listener that drops every connection, so that nothing,
-// the watcher's healing included, can bring it back until the returned
-// function is called: the catalog stays away for as long as the test says.
-func (c *cluster) stopCatalog() (release func()) {
+// stopCatalog kills the managed redis-server with SIGKILL: in its
+// container on Docker (whose published port then drops connections),
+// here with its port held by a listener that drops every connection, so
+// that nothing brings it back behind the test's back. The returned
+// function brings it back by hand, as an operator would: redis-server
+// started again with the configuration pgha wrote.
+func (c *cluster) stopCatalog() (restart func()) {
 	c.t.Helper()
 	if c.rt == "docker" {
-		docker(c.t, "kill", c.container("redis"))
-	} else {
-		b, err := os.ReadFile(filepath.Join(c.dir, "data", "redis", "redis.pid"))
-		if err != nil {
-			c.t.Fatal(err)
+		docker(c.t, "exec", "-u", "root", c.container("redis"), "sh", "-c", "kill -9 $(cat /data/redis.pid)")
+		var once sync.Once
+		return func() {
+			once.Do(func() { docker(c.t, "exec", "-u", "root", c.container("redis"), "redis-server", "/data/redis.conf") })
 		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			c.t.Fatalf("kill -9 redis-server %d: %v", pid, err)
-		}
+	}
+	dir := filepath.Join(c.dir, "data", "redis")
+	b, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		c.t.Fatalf("kill -9 redis-server %d: %v", pid, err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", c.redis)
 	var ln net.Listener
@@ -562,9 +583,17 @@ func (c *cluster) stopCatalog() (release func()) {
 		}
 	}()
 	var once sync.Once
-	release = func() { once.Do(func() { ln.Close() }) }
-	c.t.Cleanup(release)
-	return release
+	c.t.Cleanup(func() { once.Do(func() { ln.Close() }) })
+	return func() {
+		once.Do(func() {
+			ln.Close()
+			cmd := testenv.Command(c.t, "redis-server", filepath.Join(dir, "redis.conf"))
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				c.t.Fatalf("start redis-server again: %v\n%s", err, out)
+			}
+		})
+	}
 }
 
 // catalogUp reports whether the managed catalog answers a ping.
@@ -704,11 +733,12 @@ func watchHarness(t *testing.T, rt string) {
 		t.Errorf("a 1 s pause made a %s", g)
 	}
 
-	release := c.stopCatalog()
+	restart := c.stopCatalog()
 	if err := c.catalogUp(ctx); err == nil {
 		t.Error("the catalog answers while stopped")
 	}
-	release()
+	restart()
+	eventually(t, 10*time.Second, func() error { return c.catalogUp(ctx) })
 
 	// A split brain by hand: db2 promoted while db1 runs.
 	if _, err := c.conn(ctx, "db2").Exec(ctx, "SELECT pg_promote()"); err != nil {
