@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pgha/pgha/internal/pgdata"
 )
 
 // ctlTimeout is pg_ctl's own wait (-t), in seconds: long enough for crash
@@ -28,6 +32,9 @@ func (r *Runtime) Start(ctx context.Context, dir, logFile string) error {
 		return nil
 	}
 	if err := r.prepareLog(logFile); err != nil {
+		return fmt.Errorf("start %s: %w", dir, err)
+	}
+	if err := awaitDeadPostmaster(ctx, dir); err != nil {
 		return fmt.Errorf("start %s: %w", dir, err)
 	}
 	out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-w", "-t", ctlTimeout, "start"))
@@ -124,4 +131,36 @@ func (r *Runtime) Reload(ctx context.Context, dir string) error {
 		return fmt.Errorf("reload %s: %w%s", dir, err, withOutput(out))
 	}
 	return nil
+}
+
+// reapWait bounds how long Start waits for a crashed postmaster's parent
+// to reap it.
+const reapWait = 5 * time.Second
+
+// awaitDeadPostmaster prepares a start after a crash: a postmaster killed
+// a moment ago stays a zombie until its parent (often PID 1, which may
+// reap late) reaps it, and PostgreSQL, which asks kill(pid, 0), then
+// refuses to start ("lock file postmaster.pid already exists"), so that a
+// restart in place right after kill -9 failed. It waits for the zombie to
+// go, so that PostgreSQL's own checks (the shared memory its orphaned
+// backends may still hold) run on the real pid file; a zombie still there
+// after reapWait runs nothing, and its stale file goes, as before a rewind.
+func awaitDeadPostmaster(ctx context.Context, dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return nil
+	}
+	pm, err := pgdata.ParsePostmaster(string(b))
+	if err != nil || pm.PID == 0 || alive(pm.PID) {
+		return nil
+	}
+	deadline := time.Now().Add(reapWait)
+	for syscall.Kill(pm.PID, 0) == nil && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return clearDeadPidfile(dir)
 }
