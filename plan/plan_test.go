@@ -47,6 +47,8 @@ func settingsOf(c *config.Cluster, n *config.Node) map[string]state.Setting {
 			s.VarType, s.Context = "bool", "postmaster"
 		case "wal_recycle":
 			s.VarType = "bool"
+		case "wal_receiver_timeout":
+			s.VarType, s.Unit, s.Value = "integer", "ms", "3000"
 		case "wal_level", "password_encryption":
 			s.VarType = "enum"
 		case "listen_addresses", "unix_socket_directories":

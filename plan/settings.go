@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
@@ -76,8 +77,47 @@ func DesiredSettings(c *config.Cluster, n *config.Node, primary string) map[stri
 	} else {
 		s["primary_conninfo"] = c.PrimaryConninfo(n, c.Node(primary))
 		s["primary_slot_name"] = n.Slot
+		if _, set := s["wal_receiver_timeout"]; !set {
+			s["wal_receiver_timeout"] = ReceiverTimeout(c.Failover.CheckInterval)
+		}
 	}
 	return s
+}
+
+// ReceiverTimeout is the wal_receiver_timeout pgha gives standbys for a
+// failover.check_interval: 3 intervals, at least 1 s, at most
+// PostgreSQL's default of 60 s (an interval of 0 counts as the default 1s).
+//
+// Why: the watcher's detector declares the primary lost only if no
+// standby heard from it within 2 intervals (health.DefaultStaleAfter),
+// so that a blip between pgha and the primary alone fails nothing over.
+// A standby hears WAL, or the WAL sender's keepalives. On an idle primary
+// that pgha cannot reach (its heartbeat writes nothing then) only
+// keepalives come, and the one that comes soon enough is the reply to
+// the receiver's own ping, which it sends after wal_receiver_timeout / 2
+// of silence. (A short wal_sender_timeout would also bring keepalives, but
+// it is the primary's and holds for every WAL sender, pg_basebackup's and
+// backup tools' streams included, cut off after one slow moment of their
+// client's.) At PostgreSQL's defaults a
+// standby of an idle primary went 10 s and more without a message
+// (TestIdleStandbyHearsPrimary), and the detector would fail over a
+// primary that was only cut off from pgha. With 3 intervals the ping goes
+// after 1.5 intervals of silence (plus PostgreSQL 15's 100 ms wakeups),
+// inside the 2 the detector allows. The cost: a standby whose primary
+// stays silent for 3 intervals (paused, cut off) drops the connection and
+// reconnects by itself, which under load does not happen since WAL flows
+// (TestReceiverTimeoutUnderLoad). Only standbys get it: the primary's own
+// logical replication subscriptions, if any, keep their timeout. An
+// operator's wal_receiver_timeout in parameters wins.
+func ReceiverTimeout(interval time.Duration) string {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	d := min(max(3*interval, time.Second), time.Minute).Round(time.Millisecond)
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
 }
 
 // HBA is the pg_hba.conf pgha writes: peer for local sockets, scram over TCP

@@ -3,6 +3,7 @@ package plan
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/internal/pgconf"
 )
@@ -63,5 +64,40 @@ func TestHostCIDR(t *testing.T) {
 		if got := hostCIDR(host); got != want {
 			t.Errorf("hostCIDR(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+// TestReceiverTimeout: standbys get wal_receiver_timeout = 3 ×
+// check_interval (1 s to 60 s), so that their receivers ping an idle
+// primary within the detector's StaleAfter (2 intervals); the primary
+// gets none, and an operator's value wins.
+func TestReceiverTimeout(t *testing.T) {
+	for interval, want := range map[time.Duration]string{
+		0: "3s", time.Second: "3s", 500 * time.Millisecond: "1500ms", 200 * time.Millisecond: "1s",
+		2 * time.Second: "6s", 1234567 * time.Microsecond: "3704ms", 30 * time.Second: "60s",
+	} {
+		if got := ReceiverTimeout(interval); got != want {
+			t.Errorf("ReceiverTimeout(%s) = %s, want %s", interval, got, want)
+		}
+		// Half the timeout (when the receiver pings) plus PostgreSQL
+		// 15's 100 ms wakeups stays under StaleAfter (2 intervals, 1 s
+		// at least), as long as the timeout was not capped.
+		d, ok := toBase(want, "ms")
+		if stale := max(2*interval, time.Second); ok && interval > 0 && interval <= 20*time.Second &&
+			time.Duration(d)*time.Microsecond/2+100*time.Millisecond >= stale {
+			t.Errorf("check_interval %s: a ping after %s of silence comes too late for StaleAfter %s", interval, time.Duration(d)*time.Microsecond/2, stale)
+		}
+	}
+	c := testCluster()
+	c.Failover.CheckInterval = 2 * time.Second
+	if got := DesiredSettings(c, c.Node("db2"), "db1")["wal_receiver_timeout"]; got != "6s" {
+		t.Errorf("standby db2: wal_receiver_timeout %q, want 6s", got)
+	}
+	if got, set := DesiredSettings(c, c.Node("db1"), "db1")["wal_receiver_timeout"]; set {
+		t.Errorf("primary db1: wal_receiver_timeout %q, want none", got)
+	}
+	c.Postgres.Parameters = map[string]string{"wal_receiver_timeout": "30s"}
+	if got := DesiredSettings(c, c.Node("db2"), "db1")["wal_receiver_timeout"]; got != "30s" {
+		t.Errorf("standby db2 with the operator's 30s: %q", got)
 	}
 }
