@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -181,8 +182,9 @@ type Watcher struct {
 	retryAt    time.Time
 	catalogOut bool
 	// catalogLost: the primary was lost while the catalog was away.
-	catalogLost bool
-	busy        string
+	catalogLost  bool
+	catalogRetry time.Time
+	busy         string
 	// lastWritable: the last observation had a writable node.
 	lastWritable bool
 	beat         *postgres.Heartbeater
@@ -382,6 +384,7 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 			w.Log.Error("catalog unreachable", "error", why, "primary_lost", v.Lost)
 		}
 		w.catalogOut, w.catalogLost = true, v.Lost
+		w.startCatalog(ctx)
 		return Outcome{Err: errors.New("catalog unreachable")}
 	}
 	if w.catalogOut {
@@ -399,6 +402,29 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		return Outcome{}
 	}
 	return w.converge(ctx, s)
+}
+
+// startCatalog starts a managed catalog that is down (watch.heal): it
+// holds the lock, the record and the leader lease, so nothing else can be
+// done without it, and starting Redis touches no cluster data (pgha apply
+// does the same before it locks). Tried every 5 s at most; its outcome
+// is logged as a heal.
+func (w *Watcher) startCatalog(ctx context.Context) {
+	c := w.Env.Cfg
+	if !c.Catalog.Managed || !c.Watch.Heal || w.now().Before(w.catalogRetry) {
+		return
+	}
+	w.catalogRetry = w.now().Add(5 * time.Second)
+	w.Log.Info("heal", "action", string(plan.CatalogStart), "reason", "the managed catalog does not answer")
+	// Bounded, so that a catalog that cannot come back does not hold up
+	// the checks (and the word that it is away) for long.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	outcome := "done"
+	if err := w.Env.startCatalog(sctx, io.Discard); err != nil {
+		outcome = err.Error()
+	}
+	w.Log.Info("apply", "operation", "apply", "actions", []string{string(plan.CatalogStart)}, "outcome", outcome)
 }
 
 // onLost restarts a crashed primary in place or fails over, per

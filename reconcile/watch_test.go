@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
@@ -397,5 +398,34 @@ func TestWatchRunReloadStop(t *testing.T) {
 	}
 	if w.Env != &e2 {
 		t.Error("the reloaded Env is not in use")
+	}
+}
+
+// A managed catalog that is down is started again (watch.heal), every
+// 5 s at most; nothing else is done meanwhile.
+func TestWatchStartsManagedCatalog(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	// Declared after the first apply, which would have started it.
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := *w.Env.Cfg
+	cfg.Catalog = &config.Catalog{Kind: "redis", Address: addr, Managed: true, Password: config.NewSecret("cat-secret")}
+	w.Env.Cfg = &cfg
+	w.Env.Catalog = redis.New(addr, "", 0, "fake")
+	w.Env.store = redisStore{w.Env.Catalog}
+	now := time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)
+	w.Now = func() time.Time { return now }
+	c.node("db3").running = false
+	w.Tick(context.Background())
+	w.Tick(context.Background())
+	if n := strings.Count(c.log(), "rt.StartCatalog"); n != 1 || c.called("rt.Start db3") {
+		t.Fatalf("catalog started %d times in one check interval, or a node healed without it:\n%s", n, c.log())
+	}
+	if h := log.records(t, "heal"); len(h) != 1 || h[0]["action"] != "catalog.start" {
+		t.Fatalf("heal records: %v", h)
+	}
+	now = now.Add(6 * time.Second)
+	w.Tick(context.Background())
+	if n := strings.Count(c.log(), "rt.StartCatalog"); n != 2 {
+		t.Fatalf("not tried again after 5 s:\n%s", c.log())
 	}
 }
