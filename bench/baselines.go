@@ -117,6 +117,7 @@ type patroniCluster struct {
 	etcdPort int
 	agents   []int // pids of the patroni processes, by node
 	cfgs     []string
+	reclones int
 }
 
 func (c *patroniCluster) label() (string, string, string) {
@@ -261,22 +262,34 @@ func (c *patroniCluster) crash(port int) error {
 
 // recover restarts the crashed node's Patroni, as the host coming back
 // would. At its defaults (use_pg_rewind off) Patroni cannot rejoin a
-// former primary that wrote past the fork; the bench then reinitialises
-// it (`patronictl reinit`, a new clone), as its operator would.
+// former primary that wrote past the fork; the bench then gives it a new
+// clone, as its operator would: the agent stopped, the diverged data
+// directory moved aside (kept until the bench's directory goes), the agent
+// started again, which clones the leader.
 func (c *patroniCluster) recover(ctx context.Context, crashedPort int) error {
 	i := c.nodeIndex(crashedPort)
 	if err := c.startAgent(i); err != nil {
 		return err
 	}
-	err := waitStreaming(ctx, c, 45*time.Second, nil)
+	err := waitStreaming(ctx, c, 30*time.Second, nil)
 	if err == nil {
 		return nil
 	}
-	fmt.Printf("  Patroni: pg%d did not rejoin by itself (%v); patronictl reinit\n", i+1, err)
-	if _, err := c.patronictl("reinit", "--force", "bench", fmt.Sprintf("pg%d", i+1)); err != nil {
+	c.reclones++
+	fmt.Printf("  Patroni: pg%d did not rejoin by itself (%v); a new clone\n", i+1, err)
+	killTrees(c.agents[i], postmasterPID(c.data[i]))
+	time.Sleep(500 * time.Millisecond)
+	if err := os.Rename(c.data[i], fmt.Sprintf("%s.diverged%d", c.data[i], c.reclones)); err != nil {
+		return err
+	}
+	if err := c.startAgent(i); err != nil {
 		return err
 	}
 	return c.healthy(ctx)
+}
+
+func (c *patroniCluster) note() string {
+	return fmt.Sprintf("%d of the crashed primaries could not rejoin by themselves (use_pg_rewind off by default) and were re-cloned between runs", c.reclones)
 }
 
 // ---- pg_auto_failover ----

@@ -617,13 +617,18 @@ func (p *procs) killAll(dataDirs ...string) {
 }
 
 // postmasterPID reads the postmaster's pid from a data directory (0 when
-// there is none).
+// there is none, or when that pid is no postgres process any more: a stale
+// file's pid may belong to anything by now).
 func postmasterPID(dataDir string) int {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
 		return 0
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		return 0
+	}
 	return pid
 }
 

@@ -29,7 +29,7 @@ func runFailover(bin string, runs int, tools []string, image string) error {
 			"the first write counted is the first acknowledged on a connection opened after the kill",
 		"host crash (Patroni, pg_auto_failover): the node's agent and every PostgreSQL process of the node SIGKILLed at once; " +
 			"pgha: the PostgreSQL instance alone (postmaster and children; docker kill on Docker), its watcher keeps running",
-		"between runs the crashed node rejoins (Patroni: its agent restarted, `patronictl reinit` if it cannot rejoin at use_pg_rewind's default off; " +
+		"between runs the crashed node rejoins (Patroni: its agent restarted, a new clone if it cannot rejoin at use_pg_rewind's default off; " +
 			"pg_auto_failover: its keeper restarted; pgha: its watcher) and the next run waits for two streaming standbys within 1 MB",
 	}
 	var rows []failoverRow
