@@ -652,28 +652,32 @@ func (c *cluster) declare(node string) {
 // streamsFrom waits until node's WAL receiver streams from upstream.
 func (c *cluster) streamsFrom(ctx context.Context, t *testing.T, node, upstream string, d time.Duration) {
 	t.Helper()
+	eventually(t, d, func() error { return c.streaming(ctx, node, upstream) })
+}
+
+// streaming says why node's WAL receiver does not stream from upstream
+// (nil when it does).
+func (c *cluster) streaming(ctx context.Context, node, upstream string) error {
 	want := c.peer(upstream)
-	eventually(t, d, func() error {
-		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s connect_timeout=1", c.port(node), c.sslParams()))
-		cfg.Password = superPW
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		conn, err := pgx.ConnectConfig(qctx, cfg)
-		if err != nil {
-			return fmt.Errorf("%s: %w", node, err)
-		}
-		defer conn.Close(context.Background())
-		var status, host string
-		var port int
-		err = conn.QueryRow(qctx, "SELECT status, coalesce(sender_host, ''), coalesce(sender_port, 0) FROM pg_stat_wal_receiver").Scan(&status, &host, &port)
-		if err != nil {
-			return fmt.Errorf("%s has no WAL receiver: %w", node, err)
-		}
-		if status != "streaming" || fmt.Sprintf("%s:%d", host, port) != want {
-			return fmt.Errorf("%s: WAL receiver %s from %s:%d, want streaming from %s", node, status, host, port, want)
-		}
-		return nil
-	})
+	cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s connect_timeout=1", c.port(node), c.sslParams()))
+	cfg.Password = superPW
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(qctx, cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", node, err)
+	}
+	defer conn.Close(context.Background())
+	var status, host string
+	var port int
+	err = conn.QueryRow(qctx, "SELECT status, coalesce(sender_host, ''), coalesce(sender_port, 0) FROM pg_stat_wal_receiver").Scan(&status, &host, &port)
+	if err != nil {
+		return fmt.Errorf("%s has no WAL receiver: %w", node, err)
+	}
+	if status != "streaming" || fmt.Sprintf("%s:%d", host, port) != want {
+		return fmt.Errorf("%s: WAL receiver %s from %s:%d, want streaming from %s", node, status, host, port, want)
+	}
+	return nil
 }
 
 // writable reports whether node answers and is not in recovery.
