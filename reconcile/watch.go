@@ -281,6 +281,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case e := <-w.reload:
 			w.swap(e)
+			// swap gave up the lease held through the old Env: take it
+			// again at once, or another watcher takes it at its next
+			// check and the leader changes at every edit of the file.
+			w.lead(ctx)
 		case <-timer.C:
 		}
 		start := w.now()

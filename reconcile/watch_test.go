@@ -369,8 +369,9 @@ func TestWatchBacksOffFailingHeal(t *testing.T) {
 	}
 }
 
-// Run checks at once, takes a reloaded file at once (config changed),
-// and returns nil, saying stopping, when its context ends.
+// Run checks at once, takes a reloaded file at once (config changed) and
+// the leader lease again with it, and returns nil, saying stopping, when
+// its context ends.
 func TestWatchRunReloadStop(t *testing.T) {
 	w, _, log := watcherOn(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -391,10 +392,15 @@ func TestWatchRunReloadStop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	for _, msg := range []string{"watch started", "leader acquired", "config changed", "converged", "stopping"} {
+	for _, msg := range []string{"watch started", "config changed", "converged", "stopping"} {
 		if len(log.records(t, msg)) != 1 {
 			t.Errorf("%d %q records:\n%s", len(log.records(t, msg)), msg, log.String())
 		}
+	}
+	// The lease held through the old Env is taken again through the new
+	// one at once, not at the next action (another watcher would lead).
+	if n := len(log.records(t, "leader acquired")); n != 2 {
+		t.Errorf("%d leader acquired records, want 2 (at start, after the reload):\n%s", n, log.String())
 	}
 	if w.Env != &e2 {
 		t.Error("the reloaded Env is not in use")
