@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pgha/pgha/config"
@@ -62,6 +63,9 @@ type fakeCluster struct {
 	// onCall, when set, runs at each call, before its scripted failure
 	// is returned (a test cancels the apply there).
 	onCall func(call string)
+	// mu orders calls made concurrently (a failover's settle observes
+	// the standbys in parallel), so that go test -race passes.
+	mu sync.Mutex
 }
 
 func (c *fakeCluster) node(name string) *fakeNode {
@@ -77,6 +81,8 @@ func (c *fakeCluster) node(name string) *fakeNode {
 // call made on a cancelled context.
 func (c *fakeCluster) call(ctx context.Context, layer, op, node string, args ...string) error {
 	call := strings.Join(append([]string{layer + "." + op, node}, args...), " ")
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.calls = append(c.calls, call)
 	if c.onCall != nil {
 		c.onCall(call)
