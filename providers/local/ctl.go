@@ -2,9 +2,11 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -60,8 +62,12 @@ func (r *Runtime) Stop(ctx context.Context, dir, mode string) error {
 	default:
 		return fmt.Errorf("stop %s: unknown shutdown mode %q (smart, fast or immediate)", dir, mode)
 	}
-	if _, running, _ := r.postmaster(dir); !running {
+	pid, running, _ := r.postmaster(dir)
+	if !running {
 		return nil
+	}
+	if mode == "immediate" {
+		return r.stopImmediate(ctx, dir, pid)
 	}
 	out, err := output(r.command(ctx, "pg_ctl", "-D", dir, "-m", mode, "-w", "-t", ctlTimeout, "stop"))
 	if err != nil {
@@ -163,4 +169,46 @@ func awaitDeadPostmaster(ctx context.Context, dir string) error {
 		}
 	}
 	return clearDeadPidfile(dir)
+}
+
+// immediateWait is how long an immediate stop waits for the server to
+// act on SIGQUIT before it kills it.
+const immediateWait = 3 * time.Second
+
+// stopImmediate is pg_ctl's immediate stop bounded in time: a server that
+// does not act on SIGQUIT within immediateWait (its processes stopped by
+// SIGSTOP, a frozen host, a stalled disk) is killed with SIGKILL, its
+// whole process group (the postmaster leads it: pg_ctl starts it with
+// setsid), so that no backend lives on to acknowledge a write. A fence
+// before a promotion waited pg_ctl's 60 s for a paused primary (and the
+// failover with it), then went on with the server only asked to quit.
+// Immediate is a crash either way: the next start recovers from WAL.
+func (r *Runtime) stopImmediate(ctx context.Context, dir string, pid int) error {
+	wctx, cancel := context.WithTimeout(ctx, immediateWait)
+	defer cancel()
+	wait := strconv.Itoa(int(immediateWait / time.Second))
+	if _, err := output(r.command(wctx, "pg_ctl", "-D", dir, "-m", "immediate", "-w", "-t", wait, "stop")); err == nil {
+		return nil
+	}
+	if _, running, _ := r.postmaster(dir); !running {
+		return nil
+	}
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("stop %s (mode immediate): kill postmaster %d: %w", dir, pid, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, running, _ := r.postmaster(dir); !running {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stop %s (mode immediate): postmaster %d still runs 10 s after SIGKILL", dir, pid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
