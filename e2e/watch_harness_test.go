@@ -542,57 +542,71 @@ func (c *cluster) killPostmaster(node string) {
 	}
 }
 
-// stopCatalog kills the managed redis-server with SIGKILL: in its
-// container on Docker (whose published port then drops connections),
-// here with its port held by a listener that drops every connection, so
-// that nothing brings it back behind the test's back. The returned
-// function brings it back by hand, as an operator would: redis-server
-// started again with the configuration pgha wrote.
-func (c *cluster) stopCatalog() (restart func()) {
+// stopCatalog kills the managed redis-server with SIGKILL and keeps it
+// away until the returned function is called, whatever heals it meanwhile
+// (the watcher starts a managed catalog that does not answer): here its
+// port is held by a listener that drops every connection; on Docker its
+// container is paused (the published port then takes connections that
+// go nowhere). The returned function lets it come back: the watcher's
+// healing starts it within a few seconds, or else the test does, as an
+// operator would, with the redis.conf pgha wrote. It reports who did.
+func (c *cluster) stopCatalog(ctx context.Context) (back func() string) {
 	c.t.Helper()
+	var release, start func()
 	if c.rt == "docker" {
-		docker(c.t, "exec", "-u", "root", c.container("redis"), "sh", "-c", "kill -9 $(cat /data/redis.pid)")
-		var once sync.Once
-		return func() {
-			once.Do(func() { docker(c.t, "exec", "-u", "root", c.container("redis"), "redis-server", "/data/redis.conf") })
+		name := c.container("redis")
+		docker(c.t, "exec", "-u", "root", name, "sh", "-c", "kill -9 $(cat /data/redis.pid)")
+		docker(c.t, "pause", name)
+		c.t.Cleanup(func() { _ = exec.Command("docker", "unpause", name).Run() })
+		release = func() { docker(c.t, "unpause", name) }
+		start = func() { docker(c.t, "exec", "-u", "root", name, "redis-server", "/data/redis.conf") }
+	} else {
+		dir := filepath.Join(c.dir, "data", "redis")
+		b, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
+		if err != nil {
+			c.t.Fatal(err)
 		}
-	}
-	dir := filepath.Join(c.dir, "data", "redis")
-	b, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		c.t.Fatalf("kill -9 redis-server %d: %v", pid, err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", c.redis)
-	var ln net.Listener
-	eventually(c.t, 10*time.Second, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			c.t.Fatalf("kill -9 redis-server %d: %v", pid, err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", c.redis)
+		var ln net.Listener
+		eventually(c.t, 10*time.Second, func() error {
+			var err error
+			ln, err = net.Listen("tcp", addr)
+			return err
+		})
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				conn.Close()
 			}
-			conn.Close()
-		}
-	}()
-	var once sync.Once
-	c.t.Cleanup(func() { once.Do(func() { ln.Close() }) })
-	return func() {
-		once.Do(func() {
-			ln.Close()
+		}()
+		c.t.Cleanup(func() { ln.Close() })
+		release = func() { ln.Close() }
+		start = func() {
 			cmd := testenv.Command(c.t, "redis-server", filepath.Join(dir, "redis.conf"))
 			cmd.Dir = dir
 			if out, err := cmd.CombinedOutput(); err != nil {
 				c.t.Fatalf("start redis-server again: %v\n%s", err, out)
 			}
-		})
+		}
+	}
+	return func() string {
+		release()
+		deadline := time.Now().Add(8 * time.Second)
+		for time.Now().Before(deadline) {
+			if c.catalogUp(ctx) == nil {
+				return "started by the watcher"
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		start()
+		return "started by hand"
 	}
 }
 
@@ -737,11 +751,11 @@ func watchHarness(t *testing.T, rt string) {
 		t.Errorf("a 1 s pause made a %s", g)
 	}
 
-	restart := c.stopCatalog()
+	back := c.stopCatalog(ctx)
 	if err := c.catalogUp(ctx); err == nil {
 		t.Error("the catalog answers while stopped")
 	}
-	restart()
+	back()
 	eventually(t, 10*time.Second, func() error { return c.catalogUp(ctx) })
 
 	// A split brain by hand: db2 promoted while db1 runs.
