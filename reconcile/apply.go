@@ -699,7 +699,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 // standby.signal, as the runtime observes it.
 func (e *Env) standbySignal(ctx context.Context, n *config.Node) bool {
 	s := &state.Cluster{Name: e.Cfg.Name, Nodes: []*state.Node{{Name: n.Name, Host: n.Host, Port: n.Port, DataDir: n.DataDir}}}
-	e.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {})
+	e.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {}, ObserveOptions{})
 	return s.Nodes[0].StandbySignal
 }
 

@@ -66,6 +66,9 @@ type fakeCluster struct {
 	// mu orders calls made concurrently (a failover's settle observes
 	// the standbys in parallel), so that go test -race passes.
 	mu sync.Mutex
+	// quick records ObserveOptions.Quick of each runtime observation
+	// (under mu).
+	quick []bool
 }
 
 func (c *fakeCluster) node(name string) *fakeNode {
@@ -160,8 +163,11 @@ func (c *fakeCluster) streams(n *fakeNode) bool {
 // fakeRuntime is the Runtime side of the model.
 type fakeRuntime struct{ *fakeCluster }
 
-func (r fakeRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
+func (r fakeRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions) {
 	r.call(ctx, "rt", "Observe", "")
+	r.mu.Lock()
+	r.quick = append(r.quick, o.Quick)
+	r.mu.Unlock()
 	for _, sn := range s.Nodes {
 		n := r.nodes[sn.Name]
 		if n == nil {

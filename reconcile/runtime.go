@@ -14,8 +14,9 @@ import (
 type Runtime interface {
 	// Observe fills the runtime facts of every node in s (data exists,
 	// initialised, running) and of the managed catalog, calling pg for
-	// each node whose server may be up to fill PostgreSQL's facts.
-	Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node))
+	// each node whose server may be up to fill PostgreSQL's facts. o.Quick
+	// lets it skip what is slow to find out (ObserveOptions).
+	Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions)
 	CreateNode(ctx context.Context, n *config.Node) error
 	// Prepare makes an existing node's runtime ready to be configured and
 	// started (its container, on Docker); it never touches data.

@@ -33,9 +33,9 @@ func (d *dockerRuntime) Close() { _ = d.rt.Close() }
 // dockerNode is n's container as the provider names it.
 func dockerNode(n *config.Node) docker.Node { return docker.Node{Name: n.Name, Port: n.Port} }
 
-func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
+func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions) {
 	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
-	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) })
+	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick})
 	if err != nil {
 		for _, n := range s.Nodes {
 			n.RuntimeError = err.Error()

@@ -28,7 +28,9 @@ func newLocalRuntime(c *config.Cluster) (*localRuntime, error) {
 
 func (l *localRuntime) Close() {}
 
-func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node)) {
+// Observe is the same with o.Quick: nothing here is slow (a stat and a
+// kill -0 per node).
+func (l *localRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), _ ObserveOptions) {
 	obs := l.rt.ObserveNodes(s.Nodes, l.c.Runtime.DataDir, l.c.Name, func(n *state.Node) {
 		cn := l.c.Node(n.Name)
 		if cn == nil { // undeclared: reached where its postmaster.pid says

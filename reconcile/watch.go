@@ -349,7 +349,7 @@ func (w *Watcher) swap(e *Env) {
 func (w *Watcher) Tick(ctx context.Context) Outcome {
 	e, c := w.Env, w.Env.Cfg
 	t0 := time.Now()
-	s := e.Observe(ctx)
+	s := e.ObserveWith(ctx, ObserveOptions{Quick: true})
 	w.Log.Debug("observed", "took_ms", time.Since(t0).Milliseconds())
 	if ctx.Err() != nil {
 		return Outcome{Err: ctx.Err()}

@@ -3,6 +3,8 @@ package docker_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +63,7 @@ func sh(t *testing.T, rt *docker.Runtime, node, script string) string {
 func observe(t *testing.T, rt *docker.Runtime, name string) *state.Node {
 	t.Helper()
 	n := &state.Node{Name: name}
-	if _, err := rt.ObserveNodes(context.Background(), []*state.Node{n}, func(*state.Node) {}); err != nil {
+	if _, err := rt.ObserveNodes(context.Background(), []*state.Node{n}, func(*state.Node) {}, docker.ObserveOptions{}); err != nil {
 		t.Fatalf("ObserveNodes: %v", err)
 	}
 	return n
@@ -411,5 +413,68 @@ func TestCloneRewindBackup(t *testing.T) {
 		if left := sh(t, rt, n, "ls -A "+docker.VolumeDir+" /var/lib/postgresql"); strings.Contains(left, "rewind.pgpass") || strings.Contains(left, "superuser") || strings.Contains(left, "pwfile") {
 			t.Errorf("a password file outlived its command in %s: %s", n, left)
 		}
+	}
+}
+
+// TestObserveStoppedQuick: the watcher's quick observation of stopped
+// containers (docker kill, as the failover bench crashes a node) says
+// the same of them as the full one (data initialised or not,
+// standby.signal, not running) without a probe container, and takes a
+// fraction of its time. It prints both timings (3 rounds each).
+func TestObserveStoppedQuick(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	db1, db2 := docker.Node{Name: "db1", Port: testenv.FreePort(t)}, docker.Node{Name: "db2", Port: testenv.FreePort(t)}
+	if err := rt.InitDB(ctx, db1, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	if err := rt.SetStandby(ctx, db1, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.CreateNode(ctx, db2); err != nil { // a volume, no data
+		t.Fatal(err)
+	}
+	for _, n := range []string{"db1", "db2"} {
+		if out, err := exec.Command("docker", "kill", rt.Name(n)).CombinedOutput(); err != nil {
+			t.Fatalf("docker kill: %v %s", err, out)
+		}
+	}
+	observeAll := func(quick bool) ([]*state.Node, time.Duration) {
+		nodes := []*state.Node{{Name: "db1"}, {Name: "db2"}}
+		t0 := time.Now()
+		if _, err := rt.ObserveNodes(ctx, nodes, func(*state.Node) {}, docker.ObserveOptions{Quick: quick}); err != nil {
+			t.Fatalf("ObserveNodes: %v", err)
+		}
+		return nodes, time.Since(t0)
+	}
+	facts := func(n *state.Node) string {
+		return fmt.Sprintf("dir=%t initialized=%t standby=%t running=%t container=%t error=%q runtime_error=%q",
+			n.DirExists, n.Initialized, n.StandbySignal, n.Running, n.Container != nil && !n.Container.Running, n.Error, n.RuntimeError)
+	}
+	want := map[string]string{
+		"db1": `dir=true initialized=true standby=true running=false container=true error="not running" runtime_error=""`,
+		"db2": `dir=true initialized=false standby=false running=false container=true error="not running" runtime_error=""`,
+	}
+	var full, quick []time.Duration
+	for range 3 {
+		for _, q := range []bool{false, true} {
+			nodes, took := observeAll(q)
+			for _, n := range nodes {
+				if got := facts(n); got != want[n.Name] {
+					t.Errorf("quick=%t, %s: %s\nwant %s", q, n.Name, got, want[n.Name])
+				}
+			}
+			if q {
+				quick = append(quick, took)
+			} else {
+				full = append(full, took)
+			}
+		}
+	}
+	slices.Sort(full)
+	slices.Sort(quick)
+	t.Logf("observation of 2 stopped containers: full (probe containers) %v, quick (archive API) %v", full, quick)
+	if quick[1] >= full[1]/2 {
+		t.Errorf("the quick observation (median %s) is not even twice as fast as the full one (%s)", quick[1], full[1])
 	}
 }

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -25,16 +26,29 @@ type Observation struct {
 	Undeclared    []*state.Node // PostgreSQL containers of the cluster that no declared node owns
 }
 
+// ObserveOptions tune ObserveNodes.
+type ObserveOptions struct {
+	// Quick is for a watcher's check, which must fit in a check interval:
+	// a stopped container's volume is looked into through the engine's
+	// archive API (does PG_VERSION exist, does standby.signal) instead of
+	// a probe container, 20-100 ms instead of 1.7-1.9 s, and its
+	// set-aside directories are not listed (Aside stays empty). Whether a
+	// server runs is the same either way: in a stopped container none
+	// does. Whatever acts on the cluster (plan, apply) observes in full.
+	Quick bool
+}
+
 // ObserveNodes fills the runtime facts of the declared nodes (volume,
 // container, data initialised, standby.signal, running, set-aside
 // directories) with three list calls and one exec per node, concurrently.
 // pg is called for each node whose container runs, to fill PostgreSQL's
 // facts: a server that answers says everything at once, and the volume is
 // looked into only when it does not. A stopped container's volume is
-// looked into with a throwaway container, so that a kept volume is
-// restarted and never re-cloned. The error is the engine's: nothing could
-// be observed.
-func (r *Runtime) ObserveNodes(ctx context.Context, nodes []*state.Node, pg func(*state.Node)) (*Observation, error) {
+// looked into with a throwaway container (o.Quick: through the stopped
+// container itself), and so is a volume whose container is gone, so that
+// a kept volume is restarted and never re-cloned. The error is the
+// engine's: nothing could be observed.
+func (r *Runtime) ObserveNodes(ctx context.Context, nodes []*state.Node, pg func(*state.Node), o ObserveOptions) (*Observation, error) {
 	inv, err := r.eng.Observe(ctx)
 	if err != nil {
 		return nil, err
@@ -51,7 +65,7 @@ func (r *Runtime) ObserveNodes(ctx context.Context, nodes []*state.Node, pg func
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.observeNode(ctx, n, pg)
+			r.observeNode(ctx, n, pg, o)
 		}()
 	}
 	wg.Wait()
@@ -76,7 +90,7 @@ func (r *Runtime) ObserveNodes(ctx context.Context, nodes []*state.Node, pg func
 	return obs, nil
 }
 
-func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state.Node)) {
+func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state.Node), o ObserveOptions) {
 	var out string
 	var err error
 	switch {
@@ -88,6 +102,9 @@ func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state
 			return
 		}
 		out, err = r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c", statusScript)
+	case n.Container != nil && o.Quick:
+		r.statStopped(ctx, n)
+		return
 	case n.DirExists:
 		out, err = r.eng.Run(ctx, r.o.Image, n.Name, VolumeDir, "sh", "-c", statusScript)
 	default:
@@ -107,4 +124,23 @@ func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state
 	if !n.Running {
 		n.Error = "not running"
 	}
+}
+
+// statStopped fills what a stopped container's volume says (data
+// initialised, standby.signal) through the engine's archive API, both
+// files asked at once: ObserveOptions.Quick.
+func (r *Runtime) statStopped(ctx context.Context, n *state.Node) {
+	var initialized, standby bool
+	var errI, errS error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); initialized, errI = r.eng.Exists(ctx, n.Name, PGData+"/PG_VERSION") }()
+	go func() { defer wg.Done(); standby, errS = r.eng.Exists(ctx, n.Name, PGData+"/standby.signal") }()
+	wg.Wait()
+	if err := errors.Join(errI, errS); err != nil {
+		n.RuntimeError = err.Error()
+		return
+	}
+	n.Initialized, n.StandbySignal = initialized, standby
+	n.Error = "not running"
 }
