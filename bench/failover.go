@@ -58,7 +58,8 @@ type runResult struct {
 	failover  bool // the first write after the kill landed on another node
 	timedOut  bool
 	loadAvg   string
-	primaryAt int // the port of the surviving primary
+	primaryAt int  // the port of the node that acknowledged the first write
+	moved     bool // the primary moved again after that first write
 }
 
 // measureFailover runs the kill -9 `runs` times against c, waiting for the
@@ -93,22 +94,31 @@ func measureFailover(ctx context.Context, c haCluster, runs int, limit time.Dura
 		if !ok {
 			r.timedOut = true
 			r.took = limit
-			w.stop()
 		} else {
 			r.took = first.at.Sub(killAt)
 			r.primaryAt = first.port
 			r.failover = first.port != primary
 			// Keep writing a little on the new primary, as an application
-			// would, then count what it lost.
+			// would.
 			sleepCtx(ctx, time.Second)
-			acked := w.stop()
-			r.acked = len(acked)
-			have, err := countPresent(ctx, c, first.port, acked)
-			if err != nil {
-				return out, fmt.Errorf("run %d: count the writes on the new primary: %w", i+1, err)
-			}
-			r.lost = len(acked) - have
 		}
+		acked := w.stop()
+		// The crashed node rejoins; then the writes are counted on the
+		// primary that survived all of it, which catches a primary that
+		// moved again after the first write.
+		if err := c.recover(ctx, primary); err != nil {
+			return out, fmt.Errorf("after run %d: rejoin the crashed node: %w", i+1, err)
+		}
+		surv, err := findPrimary(ctx, c)
+		if err != nil {
+			return out, fmt.Errorf("after run %d: %w", i+1, err)
+		}
+		have, err := countPresent(ctx, c, surv, acked)
+		if err != nil {
+			return out, fmt.Errorf("run %d: count the writes on the surviving primary: %w", i+1, err)
+		}
+		r.lost = len(acked) - have
+		r.acked = len(acked)
 		tool, rt, _ := c.label()
 		what := "restart in place"
 		if r.failover {
@@ -117,12 +127,13 @@ func measureFailover(ctx context.Context, c haCluster, runs int, limit time.Dura
 		if r.timedOut {
 			what = "NO WRITE within " + limit.String()
 		}
+		if !r.timedOut && surv != r.primaryAt {
+			r.moved = true
+			what += fmt.Sprintf(", then the primary moved again to %d", surv)
+		}
 		fmt.Printf("  %s/%s run %d: %.2f s to the first write (%s), %d of %d acknowledged writes lost, load %s\n",
 			tool, rt, i+1, r.took.Seconds(), what, r.lost, r.acked, load)
 		out = append(out, r)
-		if err := c.recover(ctx, primary); err != nil {
-			return out, fmt.Errorf("after run %d: rejoin the crashed node: %w", i+1, err)
-		}
 	}
 	return out, nil
 }
@@ -410,6 +421,9 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 		if to > 0 {
 			outcome = append(outcome, fmt.Sprintf("timeout %d/%d", to, len(r.runs)))
 		}
+		if mv := countIf(r.runs, func(x runResult) bool { return x.moved }); mv > 0 {
+			outcome = append(outcome, fmt.Sprintf("MOVED AGAIN %d/%d", mv, len(r.runs)))
+		}
 		target := "-"
 		if r.tool == "pgha watch" {
 			ok := med <= 3*time.Second && mx <= 5*time.Second && to == 0
@@ -448,6 +462,16 @@ func printFailoverTable(rows []failoverRow, runs int, notes []string) {
 			fmt.Printf("note (%s, %s): %s\n", r.tool, r.runtime, r.note)
 		}
 	}
+}
+
+func countIf(rs []runResult, f func(runResult) bool) int {
+	n := 0
+	for _, r := range rs {
+		if f(r) {
+			n++
+		}
+	}
+	return n
 }
 
 func errString(err error) string {
