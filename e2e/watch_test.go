@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgha/pgha/internal/testenv"
 )
 
@@ -81,6 +82,17 @@ func watchScenario(t *testing.T, rt string) {
 	reported := map[int]bool{}
 	newLost := func(t *testing.T, node string) []int {
 		t.Helper()
+		// A node just restarted may still refuse a connection or two
+		// (seen on Docker: a TLS handshake reset right after a restart).
+		eventually(t, 20*time.Second, func() error {
+			cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s connect_timeout=2", c.port(node), c.sslParams()))
+			cfg.Password = superPW
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err == nil {
+				conn.Close(ctx)
+			}
+			return err
+		})
 		var out []int
 		for _, id := range missing(ctx, t, c.with(t), node, ids(w.snapshot())) {
 			if !reported[id] {
