@@ -42,8 +42,41 @@ func (r *Runtime) Stop(ctx context.Context, n Node, mode string) error {
 	if err != nil || !running {
 		return nil // no container, or no server in it: stopped
 	}
+	if mode == "immediate" {
+		return r.stopImmediate(ctx, n)
+	}
 	_, err = r.pg(ctx, n.Name, nil, "pg_ctl", "-D", PGData, "-m", mode, "-w", "-t", ctlTimeout, "stop")
 	return err
+}
+
+// immediateWait is how long an immediate stop waits for the server to
+// act on SIGQUIT before it kills it, in seconds.
+const immediateWait = "3"
+
+// stopImmediate is pg_ctl's immediate stop bounded in time, as on the
+// local runtime: a server that does not act on SIGQUIT within
+// immediateWait (its processes stopped by SIGSTOP, a stalled disk) gets
+// SIGKILL, its whole process group (pg_ctl starts the postmaster with
+// setsid), so that a fence before a promotion neither waits pg_ctl's 60 s
+// nor leaves a backend that could still acknowledge a write.
+func (r *Runtime) stopImmediate(ctx context.Context, n Node) error {
+	if _, err := r.pg(ctx, n.Name, nil, "pg_ctl", "-D", PGData, "-m", "immediate", "-w", "-t", immediateWait, "stop"); err == nil {
+		return nil
+	}
+	if running, _ := r.Running(ctx, n); !running {
+		return nil
+	}
+	_, err := r.eng.Exec(ctx, n.Name, "root", nil, nil, "sh", "-c", `p=$(head -n 1 $0/postmaster.pid 2>/dev/null)
+[ -n "$p" ] || exit 0
+kill -KILL -- -$p 2>/dev/null || kill -KILL $p 2>/dev/null
+i=0; while kill -0 $p 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done`, PGData)
+	if err != nil {
+		return fmt.Errorf("stop %s (mode immediate): kill its postmaster: %w", r.Name(n.Name), err)
+	}
+	if running, _ := r.Running(ctx, n); running {
+		return fmt.Errorf("stop %s (mode immediate): the postmaster still runs 10 s after SIGKILL", r.Name(n.Name))
+	}
+	return nil
 }
 
 // Restart stops the server (fast) and starts it again, for settings that
