@@ -169,7 +169,7 @@ const leaderChildEnv = "PGHA_TEST_LEADER_CHILD"
 func TestLeaderChild(t *testing.T) {
 	addr := os.Getenv(leaderChildEnv)
 	if addr == "" {
-		t.Skip("run by TestLeaderExpiresAfterKill only")
+		return // only the child process TestLeaderExpiresAfterKill starts does the work; a helper, not a skipped test
 	}
 	c := New(addr, "", 0, "killed")
 	ttl, _ := time.ParseDuration(os.Getenv(leaderChildEnv + "_TTL"))
