@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -32,6 +33,18 @@ func TestLocalWatchSmoke(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if r := w.records(0, "apply", nil); len(r) > 0 {
 		t.Errorf("the watcher acted on a converged cluster: %s", r[0].Line)
+	}
+	// status names the watcher that acts (the leader lease's holder).
+	if r := c.pgha("status"); r.code != 0 || !strings.Contains(r.stdout, "Watch leader: ") || strings.Contains(r.stdout, "Watch leader: none") {
+		t.Errorf("status while pgha watch runs does not name the leader:\n%s", r)
+	}
+	var st struct {
+		Catalog struct {
+			Leader *struct{ Operation string } `json:"leader"`
+		} `json:"catalog"`
+	}
+	if r := c.pgha("status", "-json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || st.Catalog.Leader == nil || st.Catalog.Leader.Operation != "watch" {
+		t.Errorf("status -json while pgha watch runs has no catalog.leader of operation watch:\n%s", r)
 	}
 
 	// An invalid edit changes nothing and says where it is wrong.
@@ -76,6 +89,10 @@ func TestLocalWatchSmoke(t *testing.T) {
 	c.streamsFrom(ctx, t, other, to, 20*time.Second)
 
 	w.stop(t)
+	// SIGTERM released the lease: nobody leads.
+	if r := c.pgha("status"); r.code != 0 || !strings.Contains(r.stdout, "Watch leader: none") {
+		t.Errorf("status after the watcher stopped still names a leader:\n%s", r)
+	}
 	if len(w.records(0, "stopping", nil)) != 1 || len(w.records(0, "config changed", nil)) != 0 {
 		t.Errorf("no stopping record, or the invalid edit changed the configuration:\n%s", w.tail(20))
 	}

@@ -195,6 +195,13 @@ func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	if err != nil {
 		out.Error = err.Error()
 	}
+	// Who acts on its own is part of the cluster's state (status, the
+	// API): one more read, only from a catalog that answered.
+	if ok && e.Catalog != nil {
+		if l, err := e.Catalog.Leader(ctx); err == nil {
+			out.Leader = l
+		}
+	}
 	if ok && e.Cfg.Backup != nil {
 		if list, err := e.Catalog.Backups(ctx); err == nil {
 			out.Backups = list

@@ -69,7 +69,7 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
 		out.Nodes = append(out.Nodes, ns)
 	}
 	if c.Catalog != nil {
-		cs := &report.CatalogState{Address: c.Catalog.Address, Reachable: s.Catalog.Reachable, Lock: s.Catalog.Lock, Error: s.Catalog.Error}
+		cs := &report.CatalogState{Address: c.Catalog.Address, Reachable: s.Catalog.Reachable, Lock: s.Catalog.Lock, Leader: s.Catalog.Leader, Error: s.Catalog.Error}
 		if r := s.Catalog.Record; r != nil {
 			cs.Primary, cs.Generation = r.Primary, r.Generation
 		}

@@ -48,5 +48,8 @@ type CatalogState struct {
 	Primary    string      `json:"recorded_primary,omitempty"`
 	Generation int64       `json:"generation,omitempty"`
 	Lock       *state.Lock `json:"lock,omitempty"`
-	Error      string      `json:"error,omitempty"`
+	// Leader is the `pgha watch` holding the leader lease: the one
+	// process that acts on its own.
+	Leader *state.Lock `json:"leader,omitempty"`
+	Error  string      `json:"error,omitempty"`
 }

@@ -297,6 +297,9 @@ type Catalog struct {
 	Error  string         `json:"error,omitempty"`
 	Record *ClusterRecord `json:"record,omitempty"`
 	Lock   *Lock          `json:"lock,omitempty"`
+	// Leader is the watcher holding the leader lease (`pgha watch`), nil
+	// when none runs or it was not read.
+	Leader *Lock `json:"leader,omitempty"`
 	// Backups are the catalog's backup records (read only when the file
 	// declares backups); nil when it holds none or was not read.
 	Backups []Backup `json:"backups,omitempty"`

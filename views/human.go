@@ -1,6 +1,8 @@
 package views
 
 import (
+	"time"
+
 	"fmt"
 	"io"
 	"strings"
@@ -89,6 +91,11 @@ func (h *Human) Status(st report.Status) error {
 		}
 		if c.Lock != nil {
 			fmt.Fprintf(out, "Locked: %s\n", c.Lock)
+		}
+		if l := c.Leader; l != nil {
+			fmt.Fprintf(out, "Watch leader: %s@%s pid %d, since %s\n", l.Owner, l.Host, l.PID, l.Created.UTC().Format(time.RFC3339))
+		} else if c.Reachable {
+			fmt.Fprintln(out, "Watch leader: none (no `pgha watch` holds the lease)")
 		}
 	}
 	fmt.Fprintln(out)

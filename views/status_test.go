@@ -2,7 +2,6 @@ package views
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -11,38 +10,38 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
-// TestStatusAndBackupsJSON: `status -json` and `backup list -json` are
-// contracts (README) and moved into the views unchanged: the indented
-// object they always were, one trailing newline.
-func TestStatusAndBackupsJSON(t *testing.T) {
-	lag := int64(0)
-	st := report.Status{Cluster: "demo", DeclaredPrimary: "db1", ObservedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
-		Nodes: []report.NodeStatus{{Name: "db2", Role: state.RoleStandby, Running: true, LagBytes: &lag, Streaming: true, Upstream: "127.0.0.1:5441"}}}
-	list := []state.Backup{{ID: "20261201T020000Z", Type: "full", Node: "db1", DatabaseBytes: 100, StoredBytes: 40, Status: "complete"}}
+// TestStatusLeader: the human status names the watcher holding the
+// leader lease, says that none does when the catalog answers without
+// one, and says nothing about it when the catalog cannot be read.
+func TestStatusLeader(t *testing.T) {
+	at := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	leader := &state.Lock{ID: "x", Owner: "postgres", Host: "db-host-1", PID: 4242, Operation: "watch", Created: at}
 	for _, tc := range []struct {
-		name   string
-		render func(v View) error
-		want   any
+		name    string
+		catalog *report.CatalogState
+		want    string // a line that must appear ("" none)
+		not     string // text that must not
 	}{
-		{"status", func(v View) error { return v.Status(st) }, st},
-		{"backups", func(v View) error { return v.Backups(list, "catalog") }, map[string]any{"source": "catalog", "backups": list}},
+		{"leader", &report.CatalogState{Address: "127.0.0.1:6379", Reachable: true, Primary: "db1", Generation: 3, Leader: leader},
+			"Watch leader: postgres@db-host-1 pid 4242, since 2026-12-01T06:00:00Z", "none"},
+		{"no watcher", &report.CatalogState{Address: "127.0.0.1:6379", Reachable: true, Primary: "db1", Generation: 3},
+			"Watch leader: none (no `pgha watch` holds the lease)", "pid"},
+		{"unreachable", &report.CatalogState{Address: "127.0.0.1:6379", Error: "connection refused"},
+			"Catalog: redis 127.0.0.1:6379 unreachable: connection refused", "Watch leader"},
+		{"no catalog", nil, "Cluster demo (declared primary db1)", "Watch leader"},
 	} {
-		var buf bytes.Buffer
-		if err := tc.render(NewJSON(&buf, "dev")); err != nil {
-			t.Fatal(err)
-		}
-		want, _ := json.MarshalIndent(tc.want, "", "  ")
-		if buf.String() != string(want)+"\n" {
-			t.Errorf("%s -json\n got %s\nwant %s", tc.name, buf.String(), want)
-		}
-	}
-	var buf bytes.Buffer
-	if err := NewHuman(&buf).Backups(list, "repository"); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(buf.String(), "\n")
-	if lines[0] != "(the catalog does not answer: read from the repository's manifests)" || !strings.HasPrefix(lines[1], "ID ") ||
-		!strings.Contains(lines[2], "20261201T020000Z") || !strings.Contains(lines[2], "40%") {
-		t.Errorf("backup list:\n%s", buf.String())
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := NewHuman(&b).Status(report.Status{Cluster: "demo", DeclaredPrimary: "db1", Catalog: tc.catalog}); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if !strings.Contains(out, tc.want+"\n") {
+				t.Errorf("want the line %q in:\n%s", tc.want, out)
+			}
+			if strings.Contains(out, tc.not) {
+				t.Errorf("%q must not appear in:\n%s", tc.not, out)
+			}
+		})
 	}
 }
