@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgha/pgha/internal/proc"
 )
 
 // The failover benchmark (-failover): kill -9 of the primary of a
@@ -660,43 +662,7 @@ func postmasterPID(dataDir string) int {
 // a power cut would: the tree is read first, so that children re-parented
 // by a parent's death are not missed.
 func killTrees(roots ...int) {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], pid)
-	}
-	seen := map[int]bool{}
-	var all []int
-	var walk func(int)
-	walk = func(pid int) {
-		if pid <= 1 || seen[pid] {
-			return
-		}
-		seen[pid] = true
-		all = append(all, pid)
-		for _, c := range children[pid] {
-			walk(c)
-		}
-	}
-	for _, r := range roots {
-		walk(r)
-	}
-	for _, pid := range all {
+	for _, pid := range proc.Tree(roots...) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
@@ -726,27 +692,12 @@ func reapPostgres(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			ents, _ := os.ReadDir("/proc")
-			for _, e := range ents {
-				pid, err := strconv.Atoi(e.Name())
-				if err != nil {
-					continue
-				}
-				b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-				if err != nil {
-					continue
-				}
-				s := string(b)
-				open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-				if open < 0 || close < open {
-					continue
-				}
-				f := strings.Fields(s[close+1:])
-				if len(f) < 2 || f[0] != "Z" || s[open+1:close] != "postgres" || f[1] != strconv.Itoa(self) {
+			for _, p := range proc.All() {
+				if p.State != 'Z' || p.Comm != "postgres" || p.PPID != self {
 					continue
 				}
 				var ws syscall.WaitStatus
-				_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+				_, _ = syscall.Wait4(p.PID, &ws, syscall.WNOHANG, nil)
 			}
 		}
 	}()

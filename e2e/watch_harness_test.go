@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/internal/proc"
 	"github.com/pgha/pgha/internal/testenv"
 )
 
@@ -482,25 +484,7 @@ func (c *cluster) postgresPids(node string) []int {
 		}
 		pm, _ = strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 	}
-	pids := []int{pm}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return append([]int{pm}, proc.Children(pm)...)
 }
 
 // signalAll sends sig to pids, failing on the postmaster (the first).

@@ -10,11 +10,11 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/pgha/pgha/internal/proc"
 	"github.com/pgha/pgha/state"
 )
 
@@ -105,8 +105,9 @@ func bootID() string {
 // processStart is a process's start time in clock ticks since boot (field
 // 22 of /proc/PID/stat); ok is false when no such process exists.
 func processStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	st, err := proc.Read(pid)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		// No /proc entry: the process is gone, unless /proc itself is
 		// missing, in which case signal 0 decides (EPERM means it exists).
 		if _, perr := os.Stat("/proc/self/stat"); perr == nil {
@@ -114,25 +115,12 @@ func processStart(pid int) (uint64, bool) {
 		}
 		err := syscall.Kill(pid, 0)
 		return 0, err == nil || errors.Is(err, syscall.EPERM)
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, true
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, true
-	}
-	if f[0] == "Z" || f[0] == "X" {
+	case err != nil:
+		return 0, true // there, but unreadable: counted alive
+	case st.Exited():
 		return 0, false // a zombie took no lock; it is gone
 	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, true
-	}
-	return start, true
+	return st.StartTime, true
 }
 
 // LockInfo describes this process as a lock holder.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/pgha/pgha/internal/proc"
 )
 
 // chown gives path to RunAs. Without a user switch the files are already
@@ -215,16 +217,11 @@ func alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.Read(pid)
 	if err != nil {
 		return !errors.Is(err, os.ErrNotExist)
 	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain ") ".
-	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
-		return b[i+2] != 'Z' && b[i+2] != 'X'
-	}
-	return true
+	return !st.Exited()
 }
 
 // processOwner is the uid a process runs as, from its /proc entry.

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/pgha/pgha/internal/proc"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/providers/local"
 	"github.com/pgha/pgha/state"
@@ -673,11 +674,6 @@ func redisSet(ctx context.Context, addr, password string) error {
 // running reports whether pid is alive and not a zombie: the daemonized
 // redis-server's parent is init, which may reap it a moment later.
 func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	state := s[strings.LastIndexByte(s, ')')+2]
-	return state != 'Z' && state != 'X'
+	st, err := proc.Read(pid)
+	return err == nil && !st.Exited()
 }

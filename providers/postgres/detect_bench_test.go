@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/health"
+	"github.com/pgha/pgha/internal/proc"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/state"
 )
@@ -164,7 +165,7 @@ func BenchmarkDetection(b *testing.B) {
 		time.Sleep(interval)
 	}
 	// The postmaster and every child (each its own process group).
-	group := append([]int{pid}, childrenOf(pid)...)
+	group := append([]int{pid}, proc.Children(pid)...)
 	signal := func(sig syscall.Signal) {
 		for _, p := range group {
 			if err := syscall.Kill(p, sig); err != nil && err != syscall.ESRCH {
@@ -221,34 +222,8 @@ func say(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args.
 // aliveNotZombie: the process exists and is not a zombie (an orphaned
 // postmaster stays one under a parent that does not reap).
 func aliveNotZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	var out []int
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		c, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, c)
-		}
-	}
-	return out
+	st, err := proc.Read(pid)
+	return err == nil && !st.Exited()
 }
 
 func postmasterPID(b testing.TB, p *testenv.Postgres) int {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/health"
+	"github.com/pgha/pgha/internal/proc"
 	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/state"
 )
@@ -62,7 +63,7 @@ func TestDetectOnRealNodes(t *testing.T) {
 
 	// Every process of the primary paused: unreachable, and the standby
 	// hears nothing, so after three failed checks it confirms.
-	group := append([]int{pid}, childrenOf(pid)...)
+	group := append([]int{pid}, proc.Children(pid)...)
 	signal := func(sig syscall.Signal) {
 		for _, p := range group {
 			if err := syscall.Kill(p, sig); err != nil && err != syscall.ESRCH {
