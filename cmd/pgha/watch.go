@@ -94,12 +94,16 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// The hash of the last good file handed over, kept here: w.Env
+		// belongs to the loop, which swaps it at its next iteration.
+		hash := c.Hash
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case why := <-changed:
-				if e := reload(path, w.Env.Cfg.Hash, why, log); e != nil {
+				if e := reload(path, hash, why, log); e != nil {
+					hash = e.Cfg.Hash
 					w.Reload(e)
 				}
 			}
