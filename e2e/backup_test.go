@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,6 +81,13 @@ func TestLocalBackup(t *testing.T) {
 		t.Fatalf("verify -restore:\n%s", r)
 	}
 
+	evs = parseEvents(t, c.mustPgha("backup", "verify", "-json", b.ID).stdout)
+	if o := evs[len(evs)-1].Outcome; o.Operation != "verify" || o.Status != "complete" || !slices.ContainsFunc(evs, func(e streamEvent) bool {
+		return strings.Contains(e.Message, "checksum matches")
+	}) {
+		t.Fatalf("verify -json: no 'checksum matches' message, or not complete:\n%s", evs[len(evs)-1].line)
+	}
+
 	// pgha restore into a new directory: it holds the rows of the backup's moment.
 	repo := filepath.Join(c.dir, "backups")
 	scratch := filepath.Join(testenv.Dir(t), "restore")
@@ -138,7 +146,11 @@ func TestLocalBackup(t *testing.T) {
 	// The incremental restores (full + WAL to its restore point) with the
 	// 1500 rows of its moment.
 	scratch2 := filepath.Join(testenv.Dir(t), "restore-incr")
-	c.mustPgha("restore", "-target-dir", scratch2, incr.ID)
+	// -json: every line an event, the outcome last (the API and scripts read it).
+	evs = parseEvents(t, c.mustPgha("restore", "-json", "-target-dir", scratch2, incr.ID).stdout)
+	if o := evs[len(evs)-1].Outcome; o.Operation != "restore" || o.Status != "complete" {
+		t.Fatalf("restore -json outcome: %+v", o)
+	}
 	port2 := testenv.FreePort(t)
 	start2 := testenv.Command(t, pgctl, "-D", scratch2, "-l", filepath.Join(scratch2, "restore.log"), "-w",
 		"-o", fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=", port2), "start")
@@ -180,6 +192,10 @@ func TestLocalBackup(t *testing.T) {
 		if r := c.pgha("backup", "verify", "-restore", id); r.code == 0 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "checksum mismatch") {
 			t.Fatalf("verify of %s, whose full is corrupted:\n%s", id, r)
 		}
+	}
+	r = c.pgha("backup", "verify", "-json", b.ID)
+	if evs := parseEvents(t, r.stdout); r.code == 0 || evs[len(evs)-1].Outcome.Status != "errored" || !strings.Contains(evs[len(evs)-1].Outcome.Error, "checksum mismatch") {
+		t.Fatalf("verify -json of a corrupted backup must end errored with the mismatch:\n%s", r)
 	}
 
 	// With the catalog down, the repository's manifests still list them.

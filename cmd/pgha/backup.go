@@ -69,14 +69,15 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("backup verify", errw)
 	restore := fs.Bool("restore", false, "also restore into a scratch instance, start it and query it")
+	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README), the outcome last")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(errw, "Usage: pgha backup verify [-restore] [-f FILE] ID")
+		fmt.Fprintln(errw, "Usage: pgha backup verify [-restore] [-json] [-f FILE] ID")
 		return exitError
 	}
-	v := views.NewHuman(out)
+	v := views.New(*asJSON, out, version)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
 		if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, v); err != nil {
 			return fail(errw, err)
@@ -90,18 +91,29 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 	dir := fs.String("target-dir", "", "a new directory to restore into (never overwritten)")
 	node := fs.String("node", "", "the declared primary to restore over (its data directory is moved aside), then started")
 	auto := fs.Bool("auto-approve", false, "restore over -node without asking")
+	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README), the outcome last; with -node it needs -auto-approve")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
 	if fs.NArg() != 1 || (*dir == "") == (*node == "") {
-		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] (-target-dir DIR | -node NAME [-auto-approve]) ID")
+		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] [-json] (-target-dir DIR | -node NAME [-auto-approve]) ID")
 		return exitError
 	}
-	v := views.NewHuman(out)
+	if *asJSON && *node != "" && !*auto {
+		// The question would be a line of no JSON in the stream, and
+		// nobody reading it could answer.
+		fmt.Fprintln(errw, "Error: restore -json -node needs -auto-approve: a JSON stream cannot ask for confirmation")
+		return exitError
+	}
+	v := views.New(*asJSON, out, version)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
 		var err error
 		if *node != "" {
 			ask := func(summary string) (bool, error) {
+				if *asJSON {
+					v.Report(report.Message{Text: summary})
+					return true, nil // -auto-approve, checked above
+				}
 				fmt.Fprintln(out, summary)
 				if *auto {
 					return true, nil
