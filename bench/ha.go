@@ -187,9 +187,11 @@ func runHA(bin string, scale int, runtime, image string) error {
 	}
 	foTook := time.Since(start)
 
-	// 3. Rejoin the old primary by pg_rewind (including its restart and streaming).
-	// pg_rewind copies every WAL segment in the source's pg_wal whole
-	// (PostgreSQL 13-18), so that directory's size is printed beside it.
+	// 3. Rejoin the old primary (including its restart and streaming): by
+	// pg_rewind, or without it when its WAL ends at the fork (the writer
+	// stopped before the kill, so here it does). pg_rewind copies every
+	// WAL segment in the source's pg_wal whole (PostgreSQL 13-18), so
+	// that directory's size is printed beside it.
 	// The 1-minute load average is printed too: on shared cores the
 	// rewind's time follows the machine's load more than its bytes.
 	load := "?"
@@ -208,12 +210,25 @@ func runHA(bin string, scale int, runtime, image string) error {
 	if err := pgha("failback", "-auto-approve"); err != nil {
 		return err
 	}
-	rwTook := time.Since(start)
+	fbTook := time.Since(start)
+	// The rejoin itself is the standby.rejoin action (stop, fork check,
+	// pg_rewind or not, start, streaming); pgha failback as a whole also
+	// observes, plans and records, and is printed on its own row.
 	var rwSteps []string
+	rwTook := time.Duration(-1)
 	for _, l := range strings.Split(lastOut, "\n") {
-		if t := strings.TrimSpace(l); strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "fork check") || strings.Contains(t, "needs no pg_rewind") || strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
 			rwSteps = append(rwSteps, t)
 		}
+		if _, took, ok := strings.Cut(t, "standby.rejoin[db2]: done in "); ok {
+			if d, err := time.ParseDuration(took); err == nil {
+				rwTook = d
+			}
+		}
+	}
+	if rwTook < 0 {
+		return fmt.Errorf("pgha failback did not report standby.rejoin[db2]:\n%s", lastOut)
 	}
 
 	// 4. The same node re-cloned instead: data directory lost, pgha clones it.
@@ -247,9 +262,10 @@ func runHA(bin string, scale int, runtime, image string) error {
 	row("unplanned failover: kill -9 -> first write on new primary", foTook, time.Second, "failover.sh: 15-20 s")
 	row("switchover: longest write gap seen by the client", gap, time.Second, "stop + promote by hand")
 	fmt.Printf("%-58s %12d  %-14s %s\n", "switchover: acknowledged commits lost", lost, "= 0", fmt.Sprintf("(%d commits acknowledged; apply took %s)", len(acked), swTook.Round(time.Millisecond)))
-	row("rejoin old primary by pg_rewind (incl. restart, streaming)", rwTook, 1500*time.Millisecond, "failback.sh re-clone: 30-45 s")
+	row("rejoin old primary (incl. restart, streaming)", rwTook, 1500*time.Millisecond, "failback.sh re-clone: 30-45 s")
 	fmt.Printf("%-58s %12s  %-14s %s\n", "  of which", "", "", strings.Join(rwSteps, ", "))
-	fmt.Printf("%-58s %12s  %-14s %s\n", "  source's pg_wal when the rejoin began", fmt.Sprintf("%d MB", walBytes>>20), "", fmt.Sprintf("(%d files, all copied by pg_rewind; load average %s)", walFiles, load))
+	fmt.Printf("%-58s %12s  %-14s %s\n", "  pgha failback as a whole (observe, plan, rejoin, record)", fbTook.Round(time.Millisecond), "", "")
+	fmt.Printf("%-58s %12s  %-14s %s\n", "  source's pg_wal when the rejoin began", fmt.Sprintf("%d MB", walBytes>>20), "", fmt.Sprintf("(%d files, all copied by a pg_rewind; load average %s)", walFiles, load))
 	fmt.Printf("%-58s %12s  %-14s %s\n", "rejoin by re-clone (pg_basebackup) instead", rcTook.Round(time.Millisecond), "-", "")
 	return nil
 }

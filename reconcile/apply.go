@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/bytesize"
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/report"
@@ -604,7 +605,29 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
 		return err
 	}
+	streaming := false
 	if method != "reclone" {
+		ok, why := e.followsWithoutRewind(ctx, n, primary)
+		step("fork check of " + n.Name)
+		if ok {
+			e.note("%s needs no pg_rewind: %s", n.Name, why)
+			if err := e.startFollowing(ctx, n, primary); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				e.note("%s did not stream without pg_rewind (%v): stopping it to rewind it", n.Name, err)
+				if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
+					return err
+				}
+			} else {
+				streaming = true
+				step("start and stream")
+			}
+		} else {
+			e.note("pg_rewind of %s: %s", n.Name, why)
+		}
+	}
+	if method != "reclone" && !streaming {
 		// A just-promoted source must checkpoint first, or pg_rewind reads
 		// the old timeline from its control file.
 		if err := e.db().Checkpoint(ctx, e.superuser(primary)); err != nil {
@@ -667,10 +690,12 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		}
 		step("re-clone")
 	}
-	if err := e.start(ctx, n, primary.Name); err != nil {
-		return err
+	if !streaming {
+		if err := e.start(ctx, n, primary.Name); err != nil {
+			return err
+		}
+		step("start and stream")
 	}
-	step("start and stream")
 	// The slots it kept from its time as primary would hold its WAL back.
 	// A standby that still followed it may have reconnected to it (it
 	// cascades now, until that standby is re-pointed): pgha does not
@@ -693,6 +718,40 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		return e.db().CreateSlot(ctx, e.superuser(n), config.BackupSlot)
 	}
 	return nil
+}
+
+// followsWithoutRewind reports whether the former primary n (stopped)
+// can start as a standby of primary as it is: when it wrote nothing after
+// the point where primary's history left its timeline, pg_rewind has
+// nothing to undo, yet it would copy all of primary's pg_wal (PostgreSQL
+// 13–18) and need a checkpoint on primary first. The decision is
+// pgdata.FollowsWithoutRewind's; any doubt (an unreadable fact, an
+// unreachable primary) answers false, and pg_rewind runs as before.
+func (e *Env) followsWithoutRewind(ctx context.Context, n, primary *config.Node) (bool, string) {
+	src := &state.Node{}
+	e.db().Observe(ctx, e.superuser(primary), src, nil)
+	if !src.Reachable || src.InRecovery || src.Timeline == 0 {
+		return false, fmt.Sprintf("the timeline of %s is unknown (%s)", primary.Name, src.Error)
+	}
+	out, err := e.Runtime.ForkFacts(ctx, n, pgdata.ForkProbes(src.History))
+	if err != nil {
+		return false, err.Error()
+	}
+	return pgdata.FollowsWithoutRewind(out, src.Timeline, src.History)
+}
+
+// forkStreamTimeout bounds the wait for a former primary started without
+// pg_rewind to stream. PostgreSQL refuses to follow a timeline that forked
+// before what it replayed, so a start that does not stream in time is
+// stopped and rewound instead of waiting StreamTimeout.
+const forkStreamTimeout = 15 * time.Second
+
+// startFollowing starts n as a standby of primary without pg_rewind and
+// waits (forkStreamTimeout at most) until it streams.
+func (e *Env) startFollowing(ctx context.Context, n, primary *config.Node) error {
+	wctx, cancel := context.WithTimeout(ctx, forkStreamTimeout)
+	defer cancel()
+	return e.start(wctx, n, primary.Name)
 }
 
 // standbySignal reports whether n's (stopped) data directory holds

@@ -323,6 +323,12 @@ func (r fakeRuntime) ControlData(ctx context.Context, n *config.Node) (map[strin
 	return map[string]string{"Database cluster state": st, "Latest checkpoint location": fn.final.String()}, nil
 }
 
+// ForkFacts answers as pgdata.ForkScript would for a node whose WAL went
+// past any fork: the fake's rejoins always go through Rewind.
+func (r fakeRuntime) ForkFacts(ctx context.Context, n *config.Node, probes []string) (string, error) {
+	return "Database cluster state: in production\n", nil
+}
+
 // Rewind resynchronises n with source. It refuses what pg_rewind
 // refuses; a scripted failure prints rewindOut.
 func (r fakeRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {

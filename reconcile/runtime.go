@@ -41,6 +41,10 @@ type Runtime interface {
 	DumpAll(ctx context.Context, n *config.Node, w io.Writer) error
 	// ControlData is pg_controldata's view of n's data directory.
 	ControlData(ctx context.Context, n *config.Node) (map[string]string, error)
+	// ForkFacts runs pgdata.ForkScript on n's stopped data directory with
+	// probes (pgdata.ForkProbes): what decides whether a former primary
+	// can follow a source without pg_rewind.
+	ForkFacts(ctx context.Context, n *config.Node, probes []string) (string, error)
 	// Rewind runs pg_rewind on n (stopped) against source, which runs.
 	Rewind(ctx context.Context, n, source *config.Node) (string, error)
 	// MoveAside stops n and renames its data directory to a set-aside

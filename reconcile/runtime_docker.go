@@ -150,6 +150,10 @@ func (d *dockerRuntime) ControlData(ctx context.Context, n *config.Node) (map[st
 	return d.rt.ControlData(ctx, dockerNode(n))
 }
 
+func (d *dockerRuntime) ForkFacts(ctx context.Context, n *config.Node, probes []string) (string, error) {
+	return d.rt.ForkFacts(ctx, dockerNode(n), probes)
+}
+
 // Rewind connects pg_rewind to source as the superuser (through a
 // short-lived passfile in the node's volume, never a command line).
 func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {

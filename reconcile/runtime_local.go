@@ -165,6 +165,10 @@ func (l *localRuntime) ControlData(ctx context.Context, n *config.Node) (map[str
 	return l.rt.ControlData(ctx, n.DataDir)
 }
 
+func (l *localRuntime) ForkFacts(ctx context.Context, n *config.Node, probes []string) (string, error) {
+	return l.rt.ForkFacts(ctx, n.DataDir, probes)
+}
+
 // Rewind connects pg_rewind to source as the superuser through a
 // short-lived passfile, never a command line.
 func (l *localRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {

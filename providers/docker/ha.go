@@ -108,3 +108,17 @@ func (r *Runtime) removeNetworkIfUnused(ctx context.Context) error {
 	}
 	return r.eng.RemoveNetwork(ctx)
 }
+
+// ForkFacts runs pgdata.ForkScript on the node's stopped data directory
+// with probes (pgdata.ForkProbes), in one exec, and returns its output.
+func (r *Runtime) ForkFacts(ctx context.Context, n Node, probes []string) (string, error) {
+	if err := r.CreateNode(ctx, n); err != nil {
+		return "", err
+	}
+	script := `B=$(` + FindBinScript + `) || exit 3; PATH="$B:$PATH"; ` + pgdata.ForkScript
+	out, err := r.eng.Exec(ctx, n.Name, User, nil, nil, append([]string{"sh", "-c", script, "sh", PGData}, probes...)...)
+	if err != nil {
+		return out, fmt.Errorf("inspect the WAL of %s: %w", n.Name, err)
+	}
+	return out, nil
+}

@@ -146,3 +146,13 @@ func (r *Runtime) VerifyBackup(ctx context.Context, dir string) (string, error) 
 	}
 	return string(b), nil
 }
+
+// ForkFacts runs pgdata.ForkScript on the stopped data directory dir with
+// probes (pgdata.ForkProbes) and returns its output.
+func (r *Runtime) ForkFacts(ctx context.Context, dir string, probes []string) (string, error) {
+	out, err := output(r.command(ctx, "/bin/sh", append([]string{"-c", pgdata.ForkScript, "sh", dir}, probes...)...))
+	if err != nil {
+		return out, fmt.Errorf("inspect the WAL of %s: %w%s", dir, err, withOutput(out))
+	}
+	return out, nil
+}
