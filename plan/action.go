@@ -142,10 +142,12 @@ type Params struct {
 	Port       int    `json:"port,omitempty"`
 	DeleteData bool   `json:"delete_data,omitempty"`
 	Aside      string `json:"aside,omitempty"`
-	// Generation (failover, catalog.record): the catalog's generation when
-	// the plan was made, 0 when it held no record (or did not answer).
-	// The fencing token of role changes: a failover does not promote, and
-	// a record is not written, once another pgha moved it on. Force
+	// Generation (failover, switchover, catalog.record): the catalog's
+	// generation when the plan was made, 0 when it held no record (or did
+	// not answer). The fencing token of role changes: a failover does not
+	// promote, a switchover does not write its intent (and so stops
+	// nothing), and a record is not written, once another pgha moved it
+	// on. Force
 	// (failover, and its catalog.record): promote and record even so.
 	Generation int64 `json:"generation,omitempty"`
 	Force      bool  `json:"force,omitempty"`
@@ -156,6 +158,12 @@ type Params struct {
 	Nodes   []string `json:"nodes,omitempty"`
 	Rejoin  []string `json:"rejoin,omitempty"`
 	Event   string   `json:"event,omitempty"`
+	// ClearIntent (catalog.record): the record is written without its
+	// switchover intent: the primary changes (the switchover, or a
+	// failover, is over), or the intent is stale (no switchover is under
+	// way any more). Otherwise the intent is kept, since the switchover
+	// it names may still have to be finished.
+	ClearIntent bool `json:"clear_intent,omitempty"`
 }
 
 // IsZero tells encoding/json's omitzero to leave out params that would be

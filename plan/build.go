@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
@@ -46,6 +47,10 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 	if b.actual == "" && !o.NoSwitchover {
 		b.resumeSwitchover()
 	}
+	if b.actual == "" && !b.undecided {
+		b.crashedPrimary()
+	}
+	b.staleIntent()
 	if b.actual != "" && b.actual != b.target && o.NoSwitchover {
 		b.target = b.actual
 	}
@@ -119,6 +124,13 @@ type builder struct {
 	// resumed: actual is a stopped primary whose switchover to the target
 	// was interrupted; the switchover resumes from where it stopped.
 	resumed bool
+	// restarted: target is the catalog's primary, not the declared one,
+	// which crashed (no switchover intent); this plan starts it again.
+	restarted bool
+	// clearIntent says why the catalog's switchover intent is stale (no
+	// switchover is under way any more): the record is written without
+	// it. "" when there is none, or when it may still be finished.
+	clearIntent string
 	// removed maps undeclared nodes this plan removes to the action.
 	removed map[string]string
 	// deleteRemoved: removed nodes lose their data (Options).
@@ -265,26 +277,112 @@ func (b *builder) roles() {
 }
 
 // resumeSwitchover recognises a switchover that stopped half-way (pgha
-// killed after it stopped the old primary, before the target was
-// promoted): no node accepts writes, the primary the catalog records is
-// stopped (or still stopping) with its data, and the declared primary is a
-// running standby.
+// killed, or a watcher stopped, after it stopped the old primary and
+// before the target was promoted) by the intent that every switchover
+// writes into the catalog record before it stops anything: the record
+// names the node it hands the primary role to (SwitchingTo). No node
+// accepts writes, the primary the catalog records is stopped (or still
+// stopping) with its data, and the intent's target is a running standby.
 // That stopped primary is taken as the actual one, so that the plan
 // finishes the switchover (the executor checks that it shut down cleanly
 // and that the target replayed its last record, else it starts it again
 // and switches over from the start) instead of leaving the cluster
 // without a primary.
+//
+// Without an intent the same state is a crash (see crashedPrimary): a
+// failover away from the declared primary, then the new primary killed,
+// looks just like it, and taking it for a switchover lost acknowledged
+// writes.
+//
+// The switchover resumes to the intent's target even when cluster.hcl
+// now declares another primary (edited while it was interrupted): that
+// target is the node that received the old primary's last WAL, and the
+// interrupted executor may already have asked for its promotion, so
+// promoting another node could make two primaries. Once it is primary,
+// the next plan switches over to the declared one, as after any edit.
 func (b *builder) resumeSwitchover() {
 	rec := b.s.Catalog.Record
-	if rec == nil || rec.Primary == b.target || b.c.Node(rec.Primary) == nil {
+	if !rec.Switching() {
+		return
+	}
+	from := rec.SwitchingFromNode()
+	if rec.SwitchingTo == from || b.c.Node(from) == nil || b.c.Node(rec.SwitchingTo) == nil {
 		return
 	}
 	// A primary still shutting down runs but no longer answers.
-	old, tgt := b.node(rec.Primary), b.node(b.target)
+	old, tgt := b.node(from), b.node(rec.SwitchingTo)
 	if !old.Initialized || (old.Running && old.Reachable) || old.RuntimeError != "" || !tgt.Reachable || !tgt.InRecovery {
 		return
 	}
-	b.actual, b.resumed = rec.Primary, true
+	b.actual, b.resumed, b.target = from, true, rec.SwitchingTo
+}
+
+// crashedPrimary recognises the catalog's primary, when a failover made
+// it another node than the declared one, stopped while no node accepts
+// writes and no switchover can be resumed (no intent, or one whose
+// target is not a running standby): it crashed, or was stopped by hand.
+// It is started again as the primary, as a stopped declared primary is
+// (a restart in place loses nothing; the watcher does this when
+// failover.primary_crash = "restart", and fails over instead when it is
+// "failover"); the plan after it switches over to the declared primary,
+// where that is permitted. A node marked a standby (fenced, or stopped
+// by a switchover that marked it before promoting) or waiting to rejoin
+// is never started as a primary here.
+func (b *builder) crashedPrimary() {
+	rec := b.s.Catalog.Record
+	if rec == nil || rec.Primary == b.target || b.c.Node(rec.Primary) == nil || slices.Contains(rec.Rejoin, rec.Primary) {
+		return
+	}
+	old := b.node(rec.Primary)
+	if !old.Initialized || old.Running || old.StandbySignal || old.RuntimeError != "" {
+		return
+	}
+	declared := b.target
+	b.target, b.restarted = rec.Primary, true
+	why := "no switchover was under way (the catalog records no switchover intent)"
+	detail := fmt.Sprintf("%s crashed or was stopped: it is started again as the primary, as a stopped declared primary is", rec.Primary)
+	if rec.Switching() {
+		why = fmt.Sprintf("the switchover to %s the catalog records (begun at %s) cannot be finished: %s is not a running standby", rec.SwitchingTo, stamp(rec.SwitchingSince), rec.SwitchingTo)
+		detail = fmt.Sprintf("%s was stopped by that switchover before it was marked a standby, so %s was never asked to promote: the switchover is rolled back, %s started again as the primary", rec.Primary, rec.SwitchingTo, rec.Primary)
+	}
+	b.diag(Warning, rec.Primary, fmt.Sprintf("no node accepts writes: %s, the catalog's primary (generation %d), is stopped and %s", rec.Primary, rec.Generation, why),
+		fmt.Sprintf("%s; once it runs, the next plan switches over to %s, the declared primary. To promote a standby instead, run `pgha failover`.", detail, declared))
+}
+
+// staleIntent finds a switchover intent that no switchover will act on
+// any more: a node accepts writes (the switchover was finished, or never
+// stopped the old primary, or was rolled back), the recorded primary is
+// started again (crashedPrimary), or the intent names a node cluster.hcl
+// no longer declares. The record is written again without it, so that a
+// later crash of the recorded primary is not taken for that switchover.
+// An intent that may still be finished (its target is down for now) is
+// kept.
+func (b *builder) staleIntent() {
+	rec := b.s.Catalog.Record
+	if !rec.Switching() || b.resumed {
+		return
+	}
+	switch {
+	case b.actual != "":
+		b.clearIntent = b.actual + " accepts writes"
+	case b.restarted:
+		b.clearIntent = rec.Primary + " is started again as the primary"
+	case b.c.Node(rec.SwitchingTo) == nil:
+		b.clearIntent = rec.SwitchingTo + " is no longer declared"
+	case b.c.Node(rec.SwitchingFromNode()) == nil:
+		b.clearIntent = rec.SwitchingFromNode() + " is no longer declared"
+	case rec.SwitchingTo == rec.SwitchingFromNode():
+		b.clearIntent = "it switches " + rec.SwitchingTo + " over to itself"
+	}
+}
+
+// stamp formats an intent's time for reasons; "an unknown time" when the
+// record holds none.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "an unknown time"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 // switchover plans the change from the actual primary to the target:
@@ -306,9 +404,14 @@ func (b *builder) switchover() bool {
 	}
 	detail := "The plan makes " + tgt + " primary again; edit primary in cluster.hcl to keep " + act + ", or run `pgha failback -no-switchover`."
 	if b.resumed {
-		why = fmt.Sprintf("no node accepts writes: %s, the catalog's primary (generation %d), is stopped and cluster.hcl declares %s; the switchover resumes",
-			act, b.s.Catalog.Record.Generation, tgt)
-		detail = "An interrupted switchover (pgha stopped after " + act + " shut down) is finished, so that the cluster has a primary again; to keep " + act + " instead, declare primary = \"" + act + "\"."
+		rec := b.s.Catalog.Record
+		why = fmt.Sprintf("no node accepts writes: %s is stopped and the catalog (generation %d) records a switchover from it to %s begun at %s; the interrupted switchover resumes",
+			act, rec.Generation, tgt, stamp(rec.SwitchingSince))
+		detail = "The switchover wrote its intent into the catalog, then stopped " + act + ", and was interrupted before " + tgt + " was promoted. It is finished, so that the cluster has a primary again and loses nothing: " +
+			"if " + act + " shut down cleanly, " + tgt + " is promoted once it replayed " + act + "'s last record; else " + act + " is started again and the switchover runs from the start."
+		if tgt != b.c.Primary {
+			detail += " cluster.hcl now declares " + b.c.Primary + ": the switchover to " + tgt + " is finished first (its promotion may already be under way), then the next plan switches over to " + b.c.Primary + "."
+		}
 	}
 	b.diag(Warning, tgt, why, detail)
 	var prep []string
@@ -364,8 +467,20 @@ func (b *builder) switchover() bool {
 	a.Before = map[string]string{"primary": act, "timeline": strconv.Itoa(an.Timeline)}
 	a.After = map[string]string{"primary": tgt, "steps": fmt.Sprintf("checkpoint %s; stop %s cleanly; wait until %s replayed its final LSN; promote %s", act, act, tgt, tgt)}
 	a.Params = Params{From: act, Resume: b.resumed}
+	if rec := b.s.Catalog.Record; rec != nil && !b.resumed {
+		// The executor writes its intent into the record only if it is
+		// still at this generation: a switchover planned before another
+		// pgha changed the cluster does not start.
+		a.Params.Generation = rec.Generation
+		a.Before["generation"] = strconv.FormatInt(rec.Generation, 10)
+		a.After["generation"] = a.Before["generation"]
+	}
+	if b.c.Catalog != nil && !b.resumed {
+		a.After["steps"] = fmt.Sprintf("record the switchover's intent in the catalog; %s", a.After["steps"])
+	}
 	if b.resumed {
-		a.Reason = fmt.Sprintf("finish the switchover from %s to %s, interrupted after %s stopped", act, tgt, act)
+		a.Reason = fmt.Sprintf("finish the switchover from %s to %s begun at %s (the catalog's switchover intent), interrupted after %s stopped",
+			act, tgt, stamp(b.s.Catalog.Record.SwitchingSince), act)
 		a.Before = map[string]string{"primary": act, "running": "false"}
 		a.After["steps"] = fmt.Sprintf("if %s shut down cleanly: wait until %s replayed its final LSN, promote %s; else start %s and switch over from the start", act, tgt, tgt, act)
 	}
@@ -973,7 +1088,7 @@ func (b *builder) record() {
 			return // nothing true to record yet
 		}
 	}
-	if rec != nil && rec.Primary == primary && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) {
+	if rec != nil && rec.Primary == primary && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) && b.clearIntent == "" {
 		return
 	}
 	var all []string
@@ -992,6 +1107,10 @@ func (b *builder) record() {
 		change = Update
 		gen = rec.Generation
 		reason = "the catalog's record of the cluster differs from cluster.hcl"
+		if b.clearIntent != "" && rec.Primary == primary && slices.Equal(rec.Nodes, names) && slices.Equal(rec.Rejoin, rejoin) {
+			reason = fmt.Sprintf("the catalog records a switchover to %s begun at %s that is no longer under way (%s): record the cluster again without that stale intent",
+				rec.SwitchingTo, stamp(rec.SwitchingSince), b.clearIntent)
+		}
 		if rec.Primary != primary {
 			gen++
 			event = "switchover"
@@ -1004,6 +1123,9 @@ func (b *builder) record() {
 		if len(rec.Rejoin) > 0 {
 			before["rejoin"] = strings.Join(rec.Rejoin, ",")
 		}
+		if rec.Switching() {
+			before["switching_to"] = fmt.Sprintf("%s (since %s)", rec.SwitchingTo, stamp(rec.SwitchingSince))
+		}
 	}
 	a := newAction(CatalogRecord, change, "", "cluster", reason)
 	a.Before = before
@@ -1011,7 +1133,14 @@ func (b *builder) record() {
 	if len(rejoin) > 0 {
 		a.After["rejoin"] = strings.Join(rejoin, ",")
 	}
-	a.Params = Params{Primary: primary, Nodes: names, Rejoin: rejoin, Event: event}
+	// The intent goes with a new primary (the switchover, or a failover,
+	// is over) and when it is stale; otherwise the switchover it names
+	// may still have to be finished, and it stays.
+	dropIntent := rec.Switching() && (b.clearIntent != "" || rec.Primary != primary)
+	if rec.Switching() && !dropIntent {
+		a.After["switching_to"] = before["switching_to"]
+	}
+	a.Params = Params{Primary: primary, Nodes: names, Rejoin: rejoin, Event: event, ClearIntent: dropIntent}
 	if rec != nil {
 		// The fencing token: the record is written only if it is still
 		// at the generation this plan saw (see Params.Generation).

@@ -62,6 +62,9 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 		if r := s.Catalog.Record; r != nil {
 			f["catalog.record.primary"] = r.Primary
 			f["catalog.record.generation"] = strconv.FormatInt(r.Generation, 10)
+			if r.Switching() {
+				f["catalog.record.switching_to"] = r.SwitchingTo
+			}
 		}
 	}
 	return f

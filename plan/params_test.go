@@ -34,6 +34,7 @@ func shownParams(a Action) Params {
 		p.Restart = a.After["apply_by"] == "restart"
 	case Switchover:
 		p.From, p.Resume = a.Before["primary"], a.Before["running"] == "false"
+		p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
 	case BackupTake:
 		p.BackupType = a.After["type"]
 	case BackupExpire:
@@ -51,6 +52,7 @@ func shownParams(a Action) Params {
 			p.Primary, p.Nodes, p.Rejoin, p.Event = a.After["primary"], split(a.After["nodes"]), split(a.After["rejoin"]), a.After["event"]
 			p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
 			p.Force = a.After["force"] == "true"
+			p.ClearIntent = a.Before["switching_to"] != "" && a.After["switching_to"] == ""
 		}
 	}
 	return p

@@ -248,7 +248,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		if a.Params.Resume {
 			return e.resumeSwitchover(ctx, old, n)
 		}
-		return e.switchover(ctx, old, n)
+		return e.switchover(ctx, old, n, a.Params.Generation)
 	case plan.Failover:
 		return e.failover(ctx, a, n)
 	case plan.BackupTake:
@@ -451,26 +451,106 @@ func (e *Env) fence(ctx context.Context, n *config.Node) error {
 // ship everything), the target replays up to the old primary's shutdown
 // checkpoint, and only then is it promoted. If the target does not catch
 // up, the old primary is started again and nothing changed.
-func (e *Env) switchover(ctx context.Context, old, target *config.Node) error {
+//
+// Before it stops anything it writes its intent into the catalog record
+// (intend), compare-and-set at generation planned (the plan's; 0: the
+// record as it is now): a pgha that takes over after this one was killed
+// finishes the switchover instead of taking the stopped primary for a
+// crash, and a switchover planned before another pgha changed the
+// cluster does not start.
+func (e *Env) switchover(ctx context.Context, old, target *config.Node, planned int64) error {
+	if err := e.intend(ctx, old, target, planned); err != nil {
+		return err
+	}
 	if err := e.db().Checkpoint(ctx, e.superuser(old)); err != nil {
+		e.dropIntent(ctx, old, target) // nothing was stopped
 		return err
 	}
 	if err := e.Runtime.Stop(ctx, old, "fast"); err != nil {
 		if ctx.Err() != nil {
 			// Cancelled while it stopped: it may be down; bring it back.
-			return e.rollback(ctx, old, fmt.Errorf("stop %s cleanly: %w", old.Name, err))
+			return e.rollback(ctx, old, target, fmt.Errorf("stop %s cleanly: %w", old.Name, err))
 		}
+		// The intent stays: if old went down after all, the next plan
+		// finishes the switchover (or starts old again if it did not
+		// shut down cleanly); if it runs, the next plan clears it.
 		return fmt.Errorf("stop %s cleanly: %w", old.Name, err)
 	}
 	cd, err := e.Runtime.ControlData(ctx, old)
 	if err != nil {
-		return e.rollback(ctx, old, err)
+		return e.rollback(ctx, old, target, err)
 	}
 	final, err := state.ParseLSN(cd["Latest checkpoint location"])
 	if err != nil {
-		return e.rollback(ctx, old, fmt.Errorf("final LSN of %s: %w", old.Name, err))
+		return e.rollback(ctx, old, target, fmt.Errorf("final LSN of %s: %w", old.Name, err))
 	}
 	return e.promoteAt(ctx, old, target, final)
+}
+
+// intend writes the switchover's intent (from old to target, since now)
+// into the catalog record at its generation, compare-and-set, and only if
+// that generation is still planned (when not 0). Any failure means the
+// switchover does not start: nothing has been stopped yet. Without a
+// catalog (a file lock) there is no record to write it in and no watcher
+// to finish the switchover; without a record (none written yet) neither:
+// the switchover runs without one, as it did before intents, and says so.
+// An intent already there for the same switchover (a resumed one that
+// starts again from the beginning) keeps its time.
+func (e *Env) intend(ctx context.Context, old, target *config.Node, planned int64) error {
+	if e.store == nil {
+		return nil
+	}
+	reachable, cur, _, err := e.store.Observe(ctx)
+	switch {
+	case err != nil && !reachable:
+		return fmt.Errorf("the catalog does not answer, so the switchover's intent cannot be recorded: the switchover did not start, nothing was stopped: %w", err)
+	case err != nil:
+		return fmt.Errorf("read the cluster record to write the switchover's intent: the switchover did not start, nothing was stopped: %w", err)
+	}
+	stored := int64(0)
+	if cur != nil {
+		stored = cur.Generation
+	}
+	if planned != 0 && stored != planned {
+		return &GenerationMovedError{Expected: planned, Stored: stored,
+			err: fmt.Errorf("the catalog is at generation %d, the plan was made at %d: another pgha changed the cluster since, so the switchover from %s to %s did not start (nothing was stopped); plan again", stored, planned, old.Name, target.Name)}
+	}
+	if cur == nil {
+		e.note("the catalog holds no cluster record: the switchover's intent is not recorded")
+		return nil
+	}
+	rec := *cur
+	since := e.now().UTC()
+	if rec.SwitchingTo == target.Name && rec.SwitchingFromNode() == old.Name && !rec.SwitchingSince.IsZero() {
+		since = rec.SwitchingSince
+	}
+	rec.SwitchingFrom, rec.SwitchingTo, rec.SwitchingSince = old.Name, target.Name, since
+	if err := e.store.PutRecordIf(ctx, rec, cur.Generation); err != nil {
+		return fmt.Errorf("record the intent to switch over from %s to %s at generation %d: the switchover did not start, nothing was stopped: %w", old.Name, target.Name, cur.Generation, err)
+	}
+	e.note("intent recorded in the catalog (generation %d): switching over from %s to %s since %s", cur.Generation, old.Name, target.Name, since.Format(time.RFC3339))
+	return nil
+}
+
+// dropIntent removes the intent of the switchover from old to target from
+// the record once old is the primary again (a rollback, or a failure
+// before anything stopped). Best effort: a stale intent is harmless, as
+// the next plan sees old writable and records the cluster without it; an
+// intent that is no longer this switchover's, or a record that moved on,
+// is left alone (compare-and-set at the generation read).
+func (e *Env) dropIntent(ctx context.Context, old, target *config.Node) {
+	if e.store == nil {
+		return
+	}
+	_, cur, _, err := e.store.Observe(ctx)
+	if err != nil || cur == nil || cur.SwitchingTo != target.Name || cur.SwitchingFromNode() != old.Name {
+		return
+	}
+	rec := *cur
+	rec.SwitchingFrom, rec.SwitchingTo, rec.SwitchingSince = "", "", time.Time{}
+	if err := e.store.PutRecordIf(ctx, rec, cur.Generation); err != nil {
+		e.note("the switchover's intent stays in the catalog (the next plan clears it): %v", err)
+	}
 }
 
 // promoteAt promotes target once it has replayed final, the old primary's
@@ -490,13 +570,13 @@ func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final sta
 	err := e.db().WaitReplayed(wctx, e.superuser(target), final)
 	cancel()
 	if err != nil {
-		return e.rollback(ctx, old, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
+		return e.rollback(ctx, old, target, fmt.Errorf("%s did not replay %s's final LSN %s: %w", target.Name, old.Name, final, err))
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PromoteTimeout)
 	defer cancel()
 	if err := e.Runtime.SetStandby(pctx, old, true); err != nil {
 		// Nothing was promoted: old takes writes again.
-		return e.rollback(ctx, old, fmt.Errorf("mark %s a standby before promoting %s: %w", old.Name, target.Name, err))
+		return e.rollback(ctx, old, target, fmt.Errorf("mark %s a standby before promoting %s: %w", old.Name, target.Name, err))
 	}
 	if err := e.db().Promote(pctx, e.superuser(target)); err != nil {
 		// Not rolled back: the promotion may still complete, and old
@@ -536,7 +616,7 @@ func (e *Env) resumeSwitchover(ctx context.Context, old, target *config.Node) er
 		if err := e.start(ctx, old, old.Name); err != nil {
 			return fmt.Errorf("start %s to switch over from it: %w", old.Name, err)
 		}
-		return e.switchover(ctx, old, target)
+		return e.switchover(ctx, old, target, 0)
 	}
 	final, err := state.ParseLSN(cd["Latest checkpoint location"])
 	if err != nil {
@@ -546,16 +626,19 @@ func (e *Env) resumeSwitchover(ctx context.Context, old, target *config.Node) er
 	return e.promoteAt(ctx, old, target, final)
 }
 
-// rollback restarts the old primary after a switchover that could not
-// complete, and reports both. It runs on a context the apply's cancel
-// (Ctrl-C, a lost lease) does not end: a cancelled switchover must not
-// leave the cluster without its primary.
-func (e *Env) rollback(ctx context.Context, old *config.Node, cause error) error {
+// rollback restarts the old primary after a switchover to target that
+// could not complete, clears the switchover's intent, and reports both.
+// It runs on a context the apply's cancel (Ctrl-C, a lost lease) does not
+// end: a cancelled switchover must not leave the cluster without its
+// primary. When old cannot be started the intent stays, so that the next
+// plan tries to finish the switchover rather than leave no primary.
+func (e *Env) rollback(ctx context.Context, old, target *config.Node, cause error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
 	defer cancel()
 	if err := e.start(rctx, old, old.Name); err != nil {
 		return fmt.Errorf("%w; restarting %s as primary also failed: %v", cause, old.Name, err)
 	}
+	e.dropIntent(rctx, old, target)
 	return fmt.Errorf("%w; %s was restarted as primary, nothing changed", cause, old.Name)
 }
 
@@ -821,7 +904,8 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	}
 	gen := int64(1)
 	if cur != nil {
-		if cur.Primary == want.Primary && slices.Equal(cur.Nodes, want.Nodes) && slices.Equal(cur.Rejoin, want.Rejoin) {
+		if cur.Primary == want.Primary && slices.Equal(cur.Nodes, want.Nodes) && slices.Equal(cur.Rejoin, want.Rejoin) &&
+			!(want.ClearIntent && cur.Switching()) {
 			return nil
 		}
 		gen = cur.Generation
@@ -833,6 +917,11 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		Generation: gen, UpdatedAt: time.Now().UTC(), Event: want.Event}
 	if cur != nil && cur.Primary == rec.Primary {
 		rec.Event = cur.Event // the same primary: the event that made it stands
+		if !want.ClearIntent {
+			// A switchover under way (or to be finished) keeps its
+			// intent; a new primary ends it.
+			rec.SwitchingFrom, rec.SwitchingTo, rec.SwitchingSince = cur.SwitchingFrom, cur.SwitchingTo, cur.SwitchingSince
+		}
 	}
 	if len(want.Rejoin) > 0 {
 		rec.Rejoin = slices.Clone(want.Rejoin)

@@ -120,7 +120,7 @@ func TestSwitchoverRollback(t *testing.T) {
 			if tc.resume {
 				err = e.resumeSwitchover(ctx, old, target)
 			} else {
-				err = e.switchover(ctx, old, target)
+				err = e.switchover(ctx, old, target, 0)
 			}
 
 			if p := c.primaryRunning(); p != tc.wantPrimary {

@@ -437,7 +437,10 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 	c := w.Env.Cfg
 	// A primary stopped by a switchover that was interrupted (pgha apply
 	// killed after it stopped the old primary) is finished, losing
-	// nothing, rather than restarted or failed over.
+	// nothing, rather than restarted or failed over. The plan knows it
+	// by the switchover's intent in the catalog record: without one, the
+	// same state (the recorded primary stopped, the others standbys) is
+	// a crash, restarted or failed over below.
 	if p := plan.BuildWith(c, s, w.buildOptions(s)); slices.ContainsFunc(p.Actions, func(a plan.Action) bool {
 		return a.Kind == plan.Switchover && a.Params.Resume
 	}) {
@@ -680,7 +683,9 @@ func (w *Watcher) logPlanned(op, why string, p *plan.Plan) {
 		case a.Kind == plan.StandbyRejoin:
 			w.Log.Info("rejoin", "node", a.Node, "method", a.Params.Method, "reason", a.Reason)
 		case a.Kind == plan.Switchover:
-			w.Log.Info("switchover", "from", a.Params.From, "to", a.Node, "reason", a.Reason)
+			// A resumed one finishes a switchover the catalog's intent
+			// records; its reason says since when.
+			w.Log.Info("switchover", "from", a.Params.From, "to", a.Node, "resume", a.Params.Resume, "reason", a.Reason)
 		case op == "apply":
 			w.Log.Info("heal", "action", a.ID, "reason", a.Reason)
 		}

@@ -310,9 +310,10 @@ func TestWatchOneLeader(t *testing.T) {
 }
 
 // A switchover interrupted after the old primary stopped (pgha apply
-// killed) leaves no primary: the watcher finishes it — db2 promoted once
-// it replayed db1's shutdown checkpoint — rather than restarting db1 in
-// place or failing over.
+// killed) leaves no primary, and its intent in the catalog record: the
+// watcher finishes it — db2 promoted once it replayed db1's shutdown
+// checkpoint — rather than restarting db1 in place or failing over, and
+// says it resumes with the intent's time.
 func TestWatchFinishesInterruptedSwitchover(t *testing.T) {
 	r := testenv.StartRedis(t)
 	e, c := fakeEnv(t, "db2", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr), nil)
@@ -321,7 +322,9 @@ func TestWatchFinishesInterruptedSwitchover(t *testing.T) {
 	e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
 	e.store = redisStore{e.Catalog}
 	ctx := context.Background()
-	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 1}
+	since := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 1,
+		SwitchingFrom: "db1", SwitchingTo: "db2", SwitchingSince: since}
 	if err := e.Catalog.PutRecordIf(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -337,10 +340,88 @@ func TestWatchFinishesInterruptedSwitchover(t *testing.T) {
 	}
 	// db1 came back only as db2's standby, after the promotion.
 	c.before("pg.Promote db2", "rt.Start db1")
-	if len(log.records(t, "switchover")) != 1 || len(log.records(t, "failover")) != 0 || len(log.records(t, "restart in place")) != 0 {
+	sw := log.records(t, "switchover")
+	if len(sw) != 1 || len(log.records(t, "failover")) != 0 || len(log.records(t, "restart in place")) != 0 {
 		t.Fatalf("decisions:\n%s", log.String())
 	}
+	if sw[0]["resume"] != true || !strings.Contains(fmt.Sprint(sw[0]["reason"]), "begun at 2026-12-01 06:00:00Z") {
+		t.Errorf("the switchover record does not say it resumes the intent of 06:00:00: %v", sw[0])
+	}
+	if _, got, _, _ := e.Catalog.Observe(ctx); got == nil || got.Primary != "db2" || got.Switching() {
+		t.Errorf("record after the resumed switchover: %+v, want db2 without intent", got)
+	}
 	w.Stop()
+}
+
+// crashedAfterFailover is a watcher over the fake cluster after a
+// failover: cluster.hcl still declares db1, the catalog records db2 (the
+// failover's, generation 2, no switchover intent), db1 and db3 stream
+// from db2. Then db2's server process dies: the recorded primary
+// stopped, the declared one a running standby, no node writable — what
+// an interrupted switchover leaves too, but without its intent.
+func crashedAfterFailover(t *testing.T, crash string) (*Watcher, *fakeCluster, *watchLog) {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	e, c := fakeEnv(t, "db1", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}\nfailover {\n primary_crash = %q\n}", r.Addr, crash), nil)
+	c.runAs("db2")
+	c.node("db2").timeline = 2
+	e.pg = convergedPG{fakePG{c}}
+	e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
+	e.store = redisStore{e.Catalog}
+	ctx := context.Background()
+	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Event: "failover"}
+	if err := e.Catalog.PutRecordIf(ctx, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := (fakeRuntime{c}).Stop(ctx, e.Cfg.Node("db2"), "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	c.calls = nil
+	log := &watchLog{}
+	w := &Watcher{Env: e, Log: log.logger()}
+	t.Cleanup(w.Stop)
+	return w, c, log
+}
+
+// The failed-over primary crashes, primary_crash = "failover": the watcher
+// fails over again, to db1 or db3; it does not "resume a switchover" to
+// db1 (which started the crashed db2 and switched over from it, in a
+// loop, and lost acknowledged writes on Docker).
+func TestWatchCrashAfterFailoverFailsOver(t *testing.T) {
+	w, c, log := crashedAfterFailover(t, "failover")
+	out := w.Tick(context.Background())
+	if out.Err != nil {
+		t.Fatalf("tick: %v\n%s", out.Err, log.String())
+	}
+	if p := c.primaryRunning(); p != "db1" && p != "db3" {
+		t.Fatalf("no new primary: %q\n%s", p, log.String())
+	}
+	fo := log.records(t, "failover")
+	if len(fo) != 1 || fo[0]["from"] != "db2" || len(log.records(t, "switchover")) != 0 || c.called("rt.Start db2") {
+		t.Fatalf("want one failover from db2, no switchover, db2 not started:\n%s\ncalls:\n%s", log.String(), c.log())
+	}
+	if _, rec, _, _ := w.Env.Catalog.Observe(context.Background()); rec == nil || rec.Generation != 3 || rec.Event != "failover" || rec.Primary != fo[0]["to"] {
+		t.Errorf("record after the failover: %+v", rec)
+	}
+}
+
+// The same crash with primary_crash = "restart": db2 is restarted in
+// place as the primary it is recorded as; nothing is promoted, no
+// switchover is run.
+func TestWatchCrashAfterFailoverRestartsInPlace(t *testing.T) {
+	w, c, log := crashedAfterFailover(t, "restart")
+	if out := w.Tick(context.Background()); out.Err != nil {
+		t.Fatalf("tick: %v\n%s", out.Err, log.String())
+	}
+	if p := c.primaryRunning(); p != "db2" || c.called("pg.Promote") {
+		t.Fatalf("not restarted in place: primary %q\n%s\ncalls:\n%s", p, log.String(), c.log())
+	}
+	if r := log.records(t, "restart in place"); len(r) != 1 || r[0]["node"] != "db2" {
+		t.Fatalf("restart records: %v\n%s", r, log.String())
+	}
+	if len(log.records(t, "switchover")) != 0 || len(log.records(t, "failover")) != 0 {
+		t.Fatalf("a switchover or failover besides the restart:\n%s", log.String())
+	}
 }
 
 // A healing that keeps failing is retried after 2 s, 4 s ... rather than

@@ -320,6 +320,33 @@ type ClusterRecord struct {
 	// Event is what made this record: "record", "switchover" or
 	// "failover". Plans name a role change by it.
 	Event string `json:"event,omitempty"`
+	// SwitchingTo is the intent of a switchover under way: the node it
+	// hands the primary role to, written (at the record's generation,
+	// compare-and-set) before the switchover stops anything, and cleared
+	// by the record written once the target is promoted, or by a
+	// rollback. It is what tells a primary stopped by an interrupted
+	// switchover (to be finished, losing nothing) from one that crashed
+	// (to be restarted or failed over): both leave the old primary
+	// stopped and the others standbys. "" when none is under way.
+	SwitchingTo string `json:"switching_to,omitempty"`
+	// SwitchingFrom is the primary that switchover stops: Primary, unless
+	// the record was not written after an earlier role change (a pgha
+	// killed between a promotion and its record).
+	SwitchingFrom string `json:"switching_from,omitempty"`
+	// SwitchingSince is when that intent was written.
+	SwitchingSince time.Time `json:"switching_since,omitzero"`
+}
+
+// Switching says whether the record holds a switchover intent.
+func (r *ClusterRecord) Switching() bool { return r != nil && r.SwitchingTo != "" }
+
+// SwitchingFromNode is the primary the intent's switchover stops:
+// SwitchingFrom, or Primary for an intent that does not name it.
+func (r *ClusterRecord) SwitchingFromNode() string {
+	if r.SwitchingFrom != "" {
+		return r.SwitchingFrom
+	}
+	return r.Primary
 }
 
 // Lock is the holder of the cluster's apply lock.

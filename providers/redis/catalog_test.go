@@ -329,3 +329,38 @@ func TestLeaseVerify(t *testing.T) {
 		t.Fatal("Lost not closed after Verify found the lock gone")
 	}
 }
+
+// TestRecordIntentRoundTrip: a switchover's intent is written at the
+// record's generation (the compare-and-set reads only the generation of
+// the JSON it replaces) and read back whole; a record written without it
+// has none.
+func TestRecordIntentRoundTrip(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := New(r.Addr, "", 0, "intent")
+	defer c.Close()
+	ctx := context.Background()
+	base := state.ClusterRecord{Name: "intent", Primary: "db1", Nodes: []string{"db1", "db2"}, Generation: 4, Event: "record"}
+	if err := c.PutRecordIf(ctx, base, 0); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 12, 1, 6, 0, 0, 123000000, time.UTC)
+	with := base
+	with.SwitchingFrom, with.SwitchingTo, with.SwitchingSince = "db1", "db2", since
+	if err := c.PutRecordIf(ctx, with, 4); err != nil {
+		t.Fatalf("intent at the record's generation: %v", err)
+	}
+	_, rec, _, err := c.Observe(ctx)
+	if err != nil || rec == nil || rec.SwitchingFrom != "db1" || rec.SwitchingTo != "db2" || !rec.SwitchingSince.Equal(since) || rec.Generation != 4 {
+		t.Fatalf("intent round trip: %+v %v", rec, err)
+	}
+	var ge *GenerationMovedError
+	if err := c.PutRecordIf(ctx, base, 3); !errors.As(err, &ge) || ge.Stored != 4 {
+		t.Fatalf("clearing the intent at a stale generation: %v", err)
+	}
+	if err := c.PutRecordIf(ctx, base, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, rec, _, _ = c.Observe(ctx); rec.Switching() || !rec.SwitchingSince.IsZero() {
+		t.Fatalf("after clearing: %+v", rec)
+	}
+}
