@@ -131,6 +131,10 @@ type Params struct {
 	// was already stopped by an interrupted switchover, which is finished.
 	From   string `json:"from,omitempty"`
 	Resume bool   `json:"resume,omitempty"`
+	// Intended (switchover): the catalog records this switchover's
+	// intent (from From to the target) while From still takes writes: a
+	// pgha began it and was interrupted before it stopped From.
+	Intended bool `json:"intended,omitempty"`
 	// BackupType (backup.take): "full", "incremental" or "differential".
 	BackupType string `json:"backup_type,omitempty"`
 	// Backups (backup.expire): the IDs of the chain's backups to delete.

@@ -50,10 +50,10 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 	if b.actual == "" && !b.undecided {
 		b.crashedPrimary()
 	}
-	b.staleIntent()
 	if b.actual != "" && b.actual != b.target && o.NoSwitchover {
 		b.target = b.actual
 	}
+	b.staleIntent()
 	if b.actual != "" && b.actual != b.target {
 		if !b.switchover() {
 			b.record()
@@ -131,6 +131,10 @@ type builder struct {
 	// switchover is under way any more): the record is written without
 	// it. "" when there is none, or when it may still be finished.
 	clearIntent string
+	// intended: the catalog's intent names the switchover this plan
+	// makes (from the writable primary to the target): one a pgha began
+	// and that was interrupted before it stopped the old primary.
+	intended bool
 	// removed maps undeclared nodes this plan removes to the action.
 	removed map[string]string
 	// deleteRemoved: removed nodes lose their data (Options).
@@ -350,8 +354,9 @@ func (b *builder) crashedPrimary() {
 }
 
 // staleIntent finds a switchover intent that no switchover will act on
-// any more: a node accepts writes (the switchover was finished, or never
-// stopped the old primary, or was rolled back), the recorded primary is
+// any more: a node accepts writes (the switchover was finished, or was
+// rolled back, or never stopped the old primary and this plan does not
+// make that very switchover again), the recorded primary is
 // started again (crashedPrimary), or the intent names a node cluster.hcl
 // no longer declares. The record is written again without it, so that a
 // later crash of the recorded primary is not taken for that switchover.
@@ -363,6 +368,8 @@ func (b *builder) staleIntent() {
 		return
 	}
 	switch {
+	case b.actual != "" && b.actual != b.target && rec.SwitchingFromNode() == b.actual && rec.SwitchingTo == b.target:
+		b.intended = true // the switchover this plan makes runs it again
 	case b.actual != "":
 		b.clearIntent = b.actual + " accepts writes"
 	case b.restarted:
@@ -466,7 +473,12 @@ func (b *builder) switchover() bool {
 	a := newAction(Switchover, Update, tgt, tgt, fmt.Sprintf("switch the primary from %s to %s without losing a committed transaction", act, tgt))
 	a.Before = map[string]string{"primary": act, "timeline": strconv.Itoa(an.Timeline)}
 	a.After = map[string]string{"primary": tgt, "steps": fmt.Sprintf("checkpoint %s; stop %s cleanly; wait until %s replayed its final LSN; promote %s", act, act, tgt, tgt)}
-	a.Params = Params{From: act, Resume: b.resumed}
+	a.Params = Params{From: act, Resume: b.resumed, Intended: b.intended}
+	if b.intended {
+		rec := b.s.Catalog.Record
+		a.Reason += fmt.Sprintf(" (the catalog's switchover intent: begun at %s, interrupted before %s stopped; it runs again)", stamp(rec.SwitchingSince), act)
+		a.Before["intent"] = fmt.Sprintf("%s -> %s since %s", act, tgt, stamp(rec.SwitchingSince))
+	}
 	if rec := b.s.Catalog.Record; rec != nil && !b.resumed {
 		// The executor writes its intent into the record only if it is
 		// still at this generation: a switchover planned before another

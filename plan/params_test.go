@@ -35,6 +35,7 @@ func shownParams(a Action) Params {
 	case Switchover:
 		p.From, p.Resume = a.Before["primary"], a.Before["running"] == "false"
 		p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
+		p.Intended = a.Before["intent"] != ""
 	case BackupTake:
 		p.BackupType = a.After["type"]
 	case BackupExpire:

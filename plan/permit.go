@@ -48,7 +48,10 @@ func Permit(c *config.Cluster, a Action) (bool, string) {
 //     re-clone (method "reclone": another cluster's data) is held, since
 //     an unattended loop re-cloning would fill the disk with copies.
 //   - switchover: finishing an interrupted one (Resume) is always
-//     permitted, since leaving it half-way leaves no primary; one that
+//     permitted, since leaving it half-way leaves no primary, and so is
+//     running again one whose intent the catalog records (Intended: a
+//     pgha that was permitted to began it, and was interrupted before it
+//     stopped the old primary); one that
 //     carries out an edit of primary needs watch.config = "apply"; any
 //     other is a switch back to the declared primary after a failover and
 //     needs failover.failback = "automatic".
@@ -88,6 +91,8 @@ func PermitIn(c *config.Cluster, a Action, s Situation) (bool, string) {
 		switch {
 		case a.Params.Resume:
 			return true, "finishes an interrupted switchover: without it no node takes writes"
+		case a.Params.Intended:
+			return true, "finishes a switchover a pgha began (its intent is in the catalog) and that was interrupted before it stopped the old primary"
 		case s.PrimaryEdited && w.Config != "apply":
 			return false, `primary was edited in cluster.hcl and watch.config = "plan": run pgha apply`
 		case s.PrimaryEdited:

@@ -60,6 +60,7 @@ func TestPermit(t *testing.T) {
 		{"edited primary, apply", nil, Action{Kind: Switchover}, primaryEdited, true, "edited"},
 		{"edited primary, plan", planOnly, Action{Kind: Switchover}, primaryEdited, false, "plan"},
 		{"interrupted switchover", manualFailover, Action{Kind: Switchover, Params: Params{Resume: true}}, Situation{}, true, "interrupted"},
+		{"switchover begun, interrupted before it stopped anything", manualFailover, Action{Kind: Switchover, Params: Params{Intended: true}}, Situation{}, true, "its intent is in the catalog"},
 
 		{"settings", nil, Action{Kind: SettingsUpdate}, Situation{}, true, "apply"},
 		{"settings in plan mode", planOnly, Action{Kind: SettingsUpdate}, Situation{}, false, "plan"},

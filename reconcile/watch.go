@@ -187,6 +187,9 @@ type Watcher struct {
 	busy         string
 	// lastWritable: the last observation had a writable node.
 	lastWritable bool
+	// lastIntended: the last observation's record holds the intent of a
+	// switchover from its writable node to the declared primary.
+	lastIntended bool
 	beat         *postgres.Heartbeater
 	beatNode     string
 }
@@ -565,12 +568,22 @@ func actionIDs(p *plan.Plan) string {
 // or the file's primary was edited: otherwise the plan's switchover back
 // would only be held, and with it the rejoin of the former primary,
 // which must follow the new one. With no writable node at all the
-// switchover is left in, so that an interrupted one is finished.
+// switchover is left in, so that an interrupted one is finished; so it
+// is when the catalog records the intent of the switchover from the
+// writable node to the declared one (a pgha began it and was
+// interrupted before it stopped anything: it runs again).
 func (w *Watcher) buildOptions(s *state.Cluster) plan.Options {
 	c := w.Env.Cfg
-	writable := slices.ContainsFunc(s.Nodes, func(n *state.Node) bool { return n.Role() == state.RolePrimary })
-	w.lastWritable = writable
-	keep := c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && writable
+	var writable []string
+	for _, n := range s.Nodes {
+		if n.Role() == state.RolePrimary {
+			writable = append(writable, n.Name)
+		}
+	}
+	rec := s.Catalog.Record
+	w.lastWritable = len(writable) > 0
+	w.lastIntended = len(writable) == 1 && rec.Switching() && rec.SwitchingFromNode() == writable[0] && rec.SwitchingTo == c.Primary
+	keep := c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && w.lastWritable && !w.lastIntended
 	return plan.Options{NoSwitchover: keep}
 }
 
@@ -668,7 +681,7 @@ func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Pla
 // primary on the same terms, judged from the file and the situation.
 func (w *Watcher) buildOptionsNow() plan.Options {
 	c := w.Env.Cfg
-	return plan.Options{NoSwitchover: c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && w.lastWritable}
+	return plan.Options{NoSwitchover: c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && w.lastWritable && !w.lastIntended}
 }
 
 // logPlanned says, before they run, the decisions a plan carries out:

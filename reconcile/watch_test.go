@@ -516,3 +516,46 @@ func TestWatchStartsManagedCatalog(t *testing.T) {
 		t.Fatalf("not tried again after 5 s:\n%s", c.log())
 	}
 }
+
+// A switchover a pgha began (its intent in the catalog) and that was
+// killed before it stopped db1 is run again by the watcher, although
+// failback is manual: it carries out what an apply was running. Without
+// the intent the same cluster (db1 writable, cluster.hcl declaring db2)
+// is a failback, which the watcher does not make.
+func TestWatchRunsAgainSwitchoverBegun(t *testing.T) {
+	for _, intent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("intent=%v", intent), func(t *testing.T) {
+			r := testenv.StartRedis(t)
+			e, c := fakeEnv(t, "db2", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr), nil)
+			c.runAs("db1")
+			e.pg = convergedPG{fakePG{c}}
+			e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
+			e.store = redisStore{e.Catalog}
+			ctx := context.Background()
+			rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 3, Event: "record"}
+			if intent {
+				rec.SwitchingFrom, rec.SwitchingTo, rec.SwitchingSince = "db1", "db2", time.Now().UTC()
+			}
+			if err := e.Catalog.PutRecordIf(ctx, rec, 0); err != nil {
+				t.Fatal(err)
+			}
+			log := &watchLog{}
+			w := &Watcher{Env: e, Log: log.logger()}
+			defer w.Stop()
+			w.Tick(ctx)
+			_, got, _, _ := e.Catalog.Observe(ctx)
+			if !intent {
+				if c.primaryRunning() != "db1" || c.called("rt.Stop db1") || len(log.records(t, "switchover")) != 0 {
+					t.Fatalf("without an intent the watcher switched back (failback is manual): primary %q\n%s", c.primaryRunning(), log.String())
+				}
+				return
+			}
+			if c.primaryRunning() != "db2" || got == nil || got.Primary != "db2" || got.Generation != 4 || got.Switching() {
+				t.Fatalf("the begun switchover was not run again: primary %q, record %+v\n%s", c.primaryRunning(), got, log.String())
+			}
+			if sw := log.records(t, "switchover"); len(sw) != 1 || !strings.Contains(fmt.Sprint(sw[0]["reason"]), "the catalog's switchover intent") {
+				t.Fatalf("switchover records: %v", sw)
+			}
+		})
+	}
+}
