@@ -306,6 +306,41 @@ func watchScenario(t *testing.T, rt string) {
 		c.declare(to) // the file follows the cluster, for the scenarios below
 	})
 
+	t.Run("kill -9 of the primary, then of the new one: two failovers, no switchover resumed", func(t *testing.T) {
+		c := c.with(t)
+		p := settled(t)
+		m := ww.mark()
+		c.setPolicy(policyFailover, watchDefaults) // as the scenario above left it, unless it failed early
+		perWrite := w.walPerWrite(ctx, t, p)
+		t0 := time.Now()
+		c.killPostmaster(p)
+		to, _ := failedOver(t, ww, m, p, t0)
+		lost := lostWithin(t, to, perWrite)
+		rejoined(t, ww, m, p, to, t0)
+		// The file still declares p, a running standby of to now: the
+		// catalog records to (the failover's generation) and no
+		// switchover intent. Killing to leaves what an interrupted
+		// switchover from to back to p would leave, without its intent:
+		// a crash, failed over again (primary_crash = "failover").
+		for _, n := range c.names {
+			if n != to {
+				c.streamsFrom(ctx, t, n, to, 30*time.Second)
+			}
+		}
+		perWrite = w.walPerWrite(ctx, t, to)
+		m2 := ww.mark()
+		t1 := time.Now()
+		c.killPostmaster(to)
+		to2, fo2 := failedOver(t, ww, m2, to, t1)
+		g := w.gapAfter(t, t1, c.port(to2), 30*time.Second)
+		lost2 := lostWithin(t, to2, perWrite)
+		rejoined(t, ww, m2, to, to2, t1)
+		noneSince(t, map[*watchProc]int{ww: m}, "switchover", "restart in place")
+		figure("kill -9 %s, failover to %s (%d lost), then kill -9 %s with cluster.hcl still declaring %s: failover to %s logged %s after the kill, %s, %d lost, no switchover",
+			p, to, len(lost), to, p, to2, fo2.Time.Sub(t1).Round(time.Millisecond), g, len(lost2))
+		c.declare(to2)
+	})
+
 	t.Run("primary paused longer than the detection window: fenced, then failover", func(t *testing.T) {
 		pendingOn(t, rt, "docker", "fencing the SIGSTOPped primary takes about 14 s on Docker (pg_ctl -m immediate waits 3 s, then the kill through docker exec), over the 10 s this scenario allows")
 		c := c.with(t)
