@@ -214,34 +214,41 @@ func runHA(bin string, scale int, runtime, image string) error {
 	// The rejoin itself is the standby.rejoin action (stop, fork check,
 	// pg_rewind or not, start, streaming); pgha failback as a whole also
 	// observes, plans and records, and is printed on its own row.
-	var rwSteps []string
-	rwTook := time.Duration(-1)
-	for _, l := range strings.Split(lastOut, "\n") {
-		t := strings.TrimSpace(l)
-		if strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "fork check") || strings.Contains(t, "needs no pg_rewind") || strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
-			rwSteps = append(rwSteps, t)
-		}
-		if _, took, ok := strings.Cut(t, "standby.rejoin[db2]: done in "); ok {
-			if d, err := time.ParseDuration(took); err == nil {
-				rwTook = d
-			}
-		}
-	}
-	if rwTook < 0 {
-		return fmt.Errorf("pgha failback did not report standby.rejoin[db2]:\n%s", lastOut)
+	rwSteps, rwTook, err := rejoinSteps(lastOut, "db2")
+	if err != nil {
+		return err
 	}
 
-	// 4. The same node re-cloned instead: data directory lost, pgha clones it.
+	// 3b. A former primary that wrote what its standby never received:
+	// pg_rewind must undo it. db2 (standby) stops receiving (an
+	// ALTER SYSTEM that clears primary_conninfo, reset before the
+	// failover), db1 commits rows only it has and is killed, db2 is
+	// promoted, and db1 is rejoined.
+	dvTook, dvSteps, err := divergedRejoin(ctx, connect, ports, func(node string) *exec.Cmd {
+		if runtime == "docker" {
+			return exec.Command("docker", "kill", "pgha-"+name+"-"+node)
+		}
+		pid, err := os.ReadFile(filepath.Join(dir, "data", node, "postmaster.pid"))
+		if err != nil {
+			return exec.Command("false")
+		}
+		return exec.Command("kill", "-9", strings.SplitN(string(pid), "\n", 2)[0])
+	}, writeFile, pgha, &lastOut)
+	if err != nil {
+		return err
+	}
+
+	// 4. The standby (db1 now) re-cloned instead: data directory lost, pgha clones it.
 	stop := exec.Command(bin, "plan", "-f", file) // warm; no change expected
 	stop.Env = env
 	_ = stop.Run()
 	if runtime == "docker" {
-		for _, args := range [][]string{{"rm", "-f", "pgha-" + name + "-db2"}, {"volume", "rm", "pgha-" + name + "-db2"}} {
+		for _, args := range [][]string{{"rm", "-f", "pgha-" + name + "-db1"}, {"volume", "rm", "pgha-" + name + "-db1"}} {
 			if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
 				return fmt.Errorf("docker %v: %v %s", args, err, out)
 			}
 		}
-	} else if err := stopAndWipe(filepath.Join(dir, "data", "db2")); err != nil {
+	} else if err := stopAndWipe(filepath.Join(dir, "data", "db1")); err != nil {
 		return err
 	}
 	start = time.Now()
@@ -266,8 +273,95 @@ func runHA(bin string, scale int, runtime, image string) error {
 	fmt.Printf("%-58s %12s  %-14s %s\n", "  of which", "", "", strings.Join(rwSteps, ", "))
 	fmt.Printf("%-58s %12s  %-14s %s\n", "  pgha failback as a whole (observe, plan, rejoin, record)", fbTook.Round(time.Millisecond), "", "")
 	fmt.Printf("%-58s %12s  %-14s %s\n", "  source's pg_wal when the rejoin began", fmt.Sprintf("%d MB", walBytes>>20), "", fmt.Sprintf("(%d files, all copied by a pg_rewind; load average %s)", walFiles, load))
+	row("rejoin a diverged former primary (pg_rewind, restart, streaming)", dvTook, 1500*time.Millisecond, "")
+	fmt.Printf("%-58s %12s  %-14s %s\n", "  of which", "", "", strings.Join(dvSteps, ", "))
 	fmt.Printf("%-58s %12s  %-14s %s\n", "rejoin by re-clone (pg_basebackup) instead", rcTook.Round(time.Millisecond), "-", "")
 	return nil
+}
+
+// rejoinSteps picks the timed steps of a standby.rejoin[node] out of
+// pgha's output, and the action's own time.
+func rejoinSteps(out, node string) ([]string, time.Duration, error) {
+	var steps []string
+	took := time.Duration(-1)
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "fork check") || strings.Contains(t, "needs no pg_rewind") || strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
+			steps = append(steps, t)
+		}
+		if _, d, ok := strings.Cut(t, "standby.rejoin["+node+"]: done in "); ok {
+			if v, err := time.ParseDuration(d); err == nil {
+				took = v
+			}
+		}
+	}
+	if took < 0 {
+		return nil, 0, fmt.Errorf("pgha did not report standby.rejoin[%s]:\n%s", node, out)
+	}
+	return steps, took, nil
+}
+
+// divergedRejoin makes db1 (primary) write what db2 (its standby) never
+// receives, kills db1, fails over to db2 and times the rejoin of db1,
+// which needs pg_rewind.
+func divergedRejoin(ctx context.Context, connect func(int) (*pgx.Conn, error), ports []int, kill func(node string) *exec.Cmd,
+	writeFile func(string) error, pgha func(...string) error, lastOut *string) (time.Duration, []string, error) {
+	c2, err := connect(ports[1])
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c2.Close(ctx)
+	for _, q := range []string{"ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"} {
+		if _, err := c2.Exec(ctx, q); err != nil {
+			return 0, nil, fmt.Errorf("db2: %s: %w", q, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := c2.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&n); err != nil {
+			return 0, nil, err
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, fmt.Errorf("db2 still receives WAL 10 s after primary_conninfo was cleared")
+		}
+	}
+	c1, err := connect(ports[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	_, err = c1.Exec(ctx, "INSERT INTO bench_writes (id) SELECT -1000 - g FROM generate_series(1, 100) g")
+	c1.Close(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("write on db1 alone: %w", err)
+	}
+	if out, err := kill("db1").CombinedOutput(); err != nil {
+		return 0, nil, fmt.Errorf("kill db1: %v %s", err, out)
+	}
+	for _, q := range []string{"ALTER SYSTEM RESET primary_conninfo", "SELECT pg_reload_conf()"} {
+		if _, err := c2.Exec(ctx, q); err != nil {
+			return 0, nil, fmt.Errorf("db2: %s: %w", q, err)
+		}
+	}
+	if err := pgha("failover", "-auto-approve"); err != nil {
+		return 0, nil, err
+	}
+	if err := writeFile("db2"); err != nil {
+		return 0, nil, err
+	}
+	if err := pgha("failback", "-auto-approve"); err != nil {
+		return 0, nil, err
+	}
+	steps, took, err := rejoinSteps(*lastOut, "db1")
+	if err != nil {
+		return 0, nil, err
+	}
+	if !strings.Contains(strings.Join(steps, " "), "pg_rewind") {
+		return 0, nil, fmt.Errorf("db1 wrote after the fork, yet was rejoined without pg_rewind: %v", steps)
+	}
+	return took, steps, nil
 }
 
 func stopAndWipe(dataDir string) error {
