@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/report"
@@ -72,6 +73,9 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
 		cs := &report.CatalogState{Address: c.Catalog.Address, Reachable: s.Catalog.Reachable, Lock: s.Catalog.Lock, Leader: s.Catalog.Leader, Error: s.Catalog.Error}
 		if r := s.Catalog.Record; r != nil {
 			cs.Primary, cs.Generation = r.Primary, r.Generation
+			if r.Switching() {
+				cs.Switching = fmt.Sprintf("%s -> %s since %s", r.SwitchingFromNode(), r.SwitchingTo, r.SwitchingSince.UTC().Format(time.RFC3339))
+			}
 		}
 		out.Catalog = cs
 	}

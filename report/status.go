@@ -51,5 +51,9 @@ type CatalogState struct {
 	// Leader is the `pgha watch` holding the leader lease: the one
 	// process that acts on its own.
 	Leader *state.Lock `json:"leader,omitempty"`
-	Error  string      `json:"error,omitempty"`
+	// Switching is the record's switchover intent ("db1 -> db2 since
+	// 2026-12-01T06:00:00Z"): a switchover under way, or interrupted and
+	// to be finished by the next apply or watcher.
+	Switching string `json:"switching,omitempty"`
+	Error     string `json:"error,omitempty"`
 }

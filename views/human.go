@@ -89,6 +89,9 @@ func (h *Human) Status(st report.Status) error {
 		default:
 			fmt.Fprintf(out, "Catalog: redis %s, no record yet\n", c.Address)
 		}
+		if c.Switching != "" {
+			fmt.Fprintf(out, "Switchover under way (the catalog's intent): %s\n", c.Switching)
+		}
 		if c.Lock != nil {
 			fmt.Fprintf(out, "Locked: %s\n", c.Lock)
 		}

@@ -29,6 +29,10 @@ func TestStatusLeader(t *testing.T) {
 		{"unreachable", &report.CatalogState{Address: "127.0.0.1:6379", Error: "connection refused"},
 			"Catalog: redis 127.0.0.1:6379 unreachable: connection refused", "Watch leader"},
 		{"no catalog", nil, "Cluster demo (declared primary db1)", "Watch leader"},
+		{"switchover intent", &report.CatalogState{Address: "127.0.0.1:6379", Reachable: true, Primary: "db1", Generation: 3, Switching: "db1 -> db2 since 2026-12-01T06:00:00Z"},
+			"Switchover under way (the catalog's intent): db1 -> db2 since 2026-12-01T06:00:00Z", "unreachable"},
+		{"no switchover intent", &report.CatalogState{Address: "127.0.0.1:6379", Reachable: true, Primary: "db1", Generation: 3},
+			"Catalog: redis 127.0.0.1:6379, recorded primary db1, generation 3", "Switchover under way"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
