@@ -101,7 +101,13 @@ func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*p
 		c.close()
 		return nil, err
 	}
-	c.watch = exec.Command(bin, "watch", "-f", c.file, "-log-format", "json")
+	args := []string{"watch", "-f", c.file, "-log-format", "json"}
+	if os.Getenv("BENCH_WATCH_DEBUG") != "" {
+		// The time of each check and of each action of a restart or a
+		// failover, in the kept log (BENCH_KEEP).
+		args = append(args, "-log-level", "debug")
+	}
+	c.watch = exec.Command(bin, args...)
 	c.watch.Env = c.env
 	c.watch.Stdout, c.watch.Stderr = logf, logf
 	c.watch.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -159,15 +165,29 @@ func (c *pghaCluster) node(port int) string {
 	return ""
 }
 
-// crash kills the PostgreSQL instance alone (postmaster and children; the
-// container on Docker); the watcher keeps running, as on a host whose
-// database process died.
+// dockerCrash is how a pgha node on Docker crashes (-docker-crash):
+// "postgres" kills its PostgreSQL alone, postmaster and children, the
+// container (its keeper) left running, as on the local runtime and as
+// issue 11 words it; "container" is `docker kill` of the whole container.
+var dockerCrash = "postgres"
+
+// crash kills the PostgreSQL instance alone (postmaster and children);
+// the watcher keeps running, as on a host whose database process died.
 func (c *pghaCluster) crash(port int) error {
 	n := c.node(port)
 	if c.runtime == "docker" {
-		if out, err := exec.Command("docker", "kill", "pgha-"+c.name+"-"+n).CombinedOutput(); err != nil {
-			return fmt.Errorf("docker kill: %v %s", err, out)
+		ct := "pgha-" + c.name + "-" + n
+		if dockerCrash == "container" {
+			if out, err := exec.Command("docker", "kill", ct).CombinedOutput(); err != nil {
+				return fmt.Errorf("docker kill: %v %s", err, out)
+			}
+			return nil
 		}
+		pm, err := containerPostmaster(ct)
+		if err != nil {
+			return err
+		}
+		killTrees(pm)
 		return nil
 	}
 	pm := postmasterPID(filepath.Join(c.dir, "data", n))
@@ -176,6 +196,40 @@ func (c *pghaCluster) crash(port int) error {
 	}
 	killTrees(pm)
 	return nil
+}
+
+// containerPostmaster is the host pid of the postmaster in a container:
+// the postgres process whose parent is not one (docker top lists host
+// pids).
+func containerPostmaster(ct string) (int, error) {
+	out, err := exec.Command("docker", "top", ct, "-eo", "pid,ppid,args").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("docker top %s: %v %s", ct, err, out)
+	}
+	type proc struct{ pid, ppid int }
+	var ps []proc
+	isPG := map[int]bool{}
+	for _, l := range strings.Split(string(out), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 3 || !strings.HasSuffix(f[2], "/bin/postgres") && !strings.HasPrefix(f[2], "postgres:") {
+			continue
+		}
+		var p proc
+		if _, err := fmt.Sscan(f[0], &p.pid); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscan(f[1], &p.ppid); err != nil {
+			continue
+		}
+		ps = append(ps, p)
+		isPG[p.pid] = true
+	}
+	for _, p := range ps {
+		if !isPG[p.ppid] {
+			return p.pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no postmaster in %s:\n%s", ct, out)
 }
 
 func (c *pghaCluster) watching() error {

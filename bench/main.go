@@ -27,7 +27,8 @@ func main() {
 	scale := flag.Int("scale", 70, "pgbench scale of the -ha and -backup data sets (70 is about 1 GB)")
 	bk := flag.Bool("backup", false, "compare pgha's full backups with pg_basebackup and pg_dumpall")
 	fo := flag.Bool("failover", false, "kill -9 of the primary under a writing client: pgha watch beside Patroni and pg_auto_failover")
-	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure")
+	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure (pgha-local, pgha-docker: both policies; pgha-docker:restart or pgha-docker:failover: one)")
+	flag.StringVar(&dockerCrash, "docker-crash", dockerCrash, "with -failover, pgha on Docker: postgres (kill -9 of the postmaster and its children, the container kept) or container (docker kill)")
 	soak := flag.Int("soak", 0, "minutes of pgbench at full CPU under pgha watch, reporting any false failover")
 	flag.Parse()
 	var err error

@@ -385,6 +385,7 @@ func (e *Env) start(ctx context.Context, n *config.Node, primary string) error {
 	if err := e.Runtime.Prepare(ctx, n); err != nil {
 		return err
 	}
+	e.trace("prepare " + n.Name)
 	if standby {
 		if err := e.Runtime.WritePassfile(ctx, n); err != nil {
 			return err
@@ -393,13 +394,19 @@ func (e *Env) start(ctx context.Context, n *config.Node, primary string) error {
 	if err := e.configure(ctx, n, primary); err != nil {
 		return err
 	}
+	e.trace("configure " + n.Name)
 	if err := e.Runtime.SetStandby(ctx, n, standby); err != nil {
 		return err
 	}
 	if err := e.Runtime.Start(ctx, n); err != nil {
 		return err
 	}
-	return e.ready(ctx, n, primary)
+	e.trace("server started " + n.Name)
+	if err := e.ready(ctx, n, primary); err != nil {
+		return err
+	}
+	e.trace("ready " + n.Name)
+	return nil
 }
 
 func (e *Env) restart(ctx context.Context, n *config.Node, primary string) error {

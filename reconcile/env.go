@@ -39,6 +39,11 @@ type Env struct {
 	// time.Now. Tests fix it to replay a week in minutes.
 	Now func() time.Time
 
+	// Trace, when set, is told each step of the slower executors as it
+	// ends (the watcher's debug log: what a restart in place spends its
+	// time on). nil: nothing is said.
+	Trace func(step string)
+
 	// held is the lock of the running apply or destroy; catalog.destroy
 	// releases it first, since the lock lives in what it removes.
 	held Lease
@@ -60,6 +65,13 @@ func Open(cfg *config.Cluster) (*Env, error) {
 		e.store = redisStore{e.Catalog}
 	}
 	return e, nil
+}
+
+// trace tells Trace, when set, that step ended.
+func (e *Env) trace(step string) {
+	if e.Trace != nil {
+		e.Trace(step)
+	}
 }
 
 func (e *Env) now() time.Time {

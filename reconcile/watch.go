@@ -16,6 +16,7 @@ import (
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -148,6 +149,12 @@ func restartWindow(c *config.Cluster) time.Duration {
 	return max(10*time.Second, 5*c.Failover.CheckInterval)
 }
 
+// recheckAfter is how soon the check after one that saw the primary's
+// process dead, but not yet confirmed by the standbys, comes.
+func recheckAfter(c *config.Cluster) time.Duration {
+	return min(200*time.Millisecond, c.Failover.CheckInterval)
+}
+
 // Watcher is the loop of `pgha watch`. Its fields are set before Run
 // and not changed after; it runs in the goroutine that calls Run (or
 // Tick), and Reload hands it a new cluster file from any goroutine.
@@ -185,6 +192,9 @@ type Watcher struct {
 	catalogLost  bool
 	catalogRetry time.Time
 	busy         string
+	// recheck: the last check saw the primary's process dead without the
+	// standbys' agreement yet; the next comes after recheckAfter.
+	recheck bool
 	// lastWritable: the last observation had a writable node.
 	lastWritable bool
 	// lastIntended: the last observation's record holds the intent of a
@@ -294,7 +304,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.Tick(ctx)
 		// The interval is counted from the start of the check, so that a
 		// slow observation does not stretch detection.
-		timer.Reset(max(w.Env.Cfg.Failover.CheckInterval-w.now().Sub(start), 0))
+		next := w.Env.Cfg.Failover.CheckInterval
+		if w.recheck {
+			next = recheckAfter(w.Env.Cfg)
+		}
+		timer.Reset(max(next-w.now().Sub(start), 0))
 	}
 }
 
@@ -360,6 +374,14 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 
 	primary := watchedPrimary(c, s)
 	v := w.detector().Check(c, s, primary, w.probe(ctx, s, primary))
+	// The runtime says the primary's process is gone and a standby still
+	// reports streaming from it: the standby has not noticed yet (its WAL
+	// receiver learns of the closed connection a few milliseconds later).
+	// The next check comes sooner than the interval, so that a crash is
+	// not held a whole interval on that; the verdict needs the standbys'
+	// agreement all the same, and the failure count of the threshold
+	// path is not what decides it (a dead process is lost at once).
+	w.recheck = v.Suspect && health.FromCluster(c, s, primary, nil).ProcessDead
 	switch {
 	case v.Lost:
 		if w.lost != v.Node {
@@ -458,7 +480,7 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 			// A start refused right after the crash (its orphaned
 			// backends still hold the shared memory for a moment) is
 			// tried again at the next check, until the window ends.
-			out := w.act(ctx, "apply", v.Node, func(p *plan.Plan) *plan.Plan { return restartOnly(p, v.Node) })
+			out := w.act(ctx, "apply", v.Node, true, func(p *plan.Plan) *plan.Plan { return restartOnly(p, v.Node) })
 			if out.Err != nil && !errors.Is(out.Err, errBusy) && !errors.Is(out.Err, errNotLeader) {
 				w.restartErr = firstLine(out.Err.Error())
 			}
@@ -478,7 +500,7 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 	if w.gaveUp != "" {
 		reason += "; " + w.gaveUp
 	}
-	return w.act(ctx, "failover", reason, nil)
+	return w.act(ctx, "failover", reason, true, nil)
 }
 
 // restartOnly keeps, of an apply plan, the start of the crashed primary
@@ -528,7 +550,7 @@ func (w *Watcher) converge(ctx context.Context, s *state.Cluster) Outcome {
 	if key == w.failKey && w.now().Before(w.retryAt) {
 		return Outcome{Held: len(held), Err: w.failErr}
 	}
-	out := w.act(ctx, "apply", "", func(p *plan.Plan) *plan.Plan {
+	out := w.act(ctx, "apply", "", false, func(p *plan.Plan) *plan.Plan {
 		run, _ := plan.Filter(c, p, w.sit)
 		return run
 	})
@@ -625,7 +647,9 @@ var (
 // act runs one operation through Run when this watcher is the one actor:
 // the plan is made again under the cluster lock, filtered, logged action
 // by action, and executed. why says what led to it (a failover's cause).
-func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Plan) *plan.Plan) Outcome {
+// quick: the plan under the lock is made from a Quick observation (a
+// restart in place, a failover: the write path is down meanwhile).
+func (w *Watcher) act(ctx context.Context, op, why string, quick bool, filter func(*plan.Plan) *plan.Plan) Outcome {
 	if err := w.lead(ctx); err != nil {
 		return Outcome{Err: err}
 	}
@@ -638,9 +662,13 @@ func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Pla
 		w.logPlanned(op, why, p)
 		return p
 	}
-	o := RunOptions{PlanOptions: PlanOptions{Operation: op}, LockTimeout: 0, Filter: wrapped}
+	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick}}, LockTimeout: 0, Filter: wrapped, Events: w.timings()}
 	if op == "apply" {
 		o.Build = w.buildOptionsNow()
+	}
+	if st, ok := o.Events.(*stepLog); ok {
+		w.Env.Trace = st.step
+		defer func() { w.Env.Trace = nil }()
 	}
 	_, err := w.Env.Run(ctx, o)
 	var held *HeldError
@@ -674,6 +702,43 @@ func (w *Watcher) act(ctx context.Context, op, why string, filter func(*plan.Pla
 		w.Log.Log(ctx, level, "apply", "operation", op, "actions", ids, "outcome", outcome)
 	}
 	return Outcome{Acted: ids, Err: err}
+}
+
+// timings is a Reporter that logs, at debug level, when an operation's
+// plan was made (the lock taken and the cluster observed again) and how
+// long each action took, measured from the start of the operation: what
+// a restart in place or a failover spends its time on.
+func (w *Watcher) timings() Reporter {
+	if !w.Log.Enabled(context.Background(), slog.LevelDebug) {
+		return nil
+	}
+	return &stepLog{log: w.Log, start: time.Now()}
+}
+
+type stepLog struct {
+	log   *slog.Logger
+	start time.Time
+}
+
+// step logs an executor's step (Env.Trace).
+func (s *stepLog) step(what string) {
+	s.log.Debug("step", "what", what, "at_ms", time.Since(s.start).Milliseconds())
+}
+
+func (s *stepLog) Report(ev report.Event) {
+	at := time.Since(s.start).Milliseconds()
+	switch ev := ev.(type) {
+	case report.PlanShown:
+		s.log.Debug("step", "what", "planned under the lock", "actions", len(ev.Plan.Actions), "at_ms", at)
+	case report.ActionDone:
+		outcome := "done"
+		if ev.Err != nil {
+			outcome = firstLine(ev.Err.Error())
+		}
+		s.log.Debug("step", "what", ev.Action.ID, "took_ms", ev.Elapsed.Milliseconds(), "at_ms", at, "outcome", outcome)
+	case report.Outcome:
+		s.log.Debug("step", "what", "end", "at_ms", at)
+	}
 }
 
 // buildOptionsNow is buildOptions for the plan Run makes under the lock;

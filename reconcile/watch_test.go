@@ -559,3 +559,53 @@ func TestWatchRunsAgainSwitchoverBegun(t *testing.T) {
 		})
 	}
 }
+
+// lateReceiverPG is convergedPG whose standbys still report streaming
+// from db1 after its process died: their WAL receivers have not noticed
+// yet, as happens for a few milliseconds after a crash.
+type lateReceiverPG struct{ convergedPG }
+
+func (p lateReceiverPG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
+	p.convergedPG.Observe(ctx, ep, sn, roles)
+	if sn.Reachable && sn.InRecovery {
+		h, port := p.cfg.PeerEndpoint(p.cfg.Node("db1"))
+		sn.Upstream = &state.Upstream{Status: "streaming", Host: h, Port: port}
+	}
+}
+
+// A crashed primary the standbys still say they hear is suspect, and the
+// next check comes after recheckAfter rather than a whole interval; once
+// they agree it is restarted in place, and the debug log says how long
+// the plan under the lock and each step of the start took.
+func TestWatchRechecksSoonAfterUnconfirmedCrash(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	c.node("db1").running = false
+	w.Env.pg = lateReceiverPG{convergedPG{fakePG{c}}}
+	if out := w.Tick(context.Background()); out.Err != nil || len(out.Acted) != 0 || !w.recheck {
+		t.Fatalf("a crash the standbys deny: %+v recheck %v\n%s", out, w.recheck, log.String())
+	}
+	if s := log.records(t, "primary suspect"); len(s) != 1 || !strings.Contains(fmt.Sprint(s[0]["reason"]), "the two disagree") {
+		t.Fatalf("suspect records: %v", s)
+	}
+	if d := recheckAfter(w.Env.Cfg); d != 200*time.Millisecond {
+		t.Fatalf("recheck after %s at a 1 s interval", d)
+	}
+	w.Env.pg = convergedPG{fakePG{c}}
+	out := w.Tick(context.Background())
+	if out.Err != nil || c.primaryRunning() != "db1" || w.recheck {
+		t.Fatalf("not restarted once confirmed: %+v primary %q recheck %v\n%s", out, c.primaryRunning(), w.recheck, log.String())
+	}
+	var steps []string
+	for _, r := range log.records(t, "step") {
+		steps = append(steps, fmt.Sprint(r["what"]))
+	}
+	want := "planned under the lock,prepare db1,configure db1,server started db1,ready db1,node.start[db1],end"
+	if strings.Join(steps, ",") != want {
+		t.Fatalf("steps %q, want %q", strings.Join(steps, ","), want)
+	}
+	// A healthy check goes back to the interval.
+	w.Tick(context.Background())
+	if w.recheck {
+		t.Fatal("recheck left on for a healthy primary")
+	}
+}

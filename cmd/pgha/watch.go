@@ -31,15 +31,25 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("watch", errw)
 	once := fs.Bool("once", false, "run one iteration and exit: 0 when converged or acted, 1 on an error (for cron and tests)")
 	format := fs.String("log-format", "text", "decision log on stderr: text or json (one object per line)")
+	level := fs.String("log-level", "info", "info, or debug for the time each check and each action took")
 	if fs.Parse(args) != nil {
+		return exitError
+	}
+	ho := &slog.HandlerOptions{}
+	switch *level {
+	case "info":
+	case "debug":
+		ho.Level = slog.LevelDebug
+	default:
+		fmt.Fprintf(errw, "Error: -log-level is info or debug, not %q\n", *level)
 		return exitError
 	}
 	var h slog.Handler
 	switch *format {
 	case "text":
-		h = slog.NewTextHandler(errw, nil)
+		h = slog.NewTextHandler(errw, ho)
 	case "json":
-		h = slog.NewJSONHandler(errw, nil)
+		h = slog.NewJSONHandler(errw, ho)
 	default:
 		fmt.Fprintf(errw, "Error: -log-format is text or json, not %q\n", *format)
 		return exitError
