@@ -204,11 +204,19 @@ func (d *dockerRuntime) RemoveAside(ctx context.Context, n *config.Node, path st
 // stopped or killed container restarts with its keeper only (pgha starts
 // PostgreSQL by exec), so it cannot come back as a primary by itself; not
 // starting it keeps a failover fast.
+//
+// One exec in the usual case (the container runs): standby.signal is
+// written, and only when that fails is the engine asked whether there was
+// a running container to write it in.
 func (d *dockerRuntime) MarkFenced(ctx context.Context, n *config.Node) error {
-	if running, err := d.rt.Running(ctx, dockerNode(n)); err != nil && !running {
+	err := d.rt.SetStandby(ctx, dockerNode(n), true)
+	if err == nil {
+		return nil
+	}
+	if running, rerr := d.rt.Engine().ContainerRunning(ctx, n.Name); rerr == nil && !running {
 		return nil // no running container to exec in
 	}
-	return d.rt.SetStandby(ctx, dockerNode(n), true)
+	return err
 }
 
 // BaseBackup streams a base backup of n, taken inside its container as

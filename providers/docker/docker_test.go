@@ -478,3 +478,67 @@ func TestObserveStoppedQuick(t *testing.T) {
 		t.Errorf("the quick observation (median %s) is not even twice as fast as the full one (%s)", quick[1], full[1])
 	}
 }
+
+// TestStopImmediatePaused: an immediate stop of a server whose processes
+// are all stopped by SIGSTOP (a frozen primary being fenced) kills the
+// postmaster's whole process group at once, without waiting for the
+// SIGQUIT it cannot act on: no backend of it is left, and it takes well
+// under the 3 s SIGQUIT is given. A running server stops the same way.
+// Stop of a stopped server, or with no container, is no error.
+func TestStopImmediatePaused(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	log := docker.VolumeDir + "/log/postgresql.log"
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	if err := rt.Configure(ctx, n, map[string]string{"listen_addresses": "*", "port": "5432"}, []string{"local all all peer"}); err != nil {
+		t.Fatal(err)
+	}
+	// The postmaster and its children (each leads a process group of
+	// its own), as pid:state.
+	group := func() string {
+		return strings.TrimSpace(sh(t, rt, n.Name, `p=$(head -n 1 `+docker.PGData+`/postmaster.pid 2>/dev/null); [ -n "$p" ] || exit 0
+ps -eo pid=,ppid=,stat= | awk -v g="$p" '($1 == g || $2 == g) && $3 !~ /^Z/ { print $1 ":" $3 }'`))
+	}
+	for _, paused := range []bool{true, false} {
+		if err := rt.Start(ctx, n, log); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		if g := group(); strings.Count(g, "\n") < 3 {
+			t.Fatalf("the postmaster's group has too few processes to be a server: %q\n%s", g, sh(t, rt, n.Name, "ps -eo pgid,pid,ppid,stat,args"))
+		}
+		if paused {
+			// SIGSTOP to each, as a frozen host would.
+			sh(t, rt, n.Name, `p=$(head -n 1 `+docker.PGData+`/postmaster.pid); kill -STOP $p $(ps -eo pid=,ppid= | awk -v g="$p" '$2 == g { print $1 }')`)
+			if g := group(); strings.Count(g, ":T") < 4 {
+				t.Fatalf("not paused: %q", g)
+			}
+		}
+		t0 := time.Now()
+		if err := rt.Stop(ctx, n, "immediate"); err != nil {
+			t.Fatalf("Stop immediate (paused %v): %v", paused, err)
+		}
+		took := time.Since(t0)
+		if g := group(); g != "" {
+			t.Fatalf("processes of the postmaster's group left after an immediate stop (paused %v): %q", paused, g)
+		}
+		if running, err := rt.Running(ctx, n); err != nil || running {
+			t.Fatalf("Running after an immediate stop: %v %v", running, err)
+		}
+		t.Logf("immediate stop, paused %v: %s", paused, took.Round(time.Millisecond))
+		if paused && took > 2500*time.Millisecond {
+			t.Errorf("the immediate stop of a paused server took %s: it waited for the SIGQUIT a stopped process cannot act on", took.Round(time.Millisecond))
+		}
+	}
+	if err := rt.Stop(ctx, n, "immediate"); err != nil {
+		t.Errorf("immediate stop of a stopped server: %v", err)
+	}
+	if err := rt.Engine().RemoveContainer(ctx, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Stop(ctx, n, "immediate"); err != nil {
+		t.Errorf("immediate stop without a container: %v", err)
+	}
+}

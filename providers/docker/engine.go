@@ -246,6 +246,20 @@ func (e *Engine) EnsureContainer(ctx context.Context, s Spec) error {
 	return e.start(ctx, name)
 }
 
+// ContainerRunning reports whether a node's container exists and runs,
+// from the engine's inspect (no exec): false with no error when it is
+// missing or stopped.
+func (e *Engine) ContainerRunning(ctx context.Context, node string) (bool, error) {
+	info, err := e.cli.ContainerInspect(ctx, e.Name(node))
+	switch {
+	case client.IsErrNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("inspect %s: %w", e.Name(node), err)
+	}
+	return info.State != nil && info.State.Running, nil
+}
+
 // attached reports whether a container is connected to the current
 // cluster network (by ID, not by name).
 func (e *Engine) attached(ctx context.Context, ns *container.NetworkSettings) bool {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pgdata"
+	"github.com/pgha/pgha/internal/proc"
 )
 
 // ctlTimeout is pg_ctl's own wait (-t), in seconds: long enough for crash
@@ -176,34 +177,50 @@ func awaitDeadPostmaster(ctx context.Context, dir string) error {
 const immediateWait = 3 * time.Second
 
 // stopImmediate is pg_ctl's immediate stop bounded in time: a server that
-// does not act on SIGQUIT within immediateWait (its processes stopped by
-// SIGSTOP, a frozen host, a stalled disk) is killed with SIGKILL, its
-// whole process group (the postmaster leads it: pg_ctl starts it with
-// setsid), so that no backend lives on to acknowledge a write. A fence
-// before a promotion waited pg_ctl's 60 s for a paused primary (and the
-// failover with it), then went on with the server only asked to quit.
-// Immediate is a crash either way: the next start recovers from WAL.
+// does not act on SIGQUIT within immediateWait (a stalled disk) is
+// stopped (SIGSTOP: it forks nothing more) and killed with SIGKILL, it
+// and every process under it at once, so that no backend lives on to
+// acknowledge a write. A postmaster already stopped by SIGSTOP (a frozen
+// host) cannot act on SIGQUIT: it is killed at once. Each child of a
+// postmaster leads a process group of its own (PostgreSQL calls setsid
+// in every child), so killing the postmaster's group, as this did, left
+// a paused server's backends alive and paused, holding its shared memory
+// (its next start failed: "pre-existing shared memory block is still in
+// use"). A fence before a promotion waited pg_ctl's 60 s for a paused
+// primary before any of this. Immediate is a crash either way: the next
+// start recovers from WAL.
 func (r *Runtime) stopImmediate(ctx context.Context, dir string, pid int) error {
-	wctx, cancel := context.WithTimeout(ctx, immediateWait)
-	defer cancel()
-	wait := strconv.Itoa(int(immediateWait / time.Second))
-	if _, err := output(r.command(wctx, "pg_ctl", "-D", dir, "-m", "immediate", "-w", "-t", wait, "stop")); err == nil {
-		return nil
+	if st, err := proc.Read(pid); err != nil || st.State != 'T' {
+		wctx, cancel := context.WithTimeout(ctx, immediateWait)
+		wait := strconv.Itoa(int(immediateWait / time.Second))
+		_, err := output(r.command(wctx, "pg_ctl", "-D", dir, "-m", "immediate", "-w", "-t", wait, "stop"))
+		cancel()
+		if err == nil {
+			return nil
+		}
 	}
 	if _, running, _ := r.postmaster(dir); !running {
 		return nil
 	}
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	tree := proc.Tree(pid)
+	for _, p := range tree {
+		if err := syscall.Kill(p, syscall.SIGKILL); err != nil && p == pid && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("stop %s (mode immediate): kill postmaster %d: %w", dir, pid, err)
 		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, running, _ := r.postmaster(dir); !running {
+		var left []int
+		for _, p := range tree {
+			if st, err := proc.Read(p); err == nil && !st.Exited() {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stop %s (mode immediate): postmaster %d still runs 10 s after SIGKILL", dir, pid)
+			return fmt.Errorf("stop %s (mode immediate): processes %v of postmaster %d still run 10 s after SIGKILL", dir, left, pid)
 		}
 		select {
 		case <-ctx.Done():
