@@ -286,7 +286,7 @@ func rejoinSteps(out, node string) ([]string, time.Duration, error) {
 	took := time.Duration(-1)
 	for _, l := range strings.Split(out, "\n") {
 		t := strings.TrimSpace(l)
-		if strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "fork check") || strings.Contains(t, "needs no pg_rewind") || strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
+		if strings.HasPrefix(l, "      ") && (strings.HasPrefix(t, "fork check") || strings.HasPrefix(t, "wal_keep_size") || strings.Contains(t, "needs no pg_rewind") || strings.HasPrefix(t, "checkpoint on") || strings.HasPrefix(t, "pg_rewind") || strings.HasPrefix(t, "start and stream") || strings.HasPrefix(t, "re-clone")) {
 			steps = append(steps, t)
 		}
 		if _, d, ok := strings.Cut(t, "standby.rejoin["+node+"]: done in "); ok {
@@ -360,6 +360,14 @@ func divergedRejoin(ctx context.Context, connect func(int) (*pgx.Conn, error), p
 	}
 	if !strings.Contains(strings.Join(steps, " "), "pg_rewind") {
 		return 0, nil, fmt.Errorf("db1 wrote after the fork, yet was rejoined without pg_rewind: %v", steps)
+	}
+	// What pg_rewind copied is, within a segment or two, db1's pg_wal now.
+	if c, err := connect(ports[0]); err == nil {
+		var files, bytes int64
+		if c.QueryRow(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM pg_ls_waldir()").Scan(&files, &bytes) == nil {
+			steps = append(steps, fmt.Sprintf("db1's pg_wal after it: %d MB in %d files", bytes>>20, files))
+		}
+		c.Close(ctx)
 	}
 	return took, steps, nil
 }

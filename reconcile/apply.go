@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -696,11 +698,12 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 		return err
 	}
 	streaming := false
+	var fc forkCheck
 	if method != "reclone" {
-		ok, why := e.followsWithoutRewind(ctx, n, primary)
+		fc = e.followsWithoutRewind(ctx, n, primary)
 		step("fork check of " + n.Name)
-		if ok {
-			e.note("%s needs no pg_rewind: %s", n.Name, why)
+		if fc.follows {
+			e.note("%s needs no pg_rewind: %s", n.Name, fc.why)
 			if err := e.startFollowing(ctx, n, primary); err != nil {
 				if ctx.Err() != nil {
 					return err
@@ -714,12 +717,16 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 				step("start and stream")
 			}
 		} else {
-			e.note("pg_rewind of %s: %s", n.Name, why)
+			e.note("pg_rewind of %s: %s", n.Name, fc.why)
 		}
 	}
 	if method != "reclone" && !streaming {
+		restore := e.trimSourceWAL(ctx, n, primary, fc)
+		defer restore() // at the latest; after pg_rewind below
 		// A just-promoted source must checkpoint first, or pg_rewind reads
-		// the old timeline from its control file.
+		// the old timeline from its control file. With the source's
+		// wal_keep_size trimmed, this checkpoint also removes the WAL
+		// pg_rewind would copy for nothing.
 		if err := e.db().Checkpoint(ctx, e.superuser(primary)); err != nil {
 			return fmt.Errorf("checkpoint on %s before pg_rewind of %s (%s's data is untouched): %w", primary.Name, n.Name, n.Name, err)
 		}
@@ -743,6 +750,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 			_ = e.Runtime.SetStandby(mctx, n, true)
 			cancel()
 		}
+		restore()
 		switch {
 		case err == nil:
 			step("pg_rewind")
@@ -817,17 +825,119 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 // 13–18) and need a checkpoint on primary first. The decision is
 // pgdata.FollowsWithoutRewind's; any doubt (an unreadable fact, an
 // unreachable primary) answers false, and pg_rewind runs as before.
-func (e *Env) followsWithoutRewind(ctx context.Context, n, primary *config.Node) (bool, string) {
+func (e *Env) followsWithoutRewind(ctx context.Context, n, primary *config.Node) forkCheck {
 	src := &state.Node{}
 	e.db().Observe(ctx, e.superuser(primary), src, nil)
 	if !src.Reachable || src.InRecovery || src.Timeline == 0 {
-		return false, fmt.Sprintf("the timeline of %s is unknown (%s)", primary.Name, src.Error)
+		return forkCheck{why: fmt.Sprintf("the timeline of %s is unknown (%s)", primary.Name, src.Error)}
 	}
 	out, err := e.Runtime.ForkFacts(ctx, n, pgdata.ForkProbes(src.History))
 	if err != nil {
-		return false, err.Error()
+		return forkCheck{why: err.Error(), src: src}
 	}
-	return pgdata.FollowsWithoutRewind(out, src.Timeline, src.History)
+	ok, why := pgdata.FollowsWithoutRewind(out, src.Timeline, src.History)
+	return forkCheck{follows: ok, why: why, facts: out, src: src}
+}
+
+// forkCheck is what followsWithoutRewind found.
+type forkCheck struct {
+	follows bool
+	why     string
+	facts   string      // pgdata.ForkScript's output on the former primary; "" if not run
+	src     *state.Node // the source as observed; nil if unreachable
+}
+
+// trimSourceWAL lowers the source's wal_keep_size, for the checkpoint
+// before pg_rewind, to what the rewound node needs: pg_rewind (PostgreSQL
+// 13–18) copies every file in the source's pg_wal, and wal_keep_size
+// (128MB) keeps 8 segments there that only a standby without a slot could
+// use. The rewound node replays from the last checkpoint before the fork
+// (pgdata.LastCommonRedo), so the source keeps the WAL from there to its
+// current position, plus one segment for what it writes meanwhile. It
+// trims nothing when wal_keep_size is the operator's own (cluster.hcl
+// parameters), when that redo point is unknown, or when another standby
+// is not streaming through its slot (a slot holds what its standby has
+// yet to receive; wal_keep_size is all a disconnected one could rely on).
+// The returned function writes the declared settings back and reloads;
+// it runs once, whatever the rewind's outcome.
+func (e *Env) trimSourceWAL(ctx context.Context, n, primary *config.Node, fc forkCheck) func() {
+	noop := func() {}
+	if fc.src == nil || fc.facts == "" {
+		return noop
+	}
+	desired := plan.DesiredSettings(e.Cfg, primary, primary.Name)
+	if _, own := e.Cfg.Postgres.Parameters["wal_keep_size"]; own {
+		return noop
+	}
+	if _, own := primary.Parameters["wal_keep_size"]; own {
+		return noop
+	}
+	redo, ok := pgdata.LastCommonRedo(fc.facts, fc.src.Timeline, fc.src.History)
+	if !ok || redo > fc.src.CurrentLSN {
+		return noop
+	}
+	for _, o := range e.Cfg.Nodes {
+		if o.Name == n.Name || o.Name == primary.Name {
+			continue
+		}
+		if sl := fc.src.Slot(o.Slot); sl == nil || !sl.Active {
+			e.note("wal_keep_size on %s kept for pg_rewind of %s: %s does not stream through its slot %q", primary.Name, n.Name, o.Name, o.Slot)
+			return noop
+		}
+	}
+	ep := e.superuser(primary)
+	// The checkpoint keeps wal_keep_size's whole segments back from the
+	// segment of its own redo point: one segment more than the distance
+	// covers the rounding, one more what the source writes between this
+	// observation and the checkpoint (up to a segment).
+	segMB, err := megabytes(e.db().Setting(ctx, ep, "wal_segment_size"))
+	if err != nil || segMB == 0 {
+		return noop
+	}
+	keepMB := (int64(fc.src.CurrentLSN-redo)/(segMB<<20) + 2) * segMB
+	// pgha's own value is in MB (plan.baseSettings).
+	cur, err := megabytes(desired["wal_keep_size"], nil)
+	if err != nil || keepMB >= cur {
+		return noop
+	}
+	trimmed := maps.Clone(desired)
+	trimmed["wal_keep_size"] = fmt.Sprintf("%dMB", keepMB)
+	done := false
+	restore := func() {
+		if done {
+			return
+		}
+		done = true
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := e.writeConfig(rctx, primary, desired); err != nil {
+			e.note("write the settings of %s back after pg_rewind of %s: %v (the next apply does)", primary.Name, n.Name, err)
+			return
+		}
+		if err := e.db().Reload(rctx, ep); err != nil {
+			e.note("reload %s after pg_rewind of %s: %v (the next apply does)", primary.Name, n.Name, err)
+		}
+	}
+	if err := e.writeConfig(ctx, primary, trimmed); err != nil {
+		restore()
+		return noop
+	}
+	// The checkpoint below must see the new value: a session opened after
+	// the postmaster re-read the file sees it, and by then the postmaster
+	// has signalled the checkpointer, which reloads before it checkpoints.
+	err = e.db().Reload(ctx, ep)
+	for deadline := time.Now().Add(2 * time.Second); err == nil; time.Sleep(10 * time.Millisecond) {
+		v, serr := e.db().Setting(ctx, ep, "wal_keep_size")
+		if serr == nil && v == trimmed["wal_keep_size"] {
+			e.note("wal_keep_size on %s is %s until pg_rewind of %s ends (WAL from %s on)", primary.Name, v, n.Name, redo)
+			return restore
+		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("wal_keep_size still %q", v)
+		}
+	}
+	restore()
+	return noop
 }
 
 // forkStreamTimeout bounds the wait for a former primary started without
@@ -842,6 +952,24 @@ func (e *Env) startFollowing(ctx context.Context, n, primary *config.Node) error
 	wctx, cancel := context.WithTimeout(ctx, forkStreamTimeout)
 	defer cancel()
 	return e.start(wctx, n, primary.Name)
+}
+
+// megabytes reads a size as PostgreSQL shows it ("16MB", "1GB").
+func megabytes(v string, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "GB"):
+		v, mult = strings.TrimSuffix(v, "GB"), 1024
+	case strings.HasSuffix(v, "MB"):
+		v = strings.TrimSuffix(v, "MB")
+	default:
+		return 0, fmt.Errorf("size %q is not in MB or GB", v)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n * mult, err
 }
 
 // standbySignal reports whether n's (stopped) data directory holds

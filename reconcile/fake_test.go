@@ -47,6 +47,14 @@ type fakeNode struct {
 	final     state.LSN // the shutdown checkpoint of a clean stop
 	clean     bool      // the last stop was clean
 	slots     []string
+	// forkOut is what pgdata.ForkScript prints on this (stopped) node;
+	// "" answers as for a node whose WAL went past any fork.
+	forkOut string
+	history []state.TimelineSwitch // the primary's timeline history
+	// keeps is wal_keep_size as each Configure wrote it, in order;
+	// keepAtRewind is the source's when pg_rewind ran against it.
+	keeps        []string
+	keepAtRewind string
 }
 
 // fakeCluster is the model both fakes act on, with the calls made in
@@ -200,7 +208,20 @@ func (r fakeRuntime) InitDB(ctx context.Context, n *config.Node) error {
 }
 
 func (r fakeRuntime) Configure(ctx context.Context, n *config.Node, settings map[string]string, hba []string) error {
-	return r.call(ctx, "rt", "Configure", n.Name)
+	if err := r.call(ctx, "rt", "Configure", n.Name); err != nil {
+		return err
+	}
+	fn := r.node(n.Name)
+	fn.keeps = append(fn.keeps, settings["wal_keep_size"])
+	return nil
+}
+
+// keep is the node's wal_keep_size as last configured.
+func (n *fakeNode) keep() string {
+	if len(n.keeps) == 0 {
+		return ""
+	}
+	return n.keeps[len(n.keeps)-1]
 }
 
 func (r fakeRuntime) SetStandby(ctx context.Context, n *config.Node, on bool) error {
@@ -323,9 +344,15 @@ func (r fakeRuntime) ControlData(ctx context.Context, n *config.Node) (map[strin
 	return map[string]string{"Database cluster state": st, "Latest checkpoint location": fn.final.String()}, nil
 }
 
-// ForkFacts answers as pgdata.ForkScript would for a node whose WAL went
-// past any fork: the fake's rejoins always go through Rewind.
+// ForkFacts answers with the node's forkOut; by default as for a node
+// whose WAL went past any fork, so that the rejoin goes through Rewind.
 func (r fakeRuntime) ForkFacts(ctx context.Context, n *config.Node, probes []string) (string, error) {
+	if err := r.call(ctx, "rt", "ForkFacts", n.Name); err != nil {
+		return "", err
+	}
+	if out := r.node(n.Name).forkOut; out != "" {
+		return out, nil
+	}
 	return "Database cluster state: in production\n", nil
 }
 
@@ -346,6 +373,7 @@ func (r fakeRuntime) Rewind(ctx context.Context, n, source *config.Node) (string
 		return "", fmt.Errorf("pg_rewind: could not connect to server %s", source.Name)
 	}
 	fn.diverged, fn.timeline, fn.lsn = false, src.timeline, src.lsn
+	src.keepAtRewind = src.keep()
 	return "pg_rewind: Done!", nil
 }
 
@@ -443,9 +471,12 @@ func (p fakePG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Nod
 	} else {
 		sn.CurrentLSN = n.lsn
 	}
+	sn.History = n.history
 	sn.Slots = nil
 	for _, s := range n.slots {
-		sn.Slots = append(sn.Slots, state.Slot{Name: s})
+		// A slot is active while the standby named by it streams.
+		o := p.nodes[s]
+		sn.Slots = append(sn.Slots, state.Slot{Name: s, Active: o != nil && p.streams(o)})
 	}
 }
 
@@ -468,8 +499,15 @@ func (p fakePG) Setting(ctx context.Context, ep postgres.Endpoint, name string) 
 	if err != nil {
 		return "", err
 	}
-	if name == "summarize_wal" && !n.summarize {
-		return "off", nil
+	switch name {
+	case "summarize_wal":
+		if !n.summarize {
+			return "off", nil
+		}
+	case "wal_segment_size":
+		return "16MB", nil
+	case "wal_keep_size":
+		return n.keep(), nil
 	}
 	return "on", nil
 }

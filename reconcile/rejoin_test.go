@@ -3,11 +3,14 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/state"
 )
 
 // afterFailover sets the model to what a failover leaves: db2 promoted
@@ -220,5 +223,83 @@ func TestRejoinCloneFailsKeepsAside(t *testing.T) {
 	}
 	if p := c.primaryRunning(); p != "db2" {
 		t.Errorf("primary: %q, want db2", p)
+	}
+}
+
+// forkFacts is pgdata.ForkScript's output for a former primary on
+// timeline 1 with its latest checkpoint at ckpt (redo 0x10 before it),
+// whose WAL does (wrote) or does not go past the fork at 0/3000000.
+func forkFacts(ckpt string, wrote bool) string {
+	probe := "rc=1: pg_waldump: error: could not find a valid record after 0/3000000"
+	if wrote {
+		probe = "rc=0: rmgr: Heap len (rec/tot): 54/54, tx: 750, lsn: 0/3000000"
+	}
+	redo, _ := strconv.ParseUint(strings.TrimPrefix(ckpt, "0/"), 16, 32)
+	return fmt.Sprintf(`Database cluster state:               in production
+Latest checkpoint location:           %s
+Latest checkpoint's REDO location:    0/%X
+Latest checkpoint's TimeLineID:       1
+pgha-history-files:
+pgha-waldump 1 0/3000000 %s
+`, ckpt, redo-0x10, probe)
+}
+
+// TestRejoinFork: a former primary whose WAL ends at the fork starts as a
+// standby without pg_rewind (and without the checkpoint pg_rewind needs);
+// one that wrote past it is rewound, with the source's wal_keep_size
+// trimmed for the checkpoint before pg_rewind and written back after it,
+// unless another standby does not stream through its slot. A start
+// without pg_rewind that does not stream falls back to pg_rewind.
+func TestRejoinFork(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		facts     string
+		diverged  bool // what the model says, whatever the facts
+		db3NoSlot bool // db3 streams from db2 without its slot there
+		wantWind  bool // pg_rewind ran
+		wantKeeps []string
+	}{
+		{name: "WAL ends at the fork: started as it is", facts: forkFacts("0/2FFFF00", false)},
+		{name: "the start does not stream: stopped and rewound", facts: forkFacts("0/2FFFF00", false), diverged: true,
+			wantWind: true, wantKeeps: []string{"32MB", "128MB"}},
+		{name: "wrote past the fork: rewound with wal_keep_size trimmed", facts: forkFacts("0/2FFFF00", true), diverged: true,
+			wantWind: true, wantKeeps: []string{"32MB", "128MB"}},
+		{name: "checkpoint after the fork: rewound, nothing trimmed", facts: forkFacts("0/3000100", true), diverged: true,
+			wantWind: true},
+		{name: "db3 without its slot: rewound, nothing trimmed", facts: forkFacts("0/2FFFF00", true), diverged: true, db3NoSlot: true,
+			wantWind: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, c := fakeEnv(t, "db2", "", nil)
+			c.afterFailover(true)
+			db1, db2 := c.nodes["db1"], c.nodes["db2"]
+			db1.diverged, db1.forkOut = tc.diverged, tc.facts
+			db2.history = []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x3000000}}
+			db2.lsn = 0x3100000
+			db2.slots = []string{"db1", "db3"}
+			if tc.db3NoSlot {
+				db2.slots = []string{"db1"}
+			}
+
+			if err := e.rejoin(context.Background(), e.Cfg.Node("db1"), e.Cfg.Node("db2"), "rewind-or-reclone"); err != nil {
+				t.Fatalf("rejoin: %v", err)
+			}
+			if !c.streams(db1) {
+				t.Errorf("db1 does not stream after the rejoin")
+			}
+			if c.called("rt.Rewind db1") != tc.wantWind || c.called("pg.Checkpoint db2") != tc.wantWind {
+				t.Errorf("pg_rewind called %v, checkpoint on db2 called %v; want %v", c.called("rt.Rewind db1"), c.called("pg.Checkpoint db2"), tc.wantWind)
+			}
+			c.before("rt.ForkFacts db1", "rt.Start db1")
+			if !slices.Equal(db2.keeps, tc.wantKeeps) {
+				t.Errorf("db2's wal_keep_size as configured: %q, want %q", db2.keeps, tc.wantKeeps)
+			}
+			if len(tc.wantKeeps) > 0 {
+				c.before("rt.Configure db2", "pg.Checkpoint db2")
+				if db2.keepAtRewind != tc.wantKeeps[0] {
+					t.Errorf("db2's wal_keep_size during pg_rewind: %q, want %q", db2.keepAtRewind, tc.wantKeeps[0])
+				}
+			}
+		})
 	}
 }

@@ -112,3 +112,33 @@ func FollowsWithoutRewind(out string, sourceTLI int, history []state.TimelineSwi
 	}
 	return false, fmt.Sprintf("WAL at the fork %s on timeline %d unreadable: %s", fork, tli, strings.TrimSpace(verdict))
 }
+
+// LastCommonRedo reads from ForkScript's output where the replay of a
+// rewound former primary will start: the REDO location of its latest
+// checkpoint, when that checkpoint lies on a timeline the source's
+// history left, before the fork. pg_rewind starts the rewound node from
+// the last checkpoint before the fork (its backup_label), which is this
+// one or a later one, so the source must keep its WAL from here on. False
+// when the latest checkpoint is not before the fork (then the last common
+// one is unknown without reading the WAL backwards, as pg_rewind does).
+func LastCommonRedo(out string, sourceTLI int, history []state.TimelineSwitch) (state.LSN, bool) {
+	cd := ParseControlData(out)
+	tli, err := strconv.Atoi(cd["Latest checkpoint's TimeLineID"])
+	if err != nil || tli >= sourceTLI {
+		return 0, false
+	}
+	ckpt, err := state.ParseLSN(cd["Latest checkpoint location"])
+	if err != nil {
+		return 0, false
+	}
+	redo, err := state.ParseLSN(cd["Latest checkpoint's REDO location"])
+	if err != nil || redo > ckpt {
+		return 0, false
+	}
+	for _, h := range history {
+		if h.Parent == tli {
+			return redo, ckpt < h.SwitchLSN
+		}
+	}
+	return 0, false
+}

@@ -67,3 +67,21 @@ func TestFollowsWithoutRewind(t *testing.T) {
 		t.Fatalf("ForkProbes = %q", got)
 	}
 }
+
+func TestLastCommonRedo(t *testing.T) {
+	hist := []state.TimelineSwitch{{Parent: 1, SwitchLSN: 0x38C50538}, {Parent: 2, SwitchLSN: 0x38C50700}}
+	if redo, ok := LastCommonRedo(forkOut, 3, hist); !ok || redo != 0x38C50650 {
+		t.Fatalf("LastCommonRedo = %s, %v; want 0/38C50650, true", redo, ok)
+	}
+	// A checkpoint after the fork: the last common one is further back.
+	after := strings.Replace(forkOut, "location:           0/38C50688", "location:           0/38C50800", 1)
+	if _, ok := LastCommonRedo(after, 3, hist); ok {
+		t.Fatal("LastCommonRedo answered for a checkpoint after the fork")
+	}
+	if _, ok := LastCommonRedo(forkOut, 3, hist[:1]); ok {
+		t.Fatal("LastCommonRedo answered for a timeline outside the source's history")
+	}
+	if _, ok := LastCommonRedo(forkOut, 2, hist); ok {
+		t.Fatal("LastCommonRedo answered for the source's own timeline")
+	}
+}
