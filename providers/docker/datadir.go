@@ -3,7 +3,6 @@ package docker
 import (
 	"context"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 
@@ -18,20 +17,16 @@ func (r *Runtime) Configure(ctx context.Context, n Node, settings map[string]str
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
-	if err := r.write(ctx, n.Name, User, PGData+"/pgha.conf", conf); err != nil {
-		return err
-	}
 	hbaText, err := pgconf.HBA(hba)
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
-	if err := r.write(ctx, n.Name, User, PGData+"/pg_hba.conf", hbaText); err != nil {
-		return err
-	}
-	_, err = r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c",
-		`grep -qxF "$1" "$0" || echo "$1" >> "$0"`, PGData+"/postgresql.conf", pgconf.IncludeLine)
+	// One exec: the two files, then the include line (a start right
+	// after, as in a restart in place, waited for three).
+	err = r.writeFiles(ctx, n.Name, User, []file{{PGData + "/pgha.conf", conf}, {PGData + "/pg_hba.conf", hbaText}},
+		`grep -qxF "$1" "$2" || echo "$1" >> "$2"`, pgconf.IncludeLine, PGData+"/postgresql.conf")
 	if err != nil {
-		return fmt.Errorf("include pgha.conf on %s: %w", n.Name, err)
+		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return nil
 }
@@ -74,13 +69,54 @@ func (r *Runtime) writePrivate(ctx context.Context, node, user string, files map
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	for _, p := range paths {
-		if _, err := r.eng.Exec(ctx, node, user, nil, nil, "sh", "-c", `umask 077; mkdir -p "$0"`, path.Dir(p)); err != nil {
-			return fmt.Errorf("directory of %s in %s: %w", p, node, err)
+	fs := make([]file, len(paths))
+	for i, p := range paths {
+		fs[i] = file{p, files[p]}
+	}
+	return r.writeFiles(ctx, node, user, fs, "")
+}
+
+// file is one file writeFiles writes: its path in the container and its
+// content.
+type file struct {
+	path    string
+	content []byte
+}
+
+// writeFilesScript reads, from standard input, for each file its path on
+// a line, its length in bytes on a line, then that many bytes, and puts
+// them in place as write does (0600, through a rename), creating the
+// directory (0700) when missing; then it runs $0 (a command, "" for
+// none) with the other arguments. dash's read takes one byte at a time
+// from a pipe and head -c reads no more than it is asked for, so each
+// file's bytes go to that file, binary or not.
+const writeFilesScript = `umask 077
+after=$0
+while IFS= read -r p && IFS= read -r n; do
+  mkdir -p "$(dirname "$p")" && head -c "$n" > "$p.tmp" && [ "$(wc -c < "$p.tmp")" -eq "$n" ] && mv "$p.tmp" "$p" || { echo "write $p failed" >&2; exit 1; }
+done
+[ -z "$after" ] || sh -c "$after" "$@"`
+
+// writeFiles writes files in one exec as user (see writeFilesScript),
+// secrets through stdin as write does, and then runs after, a shell
+// script given args as $1..., in the same exec. Writing each file with an
+// exec of its own cost 60-150 ms a file under load, for a restart in
+// place that writes seven before pg_ctl can start.
+func (r *Runtime) writeFiles(ctx context.Context, node, user string, files []file, after string, args ...string) error {
+	var in []byte
+	for _, f := range files {
+		if strings.ContainsAny(f.path, "\n\r") {
+			return fmt.Errorf("write %q in %s: a path with a line break", f.path, node)
 		}
-		if err := r.write(ctx, node, user, p, files[p]); err != nil {
-			return err
-		}
+		in = fmt.Appendf(in, "%s\n%d\n", f.path, len(f.content))
+		in = append(in, f.content...)
+	}
+	if in == nil {
+		in = []byte{} // an empty stdin, not none: read must see its end
+	}
+	out, err := r.eng.Exec(ctx, node, user, nil, in, append([]string{"sh", "-c", writeFilesScript, after, "sh"}, args...)...)
+	if err != nil {
+		return fmt.Errorf("write files in %s: %w %s", node, err, strings.TrimSpace(out))
 	}
 	return nil
 }

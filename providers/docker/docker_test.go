@@ -542,3 +542,48 @@ ps -eo pid=,ppid=,stat= | awk -v g="$p" '($1 == g || $2 == g) && $3 !~ /^Z/ { pr
 		t.Errorf("immediate stop without a container: %v", err)
 	}
 }
+
+// TestWritePrivateFiles: several files written in one exec each get
+// exactly their bytes (binary, line breaks, no final newline, empty),
+// 0600 for the postgres user, their directory made 0700; ReadFiles reads
+// them back.
+func TestWritePrivateFiles(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	if err := rt.CreateNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	bin := make([]byte, 512)
+	for i := range bin {
+		bin[i] = byte(i * 7)
+	}
+	files := map[string][]byte{
+		docker.VolumeDir + "/tls/a.key": []byte("line 1\nline 2 without newline"),
+		docker.VolumeDir + "/tls/b.bin": bin,
+		docker.VolumeDir + "/tls/c":     {},
+		docker.VolumeDir + "/other/d":   []byte("\n\n3\n"),
+	}
+	for range 2 { // twice: over existing files
+		if err := rt.WritePrivateFiles(ctx, n, files); err != nil {
+			t.Fatalf("WritePrivateFiles: %v", err)
+		}
+	}
+	var paths []string
+	for p := range files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	got, err := rt.ReadFiles(ctx, n, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		if string(got[i]) != string(files[p]) {
+			t.Errorf("%s: read %q, wrote %q", p, got[i], files[p])
+		}
+	}
+	if out := sh(t, rt, n.Name, "stat -c '%U %a %n' "+docker.VolumeDir+"/tls "+docker.VolumeDir+"/tls/* "+docker.VolumeDir+"/other/d; ls -A "+docker.VolumeDir+"/tls"); strings.Count(out, "postgres 600") != 4 || !strings.Contains(out, "postgres 700 "+docker.VolumeDir+"/tls\n") || strings.Contains(out, ".tmp") {
+		t.Errorf("owners and modes:\n%s", out)
+	}
+}
