@@ -34,17 +34,6 @@ func TestDockerWatch(t *testing.T) {
 	watchScenario(t, "docker")
 }
 
-// pendingOn skips a scenario on runtime rt that does not pass yet there,
-// saying why, unless PGHA_E2E_PENDING=1 asks to run it anyway. It is the
-// open part of issue 11, listed in its notes: a scenario is removed from
-// here once it passes, never hidden.
-func pendingOn(t *testing.T, rt, on, why string) {
-	t.Helper()
-	if rt == on && os.Getenv("PGHA_E2E_PENDING") != "1" {
-		t.Skipf("PENDING on %s (issue 11, open): %s. Run it with PGHA_E2E_PENDING=1.", on, why)
-	}
-}
-
 func TestLocalWatchLoad(t *testing.T) {
 	t.Parallel()
 	watchLoad(t, "local")
@@ -342,7 +331,6 @@ func watchScenario(t *testing.T, rt string) {
 	})
 
 	t.Run("primary paused longer than the detection window: fenced, then failover", func(t *testing.T) {
-		pendingOn(t, rt, "docker", "fencing the SIGSTOPped primary takes about 14 s on Docker (pg_ctl -m immediate waits 3 s, then the kill through docker exec), over the 10 s this scenario allows")
 		c := c.with(t)
 		p := settled(t)
 		perWrite := w.walPerWrite(ctx, t, p)
@@ -456,7 +444,6 @@ func watchScenario(t *testing.T, rt string) {
 	})
 
 	t.Run("cluster.hcl edited to another primary: switchover; an invalid edit changes nothing", func(t *testing.T) {
-		pendingOn(t, rt, "docker", "after the edit the watcher logged nothing for 60 s and no node took writes (the target reset TLS handshakes); cause not found yet")
 		c := c.with(t)
 		p := settled(t)
 		target := otherThan(c.names, p)[0]

@@ -137,6 +137,10 @@ type ObserveOptions struct {
 	// set-aside directories unlisted. What acts observes in full: Run
 	// plans again under the cluster lock from its own observation.
 	Quick bool
+	// NoAside: set-aside data directories are not listed at all (on
+	// Docker, an exec per running node). For the plans that cannot use
+	// them: a restart in place, a failover.
+	NoAside bool
 }
 
 // Observe takes a full snapshot of every node and the catalog,

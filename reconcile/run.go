@@ -56,10 +56,10 @@ type PlanOptions struct {
 	Failover  plan.FailoverOptions
 	Build     plan.Options // apply and failback
 	// Observe tunes the observation the plan is made from. The watcher's
-	// restart in place and failover observe Quick: what they plan (a
-	// node.start, a promotion) needs no set-aside directory listed, and
-	// on Docker a probe container for a stopped node's volume cost
-	// 0.9-1.9 s before the first write could be taken again.
+	// restart in place and failover observe Quick and NoAside: what they
+	// plan (a node.start, a promotion) needs no set-aside directory
+	// listed, and on Docker a probe container for a stopped node's volume
+	// cost 0.9-1.9 s before the first write could be taken again.
 	Observe ObserveOptions
 }
 

@@ -35,7 +35,7 @@ func dockerNode(n *config.Node) docker.Node { return docker.Node{Name: n.Name, P
 
 func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions) {
 	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
-	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick})
+	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick, NoAside: o.NoAside})
 	if err != nil {
 		for _, n := range s.Nodes {
 			n.RuntimeError = err.Error()

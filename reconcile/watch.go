@@ -662,7 +662,7 @@ func (w *Watcher) act(ctx context.Context, op, why string, quick bool, filter fu
 		w.logPlanned(op, why, p)
 		return p
 	}
-	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick}}, LockTimeout: 0, Filter: wrapped, Events: w.timings()}
+	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick, NoAside: quick}}, LockTimeout: 0, Filter: wrapped, Events: w.timings()}
 	if op == "apply" {
 		o.Build = w.buildOptionsNow()
 	}

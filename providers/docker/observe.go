@@ -36,6 +36,9 @@ type ObserveOptions struct {
 	// server runs is the same either way: in a stopped container none
 	// does. Whatever acts on the cluster (plan, apply) observes in full.
 	Quick bool
+	// NoAside: no node's set-aside directories are listed, not even a
+	// running one's (an exec each).
+	NoAside bool
 }
 
 // ObserveNodes fills the runtime facts of the declared nodes (volume,
@@ -98,7 +101,9 @@ func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state
 		pg(n)
 		if n.Reachable {
 			n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
-			n.Aside = r.FindAside(ctx, Node{Name: n.Name})
+			if !o.NoAside {
+				n.Aside = r.FindAside(ctx, Node{Name: n.Name})
+			}
 			return
 		}
 		out, err = r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c", statusScript)
@@ -115,7 +120,9 @@ func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state
 		n.RuntimeError = err.Error()
 		return
 	}
-	n.Aside = parseAside(out, r.o.Cluster)
+	if !o.NoAside {
+		n.Aside = parseAside(out, r.o.Cluster)
+	}
 	n.Initialized = strings.Contains(out, "initialized")
 	n.StandbySignal = strings.Contains(out, "standby")
 	// In a probe container a stale postmaster.pid may name one of its own
