@@ -137,10 +137,14 @@ func (c *pghaCluster) pgha(args ...string) ([]byte, error) {
 }
 
 func (c *pghaCluster) label() (string, string, string) {
-	if c.crashPolicy == "" {
-		return "pgha watch", c.runtime, "default policy, PostgreSQL killed"
+	crash := "PostgreSQL killed"
+	if c.runtime == "docker" && dockerCrash == "container" {
+		crash = "docker kill"
 	}
-	return "pgha watch", c.runtime, fmt.Sprintf("primary_crash = %q, PostgreSQL killed", c.crashPolicy)
+	if c.crashPolicy == "" {
+		return "pgha watch", c.runtime, "default policy, " + crash
+	}
+	return "pgha watch", c.runtime, fmt.Sprintf("primary_crash = %q, %s", c.crashPolicy, crash)
 }
 
 func (c *pghaCluster) ports() []int { return c.pg }
