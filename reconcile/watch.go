@@ -108,6 +108,7 @@ func (l *leaseLeader) Lead(ctx context.Context) (bool, string, error) {
 		select {
 		case <-l.lease.Lost():
 			l.lease = nil
+			l.w.closeLeaseEnv()
 			l.w.Log.Warn("leader lost", "error", "the lease was not renewed in time (catalog away, or taken over)")
 			l.w.leading = false
 		default:
@@ -170,7 +171,10 @@ type Watcher struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	reload   chan *Env
+	reload chan *Env
+	// leaseEnv is the Env the leader lease renews through when an edit
+	// of the file kept it (see keepLease); nil when that is w.Env.
+	leaseEnv *Env
 	initOnce sync.Once
 
 	sit        plan.Situation
@@ -331,6 +335,7 @@ func (w *Watcher) release() {
 		w.Log.Warn("leader lost", "error", "release: "+err.Error())
 	}
 	w.leading = false
+	w.closeLeaseEnv()
 }
 
 // swap installs a reloaded file. Whether its primary changed decides how
@@ -347,10 +352,7 @@ func (w *Watcher) swap(e *Env) {
 	if e.Cfg.Primary != old.Primary {
 		w.sit.PrimaryEdited = true
 	}
-	// The lease renews through the old Env's catalog client: give it up
-	// before closing it, and take it again through the new one.
-	w.release()
-	w.Env.Close()
+	w.keepLease(old, e.Cfg)
 	e.Actor = w.Env.Actor
 	w.Env = e
 	w.lastHeld = ""
@@ -359,6 +361,51 @@ func (w *Watcher) swap(e *Env) {
 		w.Detector = NewDetector(e.Cfg)
 	}
 	w.closeProbe()
+}
+
+// keepLease hands the leader lease over an edit of the file. The lease
+// renews through the catalog client of the Env it was taken with: when
+// the edit leaves the authority as it was (the cluster's name, the
+// catalog's address, credentials and TLS), that Env stays open for the
+// renewals, until the lease is released or lost, and the lease is kept.
+// Giving it up and taking it again left a gap in which another watcher
+// took the lead at every edit. Another authority needs a lease of its
+// own: the old one is released and the next iteration takes the new one.
+func (w *Watcher) keepLease(old, next *config.Cluster) {
+	if l, ok := w.Leader.(*leaseLeader); ok && l.lease != nil && w.leading && sameAuthority(old, next) {
+		if w.leaseEnv == nil {
+			w.leaseEnv = w.Env // the lease's client: closed with the lease
+		} else {
+			w.Env.Close() // an Env between two edits, holding nothing
+		}
+		return
+	}
+	w.release()
+	w.Env.Close()
+}
+
+// sameAuthority reports whether two versions of the file name the same
+// store for the lock, the lease and the record.
+func sameAuthority(a, b *config.Cluster) bool {
+	if a.Name != b.Name || (a.Catalog == nil) != (b.Catalog == nil) {
+		return false
+	}
+	if a.Catalog == nil {
+		return true
+	}
+	x, y := a.Catalog, b.Catalog
+	return x.Kind == y.Kind && x.Address == y.Address && x.DB == y.DB && x.Managed == y.Managed &&
+		x.Password.Reveal() == y.Password.Reveal() &&
+		(catalogTLS(a) == nil) == (catalogTLS(b) == nil) && a.TLS.Dir == b.TLS.Dir
+}
+
+// closeLeaseEnv closes the Env a kept lease renewed through, once the
+// lease is gone.
+func (w *Watcher) closeLeaseEnv() {
+	if w.leaseEnv != nil {
+		w.leaseEnv.Close()
+		w.leaseEnv = nil
+	}
 }
 
 // Tick runs one iteration: observe, detect, plan, filter, act. It is

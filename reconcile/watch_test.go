@@ -609,3 +609,74 @@ func TestWatchRechecksSoonAfterUnconfirmedCrash(t *testing.T) {
 		t.Fatal("recheck left on for a healthy primary")
 	}
 }
+
+// An edit of the file that leaves the catalog as it was keeps the leader
+// lease: no gap in which another watcher takes the lead (it did at every
+// edit when the lease was given up and taken again). The Env the lease
+// renews through stays open until the lease is released. An edit naming
+// another catalog gives the lease up.
+func TestWatchKeepsLeaseOverEdit(t *testing.T) {
+	r := testenv.StartRedis(t)
+	w1, c, log1 := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr))
+	attach := func(e *Env) {
+		e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
+		e.store = redisStore{e.Catalog}
+	}
+	attach(w1.Env)
+	ctx := context.Background()
+	if out := w1.Tick(ctx); out.Err != nil {
+		t.Fatalf("leader: %v\n%s", out.Err, log1.String())
+	}
+	probe := redis.New(r.Addr, "", 0, w1.Env.Cfg.Name)
+	defer probe.Close()
+	before, err := probe.Leader(ctx)
+	if err != nil || before == nil {
+		t.Fatalf("no leader after the first check: %v %v", before, err)
+	}
+	edit := func(address string) *Env {
+		cfg := *w1.Env.Cfg
+		cat := *cfg.Catalog
+		cat.Address = address
+		cfg.Catalog, cfg.Hash = &cat, cfg.Hash+"-edited"
+		e := &Env{Cfg: &cfg, Runtime: w1.Env.Runtime, pg: w1.Env.pg}
+		e.Catalog = redis.New(address, "", 0, cfg.Name)
+		e.store = redisStore{e.Catalog}
+		return e
+	}
+	first := w1.Env
+	w1.swap(edit(r.Addr))
+	if l, err := probe.Leader(ctx); err != nil || l == nil || l.ID != before.ID {
+		t.Fatalf("the lease changed over an edit that kept the catalog: %v (was %v), %v", l, before, err)
+	}
+	if w1.leaseEnv != first {
+		t.Fatal("the Env the lease renews through was not kept")
+	}
+	if _, err := first.Catalog.Leader(ctx); err != nil {
+		t.Fatalf("the lease's Env was closed while the lease lives: %v", err)
+	}
+	// Another watcher started now does not lead.
+	e2 := &Env{Cfg: w1.Env.Cfg, Runtime: w1.Env.Runtime, pg: w1.Env.pg}
+	attach(e2)
+	log2 := &watchLog{}
+	w2 := &Watcher{Env: e2, Log: log2.logger()}
+	c.node("db3").running = false
+	w2.Tick(ctx)
+	if c.node("db3").running || len(log2.records(t, "not leader")) != 1 {
+		t.Fatalf("a second watcher led after the edit:\n%s", log2.String())
+	}
+	// A second edit with the same catalog: still the same lease.
+	w1.swap(edit(r.Addr))
+	if l, _ := probe.Leader(ctx); l == nil || l.ID != before.ID || w1.leaseEnv != first {
+		t.Fatalf("a second edit lost the lease or its Env: %v", l)
+	}
+	// An edit naming another catalog gives the lease up (and closes its Env).
+	w1.swap(edit("127.0.0.1:1"))
+	if l, _ := probe.Leader(ctx); l != nil || w1.leaseEnv != nil {
+		t.Fatalf("the lease was kept over an edit of the catalog's address: %v", l)
+	}
+	if _, err := first.Catalog.Leader(ctx); err == nil {
+		t.Fatal("the old lease's Env is still open after the lease was released")
+	}
+	w2.Stop()
+	w1.Stop()
+}
