@@ -19,17 +19,26 @@ func (r *Runtime) Running(ctx context.Context, n Node) (bool, error) {
 
 // Start starts the node's server with pg_ctl and waits until it accepts
 // connections; a running one is left alone. On failure the error carries
-// the end of the server log, where PostgreSQL says why.
+// the end of the server log, where PostgreSQL says why. The check and
+// pg_ctl are one exec (startScript): a restart in place waits for each.
 func (r *Runtime) Start(ctx context.Context, n Node, logFile string) error {
-	if running, _ := r.Running(ctx, n); running {
-		return nil
+	path, err := r.bin(ctx, n.Name, "pg_ctl")
+	if err != nil {
+		return err
 	}
-	if _, err := r.pg(ctx, n.Name, nil, "pg_ctl", "-D", PGData, "-l", logFile, "-w", "-t", ctlTimeout, "start"); err != nil {
+	if out, err := r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c", startScript, path, PGData, logFile, ctlTimeout); err != nil {
 		tail, _ := r.eng.Exec(ctx, n.Name, User, nil, nil, "tail", "-n", "20", logFile)
-		return fmt.Errorf("%w\nlast lines of %s in %s:\n%s", err, logFile, r.Name(n.Name), tail)
+		return fmt.Errorf("pg_ctl start on %s: %w %s\nlast lines of %s in %s:\n%s", n.Name, err, strings.TrimSpace(out), logFile, r.Name(n.Name), tail)
 	}
 	return nil
 }
+
+// startScript: $0 pg_ctl, $1 the data directory, $2 the log, $3 pg_ctl's
+// timeout. A server runs when its postmaster.pid names a live process,
+// as Running says.
+const startScript = `p=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
+[ -n "$p" ] && kill -0 "$p" 2>/dev/null && exit 0
+exec "$0" -D "$1" -l "$2" -w -t "$3" start`
 
 // Stop stops the node's server and waits for it to exit; mode is
 // pg_ctl's ("" = fast). A stopped server, or a missing container, is no

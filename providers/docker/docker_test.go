@@ -587,3 +587,24 @@ func TestWritePrivateFiles(t *testing.T) {
 		t.Errorf("owners and modes:\n%s", out)
 	}
 }
+
+// TestStartFailureSaysWhy: a server that cannot start fails Start with
+// the end of its log, where PostgreSQL says why.
+func TestStartFailureSaysWhy(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	if err := rt.Configure(ctx, n, map[string]string{"port": "5432", "shared_buffers": "lots"}, []string{"local all all peer"}); err != nil {
+		t.Fatal(err)
+	}
+	err := rt.Start(ctx, n, docker.VolumeDir+"/log/postgresql.log")
+	if err == nil || !strings.Contains(err.Error(), "last lines of") || !strings.Contains(err.Error(), "shared_buffers") {
+		t.Fatalf("Start with an invalid setting: %v", err)
+	}
+	if running, _ := rt.Running(ctx, n); running {
+		t.Fatal("running after a failed start")
+	}
+}
