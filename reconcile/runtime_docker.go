@@ -86,6 +86,18 @@ func (d *dockerRuntime) Start(ctx context.Context, n *config.Node) error {
 	return d.rt.Start(ctx, dockerNode(n), d.c.LogFile(n))
 }
 
+// ConfigureAndStart installs n's TLS files, pgha.conf and pg_hba.conf,
+// writes or removes standby.signal and starts the server, in one exec
+// (configStarter).
+func (d *dockerRuntime) ConfigureAndStart(ctx context.Context, n *config.Node, tls *NodeTLS, settings map[string]string, hba []string, standby bool) error {
+	o := docker.StartSpec{LogFile: d.c.LogFile(n), Settings: settings, HBA: hba, Standby: standby}
+	if tls != nil {
+		f := d.c.NodeTLS(n)
+		o.Files = map[string][]byte{f.Cert: tls.Cert, f.Key: tls.Key, f.CA: tls.CA}
+	}
+	return d.rt.ConfigureAndStart(ctx, dockerNode(n), o)
+}
+
 func (d *dockerRuntime) Stop(ctx context.Context, n *config.Node, mode string) error {
 	return d.rt.Stop(ctx, dockerNode(n), mode)
 }

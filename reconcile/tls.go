@@ -124,6 +124,22 @@ func (e *Env) issueAndUse(ctx context.Context, a plan.Action) error {
 	return nil
 }
 
+// nodeTLS reads n's certificate and key and the cluster CA from the store.
+func (e *Env) nodeTLS(n *config.Node) (cert, key, ca []byte, err error) {
+	ca, _, err = e.certStore().Read(pki.CA)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("TLS for %s: the cluster CA: %w", n.Name, err)
+	}
+	cert, key, err = e.certStore().Read(n.Name)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("TLS for %s: %w", n.Name, err)
+	}
+	if key == nil {
+		return nil, nil, nil, fmt.Errorf("TLS for %s: %s is missing", n.Name, e.certStore().KeyPath(n.Name))
+	}
+	return cert, key, ca, nil
+}
+
 // installTLS copies n's files from the store to the node. Without TLS,
 // or before the store has them (a plan that issues them comes first), it
 // does nothing.
@@ -131,16 +147,9 @@ func (e *Env) installTLS(ctx context.Context, n *config.Node) error {
 	if !e.Cfg.TLS.Enabled {
 		return nil
 	}
-	ca, _, err := e.certStore().Read(pki.CA)
+	cert, key, ca, err := e.nodeTLS(n)
 	if err != nil {
-		return fmt.Errorf("TLS for %s: the cluster CA: %w", n.Name, err)
-	}
-	cert, key, err := e.certStore().Read(n.Name)
-	if err != nil {
-		return fmt.Errorf("TLS for %s: %w", n.Name, err)
-	}
-	if key == nil {
-		return fmt.Errorf("TLS for %s: %s is missing", n.Name, e.certStore().KeyPath(n.Name))
+		return err
 	}
 	if err := e.Runtime.InstallTLS(ctx, n, cert, key, ca); err != nil {
 		return fmt.Errorf("install TLS files on %s: %w", n.Name, err)

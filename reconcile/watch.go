@@ -240,6 +240,10 @@ func (w *Watcher) probe(ctx context.Context, s *state.Cluster, primary string) e
 	}
 	n, cn := s.Node(primary), w.Env.Cfg.Node(primary)
 	if n == nil || cn == nil || !n.Reachable || n.InRecovery {
+		// Its connection, if any, is to a server that is gone or no
+		// longer a primary: kept, the first beat after a restart in
+		// place failed on it ("conn closed") and counted a failed check.
+		w.closeProbe()
 		return nil
 	}
 	if w.beatNode != primary || w.beat == nil {

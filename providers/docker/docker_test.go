@@ -608,3 +608,58 @@ func TestStartFailureSaysWhy(t *testing.T) {
 		t.Fatal("running after a failed start")
 	}
 }
+
+// TestConfigureAndStart: the one-exec path of a node's start writes what
+// WritePrivateFiles, Configure and SetStandby write (the include line
+// once however often it runs), starts the server, leaves a running one
+// running, and says why a start failed.
+func TestConfigureAndStart(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	n := docker.Node{Name: "db1", Port: testenv.FreePort(t)}
+	log := docker.VolumeDir + "/log/postgresql.log"
+	if err := rt.InitDB(ctx, n, "postgres", superPW); err != nil {
+		t.Fatalf("InitDB: %v", err)
+	}
+	spec := docker.StartSpec{LogFile: log, Files: map[string][]byte{docker.VolumeDir + "/tls/x.key": []byte("secret\n")},
+		Settings: map[string]string{"listen_addresses": "*", "port": "5432", "cluster_name": "db1"},
+		HBA:      []string{"local all all peer", "host all all all scram-sha-256"}, Standby: true}
+	if err := rt.ConfigureAndStart(ctx, n, spec); err != nil {
+		t.Fatalf("ConfigureAndStart: %v", err)
+	}
+	if running, err := rt.Running(ctx, n); err != nil || !running {
+		t.Fatalf("Running after ConfigureAndStart: %v %v", running, err)
+	}
+	spec.Standby = false // a running server: files written, left running
+	if err := rt.ConfigureAndStart(ctx, n, spec); err != nil {
+		t.Fatalf("ConfigureAndStart of a running server: %v", err)
+	}
+	out := sh(t, rt, n.Name, `D=`+docker.PGData+`; grep -c "^`+pgconf.IncludeLine+`$" $D/postgresql.conf; ls $D/standby.signal 2>&1; stat -c '%U %a %n' `+docker.VolumeDir+`/tls/x.key $D/pgha.conf $D/pg_hba.conf; cat `+docker.VolumeDir+`/tls/x.key; grep -c cluster_name $D/pgha.conf`)
+	for _, want := range []string{"1\n", "No such file", "postgres 600 " + docker.VolumeDir + "/tls/x.key", "postgres 600 " + docker.PGData + "/pgha.conf", "postgres 600 " + docker.PGData + "/pg_hba.conf", "secret\n1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("after ConfigureAndStart, want %q in:\n%s", want, out)
+		}
+	}
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=10", n.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = superPW
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	var recovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil || !recovery {
+		t.Errorf("started with standby.signal, in recovery %v (%v)", recovery, err)
+	}
+	conn.Close(ctx)
+	if err := rt.Stop(ctx, n, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	spec.Settings["shared_buffers"] = "lots"
+	err = rt.ConfigureAndStart(ctx, n, spec)
+	if err == nil || !strings.Contains(err.Error(), "last lines of") || !strings.Contains(err.Error(), "shared_buffers") {
+		t.Fatalf("ConfigureAndStart with an invalid setting: %v", err)
+	}
+}
