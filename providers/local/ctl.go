@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/internal/proc"
@@ -161,6 +164,13 @@ func awaitDeadPostmaster(ctx context.Context, dir string) error {
 	if err != nil || pm.PID == 0 || alive(pm.PID) {
 		return nil
 	}
+	if shmemUnattached(string(b)) {
+		// PostgreSQL's own check of the old shared memory, done here:
+		// no process of the dead server holds it, so the zombie (or
+		// nothing) is all the pid file names. Waiting for the reap cost
+		// a rejoin without pg_rewind ~1 s here (PID 1 reaps late).
+		return clearDeadPidfile(dir)
+	}
 	deadline := time.Now().Add(reapWait)
 	for syscall.Kill(pm.PID, 0) == nil && time.Now().Before(deadline) {
 		select {
@@ -170,6 +180,36 @@ func awaitDeadPostmaster(ctx context.Context, dir string) error {
 		}
 	}
 	return clearDeadPidfile(dir)
+}
+
+// shmemUnattached reports whether the shared memory segment a
+// postmaster.pid names (its seventh line: key and id) is gone or attached
+// by no process: what PostgreSQL checks before it starts over an old pid
+// file (PGSharedMemoryIsInUse), so that no orphaned backend of a crashed
+// server lives on beside a new one. False when that cannot be told (no
+// such line, no permission to look).
+func shmemUnattached(pidfile string) bool {
+	lines := strings.Split(pidfile, "\n")
+	if len(lines) < 7 {
+		return false
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return false
+	}
+	id, err := strconv.Atoi(f[1])
+	if err != nil || id < 0 {
+		return false
+	}
+	var desc unix.SysvShmDesc
+	_, err = unix.SysvShmCtl(id, unix.IPC_STAT, &desc)
+	switch {
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EIDRM):
+		return true // removed
+	case err != nil:
+		return false
+	}
+	return desc.Nattch == 0
 }
 
 // immediateWait is how long an immediate stop waits for the server to
