@@ -123,3 +123,18 @@ func TestShow(t *testing.T) {
 		t.Fatalf("show -json -markdown: exit %d, %q", code, errs)
 	}
 }
+
+// TestWatchLogLevel: -log-level takes info or debug; anything else is
+// refused before the file is read, saying what it takes.
+func TestWatchLogLevel(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "missing.hcl")
+	code, _, errs := runCLI(t, "watch", "-once", "-log-level", "trace", "-f", f)
+	if code != exitError || !strings.Contains(errs, "-log-level is info or debug, not \"trace\"") {
+		t.Fatalf("watch -log-level trace: %d\n%s", code, errs)
+	}
+	// A valid level goes on to read the file (here missing: that error).
+	code, _, errs = runCLI(t, "watch", "-once", "-log-level", "debug", "-f", f)
+	if code != exitError || strings.Contains(errs, "-log-level") || !strings.Contains(errs, "missing.hcl") {
+		t.Fatalf("watch -log-level debug with a missing file: %d\n%s", code, errs)
+	}
+}
