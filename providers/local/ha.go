@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/internal/pgconf"
 	"github.com/pgha/pgha/internal/pgdata"
+	"golang.org/x/sys/unix"
 )
 
 // ControlData runs pg_controldata on a stopped or running data directory
@@ -43,14 +44,60 @@ func (r *Runtime) Rewind(ctx context.Context, dir string, src RewindSource) (str
 	}
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: src.Host}, pgconf.KV{Key: "port", Value: strconv.Itoa(src.Port)},
 		pgconf.KV{Key: "user", Value: src.User}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
-	cmd := r.command(ctx, "pg_rewind", "--target-pgdata", dir, "--source-server", conn)
+	// --no-sync, then syncFilesystems: pg_rewind's own final sync is an
+	// fsync of every file of the data directory (PostgreSQL 12 to 16 know
+	// no other way; 17 has --sync-method=syncfs), most of which it did not
+	// touch. One syncfs per filesystem writes the same dirty pages and
+	// skips the walk. pg_rewind writes the control file before that final
+	// sync either way, so the order of what reaches the disk is the same;
+	// the server is started only after syncFilesystems returned.
+	cmd := r.command(ctx, "pg_rewind", "--no-sync", "--target-pgdata", dir, "--source-server", conn)
 	cmd.Env = append(cmd.Env, "PGPASSFILE="+src.Passfile)
 	cmd.Env = append(cmd.Env, src.Env...)
 	out, err := output(cmd)
 	if err != nil {
 		return out, fmt.Errorf("pg_rewind %s from %s:%d: %w%s", dir, src.Host, src.Port, err, withOutput(out))
 	}
+	if err := syncFilesystems(dir); err != nil {
+		return out, fmt.Errorf("pg_rewind %s: %w", dir, err)
+	}
 	return out, nil
+}
+
+// syncFilesystems makes what was written under the data directory dir
+// durable with syncfs(2), once for each filesystem that holds dir, its
+// pg_wal and its tablespaces (either may be a symlink to another one), as
+// PostgreSQL's own syncfs method does (recovery_init_sync_method, and
+// --sync-method=syncfs of the PostgreSQL 17 tools). Linux reports a
+// writeback error through syncfs since 5.8.
+func syncFilesystems(dir string) error {
+	paths := []string{dir, filepath.Join(dir, "pg_wal")}
+	if ts, err := os.ReadDir(filepath.Join(dir, "pg_tblspc")); err == nil {
+		for _, t := range ts {
+			paths = append(paths, filepath.Join(dir, "pg_tblspc", t.Name()))
+		}
+	}
+	done := map[uint64]bool{}
+	for _, p := range paths {
+		f, err := os.Open(p) // follows a symlink to the filesystem it names
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && p != dir {
+				continue
+			}
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		if err == nil && !done[st.Dev] {
+			err = unix.Syncfs(int(f.Fd()))
+			done[st.Dev] = err == nil
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("syncfs %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // clearDeadPidfile removes a postmaster.pid whose process is dead or a
