@@ -26,11 +26,12 @@ func (r *Runtime) ControlData(ctx context.Context, n Node) (map[string]string, e
 // Rewind runs pg_rewind on the node's stopped data directory against src
 // (running), connecting as src.User through a short-lived passfile in the
 // node's volume, and returns pg_rewind's report. A cancel ends pg_rewind
-// in the container too.
+// in the container too. The node's container must exist, as it does
+// for SetStandby: reconcile's rejoin makes sure of it (CreateNode) just
+// before, and a second CreateNode here cost 60-100 ms of a rejoin on
+// Docker (an inspect and an exec); without a container, the exec fails
+// with docker's "No such container".
 func (r *Runtime) Rewind(ctx context.Context, n Node, src SQLSource) (string, error) {
-	if err := r.CreateNode(ctx, n); err != nil {
-		return "", err
-	}
 	pf := VolumeDir + "/rewind.pgpass"
 	content, err := pgconf.Passfile([]pgconf.PassEntry{{User: src.User, Password: src.Password}})
 	if err != nil {
