@@ -171,11 +171,10 @@ func (d *dockerRuntime) ForkFacts(ctx context.Context, n *config.Node, probes []
 func (d *dockerRuntime) Rewind(ctx context.Context, n, source *config.Node) (string, error) {
 	host, port := d.c.PeerEndpoint(source)
 	su := d.c.Postgres
-	report, err := d.rt.Rewind(ctx, dockerNode(n), docker.SQLSource{Host: host, Port: port, User: su.Superuser, Password: su.Password.Reveal(), Env: d.c.LibpqTLS(n)})
-	if err != nil {
-		return report, err
-	}
-	return report, d.mark(ctx, n) // pg_rewind copied the source's marker
+	// pg_rewind copied the source's marker: Rewind writes n's own in its
+	// exec, as mark would in one more.
+	return d.rt.Rewind(ctx, dockerNode(n), docker.SQLSource{Host: host, Port: port, User: su.Superuser, Password: su.Password.Reveal(), Env: d.c.LibpqTLS(n)},
+		&docker.Marker{Cluster: d.c.Name, Node: n.Name})
 }
 
 // InstallTLS copies n's certificate, key and the CA into its volume,

@@ -399,9 +399,14 @@ func TestCloneRewindBackup(t *testing.T) {
 	if err := rt.Stop(ctx, db1, "fast"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := rt.Rewind(ctx, db1, docker.SQLSource{Host: rt.Name("db2"), Port: docker.Port, User: "postgres", Password: superPW})
+	out, err := rt.Rewind(ctx, db1, docker.SQLSource{Host: rt.Name("db2"), Port: docker.Port, User: "postgres", Password: superPW},
+		&docker.Marker{Cluster: "rewound", Node: "db1"})
 	if err != nil {
 		t.Fatalf("Rewind: %v", err)
+	}
+	// pg_rewind copied db2's marker (if any); Rewind writes db1's in its exec.
+	if m := sh(t, rt, "db1", "cat "+docker.PGData+"/"+docker.MarkerFile+"; stat -c %a "+docker.PGData+"/"+docker.MarkerFile); !strings.Contains(m, "cluster = rewound\nnode = db1\n") || !strings.HasSuffix(strings.TrimSpace(m), "600") {
+		t.Errorf("db1's marker after the rewind (want cluster rewound, node db1, mode 600):\n%s", m)
 	}
 	if !strings.Contains(out, "servers diverged") {
 		t.Errorf("pg_rewind's report does not say where the servers diverged: %s", out)

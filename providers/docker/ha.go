@@ -30,19 +30,32 @@ func (r *Runtime) ControlData(ctx context.Context, n Node) (map[string]string, e
 // for SetStandby: reconcile's rejoin makes sure of it (CreateNode) just
 // before, and a second CreateNode here cost 60-100 ms of a rejoin on
 // Docker (an inspect and an exec); without a container, the exec fails
-// with docker's "No such container".
-func (r *Runtime) Rewind(ctx context.Context, n Node, src SQLSource) (string, error) {
+// with docker's "No such container". After a successful pg_rewind (which
+// copied the source's marker), m, if not nil, is written as the data
+// directory's marker in the same exec, before the sync (an exec fewer).
+func (r *Runtime) Rewind(ctx context.Context, n Node, src SQLSource, m *Marker) (string, error) {
 	pf := VolumeDir + "/rewind.pgpass"
 	content, err := pgconf.Passfile([]pgconf.PassEntry{{User: src.User, Password: src.Password}})
 	if err != nil {
 		return "", err
+	}
+	env := append([]string{"PGPASSFILE=" + pf}, src.Env...)
+	then := syncDataScript
+	if m != nil {
+		text, err := m.Text()
+		if err != nil {
+			return "", fmt.Errorf("mark %s in %s: %w", PGData, r.Name(n.Name), err)
+		}
+		env = append(env, "PGHA_MARKER="+string(text))
+		then = `t="` + PGData + "/" + MarkerFile + `"; (umask 077; printf '%s' "$PGHA_MARKER" > "$t.tmp") && mv "$t.tmp" "$t" || exit 1
+` + then
 	}
 	conn := pgconf.Conninfo(pgconf.KV{Key: "host", Value: src.Host}, pgconf.KV{Key: "port", Value: strconv.Itoa(src.Port)},
 		pgconf.KV{Key: "user", Value: src.User}, pgconf.KV{Key: "dbname", Value: "postgres"}, pgconf.KV{Key: "connect_timeout", Value: "10"})
 	// The passfile is written, used and removed in pg_rewind's own exec
 	// (two execs fewer than secret and its removal: ~110 ms on Docker);
 	// after a failure it is removed again in case the shell itself died.
-	out, err := r.pgCancellableIn(ctx, n.Name, append([]string{"PGPASSFILE=" + pf}, src.Env...), pf, content, syncDataScript,
+	out, err := r.pgCancellableIn(ctx, n.Name, env, pf, content, then,
 		"pg_rewind", "--no-sync", "--target-pgdata", PGData, "--source-server", conn)
 	if err != nil {
 		r.remove(n.Name, pf)
