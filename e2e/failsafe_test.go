@@ -121,9 +121,13 @@ func TestLocalFailsafe(t *testing.T) {
 			t.Fatalf("apply with the source stopped mid-rewind:\n%s", r)
 		}
 		assertDataKept(t, c, "db1", before)
-		// No writable node: db1 is not started as primary on its own.
-		if r := c.pgha("plan", "-detailed-exitcode"); r.code != 4 || !strings.Contains(r.stdout, "Critical: declared primary db1 is a former primary waiting to rejoin") {
-			t.Fatalf("plan with the recorded primary down and db1 half-rewound (want exit 4):\n%s", r)
+		// No writable node: db1, half-rewound, is not started as primary;
+		// db2, the catalog's primary, stopped with no switchover intent,
+		// is started again as the primary and db1 then rejoins it.
+		r = c.pgha("plan", "-detailed-exitcode")
+		start, rejoin := strings.Index(r.stdout, "~ node.start[db2]"), strings.Index(r.stdout, "~ standby.rejoin[db1]")
+		if r.code != 2 || start < 0 || rejoin < start || !strings.Contains(r.stdout, "no switchover was under way") || strings.Contains(r.stdout, "node.start[db1]") {
+			t.Fatalf("plan with the recorded primary down and db1 half-rewound (want db2 started, then db1 rejoined, exit 2):\n%s", r)
 		}
 		if rec := catalogRecord(ctx, t, c); rec.Primary != "db2" {
 			t.Fatalf("the catalog records %s", rec.Primary)
@@ -255,8 +259,9 @@ func TestLocalFailsafe(t *testing.T) {
 	})
 }
 
-// failoverTo waits until node replayed everything db1 wrote, kills db1's
-// postmaster and fails over to node.
+// failoverTo waits until node replayed everything db1 wrote, has db1
+// write what node does not receive, kills db1's postmaster and fails over
+// to node: db1 has diverged and rejoins through pg_rewind.
 func failoverTo(ctx context.Context, t *testing.T, c *cluster, node string) {
 	t.Helper()
 	var lsn string
@@ -275,7 +280,33 @@ func failoverTo(ctx context.Context, t *testing.T, c *cluster, node string) {
 		}
 		return nil
 	})
+	// db1 then commits what node never receives, as a primary that
+	// crashes with commits its standby has not got yet: its rejoin must
+	// run pg_rewind (one that wrote nothing after the fork starts as a
+	// standby without it, and these tests interrupt pg_rewind).
+	standby := c.conn(ctx, node)
+	defer standby.Close(ctx)
+	for _, q := range []string{"ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"} {
+		if _, err := standby.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, node, err)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		var n int
+		if err := standby.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&n); err != nil || n > 0 {
+			return fmt.Errorf("%s still receives WAL (%d receivers, %v)", node, n, err)
+		}
+		return nil
+	})
+	if _, err := c.conn(ctx, "db1").Exec(ctx, "CREATE TABLE fs_diverged AS SELECT g FROM generate_series(1, 100) g"); err != nil {
+		t.Fatal(err)
+	}
 	c.kill("db1")
+	for _, q := range []string{"ALTER SYSTEM RESET primary_conninfo", "SELECT pg_reload_conf()"} {
+		if _, err := standby.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, node, err)
+		}
+	}
 	if r := c.pgha("failover", "-auto-approve", "-to", node); r.code != 0 {
 		t.Fatalf("failover:\n%s", r)
 	}
