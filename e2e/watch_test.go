@@ -227,6 +227,10 @@ func watchScenario(t *testing.T, rt string) {
 		if !strings.Contains(h.Line, victim) {
 			t.Errorf("the heal record does not name %s: %s", victim, h.Line)
 		}
+		// The heal's apply ends once it saw the standby stream; the
+		// container is removed only then, else that apply waits for a
+		// node that is gone (a minute, its streaming timeout).
+		ww.waitLog(t, m, "apply", map[string]string{"outcome": "done"}, 30*time.Second)
 		figure("stopped standby %s: streaming again %s after pg_ctl stop", victim, time.Since(t0).Round(time.Millisecond))
 		if rt == "docker" {
 			m := ww.mark()
