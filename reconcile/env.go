@@ -160,7 +160,8 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		e.Runtime.Observe(ctx, s, func(cn *config.Node, n *state.Node) { e.observePG(ctx, cn, n) }, o)
+		timeout := e.nodeTimeout(o)
+		e.Runtime.Observe(ctx, s, func(cn *config.Node, n *state.Node) { e.observePG(ctx, cn, n, timeout) }, o)
 	}()
 	var cat state.Catalog
 	if e.Catalog != nil {
@@ -186,9 +187,25 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 	return s
 }
 
-// observePG fills what PostgreSQL says about a node that may be running.
-func (e *Env) observePG(ctx context.Context, cn *config.Node, n *state.Node) {
-	ctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
+// nodeTimeout bounds how long one node may take to answer in an
+// observation. In the watcher's quick observation it is 3/4 of the check
+// interval (at least 500 ms, at most ObserveTimeout): a paused or wedged
+// server accepts the connection and then says nothing, and each check
+// waiting the full 2 s for it stretched the three failed checks that
+// declare a primary lost (1 s apart by default) to 8-9 s. A busy server
+// answering later than that only fails one check, and the standbys,
+// still hearing its WAL, keep that from becoming a failover.
+func (e *Env) nodeTimeout(o ObserveOptions) time.Duration {
+	if !o.Quick || e.Cfg.Failover.CheckInterval <= 0 {
+		return ObserveTimeout
+	}
+	return min(ObserveTimeout, max(e.Cfg.Failover.CheckInterval*3/4, 500*time.Millisecond))
+}
+
+// observePG fills what PostgreSQL says about a node that may be running,
+// within timeout.
+func (e *Env) observePG(ctx context.Context, cn *config.Node, n *state.Node, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// The verifier is compared on every node: after a failover role.ensure
 	// acts on whichever node is primary (about 1 ms of PBKDF2 each).

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/config/clusterfile"
@@ -37,6 +38,9 @@ type fakeNode struct {
 	// primary); it cannot stream until pg_rewind or a clone.
 	diverged bool
 	stuck    bool // a standby whose replay does not progress
+	// budget is how long the last observation of it allowed
+	// (its context's deadline, from the observation's start).
+	budget time.Duration
 	// summarize is summarize_wal (PostgreSQL 17), which ALTER SYSTEM
 	// turns on
 	summarize bool
@@ -461,6 +465,11 @@ func (p fakePG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Nod
 	if err != nil {
 		sn.Error = err.Error()
 		return
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		p.mu.Lock()
+		n.budget = time.Until(dl)
+		p.mu.Unlock()
 	}
 	sn.Reachable, sn.InRecovery, sn.ServerVersion, sn.SystemID, sn.Timeline = true, n.recovery, n.version, n.system, n.timeline
 	if n.recovery {

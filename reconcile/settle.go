@@ -59,7 +59,7 @@ func (e *Env) reobserveStandbys(ctx context.Context, s *state.Cluster) *state.Cl
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.observePG(ctx, cn, &cp)
+			e.observePG(ctx, cn, &cp, ObserveTimeout)
 		}()
 	}
 	wg.Wait()

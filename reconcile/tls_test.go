@@ -43,7 +43,7 @@ func TestRequireTLS(t *testing.T) {
 	observe := func() *state.Node {
 		t.Helper()
 		s := &state.Cluster{Nodes: []*state.Node{{Name: "db2"}}}
-		e.observePG(ctx, n, s.Nodes[0])
+		e.observePG(ctx, n, s.Nodes[0], ObserveTimeout)
 		e.recordServing(s)
 		return s.Nodes[0]
 	}

@@ -2,8 +2,10 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestWatchObservesQuick: the watcher's check observes quickly (on
@@ -29,5 +31,33 @@ func TestWatchObservesQuick(t *testing.T) {
 	}
 	if len(c.quick) < 2 || !c.quick[0] || slices.Contains(c.quick[1:], true) {
 		t.Fatalf("observations of a healing check, quick = %v: want the check's quick, then only full ones (Run's)", c.quick)
+	}
+}
+
+// The watcher's quick observation gives each node 3/4 of the check
+// interval to answer (at least 500 ms), so that a paused primary, which
+// accepts connections and says nothing, fails each check within its
+// interval; a full observation (plan, apply) still gives ObserveTimeout.
+func TestQuickObservationNodeTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		interval string
+		quick    bool
+		want     time.Duration
+	}{
+		{"1s", true, 750 * time.Millisecond},
+		{"1s", false, ObserveTimeout},
+		{"200ms", true, 500 * time.Millisecond},
+		{"10s", true, ObserveTimeout},
+	} {
+		t.Run(fmt.Sprintf("%s quick=%v", tc.interval, tc.quick), func(t *testing.T) {
+			e, c := fakeEnv(t, "db1", fmt.Sprintf("failover {\n check_interval = %q\n}", tc.interval), nil)
+			c.node("db1").running, c.node("db1").data = true, true
+			e.ObserveWith(context.Background(), ObserveOptions{Quick: tc.quick})
+			got := c.node("db1").budget
+			// The deadline is read a moment after it was set.
+			if got > tc.want || got < tc.want-200*time.Millisecond {
+				t.Errorf("a node observation allowed %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
