@@ -231,12 +231,16 @@ const immediateWait = 3 * time.Second
 // start recovers from WAL.
 func (r *Runtime) stopImmediate(ctx context.Context, dir string, pid int) error {
 	if st, err := proc.Read(pid); err != nil || st.State != 'T' {
+		// The server's processes, read before it stops: pg_ctl returns
+		// once the postmaster is gone, when a child may still be exiting
+		// (seen: one in state R right after). Stopped means all of them.
+		tree := proc.Tree(pid)
 		wctx, cancel := context.WithTimeout(ctx, immediateWait)
 		wait := strconv.Itoa(int(immediateWait / time.Second))
 		_, err := output(r.command(wctx, "pg_ctl", "-D", dir, "-m", "immediate", "-w", "-t", wait, "stop"))
 		cancel()
 		if err == nil {
-			return nil
+			return waitExited(ctx, dir, pid, tree)
 		}
 	}
 	if _, running, _ := r.postmaster(dir); !running {
@@ -249,6 +253,12 @@ func (r *Runtime) stopImmediate(ctx context.Context, dir string, pid int) error 
 			return fmt.Errorf("stop %s (mode immediate): kill postmaster %d: %w", dir, pid, err)
 		}
 	}
+	return waitExited(ctx, dir, pid, tree)
+}
+
+// waitExited waits until every process of tree, the server of postmaster
+// pid, has exited, for 10 s at most.
+func waitExited(ctx context.Context, dir string, pid int, tree []int) error {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var left []int
 		for _, p := range tree {
@@ -260,7 +270,7 @@ func (r *Runtime) stopImmediate(ctx context.Context, dir string, pid int) error 
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stop %s (mode immediate): processes %v of postmaster %d still run 10 s after SIGKILL", dir, left, pid)
+			return fmt.Errorf("stop %s (mode immediate): processes %v of postmaster %d still run 10 s after it was stopped", dir, left, pid)
 		}
 		select {
 		case <-ctx.Done():
