@@ -16,6 +16,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/providers/postgres"
+	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
 )
 
@@ -747,3 +748,10 @@ func (c *fakeCluster) runAs(primary string) {
 }
 
 var errScripted = errors.New("scripted failure")
+
+// attachCatalog binds e to the Redis catalog at addr, as Open does for a
+// file with a catalog block: the store (lock, lease, record) goes with it.
+func attachCatalog(e *Env, addr string) {
+	e.Catalog = redis.New(addr, "", 0, e.Cfg.Name)
+	e.store = redisStore{e.Catalog}
+}

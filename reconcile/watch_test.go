@@ -277,8 +277,7 @@ func TestWatchOneLeader(t *testing.T) {
 	r := testenv.StartRedis(t)
 	w1, c, log1 := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr))
 	attach := func(e *Env) {
-		e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
-		e.store = redisStore{e.Catalog}
+		attachCatalog(e, r.Addr)
 	}
 	attach(w1.Env)
 	log2 := &watchLog{}
@@ -319,8 +318,7 @@ func TestWatchFinishesInterruptedSwitchover(t *testing.T) {
 	e, c := fakeEnv(t, "db2", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr), nil)
 	c.runAs("db1")
 	e.pg = convergedPG{fakePG{c}}
-	e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
-	e.store = redisStore{e.Catalog}
+	attachCatalog(e, r.Addr)
 	ctx := context.Background()
 	since := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 1,
@@ -366,8 +364,7 @@ func crashedAfterFailover(t *testing.T, crash string) (*Watcher, *fakeCluster, *
 	c.runAs("db2")
 	c.node("db2").timeline = 2
 	e.pg = convergedPG{fakePG{c}}
-	e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
-	e.store = redisStore{e.Catalog}
+	attachCatalog(e, r.Addr)
 	ctx := context.Background()
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db2", Nodes: []string{"db1", "db2", "db3"}, Generation: 2, Timeline: 2, Event: "failover"}
 	if err := e.Catalog.PutRecordIf(ctx, rec, 0); err != nil {
@@ -529,8 +526,7 @@ func TestWatchRunsAgainSwitchoverBegun(t *testing.T) {
 			e, c := fakeEnv(t, "db2", fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr), nil)
 			c.runAs("db1")
 			e.pg = convergedPG{fakePG{c}}
-			e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
-			e.store = redisStore{e.Catalog}
+			attachCatalog(e, r.Addr)
 			ctx := context.Background()
 			rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: "db1", Nodes: []string{"db1", "db2", "db3"}, Generation: 3, Event: "record"}
 			if intent {
@@ -619,8 +615,7 @@ func TestWatchKeepsLeaseOverEdit(t *testing.T) {
 	r := testenv.StartRedis(t)
 	w1, c, log1 := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}", r.Addr))
 	attach := func(e *Env) {
-		e.Catalog = redis.New(r.Addr, "", 0, e.Cfg.Name)
-		e.store = redisStore{e.Catalog}
+		attachCatalog(e, r.Addr)
 	}
 	attach(w1.Env)
 	ctx := context.Background()
@@ -639,8 +634,7 @@ func TestWatchKeepsLeaseOverEdit(t *testing.T) {
 		cat.Address = address
 		cfg.Catalog, cfg.Hash = &cat, cfg.Hash+"-edited"
 		e := &Env{Cfg: &cfg, Runtime: w1.Env.Runtime, pg: w1.Env.pg}
-		e.Catalog = redis.New(address, "", 0, cfg.Name)
-		e.store = redisStore{e.Catalog}
+		attachCatalog(e, address)
 		return e
 	}
 	first := w1.Env
