@@ -26,7 +26,7 @@ build:
 ## secrets: generate the demo's passwords (mode 0600, git-ignored) once
 secrets:
 	@mkdir -p .secrets && chmod 700 .secrets
-	@for s in superuser replication; do \
+	@for s in superuser replication api; do \
 	  [ -s .secrets/$$s ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > .secrets/$$s); \
 	done
 

@@ -22,19 +22,25 @@ cluster "demo" {
     data_dir = "./data"
   }
 
+  # health_port: where `pgha watch` answers this node's health checks
+  # (/primary, /replica, ...) for a load balancer, as Patroni's REST API
+  # does on port 8008 of each node (examples/haproxy.cfg).
   node "db1" {
-    port = 5441
-    slot = "db1"
+    port        = 5441
+    slot        = "db1"
+    health_port = 8008
   }
 
   node "db2" {
-    port = 5442
-    slot = "db2"
+    port        = 5442
+    slot        = "db2"
+    health_port = 8009
   }
 
   node "db3" {
-    port = 5443
-    slot = "db3"
+    port        = 5443
+    slot        = "db3"
+    health_port = 8010
   }
 
   replication {
@@ -45,6 +51,14 @@ cluster "demo" {
   failover {
     maximum_lag = "16MB"
     failback    = "manual"
+  }
+
+  # What `pgha watch` serves: status, the pending plan, switchover,
+  # failover and failback (these need the token), /events, /metrics and
+  # the dashboard at /ui/. HTTPS with the cluster CA, as tls is on.
+  api {
+    listen = "127.0.0.1:8088"
+    token  = file("./.secrets/api")
   }
 
   catalog "redis" {

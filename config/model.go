@@ -33,6 +33,7 @@ type Cluster struct {
 	Catalog     *Catalog // nil when no catalog block
 	Backup      *Backup  // nil when no backup block
 	TLS         TLS
+	API         *API // nil when no api block: `pgha watch` serves nothing
 
 	// File is the absolute path of the cluster file, Dir its directory;
 	// relative paths in the file resolve against Dir.
@@ -114,6 +115,11 @@ type Node struct {
 	Priority int
 	// DataDir is absolute: <Runtime.DataDir>/<Name>.
 	DataDir string
+	// HealthPort is where `pgha watch` answers this node's health checks
+	// (/primary, /replica, ...) on the api block's host, as Patroni's
+	// REST API does on each of its nodes: a load balancer checks each
+	// server on its own port ("check port 8008"). 0: none.
+	HealthPort int
 
 	DeclRange hcl.Range `json:"-"`
 }
@@ -180,6 +186,34 @@ type TLS struct {
 	Dir string
 
 	DeclRange hcl.Range `json:"-"`
+}
+
+// API is what `pgha watch` serves over HTTP: the control API (status,
+// plan, switchover, failover, failback), server-sent events, /metrics,
+// the dashboard at /ui, and the health checks of every node (also on
+// each node's HealthPort).
+type API struct {
+	// Listen is host:port of the API; default "127.0.0.1:8088". The
+	// nodes' health ports bind to the same host.
+	Listen string
+	// Token is required as "Authorization: Bearer <token>" by every call
+	// that changes the cluster; unset, those calls are refused (403) and
+	// the API only reads.
+	Token Secret
+	// TLS serves HTTPS with a certificate the cluster CA issues (see
+	// TLS); default: on when the cluster's tls is.
+	TLS bool
+
+	DeclRange hcl.Range `json:"-"`
+}
+
+// APIHost is the host of api.listen, where the health ports bind too.
+func (a *API) Host() string {
+	h, _, err := SplitAddress(a.Listen)
+	if err != nil {
+		return "127.0.0.1"
+	}
+	return h
 }
 
 // Catalog is the Redis catalog: backup metadata, cluster record, apply lock.

@@ -119,8 +119,9 @@ func (c *Cluster) LibpqTLS(n *Node) []string {
 
 // Names of the certificates in the TLS store that are not a node's.
 const (
-	CertPgha  = "pgha"  // pgha's client certificate (replication lines ask for one)
-	CertRedis = "redis" // the managed Redis's server certificate
+	CertPgha  = "pgha"     // pgha's client certificate (replication lines ask for one)
+	CertRedis = "redis"    // the managed Redis's server certificate
+	CertAPI   = "pgha-api" // the server certificate of `pgha watch`'s API (api { tls })
 )
 
 // CertNames lists the certificates the store must hold: one per node,
@@ -133,6 +134,9 @@ func (c *Cluster) CertNames() []string {
 	names = append(names, CertPgha)
 	if c.Catalog != nil && c.Catalog.Managed {
 		names = append(names, CertRedis)
+	}
+	if c.API != nil && c.API.TLS {
+		names = append(names, CertAPI)
 	}
 	return names
 }
@@ -152,6 +156,10 @@ func (c *Cluster) CertHosts(name string) []string {
 		}
 		if c.IsDocker() {
 			hosts = append(hosts, c.ContainerName("redis"))
+		}
+	case CertAPI:
+		if c.API != nil {
+			hosts = append(hosts, c.API.Host())
 		}
 	default:
 		if n := c.Node(name); n != nil {

@@ -170,6 +170,10 @@ type Watcher struct {
 	Leader     Leader // nil: the store's leader lease (none without a catalog)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told each observation as soon as it is made
+	// (before anything is done about it), each operation the watcher ran,
+	// and each iteration's end: what `pgha watch`'s API serves.
+	Observer WatchObserver
 
 	reload chan *Env
 	// leaseEnv is the Env the leader lease renews through when an edit
@@ -206,6 +210,27 @@ type Watcher struct {
 	lastIntended bool
 	beat         *postgres.Heartbeater
 	beatNode     string
+}
+
+// Observation is one check of the watcher: the file it checked against,
+// what it saw, the detector's verdict on the primary, and whether this
+// watcher leads.
+type Observation struct {
+	Cfg     *config.Cluster
+	State   *state.Cluster
+	Verdict Verdict
+	Leading bool
+}
+
+// WatchObserver follows a Watcher from outside its goroutine. Its methods
+// are called from the watcher's loop and must not block it.
+type WatchObserver interface {
+	Observed(o Observation)
+	// Ran: an operation ("apply", "failover") ran p, ending with err;
+	// p is nil when no plan was made (the lock was busy).
+	Ran(op string, p *plan.Plan, err error)
+	// Iterated: one iteration ended after took.
+	Iterated(took time.Duration, o Outcome)
 }
 
 // Outcome is what one iteration did.
@@ -309,7 +334,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		start := w.now()
-		w.Tick(ctx)
+		o := w.Tick(ctx)
+		if w.Observer != nil {
+			w.Observer.Iterated(w.now().Sub(start), o)
+		}
 		// The interval is counted from the start of the check, so that a
 		// slow observation does not stretch detection.
 		next := w.Env.Cfg.Failover.CheckInterval
@@ -425,6 +453,9 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 
 	primary := watchedPrimary(c, s)
 	v := w.detector().Check(c, s, primary, w.probe(ctx, s, primary))
+	if w.Observer != nil {
+		w.Observer.Observed(Observation{Cfg: c, State: s, Verdict: v, Leading: w.leading})
+	}
 	// The runtime says the primary's process is gone and a standby still
 	// reports streaming from it: the standby has not noticed yet (its WAL
 	// receiver learns of the closed connection a few milliseconds later).
@@ -740,6 +771,9 @@ func (w *Watcher) act(ctx context.Context, op, why string, quick bool, filter fu
 		for _, a := range planned.Actions {
 			ids = append(ids, a.ID)
 		}
+	}
+	if w.Observer != nil {
+		w.Observer.Ran(op, planned, err)
 	}
 	outcome := "done"
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/pgha/pgha/api"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/reconcile"
@@ -54,7 +55,6 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "Error: -log-format is text or json, not %q\n", *format)
 		return exitError
 	}
-	log := slog.New(h)
 	path, err := filepath.Abs(*file)
 	if err != nil {
 		return fail(errw, err)
@@ -63,6 +63,14 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	if c == nil {
 		return exitError
 	}
+	// With an api block the watcher's decisions also go to the API's
+	// event stream, and its observations to the health checks.
+	var hub *api.Hub
+	if c.API != nil && !*once {
+		hub = api.NewHub()
+		h = hub.LogHandler(h)
+	}
+	log := slog.New(h)
 	env, err := open(c)
 	if err != nil {
 		return fail(errw, err)
@@ -80,6 +88,16 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var srv *api.Server
+	var served <-chan struct{}
+	if hub != nil {
+		srv = api.New(c, hub, log, version)
+		if served, err = srv.Serve(ctx); err != nil {
+			env.Close()
+			return fail(errw, err)
+		}
+		w.Observer = hub.Watcher()
+	}
 	var wg sync.WaitGroup
 	changed := make(chan string, 1)
 	wg.Add(2)
@@ -114,6 +132,9 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 			case why := <-changed:
 				if e := reload(path, hash, why, log); e != nil {
 					hash = e.Cfg.Hash
+					if srv != nil {
+						srv.Reload(e.Cfg)
+					}
 					w.Reload(e)
 				}
 			}
@@ -122,6 +143,9 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	err = w.Run(ctx)
 	cancel()
 	wg.Wait()
+	if served != nil {
+		<-served
+	}
 	if err != nil {
 		return fail(errw, err)
 	}

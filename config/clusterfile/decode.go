@@ -24,7 +24,7 @@ var (
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "postgres"}, {Type: "runtime", LabelNames: []string{"kind"}}, {Type: "node", LabelNames: []string{"name"}},
 			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"}, {Type: "tls"},
-			{Type: "watch"},
+			{Type: "watch"}, {Type: "api"},
 		},
 	}
 	postgresSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -33,11 +33,12 @@ var (
 	dockerSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "image"}, {Name: "redis_image"}, {Name: "network"}, {Name: "host"}, {Name: "bind"}, {Name: "prefix"}}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}, {Name: "priority"}}}
+		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}, {Name: "priority"}, {Name: "health_port"}}}
 	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}, {Name: "primary_crash"}}}
 	watchSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "heal"}, {Name: "rejoin"}, {Name: "config"}}}
+	apiSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "listen"}, {Name: "token"}, {Name: "tls"}}}
 	tlsSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "dir"}}}
 	catalogSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address", Required: true}, {Name: "password"}, {Name: "db"}, {Name: "managed"}}}
@@ -75,6 +76,9 @@ type decoder struct {
 	nameRanges     map[*config.Node]hcl.Range
 	primaryDecoded bool
 	clusterBodyBad bool
+	// apiTLS is api { tls } when written; unset, the API follows the
+	// cluster's tls block, which may come after it.
+	apiTLS *bool
 }
 
 func newDecoder(dir string) *decoder {
@@ -179,6 +183,8 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 			c.Backup = d.backup(blk)
 		case "tls":
 			d.tls(blk, &c.TLS)
+		case "api":
+			c.API = d.api(blk)
 		}
 	}
 	if seen["postgres"] == nil && !d.clusterBodyBad {
@@ -209,6 +215,12 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 	if c.TLS.Dir == "" {
 		c.TLS.Dir = filepath.Join(c.Runtime.DataDir, "tls")
 	}
+	if c.API != nil {
+		c.API.TLS = c.TLS.Enabled
+		if d.apiTLS != nil {
+			c.API.TLS = *d.apiTLS
+		}
+	}
 	return c
 }
 
@@ -233,6 +245,43 @@ func (d *decoder) tls(b *hcl.Block, t *config.TLS) {
 			t.Dir = d.path(v)
 		}
 	})
+}
+
+// api decodes api { listen, token, tls }. tls is left unset here and
+// defaults to the cluster's tls once the whole block is read.
+func (d *decoder) api(b *hcl.Block) *config.API {
+	a := &config.API{Listen: "127.0.0.1:8088", DeclRange: b.DefRange}
+	d.apiTLS = nil
+	d.attrs(b.Body, apiSchema, func(name string, at *hcl.Attribute) {
+		switch name {
+		case "listen":
+			if !d.str(at, &a.Listen) {
+				return
+			}
+			if _, _, err := config.SplitAddress(a.Listen); err != nil {
+				d.errorAt(at.Expr.Range(), "Invalid api listen",
+					fmt.Sprintf("listen = %s is not host:port; write for example \"127.0.0.1:8088\".", d.show(&a.Listen, a.Listen)))
+				a.Listen = "127.0.0.1:8088"
+			}
+		case "token":
+			s, ok := d.secret(at)
+			if !ok {
+				return
+			}
+			if !s.IsSet() {
+				d.errorAt(at.Expr.Range(), "Empty api token",
+					"The token guards every call that changes the cluster, and this one is empty. Generate one (make secrets writes .secrets/api) and write token = file(\"./.secrets/api\"), or leave token out for a read-only API.")
+				return
+			}
+			a.Token = s
+		case "tls":
+			var v bool
+			if d.boolean(at, &v) {
+				d.apiTLS = &v
+			}
+		}
+	})
+	return a
 }
 
 // password decodes a required password. A missing one is reported at the
@@ -388,6 +437,12 @@ func (d *decoder) node(b *hcl.Block) *config.Node {
 			d.boolean(a, &n.PreventDestroy)
 		case "priority":
 			d.integer(a, &n.Priority)
+		case "health_port":
+			if d.integer(a, &n.HealthPort) && (n.HealthPort < 1 || n.HealthPort > 65535) {
+				d.errorAt(a.Expr.Range(), "Invalid health_port",
+					fmt.Sprintf("health_port must be between 1 and 65535, not %s; `pgha watch` answers this node's health checks there.", d.show(&n.HealthPort, n.HealthPort)))
+				n.HealthPort = 0
+			}
 		}
 	})
 	return n

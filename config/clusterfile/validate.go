@@ -82,6 +82,36 @@ func (d *decoder) validate(c *config.Cluster) {
 			}
 		}
 	}
+	d.validateHealthPorts(c)
+}
+
+// validateHealthPorts checks the ports `pgha watch` listens on: a node's
+// health_port needs the api block that serves it, and no two listeners
+// (the API, each health port) share a port.
+func (d *decoder) validateHealthPorts(c *config.Cluster) {
+	used := map[int]string{}
+	if c.API != nil {
+		if _, p, err := config.SplitAddress(c.API.Listen); err == nil && p != 0 {
+			used[p] = "the api (listen = " + c.API.Listen + ")"
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.HealthPort == 0 {
+			continue
+		}
+		r := d.rangeOf(&n.HealthPort, n.DeclRange)
+		if c.API == nil {
+			d.errorAt(r, "health_port without an api block",
+				fmt.Sprintf("`pgha watch` serves node %q's health checks on health_port only with the API on: add\n  api {\n    listen = \"127.0.0.1:8088\"\n  }", n.Name))
+			continue
+		}
+		if first, ok := used[n.HealthPort]; ok {
+			d.errorAt(r, "Two listeners on one port",
+				fmt.Sprintf("health_port %d of node %q is already %s. Give each node its own health_port.", n.HealthPort, n.Name, first))
+			continue
+		}
+		used[n.HealthPort] = fmt.Sprintf("node %q's health_port", n.Name)
+	}
 }
 
 // rangeOf is the range of the expression that gave a field, else fallback.

@@ -1,0 +1,182 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/state"
+)
+
+// metrics is GET /metrics: a collector that reads the Hub's latest
+// snapshot at each scrape (so a scrape queries nothing), the operation
+// counters, and the histogram of watch iterations.
+type metrics struct {
+	s         *Server
+	reg       *prometheus.Registry
+	iteration prometheus.Histogram
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{s: s, reg: prometheus.NewRegistry()}
+	m.iteration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pgha_watch_iteration_duration_seconds",
+		Help:    "Duration of one iteration of pgha watch: observe, judge, plan and act.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	m.reg.MustRegister(m.iteration, m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeIteration(d time.Duration) { m.iteration.Observe(d.Seconds()) }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+var (
+	descUp        = prometheus.NewDesc("pgha_node_up", "1 when the node's PostgreSQL answered the last observation.", []string{"node"}, nil)
+	descRole      = prometheus.NewDesc("pgha_node_role", "1 for the node's current role (primary, standby or unknown).", []string{"node", "role"}, nil)
+	descTimeline  = prometheus.NewDesc("pgha_node_timeline", "The node's timeline ID.", []string{"node"}, nil)
+	descWAL       = prometheus.NewDesc("pgha_node_wal_position_bytes", "WAL positions as byte offsets: current (primary), receive and replay (standby).", []string{"node", "kind"}, nil)
+	descLagBytes  = prometheus.NewDesc("pgha_node_replication_lag_bytes", "How far the standby's replay is behind the primary's WAL.", []string{"node"}, nil)
+	descLagSecs   = prometheus.NewDesc("pgha_node_replication_lag_seconds", "The standby's replay lag in time, as the primary's pg_stat_replication reports it.", []string{"node"}, nil)
+	descSlot      = prometheus.NewDesc("pgha_slot_retained_bytes", "WAL a replication slot holds back on the primary: current position minus the slot's restart_lsn.", []string{"node", "slot", "active"}, nil)
+	descSwitch    = prometheus.NewDesc("pgha_switchovers_total", "Switchovers completed by this watcher and its API.", nil, nil)
+	descFailover  = prometheus.NewDesc("pgha_failovers_total", "Failovers completed by this watcher and its API.", nil, nil)
+	descLastFO    = prometheus.NewDesc("pgha_last_failover_timestamp_seconds", "When the last failover completed (Unix time); 0 when none since the watcher started.", nil, nil)
+	descLease     = prometheus.NewDesc("pgha_leader_lease_held", "1 when this watcher holds the leader lease and may act.", nil, nil)
+	descPending   = prometheus.NewDesc("pgha_plan_pending_actions", "Actions the plan of the latest observation holds (before the watch policy).", nil, nil)
+	descAge       = prometheus.NewDesc("pgha_observation_age_seconds", "Age of the observation the API and health checks answer from.", nil, nil)
+	descCatalogUp = prometheus.NewDesc("pgha_catalog_up", "1 when the catalog answered the last observation.", nil, nil)
+	descGen       = prometheus.NewDesc("pgha_cluster_generation", "The generation of the catalog's cluster record (it grows at each role change).", nil, nil)
+	descBkLast    = prometheus.NewDesc("pgha_backup_last_success_timestamp_seconds", "When the newest complete backup of the type finished (Unix time).", []string{"type"}, nil)
+	descBkSize    = prometheus.NewDesc("pgha_backup_last_size_bytes", "Stored (compressed) size of the newest complete backup of the type.", []string{"type"}, nil)
+	descBkDBSize  = prometheus.NewDesc("pgha_backup_last_database_bytes", "Database bytes the newest complete backup of the type covers.", []string{"type"}, nil)
+	descBkDur     = prometheus.NewDesc("pgha_backup_last_duration_seconds", "How long the newest complete backup of the type took.", []string{"type"}, nil)
+	descBkCount   = prometheus.NewDesc("pgha_backups", "Backups in the catalog by type and status.", []string{"type", "status"}, nil)
+)
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descLagBytes, descLagSecs, descSlot, descSwitch,
+		descFailover, descLastFO, descLease, descPending, descAge, descCatalogUp, descGen, descBkLast, descBkSize, descBkDBSize, descBkDur, descBkCount} {
+		ch <- d
+	}
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	cnt := m.s.Hub.Counters()
+	ch <- prometheus.MustNewConstMetric(descSwitch, prometheus.CounterValue, float64(cnt.Switchovers))
+	ch <- prometheus.MustNewConstMetric(descFailover, prometheus.CounterValue, float64(cnt.Failovers))
+	last := 0.0
+	if !cnt.LastFailover.IsZero() {
+		last = float64(cnt.LastFailover.UnixNano()) / 1e9
+	}
+	gauge(ch, descLastFO, last)
+	snap := m.s.Hub.Latest()
+	if snap == nil {
+		return
+	}
+	c, s := snap.Cfg, snap.State
+	gauge(ch, descLease, b2f(snap.Leading))
+	gauge(ch, descAge, m.s.Hub.now().Sub(snap.At).Seconds())
+	gauge(ch, descPending, float64(len(plan.BuildWith(c, s, plan.Options{}).Actions)))
+	if c.Catalog != nil {
+		gauge(ch, descCatalogUp, b2f(s.Catalog.Reachable))
+	}
+	if snap.Record != nil {
+		gauge(ch, descGen, float64(snap.Record.Generation))
+	}
+	st := reconcile.BuildStatus(c, s)
+	for _, ns := range st.Nodes {
+		if ns.Undeclared {
+			continue
+		}
+		gauge(ch, descUp, b2f(ns.Reachable), ns.Name)
+		for _, r := range []state.Role{state.RolePrimary, state.RoleStandby, state.RoleUnknown} {
+			gauge(ch, descRole, b2f(ns.Role == r), ns.Name, string(r))
+		}
+		if ns.Reachable {
+			gauge(ch, descTimeline, float64(ns.Timeline), ns.Name)
+		}
+		if ns.Role == state.RoleStandby {
+			if ns.LagBytes != nil {
+				gauge(ch, descLagBytes, float64(*ns.LagBytes), ns.Name)
+			}
+			if ns.LagSeconds != nil {
+				gauge(ch, descLagSecs, *ns.LagSeconds, ns.Name)
+			}
+		}
+	}
+	for _, n := range s.Nodes {
+		if !n.Reachable {
+			continue
+		}
+		if n.InRecovery {
+			gauge(ch, descWAL, float64(n.ReceiveLSN), n.Name, "receive")
+			gauge(ch, descWAL, float64(n.ReplayLSN), n.Name, "replay")
+			continue
+		}
+		gauge(ch, descWAL, float64(n.CurrentLSN), n.Name, "current")
+		for _, sl := range n.Slots {
+			if sl.Type != "physical" || sl.RestartLSN == 0 {
+				continue
+			}
+			gauge(ch, descSlot, float64(max(int64(n.CurrentLSN)-int64(sl.RestartLSN), 0)), n.Name, sl.Name, boolLabel(sl.Active))
+		}
+	}
+	m.backups(ch, s)
+}
+
+func boolLabel(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// backups reports the catalog's backup records (the repository's when
+// the catalog holds none).
+func (m *metrics) backups(ch chan<- prometheus.Metric, s *state.Cluster) {
+	list := s.Catalog.Backups
+	if len(list) == 0 {
+		list = s.Backups
+	}
+	type key struct{ typ, status string }
+	count := map[key]int{}
+	newest := map[string]state.Backup{}
+	for _, b := range list {
+		count[key{b.Type, b.Status}]++
+		if b.Status != "complete" {
+			continue
+		}
+		if cur, ok := newest[b.Type]; !ok || b.Finished.After(cur.Finished) {
+			newest[b.Type] = b
+		}
+	}
+	for k, n := range count {
+		gauge(ch, descBkCount, float64(n), k.typ, k.status)
+	}
+	for typ, b := range newest {
+		gauge(ch, descBkLast, float64(b.Finished.UnixNano())/1e9, typ)
+		gauge(ch, descBkSize, float64(b.StoredBytes), typ)
+		gauge(ch, descBkDBSize, float64(b.DatabaseBytes), typ)
+		gauge(ch, descBkDur, b.Finished.Sub(b.Started).Seconds(), typ)
+	}
+}
