@@ -421,4 +421,3 @@ func (l *lineWriter) emit(line []byte) {
 	_ = json.Unmarshal(line, &m)
 	l.hub.Add(Event{Type: "apply", Level: m.Level, Message: m.Message, Data: slices.Clone(line)})
 }
-
