@@ -171,7 +171,7 @@ func (c *cluster) teardown() {
 		logs = append(logs, filepath.Join(c.dir, "data", "redis", "redis.log"))
 		for _, l := range logs {
 			if b, err := os.ReadFile(l); err == nil {
-				for _, s := range []string{superPW, replPW, c.catalogPassword()} {
+				for _, s := range []string{superPW, replPW, apiToken, c.catalogPassword()} {
 					if s != "" && strings.Contains(string(b), s) {
 						c.t.Errorf("%s holds a secret", l)
 					}
@@ -284,7 +284,7 @@ func (c *cluster) command(ctx context.Context, args ...string) *exec.Cmd {
 // the cluster's passwords.
 func (c *cluster) noSecret(what, text string) {
 	c.t.Helper()
-	for _, s := range []string{superPW, replPW, c.catalogPassword()} {
+	for _, s := range []string{superPW, replPW, apiToken, c.catalogPassword()} {
 		if s != "" && strings.Contains(text, s) {
 			c.t.Fatalf("%s shows a secret:\n%s", what, text)
 		}
