@@ -243,7 +243,7 @@ func (s *Server) postFailover(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a node of the cluster", o.To))
 		return
 	}
-	s.run(w, r, s.Cfg(), reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "failover", Failover: plan.FailoverOptions{To: o.To, Force: o.Force}}})
+	s.run(w, r, "failover", s.Cfg(), reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "failover", Failover: plan.FailoverOptions{To: o.To, Force: o.Force}}})
 }
 
 func (s *Server) postFailback(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +251,7 @@ func (s *Server) postFailback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.run(w, r, s.Cfg(), reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "failback"}})
+	s.run(w, r, "failback", s.Cfg(), reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "failback"}})
 }
 
 // postSwitchover hands the primary role to {"to"} with the plan's
@@ -274,7 +274,7 @@ func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("cluster.hcl declares %s primary with failback = \"automatic\": the watcher would switch back at once. Edit primary in cluster.hcl instead.", base.Primary))
 		return
 	}
-	s.run(w, r, c, reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "apply"}, Filter: switchoverOnly})
+	s.run(w, r, "switchover", c, reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: "apply"}, Filter: switchoverOnly})
 }
 
 // switchoverCfg is c with to as its primary.
@@ -290,21 +290,40 @@ func switchoverCfg(c *config.Cluster, to string) (*config.Cluster, error) {
 	return &cc, nil
 }
 
-// switchoverOnly keeps, of an apply plan, the switchover and what it
-// depends on: the call asks for a role change, not for healing.
+// switchoverOnly keeps, of an apply plan, the switchover, what it
+// depends on, and what depends on it (the old primary following the new
+// one, the standbys re-pointed, the record): the call asks for a role
+// change, not for healing whatever else the plan holds.
 func switchoverOnly(p *plan.Plan) *plan.Plan {
-	out := *p
-	out.Actions = nil
 	keep := map[string]bool{}
-	for i := len(p.Actions) - 1; i >= 0; i-- {
-		a := p.Actions[i]
-		if a.Kind == plan.Switchover || keep[a.ID] {
+	for _, a := range p.Actions {
+		if a.Kind == plan.Switchover {
 			keep[a.ID] = true
+		}
+	}
+	if len(keep) == 0 {
+		out := *p
+		out.Actions = nil
+		return &out
+	}
+	// Forward: the actions after the switchover that depend on it.
+	for _, a := range p.Actions {
+		for _, d := range a.DependsOn {
+			if keep[d] {
+				keep[a.ID] = true
+			}
+		}
+	}
+	// Backward: what the kept actions need first.
+	for i := len(p.Actions) - 1; i >= 0; i-- {
+		if a := p.Actions[i]; keep[a.ID] {
 			for _, d := range a.DependsOn {
 				keep[d] = true
 			}
 		}
 	}
+	out := *p
+	out.Actions = nil
 	for _, a := range p.Actions {
 		if keep[a.ID] {
 			out.Actions = append(out.Actions, a)
@@ -313,16 +332,16 @@ func switchoverOnly(p *plan.Plan) *plan.Plan {
 	return &out
 }
 
-// run executes one operation with the CLI's engine and lock; the lock
-// held (by the watcher or a person's apply) is a 409. Its progress goes
-// to /events as the JSON stream `pgha apply -json` writes.
-func (s *Server) run(w http.ResponseWriter, r *http.Request, c *config.Cluster, o reconcile.RunOptions) {
+// run executes one operation (op names it: a switchover runs as an
+// apply of the file with another primary) with the CLI's engine and
+// lock; the lock held (by the watcher or a person's apply) is a 409. Its
+// progress goes to /events as the JSON stream `pgha apply -json` writes.
+func (s *Server) run(w http.ResponseWriter, r *http.Request, op string, c *config.Cluster, o reconcile.RunOptions) {
 	if !s.opMu.TryLock() {
 		writeError(w, http.StatusConflict, "another operation from the API is running")
 		return
 	}
 	defer s.opMu.Unlock()
-	op := o.Operation
 	s.Log.Info("api operation", "operation", op, "remote", r.RemoteAddr)
 	env, err := reconcile.Open(c)
 	if err != nil {
