@@ -148,7 +148,13 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "this API reads only: cluster.hcl declares no api token (token = file(\"./.secrets/api\"))")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme is case-insensitive (RFC 7235), the token is not.
+		h := r.Header.Get("Authorization")
+		ok := len(h) > 7 && strings.EqualFold(h[:7], "Bearer ")
+		got := ""
+		if ok {
+			got = h[7:]
+		}
 		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(tok.Reveal())) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgha"`)
 			writeError(w, http.StatusUnauthorized, "this call changes the cluster: send the api token as Authorization: Bearer <token>")
