@@ -353,8 +353,13 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, op string, c *confi
 	lw := &lineWriter{hub: s.Hub}
 	o.Events = views.NewJSON(lw, s.Version)
 	// The operation goes on if the client goes away: stopping a failover
-	// half-way helps nobody. The lock's own lease bounds it.
-	p, err := env.Run(context.WithoutCancel(r.Context()), o)
+	// half-way helps nobody. It ends with the watcher (SIGTERM), as the
+	// CLI's does, at its next safe point.
+	ctx := s.base
+	if ctx == nil {
+		ctx = context.WithoutCancel(r.Context())
+	}
+	p, err := env.Run(ctx, o)
 	lw.flush()
 	s.Hub.Ran(op, p, err)
 	s.Hub.Kick()

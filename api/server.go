@@ -35,6 +35,9 @@ type Server struct {
 
 	cfg     atomic.Pointer[config.Cluster]
 	metrics *metrics
+	// base is Serve's context: operations the API runs end with it (as
+	// the CLI's do on SIGTERM), not with the client's request.
+	base context.Context
 	// opMu makes the API's own operations one at a time, so that the
 	// second of two concurrent calls gets its 409 at once rather than
 	// racing for the cluster lock.
@@ -190,6 +193,7 @@ func (s *Server) Serve(ctx context.Context) (done <-chan struct{}, err error) {
 	if c.API == nil {
 		return nil, errors.New("cluster.hcl has no api block")
 	}
+	s.base = ctx
 	var tlsCfg *tls.Config
 	if c.API.TLS {
 		if tlsCfg, err = serverTLS(c); err != nil {
@@ -249,6 +253,10 @@ func (s *Server) Serve(ctx context.Context) (done <-chan struct{}, err error) {
 		for _, srv := range servers {
 			_ = srv.Shutdown(sctx)
 		}
+		// An operation the API runs stops at its next safe point once ctx
+		// ended; the watcher exits after it, not in the middle of it.
+		s.opMu.Lock()
+		s.opMu.Unlock() //nolint:staticcheck // waiting for the running operation is the point
 		wg.Wait()
 		close(ch)
 	}()
