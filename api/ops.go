@@ -343,24 +343,25 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, op string, c *confi
 	}
 	defer s.opMu.Unlock()
 	s.Log.Info("api operation", "operation", op, "remote", r.RemoteAddr)
-	env, err := reconcile.Open(c)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	defer env.Close()
-	env.Actor = "pgha api"
-	lw := &lineWriter{hub: s.Hub}
-	o.Events = views.NewJSON(lw, s.Version)
-	// The operation goes on if the client goes away: stopping a failover
-	// half-way helps nobody. It ends with the watcher (SIGTERM), as the
-	// CLI's does, at its next safe point.
-	ctx := s.base
-	if ctx == nil {
-		ctx = context.WithoutCancel(r.Context())
-	}
-	p, err := env.Run(ctx, o)
-	lw.flush()
+	s.withEnv(w, c, func(env *reconcile.Env) {
+		lw := &lineWriter{hub: s.Hub}
+		o.Events = views.NewJSON(lw, s.Version)
+		// The operation goes on if the client goes away: stopping a
+		// failover half-way helps nobody. It ends with the watcher
+		// (SIGTERM), as the CLI's does, at its next safe point.
+		ctx := s.base
+		if ctx == nil {
+			ctx = context.WithoutCancel(r.Context())
+		}
+		p, err := env.Run(ctx, o)
+		lw.flush()
+		s.answer(w, op, p, err)
+	})
+}
+
+// answer records an operation's end (counters, /events, the log) and
+// answers the POST with the plan that ran and its outcome.
+func (s *Server) answer(w http.ResponseWriter, op string, p *plan.Plan, err error) {
 	s.Hub.Ran(op, p, err)
 	s.Hub.Kick()
 	res := OpResult{Operation: op, Outcome: "complete"}
@@ -375,13 +376,12 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, op string, c *confi
 	code := http.StatusOK
 	if err != nil {
 		res.Outcome, res.Error = "errored", err.Error()
+		// 409: the lock is held, or no plan could be made from the
+		// cluster as it is (a failover while the primary answers, without
+		// force); 500: an action failed.
 		code = http.StatusInternalServerError
-		if errors.Is(err, reconcile.ErrLockBusy) {
+		if errors.Is(err, reconcile.ErrLockBusy) || p == nil {
 			code = http.StatusConflict
-		}
-		var stale *reconcile.StalePlanError
-		if errors.As(err, &stale) || p == nil {
-			code = max(code, http.StatusConflict)
 		}
 	}
 	s.Hub.Add(Event{Type: "operation", Level: levelOf(err), Message: op + " " + res.Outcome, Attrs: map[string]any{"operation": op, "outcome": res.Outcome, "error": res.Error}})
