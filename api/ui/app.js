@@ -145,7 +145,7 @@
       $('verdict').textContent = 'status unavailable: ' + e.message;
       $('verdict').dataset.status = 'unknown';
     }
-  }, 250);
+  }, 100);
 
   // Slots' retained WAL is in /metrics only; read it less often.
   const refreshSlots = throttle(async () => {
