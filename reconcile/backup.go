@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/backup"
@@ -337,8 +338,9 @@ func (s streamer) BaseBackup(ctx context.Context, w, manifest io.Writer, parent 
 // manifests (each stored file's checksum, then each whole compressed tar
 // stream) and, with restore, restores the chain into a scratch instance,
 // starts it, waits until recovery reached the backup's moment, and runs a
-// query. Its lines go to r as Messages (nil: to nobody), and last the
-// Outcome of "verify".
+// query. The result is recorded on the backup's catalog record (see
+// recordVerify). Its lines go to r as Messages (nil: to nobody), and last
+// the Outcome of "verify".
 func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, r Reporter) (err error) {
 	r = reporter(r)
 	say := messages(r)
@@ -346,14 +348,55 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, r Repor
 		say.Flush()
 		r.Report(report.Outcome{Operation: "verify", Err: err})
 	}()
-	return e.verifyBackup(ctx, id, restore, say)
-}
-
-func (e *Env) verifyBackup(ctx context.Context, id string, restore bool, out io.Writer) error {
 	chain, err := e.chain(ctx, id)
 	if err != nil {
-		return err
+		return err // no such backup: nothing to record
 	}
+	err = e.verifyChain(ctx, id, chain, restore, say)
+	e.recordVerify(ctx, id, restore, err, say)
+	return err
+}
+
+// verifyReasonMax bounds the reason a failed verify records: the first
+// line of the error, which names the backup and what failed (a restore's
+// error goes on with the scratch server's log, which is for the person
+// watching, not for the catalog).
+const verifyReasonMax = 300
+
+// recordVerify writes a verify's verdict on the backup's catalog record,
+// for `pgha backup list`, the API and the metrics. A verify cut short
+// (Ctrl-C, the context ended) says nothing about the backup and is not
+// recorded; without a catalog there is nowhere to record it, which the
+// output says.
+func (e *Env) recordVerify(ctx context.Context, id string, restore bool, verr error, out io.Writer) {
+	if ctx.Err() != nil || errors.Is(verr, context.Canceled) || errors.Is(verr, context.DeadlineExceeded) {
+		return
+	}
+	if e.Catalog == nil {
+		fmt.Fprintln(out, "No catalog is declared: the result is not recorded.")
+		return
+	}
+	result, mode := state.VerifyPassed, state.VerifyRead
+	if restore {
+		mode = state.VerifyRestore
+	}
+	if verr != nil {
+		reason, _, _ := strings.Cut(verr.Error(), "\n")
+		if r := []rune(reason); len(r) > verifyReasonMax {
+			reason = string(r[:verifyReasonMax-1]) + "…"
+		}
+		result = "failed: " + reason
+	}
+	rctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
+	defer cancel()
+	if _, err := e.Catalog.RecordVerify(rctx, id, e.now(), result, mode); err != nil {
+		fmt.Fprintf(out, "Warning: the catalog could not record this verify (%v).\n", err)
+	}
+}
+
+// verifyChain is VerifyBackup's check of chain, the backups restoring id
+// needs, full first.
+func (e *Env) verifyChain(ctx context.Context, id string, chain []state.Backup, restore bool, out io.Writer) error {
 	repo := e.Cfg.Backup.Repository
 	for _, b := range chain {
 		rc, err := backup.Open(repo, b)
@@ -673,20 +716,20 @@ func (e *Env) recordBackup(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	have, err := e.Catalog.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]state.Backup{}
+	for _, r := range have {
+		known[r.ID] = r
+	}
 	if id == "*" {
-		have, err := e.Catalog.Backups(ctx)
-		if err != nil {
-			return err
-		}
-		known := map[string]state.Backup{}
-		for _, r := range have {
-			known[r.ID] = r
-		}
 		for _, b := range all {
 			if r, ok := known[b.ID]; ok && r.Status == b.Status && r.Checksum == b.Checksum {
 				continue
 			}
-			if err := e.Catalog.PutBackup(ctx, b); err != nil {
+			if err := e.Catalog.PutBackup(ctx, keepVerify(b, known)); err != nil {
 				return err
 			}
 			e.note("recorded %s %s (%s)", b.Type, b.ID, b.Status)
@@ -695,10 +738,20 @@ func (e *Env) recordBackup(ctx context.Context, id string) error {
 	}
 	for _, b := range all {
 		if b.ID == id {
-			return e.Catalog.PutBackup(ctx, b)
+			return e.Catalog.PutBackup(ctx, keepVerify(b, known))
 		}
 	}
 	return fmt.Errorf("backup %s: the repository holds no manifest of it any more", id)
+}
+
+// keepVerify is manifest b with the last verify its catalog record
+// carries, when that record is of the same stored file: the manifest
+// holds no verify results, and a repair of the status must not erase them.
+func keepVerify(b state.Backup, known map[string]state.Backup) state.Backup {
+	if r, ok := known[b.ID]; ok && r.Checksum == b.Checksum {
+		b.VerifiedAt, b.Verify, b.VerifyMode = r.VerifiedAt, r.Verify, r.VerifyMode
+	}
+	return b
 }
 
 func freePort() (int, error) {

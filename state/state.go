@@ -400,4 +400,34 @@ type Backup struct {
 	Checksum     string `json:"checksum"` // sha256:<hex> of the stored file
 	Path         string `json:"path"`     // the stored file, in the repository
 	Status       string `json:"status"`   // running | complete | failed | expired
+	// The last `pgha backup verify` of this backup, on the catalog's
+	// record only: the repository's manifest says what was stored and is
+	// not rewritten after the fact (a rewrite racing an expiry could
+	// bring an expired backup back). Verify is "passed" or
+	// "failed: <reason>"; VerifyMode is VerifyRead or VerifyRestore.
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	Verify     string    `json:"verify,omitempty"`
+	VerifyMode string    `json:"verify_mode,omitempty"`
+}
+
+// How a backup was verified.
+const (
+	// VerifyRead: each stored file of the chain matched its manifest's
+	// checksum and its archive read back to the end.
+	VerifyRead = "read"
+	// VerifyRestore: the chain was restored into a scratch instance,
+	// which started, reached the backup's moment and answered a query.
+	VerifyRestore = "restore"
+)
+
+// VerifyPassed is Verify's value for a verify that found nothing wrong.
+const VerifyPassed = "passed"
+
+// Verified says whether the backup's last verify passed, and whether
+// it was verified at all.
+func (b Backup) Verified() (passed, ok bool) {
+	if b.Verify == "" {
+		return false, false
+	}
+	return b.Verify == VerifyPassed, true
 }

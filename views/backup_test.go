@@ -2,11 +2,14 @@ package views
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgha/pgha/internal/testenv"
 	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
@@ -97,5 +100,71 @@ func TestJSONBackup(t *testing.T) {
 	if o := got[len(got)-1]; len(got) != 3 || o.Type != TypeOutcome || o.Outcome.Status != StatusErrored || o.Level != "error" ||
 		o.Outcome.Error != "stream the base backup of db1: connection reset" || o.Message != "Error: stream the base backup of db1: connection reset" {
 		t.Fatalf("a failed backup's stream:\n%s", buf.String())
+	}
+}
+
+// listed is what `pgha backup list` shows of a chain: a full verified by
+// a restore, an incremental whose last verify failed (with a reason
+// longer than the table keeps), and one never verified.
+func listed() []state.Backup {
+	day := time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)
+	full := state.Backup{ID: "20261130T020000Z", Cluster: "demo", Type: "full", Method: "physical", Node: "db1", Root: "20261130T020000Z",
+		Started: day, Finished: day.Add(90 * time.Second), DatabaseBytes: 1 << 30, StoredBytes: 256 << 20, Compression: "zstd",
+		Checksum: "sha256:f00", Path: "demo/20261130T020000Z/base.tar.zst", Status: "complete",
+		VerifiedAt: day.Add(time.Hour), Verify: state.VerifyPassed, VerifyMode: state.VerifyRestore}
+	incr := state.Backup{ID: "20261201T020000Z", Cluster: "demo", Type: "incremental", Method: "physical", Node: "db1",
+		Parent: full.ID, Root: full.ID, Started: day.Add(24 * time.Hour), Finished: day.Add(24*time.Hour + 5*time.Second),
+		DatabaseBytes: 48 << 20, StoredBytes: 12 << 20, Compression: "zstd", Checksum: "sha256:abc",
+		Path: "demo/20261201T020000Z/wal.tar.zst", Status: "complete",
+		VerifiedAt: day.Add(25 * time.Hour), VerifyMode: state.VerifyRead,
+		Verify: "failed: verify 20261201T020000Z: backups/demo/20261201T020000Z/wal.tar.zst: checksum mismatch (manifest sha256:abc, file sha256:def)"}
+	diff := state.Backup{ID: "20261202T020000Z", Cluster: "demo", Type: "differential", Method: "physical", Node: "db2",
+		Parent: full.ID, Root: full.ID, Started: day.Add(48 * time.Hour), Finished: day.Add(48*time.Hour + 7*time.Second),
+		DatabaseBytes: 64 << 20, StoredBytes: 16 << 20, Compression: "zstd", Checksum: "sha256:123",
+		Path: "demo/20261202T020000Z/wal.tar.zst", Status: "complete"}
+	return []state.Backup{diff, incr, full}
+}
+
+// TestBackupList: `pgha backup list` shows each backup's last verify in
+// its VERIFIED column (result, how, when; a failure's reason cut short),
+// "-" for a backup never verified; -json carries the same record whole
+// under verified_at, verify and verify_mode, and leaves them out of a
+// backup never verified (the fields are additive).
+func TestBackupList(t *testing.T) {
+	var buf bytes.Buffer
+	if err := NewHuman(&buf).Backups(listed(), "catalog"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Golden(t, filepath.Join("testdata", "backup_list.txt"), buf.Bytes(), *update)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	for i, want := range []string{"VERIFIED", "-", "FAILED read 2026-12-01 03:00Z: verify 20261201T020000Z", "passed restore 2026-11-30 03:00Z"} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d %q lacks %q", i, lines[i], want)
+		}
+	}
+	if strings.Contains(buf.String(), "file sha256:def") {
+		t.Errorf("the table keeps a long reason whole:\n%s", buf.String())
+	}
+
+	buf.Reset()
+	if err := NewJSON(&buf, "1.2.3").Backups(listed(), "catalog"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Golden(t, filepath.Join("testdata", "backup_list.json"), buf.Bytes(), *update)
+	var got struct {
+		Backups []map[string]any `json:"backups"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if d := got.Backups[0]; d["verify"] != nil || d["verified_at"] != nil || d["verify_mode"] != nil {
+		t.Errorf("a backup never verified carries verify fields: %v", d)
+	}
+	if i := got.Backups[1]; i["verified_at"] != "2026-12-01T03:00:00Z" || i["verify_mode"] != "read" ||
+		!strings.HasSuffix(i["verify"].(string), "file sha256:def)") {
+		t.Errorf("the failed verify, in -json: %v", i)
+	}
+	if f := got.Backups[2]; f["verify"] != "passed" || f["verify_mode"] != "restore" {
+		t.Errorf("the passed restore verify, in -json: %v", f)
 	}
 }

@@ -151,14 +151,37 @@ func (h *Human) Backups(list []state.Backup, source string) error {
 		fmt.Fprintln(h.w, "(the catalog does not answer: read from the repository's manifests)")
 	}
 	tw := tabwriter.NewWriter(h.w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS")
+	fmt.Fprintln(tw, "ID\tTYPE\tPARENT\tNODE\tSTARTED\tDATABASE\tSTORED\tRATIO\tSTATUS\tVERIFIED")
 	for _, b := range list {
 		parent := b.Parent
 		if parent == "" {
 			parent = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
-			bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\n", b.ID, b.Type, parent, b.Node, b.Started.Format("2006-01-02 15:04:05Z"),
+			bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status,
+			verified(b))
 	}
 	return tw.Flush()
+}
+
+// verifiedReasonMax bounds a failed verify's reason in the table (the
+// last column: a long one would not shift the others); -json has it whole.
+const verifiedReasonMax = 60
+
+// verified is the VERIFIED column: the last verify's result, how and when
+// ("passed restore 2026-12-01 03:00Z"), or "-" when never verified.
+func verified(b state.Backup) string {
+	passed, ok := b.Verified()
+	if !ok {
+		return "-"
+	}
+	when := b.VerifiedAt.UTC().Format("2006-01-02 15:04Z")
+	if passed {
+		return fmt.Sprintf("passed %s %s", b.VerifyMode, when)
+	}
+	reason := strings.TrimPrefix(b.Verify, "failed: ")
+	if r := []rune(reason); len(r) > verifiedReasonMax {
+		reason = string(r[:verifiedReasonMax-1]) + "…"
+	}
+	return fmt.Sprintf("FAILED %s %s: %s", b.VerifyMode, when, reason)
 }

@@ -343,6 +343,52 @@ func (c *Catalog) PutBackup(ctx context.Context, b state.Backup) error {
 	return nil
 }
 
+// ErrNoBackup means the catalog holds no record of a backup.
+var ErrNoBackup = errors.New("the catalog holds no record of this backup")
+
+// RecordVerify writes the result of a verify on a backup's record,
+// changing nothing else: an optimistic transaction (WATCH), so that a
+// record another process rewrites meanwhile (an expiry) is read again
+// rather than overwritten with what it said before.
+func (c *Catalog) RecordVerify(ctx context.Context, id string, at time.Time, result, mode string) (state.Backup, error) {
+	key := c.key("backup:" + id)
+	var b state.Backup
+	txf := func(tx *goredis.Tx) error {
+		js, err := tx.Get(ctx, key).Result()
+		if isNil(err) {
+			return fmt.Errorf("backup %s: %w", id, ErrNoBackup)
+		}
+		if err != nil {
+			return err
+		}
+		b = state.Backup{}
+		if err := json.Unmarshal([]byte(js), &b); err != nil {
+			return fmt.Errorf("decode backup %s: %w", id, err)
+		}
+		b.VerifiedAt, b.Verify, b.VerifyMode = at.UTC(), result, mode
+		out, err := json.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("encode backup %s: %w", id, err)
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.Set(ctx, key, out, 0)
+			return nil
+		})
+		return err
+	}
+	for range 5 {
+		err := c.client.Watch(ctx, txf, key)
+		if errors.Is(err, goredis.TxFailedErr) {
+			continue // the record changed under us: read it again
+		}
+		if err != nil {
+			return b, fmt.Errorf("record the verify of backup %s: %w", id, err)
+		}
+		return b, nil
+	}
+	return b, fmt.Errorf("record the verify of backup %s: its record kept changing", id)
+}
+
 // Chain lists the IDs of the backups whose chain starts at the full root,
 // oldest first: what a restore of the chain's newest backup reads.
 func (c *Catalog) Chain(ctx context.Context, root string) ([]string, error) {
