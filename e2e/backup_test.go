@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/internal/testenv"
@@ -79,6 +81,24 @@ func TestLocalBackup(t *testing.T) {
 	r = c.mustPgha("backup", "verify", "-restore", b.ID)
 	if !strings.Contains(r.stdout, "checksum matches") || !strings.Contains(r.stdout, "restored into a scratch instance, started, and answered") {
 		t.Fatalf("verify -restore:\n%s", r)
+	}
+	// Each verify's result lands on the backup's catalog record.
+	lastVerify := func(id string) state.Backup {
+		t.Helper()
+		var l struct{ Backups []state.Backup }
+		if err := json.Unmarshal([]byte(c.mustPgha("backup", "list", "-json").stdout), &l); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range l.Backups {
+			if x.ID == id {
+				return x
+			}
+		}
+		t.Fatalf("backup list lost %s", id)
+		return state.Backup{}
+	}
+	if v := lastVerify(b.ID); v.Verify != "passed" || v.VerifyMode != "restore" || time.Since(v.VerifiedAt) > time.Minute {
+		t.Fatalf("after verify -restore, backup list says %q %q at %v", v.Verify, v.VerifyMode, v.VerifiedAt)
 	}
 
 	evs = parseEvents(t, c.mustPgha("backup", "verify", "-json", b.ID).stdout)
@@ -196,6 +216,12 @@ func TestLocalBackup(t *testing.T) {
 	r = c.pgha("backup", "verify", "-json", b.ID)
 	if evs := parseEvents(t, r.stdout); r.code == 0 || evs[len(evs)-1].Outcome.Status != "errored" || !strings.Contains(evs[len(evs)-1].Outcome.Error, "checksum mismatch") {
 		t.Fatalf("verify -json of a corrupted backup must end errored with the mismatch:\n%s", r)
+	}
+	if v := lastVerify(b.ID); !strings.HasPrefix(v.Verify, "failed: ") || !strings.Contains(v.Verify, "checksum mismatch") || v.VerifyMode != "read" {
+		t.Fatalf("after a failed verify, backup list -json says %q %q", v.Verify, v.VerifyMode)
+	}
+	if out := c.mustPgha("backup", "list").stdout; !strings.Contains(out, "VERIFIED") || !regexp.MustCompile(b.ID+`\s.*FAILED read `).MatchString(out) {
+		t.Fatalf("backup list does not show the failed verify:\n%s", out)
 	}
 
 	// With the catalog down, the repository's manifests still list them.
