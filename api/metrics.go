@@ -45,8 +45,9 @@ var (
 	descTimeline  = prometheus.NewDesc("pgha_node_timeline", "The node's timeline ID.", []string{"node"}, nil)
 	descWAL       = prometheus.NewDesc("pgha_node_wal_position_bytes", "WAL positions as byte offsets: current (primary), receive and replay (standby).", []string{"node", "kind"}, nil)
 	descLagBytes  = prometheus.NewDesc("pgha_node_replication_lag_bytes", "How far the standby's replay is behind the primary's WAL.", []string{"node"}, nil)
-	descLagSecs   = prometheus.NewDesc("pgha_node_replication_lag_seconds", "The standby's replay lag in time, as the primary's pg_stat_replication reports it.", []string{"node"}, nil)
-	descSlot      = prometheus.NewDesc("pgha_slot_retained_bytes", "WAL a replication slot holds back on the primary: current position minus the slot's restart_lsn.", []string{"node", "slot", "active"}, nil)
+	descLagSecs   = prometheus.NewDesc("pgha_node_replication_lag_seconds", "The standby's replay lag in time, as the primary's pg_stat_replication reports it (absent while the standby is not connected to it).", []string{"node"}, nil)
+	descSlot      = prometheus.NewDesc("pgha_slot_retained_bytes", "WAL a physical replication slot holds back on the primary: current position minus the slot's restart_lsn.", []string{"node", "slot"}, nil)
+	descSlotAct   = prometheus.NewDesc("pgha_slot_active", "1 when a physical replication slot on the primary has a receiver attached.", []string{"node", "slot"}, nil)
 	descSwitch    = prometheus.NewDesc("pgha_switchovers_total", "Switchovers completed by this watcher and its API.", nil, nil)
 	descFailover  = prometheus.NewDesc("pgha_failovers_total", "Failovers completed by this watcher and its API.", nil, nil)
 	descLastFO    = prometheus.NewDesc("pgha_last_failover_timestamp_seconds", "When the last failover completed (Unix time); 0 when none since the watcher started.", nil, nil)
@@ -56,15 +57,19 @@ var (
 	descCatalogUp = prometheus.NewDesc("pgha_catalog_up", "1 when the catalog answered the last observation.", nil, nil)
 	descGen       = prometheus.NewDesc("pgha_cluster_generation", "The generation of the catalog's cluster record (it grows at each role change).", nil, nil)
 	descBkLast    = prometheus.NewDesc("pgha_backup_last_success_timestamp_seconds", "When the newest complete backup of the type finished (Unix time).", []string{"type"}, nil)
-	descBkSize    = prometheus.NewDesc("pgha_backup_last_size_bytes", "Stored (compressed) size of the newest complete backup of the type.", []string{"type"}, nil)
+	descBkSize    = prometheus.NewDesc("pgha_backup_last_stored_bytes", "Bytes stored (compressed) by the newest complete backup of the type.", []string{"type"}, nil)
 	descBkDBSize  = prometheus.NewDesc("pgha_backup_last_database_bytes", "Database bytes the newest complete backup of the type covers.", []string{"type"}, nil)
 	descBkDur     = prometheus.NewDesc("pgha_backup_last_duration_seconds", "How long the newest complete backup of the type took.", []string{"type"}, nil)
 	descBkCount   = prometheus.NewDesc("pgha_backups", "Backups in the catalog by type and status.", []string{"type", "status"}, nil)
+	descVfLast    = prometheus.NewDesc("pgha_backup_last_verify_timestamp_seconds", "When the last verify of a complete backup of the type finished (Unix time), by mode: read (checksums, archives read back) or restore (restored, started, queried).", []string{"type", "mode"}, nil)
+	descVfOK      = prometheus.NewDesc("pgha_backup_last_verify_success", "1 when the last verify of a complete backup of the type (by mode) passed, 0 when it failed.", []string{"type", "mode"}, nil)
+	descVfLastOK  = prometheus.NewDesc("pgha_backup_last_verify_success_timestamp_seconds", "When the last verify that passed, of a complete backup of the type (by mode), finished (Unix time).", []string{"type", "mode"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descLagBytes, descLagSecs, descSlot, descSwitch,
-		descFailover, descLastFO, descLease, descPending, descAge, descCatalogUp, descGen, descBkLast, descBkSize, descBkDBSize, descBkDur, descBkCount} {
+	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descLagBytes, descLagSecs, descSlot, descSlotAct, descSwitch,
+		descFailover, descLastFO, descLease, descPending, descAge, descCatalogUp, descGen, descBkLast, descBkSize, descBkDBSize, descBkDur, descBkCount,
+		descVfLast, descVfOK, descVfLastOK} {
 		ch <- d
 	}
 }
@@ -86,7 +91,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailover, prometheus.CounterValue, float64(cnt.Failovers))
 	last := 0.0
 	if !cnt.LastFailover.IsZero() {
-		last = float64(cnt.LastFailover.UnixNano()) / 1e9
+		last = unixSeconds(cnt.LastFailover)
 	}
 	gauge(ch, descLastFO, last)
 	snap := m.s.Hub.Latest()
@@ -104,6 +109,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descGen, float64(snap.Record.Generation))
 	}
 	st := reconcile.BuildStatus(c, s)
+	var primary *state.Node
+	for _, n := range s.Nodes {
+		if n.Role() == state.RolePrimary {
+			primary = n
+		}
+	}
 	for _, ns := range st.Nodes {
 		if ns.Undeclared {
 			continue
@@ -119,7 +130,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			if ns.LagBytes != nil {
 				gauge(ch, descLagBytes, float64(*ns.LagBytes), ns.Name)
 			}
-			if ns.LagSeconds != nil {
+			// Status says 0 s for a standby the primary does not list
+			// in pg_stat_replication; a metric says nothing rather than
+			// a lag that looks like none.
+			if ns.LagSeconds != nil && primary != nil && primary.Replica(ns.Name) != nil {
 				gauge(ch, descLagSecs, *ns.LagSeconds, ns.Name)
 			}
 		}
@@ -129,7 +143,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		if n.InRecovery {
-			gauge(ch, descWAL, float64(n.ReceiveLSN), n.Name, "receive")
+			if n.ReceiveLSN != 0 { // NULL while no WAL receiver runs
+				gauge(ch, descWAL, float64(n.ReceiveLSN), n.Name, "receive")
+			}
 			gauge(ch, descWAL, float64(n.ReplayLSN), n.Name, "replay")
 			continue
 		}
@@ -138,21 +154,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			if sl.Type != "physical" || sl.RestartLSN == 0 {
 				continue
 			}
-			gauge(ch, descSlot, float64(max(int64(n.CurrentLSN)-int64(sl.RestartLSN), 0)), n.Name, sl.Name, boolLabel(sl.Active))
+			gauge(ch, descSlot, float64(max(int64(n.CurrentLSN)-int64(sl.RestartLSN), 0)), n.Name, sl.Name)
+			gauge(ch, descSlotAct, b2f(sl.Active), n.Name, sl.Name)
 		}
 	}
 	m.backups(ch, s)
 }
 
-func boolLabel(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
-}
-
 // backups reports the catalog's backup records (the repository's when
-// the catalog holds none).
+// the catalog holds none). The verify results are per type and mode,
+// from the complete backup verified last, rather than per backup: a
+// series per backup ID would make new series at every backup and leave
+// the expired ones behind, while an alert asks one question per type
+// ("has a restore of a full passed in the last week?").
 func (m *metrics) backups(ch chan<- prometheus.Metric, s *state.Cluster) {
 	list := s.Catalog.Backups
 	if len(list) == 0 {
@@ -173,10 +187,37 @@ func (m *metrics) backups(ch chan<- prometheus.Metric, s *state.Cluster) {
 	for k, n := range count {
 		gauge(ch, descBkCount, float64(n), k.typ, k.status)
 	}
+	type vkey struct{ typ, mode string }
+	lastVerify, lastPassed := map[vkey]state.Backup{}, map[vkey]time.Time{}
+	for _, b := range list {
+		passed, ok := b.Verified()
+		if !ok || b.Status != "complete" {
+			continue
+		}
+		k := vkey{b.Type, b.VerifyMode}
+		if cur, ok := lastVerify[k]; !ok || b.VerifiedAt.After(cur.VerifiedAt) {
+			lastVerify[k] = b
+		}
+		if passed && b.VerifiedAt.After(lastPassed[k]) {
+			lastPassed[k] = b.VerifiedAt
+		}
+	}
+	for k, b := range lastVerify {
+		passed, _ := b.Verified()
+		gauge(ch, descVfLast, unixSeconds(b.VerifiedAt), k.typ, k.mode)
+		gauge(ch, descVfOK, b2f(passed), k.typ, k.mode)
+	}
+	for k, at := range lastPassed {
+		gauge(ch, descVfLastOK, unixSeconds(at), k.typ, k.mode)
+	}
 	for typ, b := range newest {
-		gauge(ch, descBkLast, float64(b.Finished.UnixNano())/1e9, typ)
+		gauge(ch, descBkLast, unixSeconds(b.Finished), typ)
 		gauge(ch, descBkSize, float64(b.StoredBytes), typ)
 		gauge(ch, descBkDBSize, float64(b.DatabaseBytes), typ)
 		gauge(ch, descBkDur, b.Finished.Sub(b.Started).Seconds(), typ)
 	}
 }
+
+// unixSeconds is t as Prometheus timestamps are: seconds since the Unix
+// epoch, with a fraction.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

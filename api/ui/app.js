@@ -154,12 +154,14 @@
       if (!r.ok) return;
       const text = await r.text();
       const next = {};
-      const re = /^pgha_slot_retained_bytes\{([^}]*)\}\s+(\S+)/gm;
+      const re = /^(pgha_slot_retained_bytes|pgha_slot_active)\{([^}]*)\}\s+(\S+)/gm;
       let m;
       while ((m = re.exec(text))) {
         const labels = {};
-        for (const l of m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-        next[labels.slot] = { node: labels.node, retained: Number(m[2]), active: labels.active === 'true' };
+        for (const l of m[2].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+        const slot = next[labels.slot] || (next[labels.slot] = { node: labels.node, retained: 0, active: false });
+        if (m[1] === 'pgha_slot_active') slot.active = Number(m[3]) === 1;
+        else slot.retained = Number(m[3]);
       }
       slots = next;
       if (status) renderNodes(status);
