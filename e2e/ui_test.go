@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -104,7 +105,25 @@ func TestLocalDashboard(t *testing.T) {
 	c := newCluster(t, "local", 3)
 	a := c.enableAPI(false)
 	c.setPolicy("maximum_lag = \"64kB\"\nautomatic = false\nprimary_crash = \"failover\"", "")
-	c.mustPgha("apply", "-auto-approve")
+	c.addBlock("  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n")
+	c.mustPgha("apply", "-auto-approve") // takes the first full backup
+	c.mustPgha("backup", "-type", "incremental")
+	var listed struct {
+		Backups []struct{ ID, Type string } `json:"backups"`
+	}
+	if err := json.Unmarshal([]byte(c.mustPgha("backup", "list", "-json").stdout), &listed); err != nil {
+		t.Fatal(err)
+	}
+	var incr string
+	for _, b := range listed.Backups {
+		if b.Type == "incremental" {
+			incr = b.ID
+		}
+	}
+	if incr == "" {
+		t.Fatalf("no incremental backup listed: %+v", listed.Backups)
+	}
+	c.mustPgha("backup", "verify", incr) // its verify result shows on the page
 	w := c.startWatch("w1")
 	a.waitUp(t, 30*time.Second)
 
@@ -126,6 +145,37 @@ func TestLocalDashboard(t *testing.T) {
 		chromedp.Evaluate[int](`document.querySelectorAll('#nodes-body tr[data-node]').length`)); n != 3 {
 		t.Fatalf("the page shows %d node rows, want 3", n)
 	}
+
+	// The backup chain: a full and its incremental, one chain on the
+	// timeline, each with its sizes and ratio, and the verify result.
+	do(t, ctx, 20*time.Second, "see the backup chain",
+		visible(`#backups tr[data-backup][data-status="complete"]`),
+		visible(`#backup-timeline svg rect[data-backup]`),
+		visible(fmt.Sprintf(`#backups tr[data-backup=%q] td[data-verify="passed"]`, incr)))
+	chains := get(t, ctx, 5*time.Second, "read the backups", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#backups tr[data-backup]')].map(r => r.dataset.chain + ' ' + r.querySelector('[data-ratio]').dataset.ratio)`))
+	if len(chains) != 2 || strings.Fields(chains[0])[0] != strings.Fields(chains[1])[0] || strings.Fields(chains[0])[1] == "" {
+		t.Errorf("want a full and its incremental in one chain, with ratios; the page shows %q", chains)
+	}
+
+	// A wrong token: the dialog says 401 and nothing changes.
+	do(t, ctx, 60*time.Second, "preview a switchover and send it with a wrong token",
+		chromedp.Click(chromedp.CSS(`#btn-switchover`)),
+		visible(`#op-preview[data-state="loaded"]`),
+		visible(`#op-preview li[data-kind="switchover"]`),
+		chromedp.WaitEnabled(chromedp.CSS(`#op-confirm`)),
+		chromedp.SendKeys(chromedp.CSS(`#op-token`), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#op-confirm`)),
+		visible(`#op-error`),
+	)
+	if msg := get(t, ctx, 5*time.Second, "read the error", chromedp.Text(chromedp.CSS(`#op-error`))); !strings.Contains(msg, "401") {
+		t.Errorf("a wrong token: the dialog says %q, want the 401", msg)
+	}
+	do(t, ctx, 10*time.Second, "cancel", chromedp.Click(chromedp.CSS(`#op-cancel`)), chromedp.WaitNotVisible(chromedp.CSS(`#op-dialog`)))
+	if p := c.primary(context.Background()); p != "db1" {
+		t.Fatalf("after a switchover with a wrong token the primary is %s, want db1 unchanged", p)
+	}
+	do(t, ctx, 5*time.Second, "db1 is still shown primary", visible(row("db1", "primary")))
 
 	// The primary dies; the watcher only reports it (policy), and the
 	// page shows the verdict.

@@ -289,7 +289,7 @@
       $('lag-legend').replaceChildren();
       return;
     }
-    const W = 720, H = 220, L = 64, R = 12, T = 12, B = 26;
+    const W = Math.max(360, el.clientWidth || 720), H = 220, L = 64, R = 12, T = 12, B = 26;
     const t1 = lagSamples[lagSamples.length - 1].t;
     const t0 = Math.min(lagSamples[0].t, t1 - 60 * 1000);
     let maxY = 0;
@@ -321,7 +321,7 @@
     const last = lagSamples[lagSamples.length - 1].bytes;
     const summary = nodes.map((n) => n + ' ' + (last[n] === undefined ? 'no sample' : fmtBytes(last[n]))).join(', ');
     el.setAttribute('aria-label', 'Replication lag over the last ' + fmtDuration(t1 - t0) + '; now: ' + summary);
-    el.replaceChildren(svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMid meet' }, g));
+    el.replaceChildren(svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H }, g));
     $('lag-legend').replaceChildren(...nodes.map((n) => h('li', {},
       h('span', { class: 'swatch', style: 'background:' + colorOf(n) }), n + ': ' + (last[n] === undefined ? '–' : fmtBytes(last[n])))));
   }
@@ -424,10 +424,28 @@
 
   // ---- backups ----------------------------------------------------------------
 
-  // verifyOf collects a backup record's verification fields, whatever
-  // they are named (verified, verify, verified_at, verify_error, ...).
+  // verifyOf is a backup record's last verification, from the catalog
+  // (verify = "passed" | "failed: <reason>", verify_mode = read |
+  // restore, verified_at), and any other verify field a newer record has.
   function verifyOf(b) {
-    return Object.keys(b).filter((k) => /verif/i.test(k)).sort().map((k) => [k, b[k]]);
+    if (!b.verify) {
+      return { state: 'none', text: 'not verified', extra: otherVerify(b) };
+    }
+    const passed = b.verify === 'passed';
+    let text = b.verify + (b.verify_mode ? ' (' + b.verify_mode + ')' : '');
+    if (b.verified_at) text += ' · ' + fmtTime(b.verified_at);
+    return { state: passed ? 'passed' : 'failed', text, extra: otherVerify(b) };
+  }
+
+  function otherVerify(b) {
+    const known = new Set(['verify', 'verify_mode', 'verified_at']);
+    return Object.keys(b).filter((k) => /verif/i.test(k) && !known.has(k)).sort().map((k) => [k, b[k]]);
+  }
+
+  function fmtRatio(r) {
+    if (r === null) return '–';
+    const pct = r * 100;
+    return (pct >= 10 ? pct.toFixed(0) : pct >= 0.1 ? pct.toFixed(1) : pct.toPrecision(2)) + ' %';
   }
 
   function fmtValue(v) {
@@ -437,6 +455,8 @@
     if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return fmtTime(v);
     return String(v);
   }
+
+  let lastBackups = null;
 
   const refreshBackups = throttle(async () => {
     const el = $('backups');
@@ -448,6 +468,7 @@
         $('backup-timeline').replaceChildren();
         return;
       }
+      lastBackups = list;
       renderBackupTimeline(list);
       const rows = list.map((b) => {
         const ratio = b.database_bytes > 0 ? b.stored_bytes / b.database_bytes : null;
@@ -462,16 +483,16 @@
           h('td', { class: 'num' }, dur > 0 ? fmtDuration(dur) : '–'),
           h('td', { class: 'num' }, fmtBytes(b.database_bytes)),
           h('td', { class: 'num' }, fmtBytes(b.stored_bytes)),
-          h('td', { class: 'num', dataset: { ratio: ratio === null ? '' : ratio.toFixed(4) } }, ratio === null ? '–' : (ratio * 100).toFixed(1) + ' %'),
+          h('td', { class: 'num', dataset: { ratio: ratio === null ? '' : ratio.toFixed(6) } }, fmtRatio(ratio)),
           h('td', { class: b.status === 'complete' ? 'ok' : b.status === 'failed' ? 'bad' : '' }, b.status),
-          h('td', { class: 'verify' }, verify.length
-            ? h('dl', { class: 'details' }, verify.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, fmtValue(v))]))
-            : '–'));
+          h('td', { class: 'verify ' + (verify.state === 'passed' ? 'ok' : verify.state === 'failed' ? 'bad' : 'hint'), dataset: { verify: verify.state } },
+            verify.text,
+            verify.extra.length ? h('dl', { class: 'details' }, verify.extra.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, fmtValue(v))])) : null));
       });
       el.replaceChildren(h('p', { class: 'hint' }, list.length + ' backups, newest first (from the ' + body.source + '); ratio is stored bytes over database bytes.'),
         h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
           h('caption', { class: 'sr-only' }, 'Backups'),
-          h('thead', {}, h('tr', {}, ['ID', 'Type', 'Chain (full)', 'Node', 'Started', 'Took', 'Database', 'Stored', 'Ratio', 'Status', 'Verify']
+          h('thead', {}, h('tr', {}, ['ID', 'Type', 'Chain (full)', 'Node', 'Started', 'Took', 'Database', 'Stored', 'Ratio', 'Status', 'Last verify']
             .map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, rows))));
       el.dataset.state = 'loaded';
@@ -479,8 +500,10 @@
   }, 5000);
 
   // renderBackupTimeline draws one row per chain (a full and what builds
-  // on it), each backup a bar from its start to its end, its width at
-  // least a few pixels, labelled with its type and stored size.
+  // on it), each backup a bar from its start to its end, at least a few
+  // pixels wide, labelled with its type and stored size where there is
+  // room (the tooltip and the table below always say everything). A
+  // failed verify outlines the bar in red.
   function renderBackupTimeline(list) {
     const chains = new Map();
     for (const b of list.slice().sort((a, b) => Date.parse(a.started) - Date.parse(b.started))) {
@@ -491,38 +514,45 @@
     const times = list.flatMap((b) => [Date.parse(b.started), Date.parse(b.finished)]).filter((t) => t > 0);
     let t0 = Math.min(...times);
     let t1 = Math.max(...times);
-    if (t1 - t0 < 60 * 1000) { t0 -= 30 * 1000; t1 += 30 * 1000; }
-    const W = 900, L = 150, R = 16, row = 28, T = 8, B = 24;
+    const pad = Math.max(30 * 1000, (t1 - t0) * 0.05);
+    t0 -= pad; t1 += pad;
+    const el = $('backup-timeline');
+    const W = Math.max(480, el.clientWidth || 900), L = 230, R = 16, row = 30, T = 8, B = 24;
     const H = T + B + row * chains.size;
     const X = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
     const g = [];
     let i = 0;
     for (const [root, bs] of chains) {
       const y = T + i * row;
-      g.push(svg('text', { x: 4, y: y + row / 2 + 4 }, 'chain ' + root.slice(0, 18)));
+      g.push(svg('text', { x: 4, y: y + row / 2 + 4 }, 'chain ' + root));
       g.push(svg('line', { class: 'axis', x1: L, x2: W - R, y1: y + row / 2, y2: y + row / 2 }));
-      for (const b of bs) {
+      bs.forEach((b, j) => {
         const s = Date.parse(b.started);
         const f = Date.parse(b.finished) > 0 ? Date.parse(b.finished) : s;
         const x = X(s);
         const w = Math.max(6, X(f) - x);
         const fill = b.status === 'complete' ? (b.type === 'full' ? '#1a7f37' : '#2f81f7') : b.status === 'failed' ? '#cf222e' : '#9a6700';
-        const ratio = b.database_bytes > 0 ? ' · ratio ' + ((b.stored_bytes / b.database_bytes) * 100).toFixed(1) + ' %' : '';
-        const v = verifyOf(b).map(([k, val]) => ' · ' + k + ' ' + fmtValue(val)).join('');
-        g.push(svg('rect', { x, y: y + 5, width: w, height: row - 10, rx: 3, fill, 'data-backup': b.id },
-          svg('title', {}, `${b.id} (${b.type}, ${b.status}) ${fmtTime(s)}: ${fmtBytes(b.stored_bytes)} stored of ${fmtBytes(b.database_bytes)}${ratio}${v}`)));
-        g.push(svg('text', { x: x + w + 3, y: y + row / 2 + 4 }, (b.type === 'full' ? 'F ' : b.type === 'incremental' ? 'I ' : b.type === 'differential' ? 'D ' : '') + fmtBytes(b.stored_bytes)));
-      }
+        const ratio = b.database_bytes > 0 ? ' · ratio ' + fmtRatio(b.stored_bytes / b.database_bytes) : '';
+        const v = verifyOf(b);
+        const failed = v.state === 'failed';
+        g.push(svg('rect', { x, y: y + 6, width: w, height: row - 12, rx: 3, fill, stroke: failed ? '#cf222e' : 'none', 'stroke-width': failed ? 3 : 0, 'data-backup': b.id },
+          svg('title', {}, `${b.id} (${b.type}, ${b.status}) ${fmtTime(s)}: ${fmtBytes(b.stored_bytes)} stored of ${fmtBytes(b.database_bytes)}${ratio} · verify: ${v.text}`)));
+        const label = (b.type === 'full' ? 'F ' : b.type === 'incremental' ? 'I ' : b.type === 'differential' ? 'D ' : '') + fmtBytes(b.stored_bytes) + (failed ? ' ✗' : '');
+        const next = bs[j + 1] ? X(Date.parse(bs[j + 1].started)) : W - R;
+        if (next - (x + w) > label.length * 6.5 + 6) g.push(svg('text', { x: x + w + 3, y: y + row / 2 + 4 }, label));
+      });
       i++;
     }
-    for (let k = 0; k <= 4; k++) {
-      const t = t0 + ((t1 - t0) * k) / 4;
-      g.push(svg('text', { x: X(t), y: H - 6, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle' }, fmtTime(t)));
+    const day = t1 - t0 > 36 * 3600 * 1000;
+    const ticks = Math.max(2, Math.min(6, Math.floor((W - L - R) / 150)));
+    for (let k = 0; k <= ticks; k++) {
+      const t = t0 + ((t1 - t0) * k) / ticks;
+      g.push(svg('text', { x: X(t), y: H - 6, 'text-anchor': k === 0 ? 'start' : k === ticks ? 'end' : 'middle' },
+        day ? new Date(t).toLocaleDateString() : fmtClock(t)));
     }
-    const el = $('backup-timeline');
     el.setAttribute('role', 'img');
     el.setAttribute('aria-label', `Backup timeline: ${chains.size} chains, ${list.length} backups`);
-    el.replaceChildren(svg('svg', { viewBox: `0 0 ${W} ${H}` }, g));
+    el.replaceChildren(svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H }, g));
   }
 
   // ---- events -----------------------------------------------------------------
@@ -703,6 +733,11 @@
     $('op-cancel').addEventListener('click', () => { pending = null; $('op-dialog').close(); });
     $('op-dialog').addEventListener('close', () => { pending = null; });
     $('plan-refresh').addEventListener('click', () => refreshPlan());
+    let resized = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resized);
+      resized = setTimeout(() => { renderLag(); if (lastBackups) renderBackupTimeline(lastBackups); }, 150);
+    });
     refreshStatus();
     refreshSlots();
     loadLag();
