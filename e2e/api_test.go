@@ -15,8 +15,11 @@ import (
 // per node; a call without the token changes nothing; a switchover and
 // a failback run with the CLI's engine and lock (409 while it is held);
 // the token shows in no answer and no log line.
-func TestLocalAPI(t *testing.T) {
-	c := newCluster(t, "local", 3)
+func TestLocalAPI(t *testing.T)  { apiScenario(t, "local") }
+func TestDockerAPI(t *testing.T) { apiScenario(t, "docker") }
+
+func apiScenario(t *testing.T, rt string) {
+	c := newCluster(t, rt, 3)
 	a := c.enableAPI(true)
 	c.mustPgha("apply", "-auto-approve")
 	a.refreshCA()
@@ -91,7 +94,8 @@ func TestLocalAPI(t *testing.T) {
 		}
 		wantHealth("db2", "/primary", 200)
 		wantHealth("db1", "/primary", 503)
-		// The watcher keeps db2 (failback = manual) and rejoins db1.
+		// The switchover made db1 follow db2; the watcher keeps db2
+		// (failback = manual).
 		c.streamsFrom(ctx, t, "db1", "db2", 60*time.Second)
 
 		res = post(t, a, "/failback", ``)
