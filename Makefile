@@ -50,7 +50,8 @@ test: setup image lint fuzz-short
 ## operations and backups beside the scripts they replace; kill -9 of the primary under
 ## `pgha watch` (both runtimes) beside Patroni and pg_auto_failover at their defaults (installed
 ## from Debian's packages by the bench), 5 runs each; $(SOAK) minutes of pgbench at full CPU
-## under `pgha watch`, reporting any false failover
+## under `pgha watch`, reporting any false failover; the health checks of `pgha watch`'s health
+## ports under 8 keep-alive clients beside Patroni's REST API
 bench: setup image build
 	$(GO) test -run '^$$' -bench . -benchtime 30x ./plan/
 	$(GO) run ./bench -pgha $(BIN)
@@ -61,6 +62,7 @@ bench: setup image build
 	$(GO) run ./bench -pgha $(BIN) -backup -scale $(SCALE) -runtime docker -image pgha-test/postgres:17
 	$(GO) run ./bench -pgha $(BIN) -failover -runs 5 -image pgha-test/postgres:17
 	$(GO) run ./bench -pgha $(BIN) -soak $(SOAK)
+	$(GO) run ./bench -pgha $(BIN) -health
 
 ## lint: gofmt and go vet
 lint:

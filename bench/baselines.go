@@ -116,6 +116,7 @@ type patroniCluster struct {
 	*baseline
 	etcdPort int
 	agents   []int // pids of the patroni processes, by node
+	rest     []int // their REST API ports, by node
 	cfgs     []string
 	reclones int
 }
@@ -131,6 +132,7 @@ func startPatroni(ctx context.Context) (*patroniCluster, error) {
 	}
 	c := &patroniCluster{baseline: b, etcdPort: more[0], agents: make([]int, 3)}
 	etcdPeer, rest := more[1], more[2:]
+	c.rest = rest
 	if _, err := b.ps.start("etcd.log", "etcd", "--name", "bench", "--data-dir", filepath.Join(b.dir, "etcd"),
 		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort),
 		"--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort),

@@ -21,6 +21,7 @@ type pghaCluster struct {
 	bin, dir, file, name, runtime, crashPolicy string
 	env                                        []string
 	pg                                         []int
+	health                                     []int // health_port per node, with the API
 	watch                                      *exec.Cmd
 	watchDone                                  chan struct{}
 	logPath                                    string
@@ -28,6 +29,13 @@ type pghaCluster struct {
 }
 
 func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*pghaCluster, error) {
+	return startPghaAPI(ctx, bin, runtime, image, crashPolicy, false)
+}
+
+// startPghaAPI is startPgha with, when withAPI, `pgha watch` serving its
+// API too: an api block on a free port (TLS as the cluster, no token) and
+// a health_port per node (c.health, db1 first).
+func startPghaAPI(ctx context.Context, bin, runtime, image, crashPolicy string, withAPI bool) (*pghaCluster, error) {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, err
@@ -40,13 +48,23 @@ func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*p
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(8)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	hp := make([]string, 3)
+	apiBlock := ""
+	var health []int
+	if withAPI {
+		health = ports[5:8]
+		for i := range hp {
+			hp[i] = fmt.Sprintf("\n    health_port = %d", health[i])
+		}
+		apiBlock = fmt.Sprintf("  api {\n    listen = \"127.0.0.1:%d\"\n  }\n", ports[4])
+	}
 	c := &pghaCluster{bin: bin, dir: dir, file: filepath.Join(dir, "cluster.hcl"), name: "benchfo", runtime: runtime,
-		crashPolicy: crashPolicy, pg: ports[:3], logPath: filepath.Join(dir, "watch.log"),
+		crashPolicy: crashPolicy, pg: ports[:3], health: health, logPath: filepath.Join(dir, "watch.log"),
 		env: append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")}
 	rtBlock := ""
 	if runtime == "docker" {
@@ -65,25 +83,25 @@ func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*p
   }
 %s  node "db1" {
     port = %d
-    slot = "db1"
+    slot = "db1"%s
   }
   node "db2" {
     port = %d
-    slot = "db2"
+    slot = "db2"%s
   }
   node "db3" {
     port = %d
-    slot = "db3"
+    slot = "db3"%s
   }
   replication {
     password = env("BENCH_PW")
   }
-%s  catalog "redis" {
+%s%s  catalog "redis" {
     address = "127.0.0.1:%d"
     managed = true
   }
 }
-`, c.name, rtBlock, ports[0], ports[1], ports[2], policy, ports[3])
+`, c.name, rtBlock, ports[0], hp[0], ports[1], hp[1], ports[2], hp[2], policy, apiBlock, ports[3])
 	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, err

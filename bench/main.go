@@ -30,9 +30,14 @@ func main() {
 	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure (pgha-local, pgha-docker: both policies; pgha-docker:restart or pgha-docker:failover: one)")
 	flag.StringVar(&dockerCrash, "docker-crash", dockerCrash, "with -failover, pgha on Docker: postgres (kill -9 of the postmaster and its children, the container kept) or container (docker kill)")
 	soak := flag.Int("soak", 0, "minutes of pgbench at full CPU under pgha watch, reporting any false failover")
+	hl := flag.Bool("health", false, "hammer the health checks of pgha watch's health ports beside Patroni's REST API")
+	hlClients := flag.Int("health-clients", 8, "with -health: concurrent keep-alive clients")
+	hlDur := flag.Duration("health-duration", 10*time.Second, "with -health: how long each system is hammered")
 	flag.Parse()
 	var err error
-	if *soak > 0 {
+	if *hl {
+		err = runHealth(*bin, *hlClients, *hlDur)
+	} else if *soak > 0 {
 		err = runSoak(*bin, *soak, *runtime, *image)
 	} else if *fo {
 		r := *runs
