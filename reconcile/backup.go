@@ -348,6 +348,11 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, r Repor
 		say.Flush()
 		r.Report(report.Outcome{Operation: "verify", Err: err})
 	}()
+	if e.Cfg.Backup == nil {
+		// The catalog may still list backups; their files are in a
+		// repository this file no longer names.
+		return fmt.Errorf("cluster.hcl declares no backup block, so no repository to verify %s in", id)
+	}
 	chain, err := e.chain(ctx, id)
 	if err != nil {
 		return err // no such backup: nothing to record

@@ -20,7 +20,8 @@ import (
 // the record; the repository's manifest stays as it was, and the plan
 // sees no catalog drift in the verify fields. A repair of the record from
 // the manifest keeps the last verify; a verify cut short records
-// nothing; without a catalog the output says the result is not recorded.
+// nothing, as does one that finds no repository (no backup block);
+// without a catalog the output says the result is not recorded.
 func TestVerifyRecorded(t *testing.T) {
 	r := testenv.StartRedis(t)
 	repo := t.TempDir()
@@ -116,6 +117,19 @@ func TestVerifyRecorded(t *testing.T) {
 	if rep := record(); rep.VerifiedAt.Equal(clock) {
 		t.Errorf("a cancelled verify was recorded: %q at %v", rep.Verify, rep.VerifiedAt)
 	}
+
+	// A file without a backup block names no repository: an error, not
+	// a panic, and nothing recorded.
+	bk := e.Cfg.Backup
+	e.Cfg.Backup = nil
+	clock = clock.Add(time.Hour)
+	if err := e.VerifyBackup(ctx, b.ID, false, nil); err == nil || !strings.Contains(err.Error(), "no backup block") {
+		t.Errorf("verify without a backup block: %v", err)
+	}
+	if rep := record(); rep.VerifiedAt.Equal(clock) {
+		t.Errorf("a verify that found no repository was recorded: %q", rep.Verify)
+	}
+	e.Cfg.Backup = bk
 
 	// No catalog: nowhere to record, and the output says so.
 	e.Catalog.Close()
