@@ -105,7 +105,10 @@ func TestLocalDashboard(t *testing.T) {
 	ctx := browser(t)
 	c := newCluster(t, "local", 3)
 	a := c.enableAPI(false)
-	c.setPolicy("maximum_lag = \"64kB\"\nautomatic = false\nprimary_crash = \"failover\"", "")
+	// rejoin = "manual" keeps the old primary's rejoin (which discards
+	// what it wrote after the fork) in the pending plan, for the page to
+	// mark, until the failback from the page runs it.
+	c.setPolicy("maximum_lag = \"64kB\"\nautomatic = false\nprimary_crash = \"failover\"", "rejoin = \"manual\"")
 	c.addBlock("  backup {\n    repository  = \"./backups\"\n    compression = \"zstd\"\n  }\n")
 	c.mustPgha("apply", "-auto-approve") // takes the first full backup
 	c.mustPgha("backup", "-type", "incremental")
@@ -247,6 +250,54 @@ func TestLocalDashboard(t *testing.T) {
 		t.Errorf("the failover's history row does not name the lost primary db1: %q", history)
 	}
 	t.Logf("dashboard screenshot: %s", screenshot(t, ctx, "dashboard.png"))
+
+	// The pending plan now rejoins db1, discarding what it wrote after
+	// the fork: the page marks it.
+	do(t, ctx, 30*time.Second, "see the pending rejoin marked as discarding data",
+		visible(`#plan li[data-data-loss="true"][data-kind="standby.rejoin"]`))
+	if txt := get(t, ctx, 5*time.Second, "read the marked action",
+		chromedp.Text(chromedp.CSS(`#plan li[data-data-loss="true"]`))); !strings.Contains(txt, "discards data") || !strings.Contains(txt, "db1") {
+		t.Errorf("the discarding action reads %q, want db1 and \"discards data\"", txt)
+	}
+
+	// Failback from the page: its preview holds the rejoin, so the
+	// dialog asks to accept the loss before it runs; the token is still
+	// in the page's memory (not in sessionStorage: "remember" was not
+	// ticked).
+	do(t, ctx, 60*time.Second, "click Failback and see its preview ask to accept the data loss",
+		chromedp.Click(chromedp.CSS(`#btn-failback`)),
+		visible(`#op-preview[data-state="loaded"]`),
+		visible(`#op-preview li[data-data-loss="true"]`),
+		visible(`#op-loss`),
+		chromedp.WaitEnabled(chromedp.CSS(`#op-confirm`)),
+	)
+	if tok := get(t, ctx, 5*time.Second, "read the token field", chromedp.Value(chromedp.CSS(`#op-token`))); tok != apiToken {
+		t.Errorf("the token field holds %d characters, want the token kept in memory since the failover", len(tok))
+	}
+	if stored := get(t, ctx, 5*time.Second, "read sessionStorage", chromedp.Evaluate[*string](`sessionStorage.getItem('pgha.token')`)); stored != nil {
+		t.Error("the token is in sessionStorage although \"remember in this tab\" was not ticked")
+	}
+	do(t, ctx, 10*time.Second, "confirm without accepting the loss",
+		chromedp.Click(chromedp.CSS(`#op-confirm`)),
+		visible(`#op-error`))
+	if msg := get(t, ctx, 5*time.Second, "read the error", chromedp.Text(chromedp.CSS(`#op-error`))); !strings.Contains(msg, "discards data") {
+		t.Errorf("confirming a discarding plan without the tick: the dialog says %q", msg)
+	}
+	if p := c.primary(context.Background()); p != tm.Node {
+		t.Fatalf("the failback ran without its data loss accepted: primary %s", p)
+	}
+	do(t, ctx, 120*time.Second, "accept, run the failback and see db1 primary again",
+		chromedp.Click(chromedp.CSS(`#op-loss-ok`)),
+		chromedp.Click(chromedp.CSS(`#op-confirm`)),
+		visible(`#op-outcome[data-op="failback"]`),
+		visible(row("db1", "primary")),
+		visible(row(tm.Node, "standby")),
+	)
+	if out := get(t, ctx, 5*time.Second, "read the outcome", chromedp.AttributeValue(chromedp.CSS(`#op-outcome`), "data-outcome")); out.Value != "complete" {
+		txt := get(t, ctx, 5*time.Second, "read the outcome", chromedp.Text(chromedp.CSS(`#op-outcome`)))
+		t.Fatalf("failback from the page: %s", txt)
+	}
+	t.Logf("after the failback: %s", screenshot(t, ctx, "failback.png"))
 }
 
 // screenshot saves a PNG of the whole page and returns its path.

@@ -123,6 +123,11 @@
     return body;
   }
 
+  // setText writes only a change: a live region announces every write.
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
   function showError(el, err) {
     el.replaceChildren(h('p', { class: 'error', role: 'alert' }, String(err.message || err)));
     el.dataset.state = 'error';
@@ -181,7 +186,7 @@
     let text = 'Primary ' + (v.node || '?') + ': ' + (v.status || 'unknown');
     if (v.status === 'suspect') text += ' (' + v.failures + ' of ' + v.threshold + ' checks failed)';
     if (v.reason && v.status !== 'healthy') text += ' — ' + v.reason;
-    verdict.textContent = text;
+    setText(verdict, text);
 
     const cat = s.catalog;
     const rec = s.record;
@@ -584,13 +589,13 @@
     const conn = $('conn');
     es.onopen = () => {
       conn.dataset.state = 'live';
-      conn.textContent = 'live';
+      setText(conn, 'live');
       // Whatever happened while the stream was away.
       refreshStatus(); refreshPlan(); refreshHistory(); refreshBackups();
     };
     es.onerror = () => {
       conn.dataset.state = 'reconnecting';
-      conn.textContent = 'reconnecting…';
+      setText(conn, 'reconnecting…');
     };
     const parse = (m) => { try { return JSON.parse(m.data); } catch (e) { return null; } };
     es.addEventListener('status', () => { refreshStatus(); refreshSlots(); });
@@ -636,6 +641,8 @@
     $('op-confirm').textContent = 'Run ' + op;
     $('op-confirm').disabled = true;
     $('op-error').hidden = true;
+    $('op-loss').hidden = true;
+    $('op-loss-ok').checked = false;
     $('op-token').value = token;
     try { $('op-remember').checked = !!sessionStorage.getItem('pgha.token'); } catch (e) { $('op-remember').checked = false; }
     const preview = $('op-preview');
@@ -648,6 +655,12 @@
       preview.replaceChildren(h('p', { class: 'hint' }, 'This is what ' + op + ' will do:'), ...renderPlan(p));
       preview.dataset.state = 'loaded';
       preview.dataset.actions = String((p.actions || []).length);
+      // An action that discards data needs its own tick, beside the token.
+      const loss = (p.actions || []).filter((a) => a.data_loss).length;
+      if (loss) {
+        $('op-loss-text').textContent = 'I accept that ' + (loss === 1 ? '1 action' : loss + ' actions') + ' of this ' + op + ' discard data';
+        $('op-loss').hidden = false;
+      }
       $('op-confirm').disabled = false;
       timings.previewed = performance.now();
       $('op-token').focus();
@@ -661,6 +674,11 @@
     ev.preventDefault();
     if (!pending) return;
     const tok = $('op-token').value.trim();
+    if (!$('op-loss').hidden && !$('op-loss-ok').checked) {
+      $('op-error').textContent = 'This plan discards data: tick the box to accept it.';
+      $('op-error').hidden = false;
+      return;
+    }
     if (!tok) {
       $('op-error').textContent = 'The API token is needed for this.';
       $('op-error').hidden = false;
