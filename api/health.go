@@ -96,6 +96,13 @@ func Health(check string, q url.Values, snap *Snapshot, node string, now time.Ti
 	primary := n.Role() == state.RolePrimary
 	standby := n.Role() == state.RoleStandby
 	recorded := snap.Record != nil && snap.Record.Primary == node
+	// The watcher's write probe, after the observation, found the
+	// primary refusing or dropping writes: it is not writable, whatever
+	// the observation's queries said a moment before.
+	unwritable := ""
+	if primary && snap.Verdict.Node == node {
+		unwritable = snap.Unwritable
+	}
 	if standby {
 		if u := n.Upstream; u != nil {
 			h.Streaming = u.Status == "streaming"
@@ -115,6 +122,8 @@ func Health(check string, q url.Values, snap *Snapshot, node string, now time.Ti
 			return no("%s is writable, but the catalog records no primary yet", node)
 		case !recorded:
 			return no("%s is writable, but the catalog records %s as the primary", node, snap.Record.Primary)
+		case unwritable != "":
+			return no("%s does not take writes: %s", node, unwritable)
 		}
 		return http.StatusOK, h
 	case "replica":
@@ -134,7 +143,7 @@ func Health(check string, q url.Values, snap *Snapshot, node string, now time.Ti
 		}
 		return http.StatusOK, h
 	case "readiness":
-		if primary && recorded {
+		if primary && recorded && unwritable == "" {
 			return http.StatusOK, h
 		}
 		if standby && h.Streaming {

@@ -40,6 +40,14 @@ func TestHealth(t *testing.T) {
 	otherRecorded.Catalog.Record = &state.ClusterRecord{Primary: "db2", Generation: 4}
 	noRecord := healthy()
 	noRecord.Catalog.Record = nil
+	// The write probe after the observation failed: on the primary, on
+	// another node (a verdict about db2), or by a timeout (not recorded).
+	unwritable := func(node string) *Snapshot {
+		s := snapOf(healthy())
+		s.Verdict.Node = node
+		s.Unwritable = "heartbeat on db1: FATAL: terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)"
+		return s
+	}
 	cases := []struct {
 		name, check, node, query string
 		snap                     *Snapshot
@@ -53,6 +61,10 @@ func TestHealth(t *testing.T) {
 		{"primary of a dead node", "primary", "db1", "", snapOf(dead), 0, 503, "does not answer"},
 		{"writable but not recorded", "primary", "db1", "", snapOf(otherRecorded), 0, 503, "records db2"},
 		{"writable, no record at all", "primary", "db1", "", snapOf(noRecord), 0, 503, "records no primary"},
+		{"primary whose write probe failed", "primary", "db1", "", unwritable("db1"), 0, 503, "does not take writes: heartbeat on db1: FATAL"},
+		{"readiness of a primary whose write probe failed", "readiness", "db1", "", unwritable("db1"), 0, 503, ""},
+		{"read-only of a primary whose write probe failed", "read-only", "db1", "", unwritable("db1"), 0, 200, ""},
+		{"a failed probe of another node", "primary", "db1", "", unwritable("db2"), 0, 200, ""},
 		{"stale observation", "primary", "db1", "", snapOf(healthy()), 2500 * time.Millisecond, 503, "not observing"},
 		{"no observation", "primary", "db1", "", nil, 0, 503, "no observation"},
 		{"unknown node", "primary", "db9", "", snapOf(healthy()), 0, 503, "not a node"},

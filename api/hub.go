@@ -39,6 +39,10 @@ type Snapshot struct {
 	// Own: the API observed by itself while the watcher was busy; Leading
 	// and Verdict are then the watcher's last.
 	Own bool
+	// Unwritable: the watcher's write probe on Verdict.Node failed after
+	// this observation, otherwise than by a timeout, and why ("" in an
+	// Own snapshot, which probes nothing).
+	Unwritable string
 }
 
 // Event is one entry of the stream /events serves and / lists: a
@@ -248,7 +252,7 @@ func (h *Hub) Watcher() reconcile.WatchObserver { return watchObserver{h} }
 type watchObserver struct{ h *Hub }
 
 func (w watchObserver) Observed(o reconcile.Observation) {
-	w.h.Publish(&Snapshot{Cfg: o.Cfg, State: o.State, At: o.State.ObservedAt, Leading: o.Leading, Verdict: o.Verdict})
+	w.h.Publish(&Snapshot{Cfg: o.Cfg, State: o.State, At: o.State.ObservedAt, Leading: o.Leading, Verdict: o.Verdict, Unwritable: o.Unwritable})
 }
 
 func (w watchObserver) Ran(op string, p *plan.Plan, err error) {

@@ -220,6 +220,24 @@ type Observation struct {
 	State   *state.Cluster
 	Verdict Verdict
 	Leading bool
+	// Unwritable: the write probe on Verdict.Node, which runs after the
+	// observation, failed for another reason than slowness (the server
+	// refused or dropped the write: read-only, the connection refused or
+	// terminated by a postmaster's death), and why. A load balancer's
+	// /primary then says no at once: a server whose postmaster was just
+	// killed can still answer the observation's queries, or have answered
+	// them just before.
+	Unwritable string
+}
+
+// unwritable is Observation.Unwritable for the write probe's result: why
+// the server refused or dropped the write, "" when it committed or was
+// only slow (a busy primary is still the primary).
+func unwritable(probe error) string {
+	if probe == nil || errors.Is(probe, postgres.ErrWriteTimeout) {
+		return ""
+	}
+	return probe.Error()
 }
 
 // WatchObserver follows a Watcher from outside its goroutine. Its methods
@@ -452,9 +470,10 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 	}
 
 	primary := watchedPrimary(c, s)
-	v := w.detector().Check(c, s, primary, w.probe(ctx, s, primary))
+	probe := w.probe(ctx, s, primary)
+	v := w.detector().Check(c, s, primary, probe)
 	if w.Observer != nil {
-		w.Observer.Observed(Observation{Cfg: c, State: s, Verdict: v, Leading: w.leading})
+		w.Observer.Observed(Observation{Cfg: c, State: s, Verdict: v, Leading: w.leading, Unwritable: unwritable(probe)})
 	}
 	// The runtime says the primary's process is gone and a standby still
 	// reports streaming from it: the standby has not noticed yet (its WAL

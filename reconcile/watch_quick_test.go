@@ -2,10 +2,13 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/providers/postgres"
 )
 
 // TestWatchObservesQuick: the watcher's check observes quickly (on
@@ -59,5 +62,22 @@ func TestQuickObservationNodeTimeout(t *testing.T) {
 				t.Errorf("a node observation allowed %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnwritable: a write probe that failed because the server refused or
+// dropped the write makes the primary unwritable for the API's /primary;
+// one that was only slow does not.
+func TestUnwritable(t *testing.T) {
+	dead := errors.New("heartbeat on db1: FATAL: terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)")
+	slow := fmt.Errorf("heartbeat on db1: %w after 500ms: context deadline exceeded", postgres.ErrWriteTimeout)
+	if got := unwritable(dead); got != dead.Error() {
+		t.Errorf("unwritable(postmaster exit) = %q", got)
+	}
+	if got := unwritable(slow); got != "" {
+		t.Errorf("unwritable(timeout) = %q, want empty", got)
+	}
+	if got := unwritable(nil); got != "" {
+		t.Errorf("unwritable(nil) = %q, want empty", got)
 	}
 }
