@@ -95,7 +95,20 @@ func haproxyScenario(t *testing.T, rt string) {
 	// must stay 503 through the rejoin too.
 	ww.waitLog(t, m, "rejoin", map[string]string{"node": "db1"}, 90*time.Second)
 	c.streamsFrom(ctx, t, "db1", to, 60*time.Second)
-	time.Sleep(2 * time.Second)
+	// The replicas port leads to the standbys of the new primary, the
+	// rejoined db1 among them, and never to the new primary.
+	seen := map[string]bool{}
+	eventually(t, 20*time.Second, func() error {
+		node, rec, err := hp.whoAnswers(ctx, c, hp.replicas)
+		if err != nil || node == to || !rec {
+			return fmt.Errorf("the replicas port leads to %q (in recovery %v, %v) after the failover; want a standby of %s", node, rec, err, to)
+		}
+		if seen[node] = true; !seen["db1"] {
+			return fmt.Errorf("the replicas port led to %v, not yet to the rejoined db1", seen)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
 	acks := w.finish()
 	hs := poll.finish()
 
