@@ -20,7 +20,7 @@
 
   // Timings an e2e test (or a curious operator, in the console) reads:
   // performance.now() of the last operation's steps.
-  const timings = {};
+  const timings = { answers: [] };
   window.pgha = { timings };
 
   const $ = (id) => document.getElementById(id);
@@ -237,7 +237,12 @@
     });
     if (rows.length === 0) rows.push(h('tr', {}, h('td', { colspan: 9, class: 'empty' }, 'no nodes')));
     $('nodes-body').replaceChildren(...rows);
-    document.body.dataset.primary = (s.nodes || []).filter((n) => n.role === 'primary').map((n) => n.name).join(',');
+    const primaries = (s.nodes || []).filter((n) => n.role === 'primary').map((n) => n.name).join(',');
+    if (document.body.dataset.primary !== primaries) {
+      document.body.dataset.primary = primaries;
+      // When the page first showed this primary (for tests and the console).
+      timings.primaryShown = { nodes: primaries, at: performance.now() };
+    }
   }
 
   // The operations' node choices follow the topology; a choice made is kept.
@@ -711,7 +716,18 @@
       return;
     }
     timings.answered = performance.now();
+    timings.answers.push({ op, code: r.status, at: timings.answered });
     refreshStatus();
+    if (r.status === 409) {
+      // The cluster lock was held (the watcher acting, someone's apply),
+      // or no plan could be made: nothing ran. The dialog stays, to run
+      // it again.
+      $('op-error').textContent = op + ' did not run (HTTP 409): ' + ((res && res.error) || 'conflict') + ' Nothing was changed; run it again in a moment.';
+      $('op-error').hidden = false;
+      $('op-confirm').disabled = false;
+      $('op-confirm').textContent = 'Run ' + op + ' again';
+      return;
+    }
     if (r.status === 401) {
       token = '';
       try { sessionStorage.removeItem('pgha.token'); } catch (e) { /* ignore */ }
