@@ -16,20 +16,23 @@ import (
 
 // browser starts a headless Chromium for the test and returns a tab's
 // context. Chromium runs with --no-sandbox (the tests run as root, where
-// its sandbox refuses to start) and a profile of its own in the test's
-// temporary directory; it is stopped when the test ends.
+// its sandbox refuses to start); it is stopped when the test ends.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium not found: run make setup (apt-get install chromium)")
 	}
+	// Its profile and TMPDIR are the test's: Chromium leaves its
+	// singleton socket directories in TMPDIR after it exits.
+	dir := t.TempDir()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.NoSandbox,
 		chromedp.Headless,
 		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(filepath.Join(dir, "profile")),
+		chromedp.Env("TMPDIR="+dir),
 		chromedp.WindowSize(1400, 1000),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
