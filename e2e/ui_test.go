@@ -108,6 +108,11 @@ func TestLocalDashboard(t *testing.T) {
 	ctx := browser(t)
 	c := newCluster(t, "local", 3)
 	a := c.enableAPI(false)
+	t.Cleanup(func() {
+		if t.Failed() {
+			pageLog(t, ctx)
+		}
+	})
 	// rejoin = "manual" keeps the old primary's rejoin (which discards
 	// what it wrote after the fork) in the pending plan, for the page to
 	// mark, until the failback from the page runs it.
@@ -325,6 +330,27 @@ func confirm(t *testing.T, ctx context.Context, what string) int {
 		msg := get(t, ctx, 5*time.Second, "read the error", chromedp.Text(chromedp.CSS(`#op-error`)))
 		t.Logf("%s: try %d answered 409, again in 1 s: %s", what, try, msg)
 		time.Sleep(time.Second)
+	}
+}
+
+// pageLog logs what the page says, for a failed test: the verdict, the
+// dialog's error, the last outcome and the live events.
+func pageLog(t *testing.T, ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	texts, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`({
+		verdict: document.querySelector('#verdict').innerText,
+		error: document.querySelector('#op-error').hidden ? '' : document.querySelector('#op-error').innerText,
+		outcome: document.querySelector('#op-outcome').hidden ? '' : document.querySelector('#op-outcome').innerText,
+		events: document.querySelector('#events').innerText,
+		timings: JSON.stringify(window.pgha && window.pgha.timings),
+	})`))
+	if err != nil {
+		t.Logf("--- the page: %v", err)
+		return
+	}
+	for _, k := range []string{"verdict", "error", "outcome", "timings", "events"} {
+		t.Logf("--- the page's %s:\n%s", k, texts[k])
 	}
 }
 
