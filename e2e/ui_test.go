@@ -170,6 +170,12 @@ func TestLocalDashboard(t *testing.T) {
 		t.Errorf("want a full and its incremental in one chain, with ratios; the page shows %q", chains)
 	}
 
+	// The lag chart draws each standby's line from /lag and the status
+	// events.
+	do(t, ctx, 20*time.Second, "see the lag chart",
+		chromedp.WaitReady(chromedp.CSS(`#lag-chart svg path[data-node="db2"]`)),
+		chromedp.WaitReady(chromedp.CSS(`#lag-chart svg path[data-node="db3"]`)))
+
 	// A wrong token: the dialog says 401 and nothing changes.
 	do(t, ctx, 60*time.Second, "preview a switchover and send it with a wrong token",
 		chromedp.Click(chromedp.CSS(`#btn-switchover`)),
