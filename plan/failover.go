@@ -192,5 +192,38 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 			}
 		}
 	}
+	recordAfterPromotion(b.p, b.primaryUp)
 	return b.p, nil
+}
+
+// recordAfterPromotion moves a failover's catalog record to right after
+// the promotion, depending on it and what came before (the fence), not
+// on the re-pointing of the other standbys. The recorded primary is what
+// health checks and load balancers route writes by (/primary says 200
+// only for it), so every moment between promotion and record is a moment
+// without a primary for clients; on Docker the re-pointing took 0.7 s of
+// a 4-5 s failover seen through HAProxy. And a re-pointing that fails no
+// longer leaves the promoted node unrecorded, a writable node the next
+// plan would fence: the record is written, and the next plan finishes
+// the standbys.
+func recordAfterPromotion(p *Plan, promote string) {
+	rec, at := -1, -1
+	for i, a := range p.Actions {
+		switch {
+		case a.Kind == CatalogRecord:
+			rec = i
+		case a.ID == promote:
+			at = i
+		}
+	}
+	if rec < 0 || at < 0 || rec < at {
+		return
+	}
+	a := p.Actions[rec]
+	rest := append(p.Actions[:rec:rec], p.Actions[rec+1:]...)
+	a.DependsOn = nil
+	for _, b := range rest[:at+1] {
+		a.DependsOn = append(a.DependsOn, b.ID)
+	}
+	p.Actions = append(rest[:at+1:at+1], append([]Action{a}, rest[at+1:]...)...)
 }

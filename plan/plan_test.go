@@ -332,14 +332,19 @@ func TestFailover(t *testing.T) {
 	for _, a := range p.Actions {
 		ids = append(ids, a.ID)
 	}
-	want := "node.fence[db1] failover[db2] slot.create[db2/db1] slot.create[db2/db3] standby.follow[db3] catalog.record[cluster]"
+	// The record comes right after the promotion: clients are routed by
+	// it, and the re-pointing of the others need not delay it.
+	want := "node.fence[db1] failover[db2] catalog.record[cluster] slot.create[db2/db1] slot.create[db2/db3] standby.follow[db3]"
 	if strings.Join(ids, " ") != want {
 		t.Fatalf("failover plan: %v", ids)
 	}
 	checkDependencies(t, p)
-	rec := p.Actions[len(p.Actions)-1]
+	rec := p.Actions[2]
 	if rec.After["generation"] != "2" || rec.After["rejoin"] != "db1" || rec.After["event"] != "failover" {
 		t.Fatalf("record: %+v", rec.After)
+	}
+	if strings.Join(rec.DependsOn, " ") != "node.fence[db1] failover[db2]" {
+		t.Fatalf("the record depends on %v, want the fence and the promotion", rec.DependsOn)
 	}
 
 	// A candidate beyond maximum_lag is refused with the numbers, unless forced.
