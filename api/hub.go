@@ -19,6 +19,7 @@ import (
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
@@ -39,6 +40,8 @@ type Snapshot struct {
 	// Own: the API observed by itself while the watcher was busy; Leading
 	// and Verdict are then the watcher's last.
 	Own bool
+	// started is when an Own observation started (the Hub's clock).
+	started time.Time
 	// Unwritable: the watcher's write probe on Verdict.Node failed after
 	// this observation, otherwise than by a timeout, and why ("" in an
 	// Own snapshot, which probes nothing).
@@ -89,6 +92,11 @@ type Hub struct {
 	lag      []LagSample
 	counters Counters
 	subs     map[chan Event]struct{}
+	// watching: the watcher is observing (Observing came, Observed not
+	// yet); watchStart is when its last observation started. The API's
+	// own observations do not overlap the watcher's (see Observing).
+	watching   bool
+	watchStart time.Time
 	// kick asks the refresher for an observation now (after an
 	// operation, so that views show its result at once).
 	kick chan struct{}
@@ -131,8 +139,17 @@ func (h *Hub) Publish(s *Snapshot) {
 	if s.Record == nil {
 		s.Record = h.record
 	}
+	if s.Own && (h.watching || h.watchStart.After(s.started)) {
+		// The watcher observed meanwhile: this observation overlapped
+		// one of its, and may have read a node before it did.
+		h.mu.Unlock()
+		return
+	}
+	if !s.Own {
+		h.watching = false
+	}
 	if h.snap != nil && s.Own {
-		s.Leading, s.Verdict = h.snap.Leading, h.snap.Verdict
+		s.Leading, s.Verdict, s.Unwritable = h.snap.Leading, h.snap.Verdict, h.snap.Unwritable
 	}
 	h.snap = s
 	h.addLag(s)
@@ -251,6 +268,19 @@ func (h *Hub) Watcher() reconcile.WatchObserver { return watchObserver{h} }
 
 type watchObserver struct{ h *Hub }
 
+func (w watchObserver) Observing() {
+	w.h.mu.Lock()
+	w.h.watching, w.h.watchStart = true, w.h.now()
+	w.h.mu.Unlock()
+}
+
+// WatcherObserving reports whether the watcher is observing now.
+func (h *Hub) WatcherObserving() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.watching
+}
+
 func (w watchObserver) Observed(o reconcile.Observation) {
 	w.h.Publish(&Snapshot{Cfg: o.Cfg, State: o.State, At: o.State.ObservedAt, Leading: o.Leading, Verdict: o.Verdict, Unwritable: o.Unwritable})
 }
@@ -258,6 +288,15 @@ func (w watchObserver) Observed(o reconcile.Observation) {
 func (w watchObserver) Ran(op string, p *plan.Plan, err error) {
 	w.h.Ran(op, p, err)
 	w.h.Kick()
+}
+
+// Report follows the steps of the watcher's operations: once an action
+// recorded a role change in the catalog, the health checks need a new
+// observation now, not at the end of the operation.
+func (w watchObserver) Report(ev report.Event) {
+	if d, ok := ev.(report.ActionDone); ok && d.Err == nil && d.Action.Kind == plan.CatalogRecord {
+		w.h.Kick()
+	}
 }
 
 func (w watchObserver) Iterated(took time.Duration, _ reconcile.Outcome) {

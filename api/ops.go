@@ -345,7 +345,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, op string, c *confi
 	s.Log.Info("api operation", "operation", op, "remote", r.RemoteAddr)
 	s.withEnv(w, c, func(env *reconcile.Env) {
 		lw := &lineWriter{hub: s.Hub}
-		o.Events = views.NewJSON(lw, s.Version)
+		o.Events = kickOnRecord{views.NewJSON(lw, s.Version), s.Hub}
 		// The operation goes on if the client goes away: stopping a
 		// failover half-way helps nobody. It ends with the watcher
 		// (SIGTERM), as the CLI's does, at its next safe point.
@@ -405,6 +405,19 @@ func actionIDs(p *plan.Plan) []string {
 		ids = append(ids, a.ID)
 	}
 	return ids
+}
+
+// kickOnRecord passes an operation's events on, and asks for a new
+// observation once it recorded a role change, so that the health checks
+// and the dashboard see the new primary before the operation ends.
+type kickOnRecord struct {
+	next reconcile.Reporter
+	hub  *Hub
+}
+
+func (k kickOnRecord) Report(ev report.Event) {
+	k.next.Report(ev)
+	watchObserver{k.hub}.Report(ev)
 }
 
 // lineWriter turns the lines of an operation's JSON stream into "apply"

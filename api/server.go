@@ -321,10 +321,14 @@ func (s *Server) refresh(ctx context.Context) {
 				continue
 			}
 		}
+		if s.Hub.WatcherObserving() {
+			continue // its observation is as fresh as this one would be
+		}
+		started := s.Hub.now()
 		st := env.ObserveWith(ctx, reconcile.ObserveOptions{Quick: true})
 		if ctx.Err() != nil {
 			return
 		}
-		s.Hub.Publish(&Snapshot{Cfg: c, State: st, At: st.ObservedAt, Own: true})
+		s.Hub.Publish(&Snapshot{Cfg: c, State: st, At: st.ObservedAt, Own: true, started: started})
 	}
 }

@@ -44,6 +44,13 @@ func TestLocalHAProxy(t *testing.T) {
 	haproxyScenario(t, "local")
 }
 
+// TestDockerHAProxy is the same with the nodes in containers (their
+// ports published on 127.0.0.1, where HAProxy and the client reach them).
+func TestDockerHAProxy(t *testing.T) {
+	t.Parallel()
+	haproxyScenario(t, "docker")
+}
+
 const (
 	// haproxyFailoverLimit is the acceptance's bound from the kill to the
 	// first write the new primary acknowledges through HAProxy.

@@ -243,6 +243,12 @@ func unwritable(probe error) string {
 // WatchObserver follows a Watcher from outside its goroutine. Its methods
 // are called from the watcher's loop and must not block it.
 type WatchObserver interface {
+	// Observing: an observation starts (Observed follows with it). An
+	// observer that also observes by itself must not interleave its
+	// observations with the watcher's: two observations running at once
+	// read a node at different moments, and the one started later may
+	// have read it earlier (a dead primary seen alive again).
+	Observing()
 	Observed(o Observation)
 	// Ran: an operation ("apply", "failover") ran p, ending with err;
 	// p is nil when no plan was made (the lock was busy).
@@ -463,6 +469,9 @@ func (w *Watcher) closeLeaseEnv() {
 func (w *Watcher) Tick(ctx context.Context) Outcome {
 	e, c := w.Env, w.Env.Cfg
 	t0 := time.Now()
+	if w.Observer != nil {
+		w.Observer.Observing()
+	}
 	s := e.ObserveWith(ctx, ObserveOptions{Quick: true})
 	w.Log.Debug("observed", "took_ms", time.Since(t0).Milliseconds())
 	if ctx.Err() != nil {
@@ -764,10 +773,16 @@ func (w *Watcher) act(ctx context.Context, op, why string, quick bool, filter fu
 		return p
 	}
 	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick, NoAside: quick}}, LockTimeout: 0, Filter: wrapped, Events: w.timings()}
+	if r, ok := w.Observer.(Reporter); ok {
+		// The observer follows the operation's steps too: the API
+		// observes again as soon as a failover recorded its new primary,
+		// rather than after the re-pointing that follows.
+		o.Events = both(o.Events, r)
+	}
 	if op == "apply" {
 		o.Build = w.buildOptionsNow()
 	}
-	if st, ok := o.Events.(*stepLog); ok {
+	if st := stepLogOf(o.Events); st != nil {
 		w.Env.Trace = st.step
 		defer func() { w.Env.Trace = nil }()
 	}
@@ -817,6 +832,38 @@ func (w *Watcher) timings() Reporter {
 		return nil
 	}
 	return &stepLog{log: w.Log, start: time.Now()}
+}
+
+// both is a Reporter telling a and b (either may be nil).
+func both(a, b Reporter) Reporter {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return pair{a, b}
+}
+
+type pair [2]Reporter
+
+func (p pair) Report(ev report.Event) {
+	p[0].Report(ev)
+	p[1].Report(ev)
+}
+
+// stepLogOf finds the debug step log among the reporters of r.
+func stepLogOf(r Reporter) *stepLog {
+	switch r := r.(type) {
+	case *stepLog:
+		return r
+	case pair:
+		if st := stepLogOf(r[0]); st != nil {
+			return st
+		}
+		return stepLogOf(r[1])
+	}
+	return nil
 }
 
 type stepLog struct {
