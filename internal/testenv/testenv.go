@@ -8,6 +8,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,15 +25,45 @@ import (
 
 const installHint = "run `make setup` (it installs PostgreSQL and redis-server with apt-get)"
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Ports are handed out below the kernel's ephemeral range (32768-60999
+// by default), where the local end of every outgoing connection is
+// taken: a port the kernel gave to a probe socket and took back could be
+// the next client connection's a moment later, before the server the
+// test meant it for had bound it (seen: "bind: address already in use"
+// for a watcher's health port). Within this process no port is handed
+// out twice; between test processes, a random pick among 12,000 makes a
+// clash unlikely, and the bind check rules out one in use.
+const (
+	portLow  = 20000
+	portHigh = 32768
+)
+
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no other test of this process was given.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		p := portLow + rand.IntN(portHigh-portLow)
+		if portsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsUsed[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port between %d and %d on 127.0.0.1", portLow, portHigh)
+	return 0
 }
 
 // FreePorts returns n distinct free ports.
