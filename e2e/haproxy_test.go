@@ -476,21 +476,7 @@ func (w *proxyWriter) waitFrom(t *testing.T, node string, since time.Time, n int
 // maximum_lag into a number of writes.
 func (w *proxyWriter) walPerWrite(ctx context.Context, t *testing.T, c *cluster, primary string) float64 {
 	t.Helper()
-	conn := c.conn(ctx, primary)
-	lsn := func() (int64, int) {
-		var b int64
-		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").Scan(&b); err != nil {
-			t.Fatal(err)
-		}
-		return b, len(w.snapshot())
-	}
-	b0, n0 := lsn()
-	time.Sleep(time.Second)
-	b1, n1 := lsn()
-	if n1 <= n0 {
-		t.Fatalf("the writer wrote nothing through HAProxy in a second (last error %q)", w.lastErr)
-	}
-	return float64(b1-b0) / float64(n1-n0)
+	return walPerWrite(ctx, t, c.conn(ctx, primary), func() (int, string) { return len(w.snapshot()), w.lastErr }, " through HAProxy")
 }
 
 // healthPoll asks every node's /primary on its health port every 20 ms,

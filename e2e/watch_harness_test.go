@@ -226,19 +226,28 @@ func (w *appWriter) gapAfter(t *testing.T, t0 time.Time, wantPort int, d time.Du
 // primary, to turn maximum_lag into a number of writes.
 func (w *appWriter) walPerWrite(ctx context.Context, t *testing.T, primary string) float64 {
 	t.Helper()
-	conn := w.c.with(t).conn(ctx, primary)
+	return walPerWrite(ctx, t, w.c.with(t).conn(ctx, primary), func() (int, string) { return len(w.snapshot()), w.lastErr }, "")
+}
+
+// walPerWrite is the WAL a writer's write costs on the primary conn
+// leads to: the WAL written in a second over the writes acknowledged
+// meanwhile (acked says how many so far, and the writer's last error).
+func walPerWrite(ctx context.Context, t *testing.T, conn *pgx.Conn, acked func() (int, string), via string) float64 {
+	t.Helper()
 	lsn := func() (int64, int) {
 		var b int64
 		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").Scan(&b); err != nil {
 			t.Fatal(err)
 		}
-		return b, len(w.snapshot())
+		n, _ := acked()
+		return b, n
 	}
 	b0, n0 := lsn()
 	time.Sleep(time.Second)
 	b1, n1 := lsn()
 	if n1 <= n0 {
-		t.Fatalf("the writer wrote nothing in a second (last error %q)", w.lastErr)
+		_, last := acked()
+		t.Fatalf("the writer wrote nothing%s in a second (last error %q)", via, last)
 	}
 	return float64(b1-b0) / float64(n1-n0)
 }
