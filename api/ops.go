@@ -69,6 +69,10 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 // and ?force=true.
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("view") == "watch" {
+		s.getWatchPlan(w, r)
+		return
+	}
 	o := reconcile.PlanOptions{Operation: q.Get("operation")}
 	switch o.Operation {
 	case "", "apply", "failback":
@@ -92,6 +96,40 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
 	s.withEnv(w, s.Cfg(), func(env *reconcile.Env) {
 		p, err := env.Plan(r.Context(), o)
 		s.writePlan(w, p, err, nil)
+	})
+}
+
+// HeldAction is an action of the pending plan that the watch policy
+// holds for `pgha apply`, and the rule that holds it.
+type HeldAction struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// getWatchPlan is GET /plan?view=watch: the plan `pgha watch` makes now
+// (a failed-over primary kept unless failback is automatic), in the
+// `plan -json` format with one more member, "held": the actions its
+// policy leaves for `pgha apply`, with the reasons. The dashboard shows
+// it as what the cluster will do next.
+func (s *Server) getWatchPlan(w http.ResponseWriter, r *http.Request) {
+	s.withEnv(w, s.Cfg(), func(env *reconcile.Env) {
+		p, _, held := reconcile.WatchPlan(env.Cfg, env.Observe(r.Context()))
+		b, err := plan.JSON(p)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(b, &obj); err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		hs := make([]HeldAction, 0, len(held))
+		for _, h := range held {
+			hs = append(hs, HeldAction{ID: h.Action.ID, Reason: h.Reason})
+		}
+		obj["held"], _ = json.Marshal(hs)
+		writeJSON(w, http.StatusOK, obj)
 	})
 }
 

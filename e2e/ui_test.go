@@ -269,12 +269,19 @@ func TestLocalDashboard(t *testing.T) {
 	t.Logf("dashboard screenshot: %s", screenshot(t, ctx, "dashboard.png"))
 
 	// The pending plan now rejoins db1, discarding what it wrote after
-	// the fork: the page marks it.
-	do(t, ctx, 30*time.Second, "see the pending rejoin marked as discarding data",
-		visible(`#plan li[data-data-loss="true"][data-kind="standby.rejoin"]`))
+	// the fork: the page marks it, and marks it held (rejoin = "manual":
+	// the watcher leaves it for pgha apply). The switchover back to the
+	// declared db1 is not in the watcher's plan (failback = "manual").
+	do(t, ctx, 30*time.Second, "see the pending rejoin marked as discarding data and held",
+		visible(`#plan li[data-data-loss="true"][data-kind="standby.rejoin"][data-held="true"]`))
 	if txt := get(t, ctx, 5*time.Second, "read the marked action",
-		chromedp.Text(chromedp.CSS(`#plan li[data-data-loss="true"]`))); !strings.Contains(txt, "discards data") || !strings.Contains(txt, "db1") {
-		t.Errorf("the discarding action reads %q, want db1 and \"discards data\"", txt)
+		chromedp.Text(chromedp.CSS(`#plan li[data-data-loss="true"]`))); !strings.Contains(txt, "discards data") || !strings.Contains(txt, "db1") ||
+		!strings.Contains(txt, "held for pgha apply") {
+		t.Errorf("the discarding action reads %q, want db1, \"discards data\" and why it is held", txt)
+	}
+	if switchbacks := get(t, ctx, 5*time.Second, "count switchovers in the watcher's plan",
+		chromedp.Evaluate[int](`document.querySelectorAll('#plan li[data-kind="switchover"]').length`)); switchbacks != 0 {
+		t.Errorf("the watcher's plan holds %d switchovers back to db1; with failback = manual it keeps db2", switchbacks)
 	}
 
 	// Failback from the page: its preview holds the rejoin, so the

@@ -705,18 +705,41 @@ func actionIDs(p *plan.Plan) string {
 // writable node to the declared one (a pgha began it and was
 // interrupted before it stopped anything: it runs again).
 func (w *Watcher) buildOptions(s *state.Cluster) plan.Options {
-	c := w.Env.Cfg
-	var writable []string
+	o, writable, intended := watchOptions(w.Env.Cfg, s, w.sit.PrimaryEdited)
+	w.lastWritable, w.lastIntended = writable, intended
+	return o
+}
+
+// watchOptions is buildOptions for a file, an observation, and whether
+// the file's primary was edited since the watcher last converged. It
+// also says whether the observation had a writable node, and whether
+// its record holds the intent of a switchover from it to the file's
+// primary.
+func watchOptions(c *config.Cluster, s *state.Cluster, primaryEdited bool) (o plan.Options, writable, intended bool) {
+	var nodes []string
 	for _, n := range s.Nodes {
 		if n.Role() == state.RolePrimary {
-			writable = append(writable, n.Name)
+			nodes = append(nodes, n.Name)
 		}
 	}
 	rec := s.Catalog.Record
-	w.lastWritable = len(writable) > 0
-	w.lastIntended = len(writable) == 1 && rec.Switching() && rec.SwitchingFromNode() == writable[0] && rec.SwitchingTo == c.Primary
-	keep := c.Failover.Failback != "automatic" && !w.sit.PrimaryEdited && w.lastWritable && !w.lastIntended
-	return plan.Options{NoSwitchover: keep}
+	writable = len(nodes) > 0
+	intended = len(nodes) == 1 && rec.Switching() && rec.SwitchingFromNode() == nodes[0] && rec.SwitchingTo == c.Primary
+	keep := c.Failover.Failback != "automatic" && !primaryEdited && writable && !intended
+	return plan.Options{NoSwitchover: keep}, writable, intended
+}
+
+// WatchPlan is what `pgha watch` would do about s now: the plan it makes
+// (a failed-over primary kept unless failback is automatic), split by the
+// policy of c into what it runs and what it holds for `pgha apply`, with
+// the reasons. The API shows it; the watcher itself also knows whether
+// the file was edited since it last converged, which WatchPlan takes as
+// not.
+func WatchPlan(c *config.Cluster, s *state.Cluster) (p *plan.Plan, run *plan.Plan, held []plan.Held) {
+	o, _, _ := watchOptions(c, s, false)
+	p = plan.BuildWith(c, s, o)
+	run, held = plan.Filter(c, p, plan.Situation{})
+	return p, run, held
 }
 
 // lead takes or keeps the leader lease and logs the changes: "leader

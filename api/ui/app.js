@@ -346,9 +346,12 @@
   const symbols = { create: '+', update: '~', delete: '-', replace: '-/+' };
 
   // renderPlan draws a plan in the `plan -json` format: its diagnostics,
-  // each action with its reason and changed attributes, and a mark on
-  // every action that discards data (data_loss).
+  // each action with its reason and changed attributes, a mark on every
+  // action that discards data (data_loss), and, for the watcher's view
+  // (/plan?view=watch), on every action its policy holds for pgha apply.
   function renderPlan(p) {
+    const held = {};
+    for (const x of p.held || []) held[x.id] = x.reason;
     const out = [];
     for (const d of p.diagnostics || []) {
       out.push(h('div', { class: 'diag', dataset: { severity: d.severity } },
@@ -364,10 +367,12 @@
     loss ? h('span', { class: 'loss' }, loss === 1 ? '1 action discards data' : loss + ' actions discard data') : null));
     if (actions.length) {
       out.push(h('ol', { class: 'actions-list' }, actions.map((a) => h('li', {
-        class: 'action', dataset: { actionId: a.id, kind: a.kind, dataLoss: String(!!a.data_loss) },
+        class: 'action', dataset: { actionId: a.id, kind: a.kind, dataLoss: String(!!a.data_loss), held: String(held[a.id] !== undefined) },
       },
       h('div', {}, h('span', { class: 'sym', 'aria-label': a.change }, symbols[a.change] || '?'), h('code', {}, a.id),
-        a.data_loss ? h('span', { class: 'loss', title: 'this action discards data' }, '⚠ discards data') : null),
+        a.data_loss ? h('span', { class: 'loss', title: 'this action discards data' }, '⚠ discards data') : null,
+        held[a.id] !== undefined ? h('span', { class: 'held', title: held[a.id] }, 'held by policy') : null),
+      held[a.id] !== undefined ? h('div', { class: 'hint held-reason' }, 'held for pgha apply: ' + held[a.id]) : null,
       h('div', { class: 'reason' }, a.reason),
       attrsOf(a),
       a.depends_on && a.depends_on.length ? h('div', { class: 'hint' }, 'after ' + a.depends_on.join(', ')) : null))));
@@ -394,7 +399,7 @@
   const refreshPlan = throttle(async () => {
     const el = $('plan');
     try {
-      const p = await getJSON('/plan');
+      const p = await getJSON('/plan?view=watch');
       el.replaceChildren(...renderPlan(p));
       el.dataset.state = 'loaded';
       el.dataset.actions = String((p.actions || []).length);
