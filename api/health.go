@@ -45,7 +45,12 @@ type NodeHealth struct {
 // of now. maxAge is how old an observation may be before no check
 // trusts it (the watcher stopped observing): every check then says 503,
 // but liveness, which says exactly that.
-func Health(check string, q url.Values, snap *Snapshot, node string, now time.Time, maxAge time.Duration) (int, NodeHealth) {
+//
+// lost, when not "", says that the node's sentinel connection ended
+// after the observation started (Hub.Lost): PostgreSQL on it went away
+// since, and every check but liveness says 503 until an observation
+// made after that says otherwise.
+func Health(check string, q url.Values, snap *Snapshot, node string, now time.Time, maxAge time.Duration, lost string) (int, NodeHealth) {
 	kind := healthChecks[check]
 	h := NodeHealth{Node: node, Check: check, Role: string(state.RoleUnknown), State: "unknown"}
 	no := func(format string, args ...any) (int, NodeHealth) {
@@ -69,6 +74,10 @@ func Health(check string, q url.Values, snap *Snapshot, node string, now time.Ti
 	}
 	if kind == "liveness" {
 		return http.StatusOK, h
+	}
+	if lost != "" {
+		h.State = "lost"
+		return no("PostgreSQL on %s went away after the last observation: %s", node, lost)
 	}
 	n := snap.State.Node(node)
 	switch {

@@ -97,6 +97,9 @@ type Hub struct {
 	// own observations do not overlap the watcher's (see Observing).
 	watching   bool
 	watchStart time.Time
+	// lost is when a node's sentinel connection ended (see Sentinel),
+	// with why, until an observation started after it.
+	lost map[string]lostConn
 	// kick asks the refresher for an observation now (after an
 	// operation, so that views show its result at once).
 	kick chan struct{}
@@ -108,7 +111,7 @@ type Hub struct {
 
 // NewHub returns an empty Hub.
 func NewHub() *Hub {
-	return &Hub{subs: map[chan Event]struct{}{}, kick: make(chan struct{}, 1)}
+	return &Hub{subs: map[chan Event]struct{}{}, kick: make(chan struct{}, 1), lost: map[string]lostConn{}}
 }
 
 func (h *Hub) now() time.Time {
@@ -148,6 +151,11 @@ func (h *Hub) Publish(s *Snapshot) {
 	if !s.Own {
 		h.watching = false
 	}
+	for node, l := range h.lost {
+		if s.started.After(l.at) || (!s.Own && s.At.After(l.at)) {
+			delete(h.lost, node) // observed after the loss: that says the rest
+		}
+	}
 	if h.snap != nil && s.Own {
 		s.Leading, s.Verdict, s.Unwritable = h.snap.Leading, h.snap.Verdict, h.snap.Unwritable
 	}
@@ -155,6 +163,32 @@ func (h *Hub) Publish(s *Snapshot) {
 	h.addLag(s)
 	h.mu.Unlock()
 	h.broadcast(Event{Time: s.At, Type: "status"})
+}
+
+// lostConn is a node's sentinel connection ended.
+type lostConn struct {
+	at  time.Time
+	why string
+}
+
+// NodeLost records that node's sentinel connection ended at at: until an
+// observation that started later says otherwise, the node's health
+// checks say 503 (only a primary's PostgreSQL dying ends it on its own;
+// a wrong 503 lasts until the next observation, less than one interval).
+func (h *Hub) NodeLost(node string, at time.Time, why string) {
+	h.mu.Lock()
+	h.lost[node] = lostConn{at: at, why: why}
+	h.mu.Unlock()
+	h.broadcast(Event{Time: at, Type: "status"})
+	h.Kick()
+}
+
+// Lost says why node's sentinel connection ended after its latest
+// observation started, "" when it did not.
+func (h *Hub) Lost(node string) string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.lost[node].why
 }
 
 // addLag appends the standbys' lag of s to the chart's history.

@@ -21,6 +21,7 @@ import (
 	"github.com/pgha/pgha/internal/pki"
 	"github.com/pgha/pgha/internal/pki/certstore"
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/reconcile"
 )
 
@@ -137,7 +138,7 @@ func (s *Server) nodeHealth(node string) http.HandlerFunc {
 		if n == "" {
 			n = r.PathValue("node")
 		}
-		code, body := Health(r.PathValue("check"), r.URL.Query(), s.Hub.Latest(), n, s.Hub.now(), s.maxAge())
+		code, body := Health(r.PathValue("check"), r.URL.Query(), s.Hub.Latest(), n, s.Hub.now(), s.maxAge(), s.Hub.Lost(n))
 		writeJSON(w, code, body)
 	}
 }
@@ -246,6 +247,13 @@ func (s *Server) Serve(ctx context.Context) (done <-chan struct{}, err error) {
 		defer wg.Done()
 		s.refresh(ctx)
 	}()
+	for _, n := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sentinel(ctx, n.Name)
+		}()
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -330,5 +338,65 @@ func (s *Server) refresh(ctx context.Context) {
 			return
 		}
 		s.Hub.Publish(&Snapshot{Cfg: c, State: st, At: st.ObservedAt, Own: true, started: started})
+	}
+}
+
+// sentinel keeps an idle connection to node's PostgreSQL (see
+// postgres.Sentinel) and tells the Hub the moment it ends, so that the
+// node's health checks say 503 at once rather than at the next
+// observation: a killed primary's /primary answered 503 after 0.4-1.2 s
+// on Docker before (the observations there take 0.5-1 s under load).
+// While the node does not take connections, it tries again every 200
+// ms; the observations say the rest.
+func (s *Server) sentinel(ctx context.Context, node string) {
+	var env *reconcile.Env
+	defer func() {
+		if env != nil {
+			env.Close()
+		}
+	}()
+	for ctx.Err() == nil {
+		c := s.Cfg()
+		if env == nil || env.Cfg.Hash != c.Hash {
+			if env != nil {
+				env.Close()
+			}
+			var err error
+			if env, err = reconcile.Open(c); err != nil {
+				env = nil
+				sleep(ctx, time.Second)
+				continue
+			}
+		}
+		ep, ok := env.Endpoint(node)
+		if !ok {
+			return // removed from the file; the listener reports it
+		}
+		cctx, cancel := context.WithTimeout(ctx, reconcile.ObserveTimeout)
+		lost, closeConn, err := postgres.Sentinel(cctx, ep)
+		cancel()
+		if err != nil {
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			closeConn()
+			return
+		case err := <-lost:
+			closeConn()
+			s.Hub.NodeLost(node, s.Hub.now(), err.Error())
+			s.Log.Debug("sentinel", "node", node, "error", err.Error())
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

@@ -89,6 +89,16 @@ func (e *Env) Close() {
 	e.Runtime.Close()
 }
 
+// Endpoint is how pgha reaches node as the superuser (the API's
+// sentinel connections); false for a node the file does not declare.
+func (e *Env) Endpoint(node string) (postgres.Endpoint, bool) {
+	n := e.Cfg.Node(node)
+	if n == nil {
+		return postgres.Endpoint{}, false
+	}
+	return e.superuser(n), true
+}
+
 // superuser is how pgha talks to a node.
 func (e *Env) superuser(n *config.Node) postgres.Endpoint {
 	host, port := e.Cfg.AdminEndpoint(n)
