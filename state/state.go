@@ -159,6 +159,37 @@ type Node struct {
 	// the cluster CA and the node's name (a PostgreSQL fact).
 	TLSSession bool              `json:"tls_session,omitempty"`
 	Roles      map[string]DBRole `json:"roles,omitempty"`
+	// Archiver is the node's WAL archiver (pg_stat_archiver); nil when
+	// the node was not reached.
+	Archiver *Archiver `json:"archiver,omitempty"`
+}
+
+// Archiver is what pg_stat_archiver says of a node's WAL archiving, with
+// archive_mode, which says whether the archiver runs at all. Counts and
+// times run from the statistics' last reset; times are zero when nothing
+// was archived (or failed) since.
+//
+// While archive_command fails, PostgreSQL keeps every WAL file from the
+// failing one on in pg_wal, and BASE_BACKUP run with WAIT (the default)
+// waits for the archiver before it ends.
+type Archiver struct {
+	Mode             string    `json:"mode"` // archive_mode: off, on, always
+	ArchivedCount    int64     `json:"archived_count"`
+	LastArchivedWAL  string    `json:"last_archived_wal,omitempty"`
+	LastArchivedTime time.Time `json:"last_archived_time,omitzero"`
+	FailedCount      int64     `json:"failed_count"`
+	LastFailedWAL    string    `json:"last_failed_wal,omitempty"`
+	LastFailedTime   time.Time `json:"last_failed_time,omitzero"`
+}
+
+// Failing reports whether the archiver's latest attempt failed: a
+// failure newer than the last success, or failures and no success at
+// all. An archiver that is off never fails.
+func (a *Archiver) Failing() bool {
+	if a == nil || a.Mode == "off" || a.Mode == "" || a.FailedCount == 0 || a.LastFailedTime.IsZero() {
+		return false
+	}
+	return a.ArchivedCount == 0 || a.LastArchivedTime.IsZero() || a.LastFailedTime.After(a.LastArchivedTime)
 }
 
 // AsideDir is a node's former data directory, kept beside the current one.

@@ -78,6 +78,9 @@ const (
 	// without TLS ("host"; "hostssl" and "hostnossl" say what they take).
 	qHBA   = `SELECT count(*) FILTER (WHERE type = 'host')::int FROM pg_hba_file_rules`
 	qRoles = `SELECT rolname, rolcanlogin, rolreplication, rolsuper, COALESCE(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1)`
+	// qArchiver is the WAL archiver's statistics, with archive_mode.
+	qArchiver = `SELECT current_setting('archive_mode'), archived_count, COALESCE(last_archived_wal, ''), last_archived_time,
+  failed_count, COALESCE(last_failed_wal, ''), last_failed_time FROM pg_stat_archiver`
 )
 
 // Observe fills the PostgreSQL facts of n. It never fails: a server that
@@ -110,6 +113,7 @@ func resetFacts(n *state.Node) {
 	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN, n.ReplayAge = 0, 0, 0, 0
 	n.Upstream, n.Slots, n.Replicas, n.Settings, n.Roles = nil, nil, nil, nil, nil
 	n.HBAPlainTCP, n.TLSSession = 0, false
+	n.Archiver = nil
 }
 
 func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[string]string) error {
@@ -125,6 +129,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	b.Queue(qSettings)
 	b.Queue(qRoles, names)
 	b.Queue(qHBA)
+	b.Queue(qArchiver)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -228,7 +233,23 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return br.QueryRow().Scan(&n.HBAPlainTCP)
+	if err := br.QueryRow().Scan(&n.HBAPlainTCP); err != nil {
+		return err
+	}
+	a := &state.Archiver{}
+	var archived, failed *time.Time
+	if err := br.QueryRow().Scan(&a.Mode, &a.ArchivedCount, &a.LastArchivedWAL, &archived,
+		&a.FailedCount, &a.LastFailedWAL, &failed); err != nil {
+		return err
+	}
+	if archived != nil {
+		a.LastArchivedTime = archived.UTC()
+	}
+	if failed != nil {
+		a.LastFailedTime = failed.UTC()
+	}
+	n.Archiver = a
+	return nil
 }
 
 // ParseHistory reads a timeline history file: one line per ancestor

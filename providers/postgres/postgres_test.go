@@ -51,6 +51,9 @@ func TestObservePrimary(t *testing.T) {
 	if r := n.Roles["postgres"]; !r.Superuser || !r.HasPassword || !r.PasswordMatches {
 		t.Fatalf("superuser role: %+v", r)
 	}
+	if a := n.Archiver; a == nil || a.Mode != "off" || a.FailedCount != 0 || a.Failing() {
+		t.Fatalf("archiver of a server without archiving: %+v", a)
+	}
 	if err := DropSlot(ctx, ep, "db2_slot"); err != nil {
 		t.Fatal(err)
 	}
