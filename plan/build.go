@@ -43,6 +43,7 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 	}
 	b.certificates()
 	b.catalog()
+	b.archivers()
 	b.roles()
 	if b.actual == "" && !o.NoSwitchover {
 		b.resumeSwitchover()
