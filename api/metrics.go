@@ -48,6 +48,8 @@ var (
 	descLagSecs   = prometheus.NewDesc("pgha_node_replication_lag_seconds", "The standby's replay lag in time, as the primary's pg_stat_replication reports it (absent while the standby is not connected to it).", []string{"node"}, nil)
 	descSlot      = prometheus.NewDesc("pgha_slot_retained_bytes", "WAL a physical replication slot holds back on the primary: current position minus the slot's restart_lsn.", []string{"node", "slot"}, nil)
 	descSlotAct   = prometheus.NewDesc("pgha_slot_active", "1 when a physical replication slot on the primary has a receiver attached.", []string{"node", "slot"}, nil)
+	descArchFail  = prometheus.NewDesc("pgha_node_archiver_failing", "1 when the node's WAL archiver (archive_mode on, or always on a standby) failed after its last success (pg_stat_archiver).", []string{"node"}, nil)
+	descArchLast  = prometheus.NewDesc("pgha_node_archiver_last_archived_timestamp_seconds", "When the node's WAL archiver last archived a file (Unix time).", []string{"node"}, nil)
 	descSwitch    = prometheus.NewDesc("pgha_switchovers_total", "Switchovers completed by this watcher and its API.", nil, nil)
 	descFailover  = prometheus.NewDesc("pgha_failovers_total", "Failovers completed by this watcher and its API.", nil, nil)
 	descLastFO    = prometheus.NewDesc("pgha_last_failover_timestamp_seconds", "When the last failover completed (Unix time); 0 when none since the watcher started.", nil, nil)
@@ -67,7 +69,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descLagBytes, descLagSecs, descSlot, descSlotAct, descSwitch,
+	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descArchFail, descArchLast, descLagBytes, descLagSecs, descSlot, descSlotAct, descSwitch,
 		descFailover, descLastFO, descLease, descPending, descAge, descCatalogUp, descGen, descBkLast, descBkSize, descBkDBSize, descBkDur, descBkCount,
 		descVfLast, descVfOK, descVfLastOK} {
 		ch <- d
@@ -141,6 +143,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range s.Nodes {
 		if !n.Reachable {
 			continue
+		}
+		// The archiver, where it runs: a primary's with archive_mode on,
+		// a standby's with always (the plan warns of the same).
+		if a := n.Archiver; a != nil && (a.Mode == "always" || (a.Mode == "on" && !n.InRecovery)) {
+			gauge(ch, descArchFail, b2f(a.Failing()), n.Name)
+			if !a.LastArchivedTime.IsZero() {
+				gauge(ch, descArchLast, float64(a.LastArchivedTime.UnixNano())/1e9, n.Name)
+			}
 		}
 		if n.InRecovery {
 			if n.ReceiveLSN != 0 { // NULL while no WAL receiver runs

@@ -299,3 +299,30 @@ func promtool(t *testing.T, text []byte) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// TestArchiverMetrics: the archiver's series exist where it runs (a
+// primary with archive_mode on, a standby with always), and say whether
+// it fails.
+func TestArchiverMetrics(t *testing.T) {
+	s, _ := testServer(t, "")
+	st := healthy()
+	st.ObservedAt = t0.Add(time.Second)
+	last := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	st.Nodes[0].Archiver = &state.Archiver{Mode: "on", ArchivedCount: 7, LastArchivedTime: last, FailedCount: 3,
+		LastFailedWAL: "000000010000000000000009", LastFailedTime: last.Add(time.Minute)}
+	st.Nodes[1].Archiver = &state.Archiver{Mode: "always", ArchivedCount: 2, LastArchivedTime: last}
+	st.Nodes[2].Archiver = &state.Archiver{Mode: "on", FailedCount: 1, LastFailedTime: last} // a standby: not running
+	s.Hub.Publish(snapOf(st))
+	want := `# HELP pgha_node_archiver_failing 1 when the node's WAL archiver (archive_mode on, or always on a standby) failed after its last success (pg_stat_archiver).
+# TYPE pgha_node_archiver_failing gauge
+pgha_node_archiver_failing{node="db1"} 1
+pgha_node_archiver_failing{node="db2"} 0
+# HELP pgha_node_archiver_last_archived_timestamp_seconds When the node's WAL archiver last archived a file (Unix time).
+# TYPE pgha_node_archiver_last_archived_timestamp_seconds gauge
+pgha_node_archiver_last_archived_timestamp_seconds{node="db1"} ` + fmtFloat(unixSeconds(last)) + `
+pgha_node_archiver_last_archived_timestamp_seconds{node="db2"} ` + fmtFloat(unixSeconds(last)) + `
+`
+	if err := testutil.GatherAndCompare(s.metrics.reg, strings.NewReader(want), "pgha_node_archiver_failing", "pgha_node_archiver_last_archived_timestamp_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
