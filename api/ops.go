@@ -333,41 +333,7 @@ func switchoverCfg(c *config.Cluster, to string) (*config.Cluster, error) {
 // one, the standbys re-pointed, the record): the call asks for a role
 // change, not for healing whatever else the plan holds.
 func switchoverOnly(p *plan.Plan) *plan.Plan {
-	keep := map[string]bool{}
-	for _, a := range p.Actions {
-		if a.Kind == plan.Switchover {
-			keep[a.ID] = true
-		}
-	}
-	if len(keep) == 0 {
-		out := *p
-		out.Actions = nil
-		return &out
-	}
-	// Forward: the actions after the switchover that depend on it.
-	for _, a := range p.Actions {
-		for _, d := range a.DependsOn {
-			if keep[d] {
-				keep[a.ID] = true
-			}
-		}
-	}
-	// Backward: what the kept actions need first.
-	for i := len(p.Actions) - 1; i >= 0; i-- {
-		if a := p.Actions[i]; keep[a.ID] {
-			for _, d := range a.DependsOn {
-				keep[d] = true
-			}
-		}
-	}
-	out := *p
-	out.Actions = nil
-	for _, a := range p.Actions {
-		if keep[a.ID] {
-			out.Actions = append(out.Actions, a)
-		}
-	}
-	return &out
+	return plan.Subset(p, func(a plan.Action) bool { return a.Kind == plan.Switchover }, true)
 }
 
 // run executes one operation (op names it: a switchover runs as an

@@ -617,24 +617,7 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 // (and what it depends on): a restart in place, permitted by
 // primary_crash = "restart" whatever watch.heal says.
 func restartOnly(p *plan.Plan, node string) *plan.Plan {
-	out := *p
-	out.Actions = nil
-	keep := map[string]bool{}
-	for i := len(p.Actions) - 1; i >= 0; i-- {
-		a := p.Actions[i]
-		if (a.Kind == plan.NodeStart && a.Node == node) || keep[a.ID] {
-			keep[a.ID] = true
-			for _, d := range a.DependsOn {
-				keep[d] = true
-			}
-		}
-	}
-	for _, a := range p.Actions {
-		if keep[a.ID] {
-			out.Actions = append(out.Actions, a)
-		}
-	}
-	return &out
+	return plan.Subset(p, func(a plan.Action) bool { return a.Kind == plan.NodeStart && a.Node == node }, false)
 }
 
 // converge plans the file against the cluster and runs what the policy
