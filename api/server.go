@@ -295,12 +295,8 @@ func serverTLS(c *config.Cluster) (*tls.Config, error) {
 // operation, a clone can take minutes), the API observes by itself,
 // quickly and through an Env of its own. Kick asks for one at once.
 func (s *Server) refresh(ctx context.Context) {
-	var env *reconcile.Env
-	defer func() {
-		if env != nil {
-			env.Close()
-		}
-	}()
+	var envs ownEnv
+	defer envs.close()
 	for {
 		c := s.Cfg()
 		iv := c.Failover.CheckInterval
@@ -318,17 +314,11 @@ func (s *Server) refresh(ctx context.Context) {
 		if snap := s.Hub.Latest(); !kicked && snap != nil && s.Hub.now().Sub(snap.At) < iv/2 {
 			continue
 		}
-		if env == nil || env.Cfg.Hash != c.Hash {
-			if env != nil {
-				env.Close()
-			}
-			var err error
-			if env, err = reconcile.Open(c); err != nil {
-				s.Log.Warn("api observe", "error", err.Error())
-				env = nil
-				continue
-			}
+		if err := envs.follow(c); err != nil {
+			s.Log.Warn("api observe", "error", err.Error())
+			continue
 		}
+		env := envs.env
 		if s.Hub.WatcherObserving() {
 			continue // its observation is as fresh as this one would be
 		}
@@ -349,26 +339,15 @@ func (s *Server) refresh(ctx context.Context) {
 // While the node does not take connections, it tries again every 200
 // ms; the observations say the rest.
 func (s *Server) sentinel(ctx context.Context, node string) {
-	var env *reconcile.Env
-	defer func() {
-		if env != nil {
-			env.Close()
-		}
-	}()
+	var envs ownEnv
+	defer envs.close()
 	for ctx.Err() == nil {
 		c := s.Cfg()
-		if env == nil || env.Cfg.Hash != c.Hash {
-			if env != nil {
-				env.Close()
-			}
-			var err error
-			if env, err = reconcile.Open(c); err != nil {
-				env = nil
-				sleep(ctx, time.Second)
-				continue
-			}
+		if err := envs.follow(c); err != nil {
+			sleep(ctx, time.Second)
+			continue
 		}
-		ep, ok := env.Endpoint(node)
+		ep, ok := envs.env.Endpoint(node)
 		if !ok {
 			return // removed from the file; the listener reports it
 		}
@@ -398,5 +377,29 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// ownEnv is a loop's Env of the cluster file the API follows now, opened
+// again when the file changes.
+type ownEnv struct{ env *reconcile.Env }
+
+func (o *ownEnv) follow(c *config.Cluster) error {
+	if o.env != nil && o.env.Cfg.Hash == c.Hash {
+		return nil
+	}
+	o.close()
+	env, err := reconcile.Open(c)
+	if err != nil {
+		return err
+	}
+	o.env = env
+	return nil
+}
+
+func (o *ownEnv) close() {
+	if o.env != nil {
+		o.env.Close()
+		o.env = nil
 	}
 }
