@@ -105,6 +105,9 @@ type Hub struct {
 	kick chan struct{}
 	// iteration observes the duration of each watch iteration (metrics).
 	iteration func(time.Duration)
+	// archive is the WAL archive receiver's last durable position, as
+	// the watcher's receiver reports it (nil: none runs here).
+	archive *state.ArchiveStatus
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -119,6 +122,21 @@ func (h *Hub) now() time.Time {
 		return h.Now()
 	}
 	return time.Now()
+}
+
+// SetArchive records the WAL archive receiver's durable position (the
+// receiver's Stored hook: it does not block).
+func (h *Hub) SetArchive(st state.ArchiveStatus) {
+	h.mu.Lock()
+	h.archive = &st
+	h.mu.Unlock()
+}
+
+// Archive is the receiver's last durable position; nil when none runs.
+func (h *Hub) Archive() *state.ArchiveStatus {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.archive
 }
 
 // Latest is the newest snapshot, nil before the first observation.

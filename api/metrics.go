@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,13 +66,22 @@ var (
 	descBkCount   = prometheus.NewDesc("pgha_backups", "Backups in the catalog by type and status.", []string{"type", "status"}, nil)
 	descVfLast    = prometheus.NewDesc("pgha_backup_last_verify_timestamp_seconds", "When the last verify of a complete backup of the type finished (Unix time), by mode: read (checksums, archives read back) or restore (restored, started, queried).", []string{"type", "mode"}, nil)
 	descVfOK      = prometheus.NewDesc("pgha_backup_last_verify_success", "1 when the last verify of a complete backup of the type (by mode) passed, 0 when it failed.", []string{"type", "mode"}, nil)
+	descSyncReq   = prometheus.NewDesc("pgha_synchronous_standbys_required", "replication { synchronous { standbys } }: how many standbys must confirm each commit on the primary (absent when not declared).", nil, nil)
+	descSyncNow   = prometheus.NewDesc("pgha_synchronous_standbys", "Standbys the primary's commits wait for now (pg_stat_replication.sync_state sync or quorum).", nil, nil)
+	descSyncRec   = prometheus.NewDesc("pgha_synchronous_standbys_recorded", "Standbys in the catalog's synchronous set: those a failover may promote (0: none, no failover without -force).", nil, nil)
+	descSyncRelax = prometheus.NewDesc("pgha_synchronous_relaxed", "1 when the watcher relaxed the primary to asynchronous (strict = false, too few standbys).", nil, nil)
+	descBlocked   = prometheus.NewDesc("pgha_writes_blocked", "1 when commits on the primary wait for synchronous standbys that do not stream (strict = true, or until the watcher relaxes it); status says why.", nil, nil)
 	descVfLastOK  = prometheus.NewDesc("pgha_backup_last_verify_success_timestamp_seconds", "When the last verify that passed, of a complete backup of the type (by mode), finished (Unix time).", []string{"type", "mode"}, nil)
+	descArcPos    = prometheus.NewDesc("pgha_wal_archive_position_bytes", "Where the continuous WAL archive is durable in the repository (byte offset), as this watcher's receiver reports it.", []string{"timeline"}, nil)
+	descArcFlush  = prometheus.NewDesc("pgha_wal_archive_last_flush_timestamp_seconds", "When the continuous WAL archive's durable position last moved (Unix time).", nil, nil)
+	descArcLag    = prometheus.NewDesc("pgha_wal_archive_lag_bytes", "How far the continuous WAL archive's durable position is behind the primary's current WAL position (same timeline only).", nil, nil)
+	descVfDur     = prometheus.NewDesc("pgha_backup_last_verify_duration_seconds", "How long the last verify of a complete backup of the type took, by mode, where recorded (restore drills).", []string{"type", "mode"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descRole, descTimeline, descWAL, descArchFail, descArchLast, descLagBytes, descLagSecs, descSlot, descSlotAct, descSwitch,
 		descFailover, descLastFO, descLease, descPending, descAge, descCatalogUp, descGen, descBkLast, descBkSize, descBkDBSize, descBkDur, descBkCount,
-		descVfLast, descVfOK, descVfLastOK} {
+		descVfLast, descVfOK, descVfLastOK, descVfDur, descArcPos, descArcFlush, descArcLag, descSyncReq, descSyncNow, descSyncRec, descSyncRelax, descBlocked} {
 		ch <- d
 	}
 }
@@ -97,6 +107,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(ch, descLastFO, last)
 	snap := m.s.Hub.Latest()
+	arc := m.s.Hub.Archive()
+	if arc != nil {
+		gauge(ch, descArcPos, float64(arc.Flushed), strconv.Itoa(arc.Timeline))
+		gauge(ch, descArcFlush, unixSeconds(arc.FlushedAt))
+	}
 	if snap == nil {
 		return
 	}
@@ -116,6 +131,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if n.Role() == state.RolePrimary {
 			primary = n
 		}
+	}
+	if arc != nil && primary != nil && primary.Timeline == arc.Timeline && primary.CurrentLSN >= arc.Flushed {
+		gauge(ch, descArcLag, float64(primary.CurrentLSN-arc.Flushed))
 	}
 	for _, ns := range st.Nodes {
 		if ns.Undeclared {
@@ -168,6 +186,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, descSlotAct, b2f(sl.Active), n.Name, sl.Name)
 		}
 	}
+	if sy := st.Synchronous; sy != nil {
+		if sy.Declared {
+			gauge(ch, descSyncReq, float64(sy.Required))
+			gauge(ch, descSyncRec, float64(len(sy.Recorded)))
+			gauge(ch, descSyncRelax, b2f(sy.Relaxed))
+		}
+		gauge(ch, descSyncNow, float64(len(sy.Synchronous)))
+		gauge(ch, descBlocked, b2f(sy.WritesBlocked != ""))
+	}
 	m.backups(ch, s)
 }
 
@@ -216,6 +243,9 @@ func (m *metrics) backups(ch chan<- prometheus.Metric, s *state.Cluster) {
 		passed, _ := b.Verified()
 		gauge(ch, descVfLast, unixSeconds(b.VerifiedAt), k.typ, k.mode)
 		gauge(ch, descVfOK, b2f(passed), k.typ, k.mode)
+		if b.VerifySeconds > 0 {
+			gauge(ch, descVfDur, b.VerifySeconds, k.typ, k.mode)
+		}
 	}
 	for k, at := range lastPassed {
 		gauge(ch, descVfLastOK, unixSeconds(at), k.typ, k.mode)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/config/clusterfile"
 	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/reconcile"
@@ -323,6 +324,84 @@ pgha_node_archiver_last_archived_timestamp_seconds{node="db1"} ` + fmtFloat(unix
 pgha_node_archiver_last_archived_timestamp_seconds{node="db2"} ` + fmtFloat(unixSeconds(last)) + `
 `
 	if err := testutil.GatherAndCompare(s.metrics.reg, strings.NewReader(want), "pgha_node_archiver_failing", "pgha_node_archiver_last_archived_timestamp_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSyncMetrics: under replication { synchronous } with no standby
+// streaming (strict), the metrics say that writes are blocked, how many
+// standbys are required, confirming and recorded; once a standby
+// confirms, writes are no longer blocked.
+func TestSyncMetrics(t *testing.T) {
+	s, _ := testServer(t, "")
+	st := healthy()
+	st.ObservedAt = t0.Add(time.Second)
+	st.Nodes[0].Settings = map[string]state.Setting{plan.SyncSetting: {Value: "ANY 1 (db2, db3)"}}
+	st.Nodes[0].Replicas = nil
+	st.Catalog.Record = &state.ClusterRecord{Primary: "db1", Generation: 3,
+		Sync: &state.SyncRecord{Standbys: []string{"db2", "db3"}, Count: 1, Mode: "quorum"}}
+	snap := snapOf(st)
+	cfg := *snap.Cfg
+	cfg.Replication.Synchronous = &config.Synchronous{Standbys: 1, Mode: config.SyncQuorum, Strict: true}
+	snap.Cfg = &cfg
+	s.Hub.Publish(snap)
+	names := []string{"pgha_writes_blocked", "pgha_synchronous_standbys", "pgha_synchronous_standbys_required", "pgha_synchronous_standbys_recorded", "pgha_synchronous_relaxed"}
+	want := func(blocked, now int) string {
+		return `# HELP pgha_synchronous_relaxed 1 when the watcher relaxed the primary to asynchronous (strict = false, too few standbys).
+# TYPE pgha_synchronous_relaxed gauge
+pgha_synchronous_relaxed 0
+# HELP pgha_synchronous_standbys Standbys the primary's commits wait for now (pg_stat_replication.sync_state sync or quorum).
+# TYPE pgha_synchronous_standbys gauge
+pgha_synchronous_standbys ` + strconv.Itoa(now) + `
+# HELP pgha_synchronous_standbys_recorded Standbys in the catalog's synchronous set: those a failover may promote (0: none, no failover without -force).
+# TYPE pgha_synchronous_standbys_recorded gauge
+pgha_synchronous_standbys_recorded 2
+# HELP pgha_synchronous_standbys_required replication { synchronous { standbys } }: how many standbys must confirm each commit on the primary (absent when not declared).
+# TYPE pgha_synchronous_standbys_required gauge
+pgha_synchronous_standbys_required 1
+# HELP pgha_writes_blocked 1 when commits on the primary wait for synchronous standbys that do not stream (strict = true, or until the watcher relaxes it); status says why.
+# TYPE pgha_writes_blocked gauge
+pgha_writes_blocked ` + strconv.Itoa(blocked) + `
+`
+	}
+	if err := testutil.GatherAndCompare(s.metrics.reg, strings.NewReader(want(1, 0)), names...); err != nil {
+		t.Fatal(err)
+	}
+	st2 := *st
+	st2.ObservedAt = t0.Add(2 * time.Second)
+	p := *st.Nodes[0]
+	p.Replicas = []state.Replica{{ApplicationName: "db2", State: "streaming", SyncState: "quorum"}, {ApplicationName: "db3", State: "streaming", SyncState: "quorum"}}
+	st2.Nodes = append([]*state.Node{&p}, st.Nodes[1:]...)
+	snap2 := snapOf(&st2)
+	snap2.Cfg = &cfg
+	s.Hub.Publish(snap2)
+	if err := testutil.GatherAndCompare(s.metrics.reg, strings.NewReader(want(0, 2)), names...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchiveMetrics: the watcher's receiver reports its durable
+// position; the metrics show it, when it moved, and the lag behind the
+// primary's current position on the same timeline.
+func TestArchiveMetrics(t *testing.T) {
+	s, _ := testServer(t, "")
+	st := healthy()
+	st.ObservedAt = t0.Add(time.Second)
+	p := st.Nodes[0]
+	flushed := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s.Hub.SetArchive(state.ArchiveStatus{Timeline: p.Timeline, Flushed: p.CurrentLSN - 4096, FlushedAt: flushed, Node: p.Name})
+	s.Hub.Publish(snapOf(st))
+	want := `# HELP pgha_wal_archive_lag_bytes How far the continuous WAL archive's durable position is behind the primary's current WAL position (same timeline only).
+# TYPE pgha_wal_archive_lag_bytes gauge
+pgha_wal_archive_lag_bytes 4096
+# HELP pgha_wal_archive_last_flush_timestamp_seconds When the continuous WAL archive's durable position last moved (Unix time).
+# TYPE pgha_wal_archive_last_flush_timestamp_seconds gauge
+pgha_wal_archive_last_flush_timestamp_seconds ` + fmtFloat(unixSeconds(flushed)) + `
+# HELP pgha_wal_archive_position_bytes Where the continuous WAL archive is durable in the repository (byte offset), as this watcher's receiver reports it.
+# TYPE pgha_wal_archive_position_bytes gauge
+pgha_wal_archive_position_bytes{timeline="` + strconv.Itoa(p.Timeline) + `"} ` + fmtFloat(float64(p.CurrentLSN-4096)) + `
+`
+	if err := testutil.GatherAndCompare(s.metrics.reg, strings.NewReader(want), "pgha_wal_archive_lag_bytes", "pgha_wal_archive_last_flush_timestamp_seconds", "pgha_wal_archive_position_bytes"); err != nil {
 		t.Fatal(err)
 	}
 }

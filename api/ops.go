@@ -193,7 +193,7 @@ func (s *Server) getBackups(w http.ResponseWriter, r *http.Request) {
 		list, source = snap.State.Backups, "repository"
 	}
 	var b bytes.Buffer
-	if err := views.NewJSON(&b, s.Version).Backups(list, source); err != nil {
+	if err := views.NewJSON(&b, s.Version).Backups(list, source, nil); err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"time"
@@ -43,7 +42,7 @@ type BaseInfo struct {
 
 // Options say where and how a backup is written.
 type Options struct {
-	Repository  string
+	Repository  Store
 	Cluster     string
 	Node        string // the node backed up
 	Compression string // gzip | zstd | none
@@ -103,7 +102,7 @@ func (o Options) base(ctx context.Context, b *state.Backup, src Streamer, parent
 		// The server's own manifest: what pg_verifybackup checks a restored
 		// directory against, and what a PostgreSQL 17 incremental builds on.
 		rel := path.Join(o.Cluster, b.ID, ServerManifestName)
-		err := OpenStore(o.Repository).Put(ctx, rel, func(w io.Writer) error {
+		err := o.Repository.Put(ctx, rel, func(w io.Writer) error {
 			_, err := w.Write(manifest.Bytes())
 			return err
 		})
@@ -156,7 +155,7 @@ func (o Options) now() time.Time {
 func (o Options) record(typ string) state.Backup {
 	started := o.now()
 	id := started.Format("20060102T150405Z") + "-" + typ
-	st := OpenStore(o.Repository)
+	st := o.Repository
 	for n := 2; ; n++ {
 		names, err := st.List(context.Background(), path.Join(o.Cluster, id))
 		if err != nil || len(names) == 0 {
@@ -187,7 +186,7 @@ func (o Options) store(ctx context.Context, b *state.Backup, name string, fill f
 	key := path.Join(o.Cluster, b.ID, name+map[string]string{"gzip": ".gz", "zstd": ".zst", "none": ""}[o.Compression])
 	hash := sha256.New()
 	var raw, stored *counter
-	err := OpenStore(o.Repository).Put(ctx, key, func(f io.Writer) error {
+	err := o.Repository.Put(ctx, key, func(f io.Writer) error {
 		stored = &counter{w: io.MultiWriter(f, hash)}
 		comp, err := compressor(stored, o.Compression, o.Level)
 		if err != nil {
@@ -214,7 +213,7 @@ func (o Options) store(ctx context.Context, b *state.Backup, name string, fill f
 func (o Options) finish(ctx context.Context, b *state.Backup) error {
 	b.Finished = o.now()
 	b.Status = "complete"
-	return writeManifest(ctx, OpenStore(o.Repository), *b)
+	return writeManifest(ctx, o.Repository, *b)
 }
 
 // compressor returns the writer that compresses a backup: chunks
@@ -294,9 +293,8 @@ func writeManifest(ctx context.Context, st Store, b state.Backup) error {
 
 // Repository lists the backups a repository holds for a cluster, newest
 // first, from their manifests alone.
-func Repository(repo, cluster string) ([]state.Backup, error) {
+func Repository(st Store, cluster string) ([]state.Backup, error) {
 	ctx := context.Background()
-	st := OpenStore(repo)
 	names, err := st.List(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -312,7 +310,7 @@ func Repository(repo, cluster string) ([]state.Backup, error) {
 		}
 		var b state.Backup
 		if err := json.Unmarshal(js, &b); err != nil {
-			return nil, fmt.Errorf("read %s: %w", filepath.Join(repo, n), err)
+			return nil, fmt.Errorf("read %s: %w", Where(st, n), err)
 		}
 		out = append(out, b)
 	}
@@ -326,15 +324,19 @@ func readObject(ctx context.Context, st Store, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err) // a store's reader (S3's checksum) may not name it
+	}
+	return data, nil
 }
 
 // ServerManifest reads the server's backup_manifest kept with b.
-func ServerManifest(repo string, b state.Backup) ([]byte, error) {
+func ServerManifest(repo Store, b state.Backup) ([]byte, error) {
 	if b.ServerManifest == "" {
 		return nil, fmt.Errorf("backup %s kept no server manifest", b.ID)
 	}
-	data, err := readObject(context.Background(), OpenStore(repo), b.ServerManifest)
+	data, err := readObject(context.Background(), repo, b.ServerManifest)
 	if err != nil {
 		return nil, fmt.Errorf("read the server manifest of %s: %w", b.ID, err)
 	}
@@ -346,10 +348,9 @@ var ErrChecksum = errors.New("checksum mismatch")
 
 // Open verifies a backup's stored file against its checksum and returns a
 // reader of the uncompressed stream.
-func Open(repo string, b state.Backup) (io.ReadCloser, error) {
+func Open(st Store, b state.Backup) (io.ReadCloser, error) {
 	ctx := context.Background()
-	st := OpenStore(repo)
-	where := filepath.Join(repo, filepath.FromSlash(b.Path))
+	where := Where(st, b.Path)
 	f, err := st.Get(ctx, b.Path)
 	if err != nil {
 		return nil, err
@@ -393,15 +394,17 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.f.Close() }
 
-// Expire deletes a backup's stored file and keeps its manifest, marked
-// expired, as a tombstone: the repository still says what was there and
-// why it is gone, and a catalog that missed the expiry can be repaired
-// from it.
-func Expire(repo string, b state.Backup) (state.Backup, error) {
+// Expire deletes a backup's stored file and the server's manifest kept
+// with it, and keeps its own manifest, marked expired, as a tombstone:
+// the repository still says what was there and why it is gone, and a
+// catalog that missed the expiry can be repaired from it.
+func Expire(st Store, b state.Backup) (state.Backup, error) {
 	ctx := context.Background()
-	st := OpenStore(repo)
-	if b.Path != "" {
-		if err := st.Delete(ctx, b.Path); err != nil {
+	for _, name := range []string{b.Path, b.ServerManifest} {
+		if name == "" {
+			continue
+		}
+		if err := st.Delete(ctx, name); err != nil {
 			return b, fmt.Errorf("expire %s: %w", b.ID, err)
 		}
 	}

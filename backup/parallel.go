@@ -162,7 +162,12 @@ func zstdChunk(level int) (func(dst, src []byte) ([]byte, error), error) {
 	if level == 0 {
 		level = 1
 	}
-	opts := []zstd.EOption{zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(chunkSize),
+	// One encoder state per core: EncodeAll takes an encoder from a pool
+	// of WithEncoderConcurrency and waits while none is free, so with 1
+	// the parallelWriter's workers took turns on a single encoder and a
+	// zstd full compressed on one core (bench -backup, scale 70, A/B in
+	// the same rounds: 4.51 s with one encoder, 4.27 s with one per core).
+	opts := []zstd.EOption{zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(chunkSize),
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level))}
 	enc, err := zstd.NewWriter(nil, opts...)
 	if err != nil {

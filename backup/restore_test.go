@@ -216,7 +216,7 @@ func TestRestoreChainParts(t *testing.T) {
 		}
 		return os.Mkdir(out, 0o700)
 	}
-	if _, err := RestoreChain(repo, chain, dir, nil, combine); err != nil {
+	if _, err := RestoreChain(Dir(repo), chain, dir, nil, combine); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(seen, ",") != "a,b" {

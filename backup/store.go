@@ -29,9 +29,29 @@ type Store interface {
 	Delete(ctx context.Context, name string) error
 }
 
-// Open a repository by its configured location. Only directories exist
-// in this version.
-func OpenStore(repo string) Store { return Dir(repo) }
+// OpenStore opens a repository by its configured location: a directory,
+// or s3://bucket/prefix with how to reach the server (s3 nil for a
+// directory). It contacts nothing: the first operation does.
+func OpenStore(repo string, s3 *S3Options) (Store, error) {
+	if IsS3(repo) {
+		if s3 == nil {
+			return nil, fmt.Errorf("repository %s is in S3 and no s3 block says how to reach it", repo)
+		}
+		return OpenS3(repo, *s3)
+	}
+	return Dir(repo), nil
+}
+
+// Where names an object of a store for a message: the file of a
+// directory repository, s3://bucket/prefix/name of an S3 one.
+func Where(st Store, name string) string {
+	if d, ok := st.(Dir); ok {
+		if p, err := d.path(name); err == nil {
+			return p
+		}
+	}
+	return fmt.Sprintf("%v/%s", st, name)
+}
 
 // Dir is a Store in a local directory: objects are files (0600), written
 // through a ".partial" file that is synced and renamed into place.
@@ -74,7 +94,39 @@ func (d Dir) Put(_ context.Context, name string, fill func(io.Writer) error) err
 	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, p)
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	// The rename is durable once its directory is synced: the WAL
+	// archive tells the server a position is stored only after Put.
+	dir, err := os.Open(filepath.Dir(p))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+// Abandon removes what a crashed writer of name left (its temporary
+// file), for a writer that knows it is the only one: the continuous
+// archive's receiver, which holds its replication slot.
+func (d Dir) Abandon(name string) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p + ".partial"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove what a crashed writer left of %s: %w", name, err)
+	}
+	return nil
+}
+
+// abandon calls st's Abandon where it has one.
+func abandon(st Store, name string) error {
+	if a, ok := st.(interface{ Abandon(string) error }); ok {
+		return a.Abandon(name)
+	}
+	return nil
 }
 
 func (d Dir) Get(_ context.Context, name string) (io.ReadCloser, error) {

@@ -68,7 +68,7 @@ func TestDirStore(t *testing.T) {
 func TestSameSecondIDs(t *testing.T) {
 	repo := t.TempDir()
 	at := func() time.Time { return time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC) }
-	o := Options{Repository: repo, Cluster: "c", Compression: "zstd", Now: at}
+	o := Options{Repository: Dir(repo), Cluster: "c", Compression: "zstd", Now: at}
 	var ids []string
 	for range 3 {
 		b, err := Logical(context.Background(), o, dumpString("SELECT 1;\n"), 1)
@@ -80,7 +80,7 @@ func TestSameSecondIDs(t *testing.T) {
 	if !slices.Equal(ids, []string{"20261127T010203Z-full", "20261127T010203Z-full-2", "20261127T010203Z-full-3"}) {
 		t.Fatalf("ids: %v", ids)
 	}
-	list, err := Repository(repo, "c")
+	list, err := Repository(Dir(repo), "c")
 	if err != nil || len(list) != 3 {
 		t.Fatalf("repository lists %d backups (%v)", len(list), err)
 	}

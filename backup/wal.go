@@ -86,7 +86,7 @@ func WAL(ctx context.Context, o Options, typ string, ref state.Backup, carry []s
 }
 
 // copyWAL appends the segments of a stored WAL backup to tw.
-func copyWAL(repo string, m state.Backup, tw *tar.Writer) error {
+func copyWAL(repo Store, m state.Backup, tw *tar.Writer) error {
 	rc, err := Open(repo, m)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ type Combiner func(parts []string, out string) error
 // RecoverySettings). A block-level chain is extracted next to dir, one
 // directory per backup, and combined into dir by combine. progress, when
 // set, is told the bytes written.
-func RestoreChain(repo string, chain []state.Backup, dir string, progress func(int64), combine Combiner) (map[string]string, error) {
+func RestoreChain(repo Store, chain []state.Backup, dir string, progress func(int64), combine Combiner) (map[string]string, error) {
 	layout, err := Layout(chain)
 	if err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ func RestoreChain(repo string, chain []state.Backup, dir string, progress func(i
 // copyManifest puts a backup's server manifest into the directory it was
 // restored to, as pg_basebackup -Fp leaves it: pg_combinebackup and
 // pg_verifybackup read it there.
-func copyManifest(repo string, b state.Backup, dir string) error {
+func copyManifest(repo Store, b state.Backup, dir string) error {
 	if b.ServerManifest == "" {
 		return nil
 	}

@@ -165,7 +165,13 @@ func findPrimary(ctx context.Context, c haCluster) (int, error) {
 // connectOne connects to the single node on port, with the cluster's
 // credentials and TLS settings.
 func connectOne(ctx context.Context, c haCluster, port int) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(c.connString())
+	return connectWithin(ctx, c.connString(), port, 3*time.Second)
+}
+
+// connectWithin connects to the single node on port of the multi-host
+// connection string connString, giving up after limit.
+func connectWithin(ctx context.Context, connString string, port int, limit time.Duration) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +190,7 @@ func connectOne(ctx context.Context, c haCluster, port int) (*pgx.Conn, error) {
 	cfg.Host, cfg.Port, cfg.TLSConfig = fb[0].Host, fb[0].Port, fb[0].TLSConfig
 	cfg.Fallbacks = nil
 	cfg.ValidateConnect = nil
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	return pgx.ConnectConfig(cctx, cfg)
 }
@@ -286,6 +292,12 @@ type writer struct {
 var lastID int64
 
 func startWriter(parent context.Context, connString string) *writer {
+	return startPacedWriter(parent, connString, 0)
+}
+
+// startPacedWriter is startWriter inserting at most one row every `every`
+// (0: as fast as it can).
+func startPacedWriter(parent context.Context, connString string, every time.Duration) *writer {
 	ctx, cancel := context.WithCancel(parent)
 	w := &writer{cancel: cancel, done: make(chan struct{}), first: make(chan ack, 1)}
 	go func() {
@@ -305,6 +317,9 @@ func startWriter(parent context.Context, connString string) *writer {
 				conn, connAt = c, time.Now()
 				_, ps, _ := net.SplitHostPort(c.PgConn().Conn().RemoteAddr().String())
 				port, _ = strconv.Atoi(ps)
+			}
+			if every > 0 {
+				sleepCtx(ctx, every)
 			}
 			lastID++
 			id := lastID

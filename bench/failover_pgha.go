@@ -21,6 +21,7 @@ type pghaCluster struct {
 	bin, dir, file, name, runtime, crashPolicy string
 	env                                        []string
 	pg                                         []int
+	redis                                      int   // the managed catalog's port
 	health                                     []int // health_port per node, with the API
 	watch                                      *exec.Cmd
 	watchDone                                  chan struct{}
@@ -36,45 +37,72 @@ func startPgha(ctx context.Context, bin, runtime, image, crashPolicy string) (*p
 // API too: an api block on a free port (TLS as the cluster, no token) and
 // a health_port per node (c.health, db1 first).
 func startPghaAPI(ctx context.Context, bin, runtime, image, crashPolicy string, withAPI bool) (*pghaCluster, error) {
+	o := pghaOptions{withAPI: withAPI}
+	if crashPolicy != "" {
+		// The default policy, but for primary_crash when the row asks for it.
+		o.failover = fmt.Sprintf("primary_crash = %q", crashPolicy)
+	}
+	c, err := startPghaWith(ctx, bin, runtime, image, o)
+	if c != nil {
+		c.crashPolicy = crashPolicy
+	}
+	return c, err
+}
+
+// pghaOptions are the parts of a pghaCluster's file that differ between
+// the benches that run one under `pgha watch`.
+type pghaOptions struct {
+	// name is the cluster's name (and the scratch directory's prefix);
+	// "benchfo" when empty.
+	name    string
+	withAPI bool
+	// noWatch leaves the cluster without `pgha watch` (nothing fences).
+	noWatch bool
+	// failover, replication and watch are lines inside those blocks (no
+	// block when empty; replication's password line is always there).
+	failover, replication, watch string
+	// agent is the agent block's body ("" and agents false: no block).
+	agent  string
+	agents bool
+	// authority is a whole authority block (e.g. authority "etcd" {...}),
+	// lines unindented; none when empty.
+	authority string
+}
+
+// startPghaWith makes a three-node cluster with a managed Redis catalog in
+// a bench scratch directory (newScratch), applies it, creates the
+// writer's table and starts `pgha watch`, waiting for its leader lease.
+func startPghaWith(ctx context.Context, bin, runtime, image string, o pghaOptions) (*pghaCluster, error) {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgha-bench-failover")
+	if o.name == "" {
+		o.name = "benchfo"
+	}
+	sc, err := newScratch("pgha-"+o.name, o.name, 8, runtime, image)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	ports, err := freePorts(8)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
+	dir, ports := sc.dir, sc.ports
 	hp := make([]string, 3)
 	apiBlock := ""
 	var health []int
-	if withAPI {
+	if o.withAPI {
 		health = ports[5:8]
 		for i := range hp {
 			hp[i] = fmt.Sprintf("\n    health_port = %d", health[i])
 		}
 		apiBlock = fmt.Sprintf("  api {\n    listen = \"127.0.0.1:%d\"\n  }\n", ports[4])
 	}
-	c := &pghaCluster{bin: bin, dir: dir, file: filepath.Join(dir, "cluster.hcl"), name: "benchfo", runtime: runtime,
-		crashPolicy: crashPolicy, pg: ports[:3], health: health, logPath: filepath.Join(dir, "watch.log"),
+	c := &pghaCluster{bin: bin, dir: dir, file: sc.file, name: sc.name, runtime: runtime,
+		pg: ports[:3], redis: ports[3], health: health, logPath: filepath.Join(dir, "watch.log"),
 		env: append(os.Environ(), "BENCH_PW=bench-only-password", "PGPASSWORD=bench-only-password")}
-	rtBlock := ""
-	if runtime == "docker" {
-		c.name = fmt.Sprintf("benchfo%d", ports[0])
-		rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
-	}
-	// The default policy, but for primary_crash when the row asks for it.
-	policy := ""
-	if crashPolicy != "" {
-		policy = fmt.Sprintf("  failover {\n    primary_crash = %q\n  }\n", crashPolicy)
+	block := func(name, body string) string {
+		if body == "" {
+			return ""
+		}
+		return "  " + name + " {\n" + indentLines(body, "    ") + "  }\n"
 	}
 	src := fmt.Sprintf(`cluster %q {
   primary = "db1"
@@ -95,15 +123,16 @@ func startPghaAPI(ctx context.Context, bin, runtime, image, crashPolicy string, 
   }
   replication {
     password = env("BENCH_PW")
-  }
-%s%s  catalog "redis" {
+%s  }
+%s%s%s  catalog "redis" {
     address = "127.0.0.1:%d"
     managed = true
   }
 }
-`, c.name, rtBlock, ports[0], hp[0], ports[1], hp[1], ports[2], hp[2], policy, apiBlock, ports[3])
+`, c.name, sc.rtBlock, ports[0], hp[0], ports[1], hp[1], ports[2], hp[2], indentLines(o.replication, "    "),
+		block("failover", o.failover), block("watch", o.watch)+agentBlock(o)+indentBlock(o.authority), apiBlock, ports[3])
 	if err := os.WriteFile(c.file, []byte(src), 0o644); err != nil {
-		os.RemoveAll(dir)
+		sc.remove()
 		return nil, err
 	}
 	if out, err := c.pgha("apply", "-auto-approve"); err != nil {
@@ -114,28 +143,13 @@ func startPghaAPI(ctx context.Context, bin, runtime, image, crashPolicy string, 
 		c.close()
 		return nil, err
 	}
-	logf, err := os.Create(c.logPath)
-	if err != nil {
+	if o.noWatch {
+		return c, nil
+	}
+	if err := c.startWatch(); err != nil {
 		c.close()
 		return nil, err
 	}
-	args := []string{"watch", "-f", c.file, "-log-format", "json"}
-	if os.Getenv("BENCH_WATCH_DEBUG") != "" {
-		// The time of each check and of each action of a restart or a
-		// failover, in the kept log (BENCH_KEEP).
-		args = append(args, "-log-level", "debug")
-	}
-	c.watch = exec.Command(bin, args...)
-	c.watch.Env = c.env
-	c.watch.Stdout, c.watch.Stderr = logf, logf
-	c.watch.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.watch.Start(); err != nil {
-		logf.Close()
-		c.close()
-		return nil, fmt.Errorf("pgha watch: %w", err)
-	}
-	c.watchDone = make(chan struct{})
-	go func() { _ = c.watch.Wait(); logf.Close(); close(c.watchDone) }()
 	if err := waitFor(ctx, 30*time.Second, func() error {
 		if c.decisions(0)["leader acquired"] == 0 {
 			return fmt.Errorf("pgha watch has not acquired the leader lease (log %s)", c.logPath)
@@ -146,6 +160,48 @@ func startPghaAPI(ctx context.Context, bin, runtime, image, crashPolicy string, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// startWatch starts `pgha watch` on the cluster, logging JSON records
+// (appended: a restarted watcher's records follow its predecessor's).
+func (c *pghaCluster) startWatch() error {
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	args := []string{"watch", "-f", c.file, "-log-format", "json"}
+	if os.Getenv("BENCH_WATCH_DEBUG") != "" {
+		// The time of each check and of each action of a restart or a
+		// failover, in the kept log (BENCH_KEEP).
+		args = append(args, "-log-level", "debug")
+	}
+	c.watch = exec.Command(c.bin, args...)
+	c.watch.Env = c.env
+	c.watch.Stdout, c.watch.Stderr = logf, logf
+	c.watch.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.watch.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("pgha watch: %w", err)
+	}
+	done := make(chan struct{})
+	c.watchDone = done
+	cmd := c.watch
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	return nil
+}
+
+// stopWatch ends the watcher with sig and waits for it (SIGKILL after 15 s).
+func (c *pghaCluster) stopWatch(sig syscall.Signal) {
+	if c.watch == nil || c.watch.Process == nil {
+		return
+	}
+	_ = c.watch.Process.Signal(sig)
+	select {
+	case <-c.watchDone:
+	case <-time.After(15 * time.Second):
+		_ = c.watch.Process.Kill()
+		<-c.watchDone
+	}
 }
 
 func (c *pghaCluster) pgha(args ...string) ([]byte, error) {
@@ -337,15 +393,7 @@ func (c *pghaCluster) note() string {
 }
 
 func (c *pghaCluster) close() {
-	if c.watch != nil && c.watch.Process != nil {
-		_ = c.watch.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.watchDone:
-		case <-time.After(15 * time.Second):
-			_ = c.watch.Process.Kill()
-			<-c.watchDone
-		}
-	}
+	c.stopWatch(syscall.SIGTERM)
 	if out, err := c.pgha("destroy", "-auto-approve", "-delete-volumes"); err != nil {
 		fmt.Fprintf(os.Stderr, "pgha destroy: %v\n%s", err, out)
 	}
@@ -442,4 +490,42 @@ func tail(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// indentLines indents each line of block (none when it is empty).
+func indentLines(block, prefix string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(block), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			b.WriteString(prefix + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// agentBlock is the file's agent block when the options ask for agents.
+func agentBlock(o pghaOptions) string {
+	if !o.agents {
+		return ""
+	}
+	return "  agent {\n" + indentLines(o.agent, "    ") + "  }\n"
+}
+
+// indentBlock indents a whole block for the cluster body: its first and
+// last lines by two spaces, the lines between by four.
+func indentBlock(block string) string {
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	for i, l := range lines {
+		l = strings.TrimSpace(l)
+		if i == 0 || i == len(lines)-1 {
+			b.WriteString("  " + l + "\n")
+		} else {
+			b.WriteString("    " + l + "\n")
+		}
+	}
+	return b.String()
 }

@@ -24,25 +24,12 @@ func runHA(bin string, scale int, runtime, image string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pgha-bench-ha")
+	sc, err := newScratch("pgha-bench-ha", "benchha", 3, runtime, image)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	ports, err := freePorts(3)
-	if err != nil {
-		return err
-	}
-	file := filepath.Join(dir, "cluster.hcl")
-	name := "benchha"
-	rtBlock := ""
-	if runtime == "docker" {
-		name = fmt.Sprintf("benchha%d", ports[0])
-		rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
-	}
+	defer sc.remove()
+	dir, ports, file, name, rtBlock := sc.dir, sc.ports, sc.file, sc.name, sc.rtBlock
 	writeFile := func(primary string) error {
 		return os.WriteFile(file, []byte(fmt.Sprintf(`cluster %q {
   primary = %q

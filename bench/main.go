@@ -25,17 +25,54 @@ func main() {
 	image := flag.String("image", "pgha-test/postgres:17", "PostgreSQL image (docker runtime)")
 	ha := flag.Bool("ha", false, "measure failover, switchover and rejoin instead of plan")
 	scale := flag.Int("scale", 70, "pgbench scale of the -ha and -backup data sets (70 is about 1 GB)")
-	bk := flag.Bool("backup", false, "compare pgha's full backups with pg_basebackup and pg_dumpall")
+	bk := flag.Bool("backup", false, "compare pgha's backups like for like with pg_basebackup (same compressor, level, threads) and pgBackRest: full, incremental, restore")
+	floor := flag.Bool("backup-floor", false, "with -backup: also time the server's uncompressed stream to /dev/null (with and without its page checksum verification), the floor of any client")
+	alt := flag.String("pgha-alt", "", "with -backup: a second pgha binary (a candidate build) whose fulls run beside, in the same rounds")
+	rounds := flag.Int("rounds", 3, "with -backup and -sync: rounds, each running every tool once in turn (the table shows medians)")
+	walCompression := flag.String("wal-compression", "", "with -backup: the server's wal_compression (e.g. zstd, lz4; empty: the server's default)")
 	fo := flag.Bool("failover", false, "kill -9 of the primary under a writing client: pgha watch beside Patroni and pg_auto_failover")
 	tools := flag.String("tools", "patroni,pg_auto_failover,pgha-local,pgha-docker", "with -failover: the systems to measure (pgha-local, pgha-docker: both policies; pgha-docker:restart or pgha-docker:failover: one)")
 	flag.StringVar(&dockerCrash, "docker-crash", dockerCrash, "with -failover, pgha on Docker: postgres (kill -9 of the postmaster and its children, the container kept) or container (docker kill)")
 	soak := flag.Int("soak", 0, "minutes of pgbench at full CPU under pgha watch, reporting any false failover")
+	syncBench := flag.Bool("sync", false, "pgbench throughput with synchronous replication (ANY 1 of two standbys) beside asynchronous, in turn on one cluster")
+	syncSeconds := flag.Int("sync-seconds", 20, "with -sync: seconds of each pgbench run")
+	archive := flag.Bool("archive", false, "the continuous WAL archive's delay (commit -> durable in the repository) under pgbench, median and p99")
+	archiveSeconds := flag.Int("archive-seconds", 30, "with -archive: seconds of pgbench per row")
 	hl := flag.Bool("health", false, "hammer the health checks of pgha watch's health ports beside Patroni's REST API")
 	hlClients := flag.Int("health-clients", 8, "with -health: concurrent keep-alive clients")
 	hlDur := flag.Duration("health-duration", 10*time.Second, "with -health: how long each system is hammered")
+	chaosN := flag.Int("chaos", 0, "run a fault campaign of N randomized faults (kill -9 or SIGSTOP of a node, a node cut off from the network, catalog down, watcher killed idle or mid-failover, apply killed mid-switchover) under a writer and a 50 ms probe")
+	seed := flag.Uint64("seed", 0, "with -chaos: the seed of the faults (0: drawn from the clock; printed in the report, to replay)")
+	chaosFaults := flag.String("chaos-faults", strings.Join(chaosKinds, ","), "with -chaos: the fault kinds to draw from")
+	chaosOnly := flag.String("chaos-only", "", "with -chaos: run only these faults of the seed's sequence (indexes, e.g. 7,12), to replay them")
+	authority := flag.String("authority", "redis", "with -chaos: the cluster's authority: redis (the catalog) or etcd (a three-member etcd the bench starts; adds the faults etcd-member and etcd-majority to the default kinds)")
+	chaosFor := flag.Duration("chaos-for", 0, "with -chaos: draw no new fault after this long (0: no limit); the campaign then ends as usual (final count, table) and says how many faults it ran")
+	agents := flag.Bool("agents", false, "with -chaos: declare agent { self_fence = \"5s\" } and run pgha agent per node; adds the fault kind agent to the default kinds")
 	flag.Parse()
 	var err error
-	if *hl {
+	if *chaosN > 0 {
+		o := chaosOptions{n: *chaosN, seed: *seed, kinds: splitList(*chaosFaults), authority: *authority, runtime: *runtime, agents: *agents, limit: *chaosFor}
+		if o.agents && !isFlagSet("chaos-faults") {
+			o.kinds = append(o.kinds, chaosAgentKinds...)
+		}
+		if o.authority == "etcd" && !isFlagSet("chaos-faults") {
+			o.kinds = append(o.kinds, chaosEtcdKinds...)
+		}
+		if o.seed == 0 {
+			o.seed = uint64(time.Now().UnixNano())
+		}
+		if o.only, err = parseChaosOnly(*chaosOnly); err == nil {
+			err = runChaos(*bin, o)
+		}
+	} else if *syncBench {
+		sc := *scale
+		if !isFlagSet("scale") {
+			sc = 10
+		}
+		err = runSync(*bin, sc, *rounds, *syncSeconds, *runtime, *image)
+	} else if *archive {
+		err = runArchive(*bin, *archiveSeconds, 4)
+	} else if *hl {
 		err = runHealth(*bin, *hlClients, *hlDur)
 	} else if *soak > 0 {
 		err = runSoak(*bin, *soak, *runtime, *image)
@@ -46,7 +83,7 @@ func main() {
 		}
 		err = runFailover(*bin, r, splitList(*tools), *image)
 	} else if *bk {
-		err = runBackup(*bin, *scale, *runtime, *image)
+		err = runBackup(*bin, *alt, *floor, *scale, *rounds, *runtime, *image, *walCompression)
 	} else if *ha {
 		err = runHA(*bin, *scale, *runtime, *image)
 	} else {
@@ -69,25 +106,12 @@ func run(bin string, runs int, runtime, image string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pgha-bench")
+	sc, err := newScratch("pgha-bench", "bench", 4, runtime, image)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	ports, err := freePorts(4)
-	if err != nil {
-		return err
-	}
-	file := filepath.Join(dir, "cluster.hcl")
-	rtBlock := ""
-	name := "bench"
-	if runtime == "docker" {
-		name = fmt.Sprintf("bench%d", ports[0])
-		rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
-	}
+	defer sc.remove()
+	dir, ports, file, name, rtBlock := sc.dir, sc.ports, sc.file, sc.name, sc.rtBlock
 	src := fmt.Sprintf(`cluster %q {
   primary = "db1"
   postgres {
@@ -216,6 +240,39 @@ func (r *row) measure(runs int) error {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// scratch is a bench run's cluster: a temporary directory (readable by
+// the PostgreSQL user the local runtime runs as) holding its cluster.hcl,
+// free ports, and the cluster's name and runtime block. On Docker the
+// name carries the first port, so that runs never share containers.
+type scratch struct {
+	dir, file, name, rtBlock string
+	ports                    []int
+}
+
+func newScratch(tmpPrefix, name string, nports int, runtime, image string) (*scratch, error) {
+	dir, err := os.MkdirTemp("", tmpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	sc := &scratch{dir: dir, file: filepath.Join(dir, "cluster.hcl"), name: name}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		sc.remove()
+		return nil, err
+	}
+	if sc.ports, err = freePorts(nports); err != nil {
+		sc.remove()
+		return nil, err
+	}
+	if runtime == "docker" {
+		sc.name = fmt.Sprintf("%s%d", name, sc.ports[0])
+		sc.rtBlock = fmt.Sprintf("  runtime \"docker\" {\n    image = %q\n    redis_image = %q\n  }\n", image, image)
+	}
+	return sc, nil
+}
+
+// remove deletes the run's temporary directory: bench data only.
+func (sc *scratch) remove() { os.RemoveAll(sc.dir) }
 
 func freePorts(n int) ([]int, error) {
 	var ports []int

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -29,11 +31,15 @@ type Cluster struct {
 	Nodes       []*Node // in file order
 	Replication Replication
 	Failover    Failover
+	Agent       *Agent // nil when no agent block: no node runs `pgha agent`
 	Watch       Watch
 	Catalog     *Catalog // nil when no catalog block
-	Backup      *Backup  // nil when no backup block
-	TLS         TLS
-	API         *API // nil when no api block: `pgha watch` serves nothing
+	// Authority is where the lock, the leader lease and the cluster
+	// record live when not in the catalog: nil means the Redis catalog.
+	Authority *Authority
+	Backup    *Backup // nil when no backup block
+	TLS       TLS
+	API       *API // nil when no api block: `pgha watch` serves nothing
 
 	// File is the absolute path of the cluster file, Dir its directory;
 	// relative paths in the file resolve against Dir.
@@ -84,9 +90,54 @@ type Docker struct {
 	Image      string // PostgreSQL image; default "postgres:17"
 	RedisImage string // managed catalog image; default "redis:7"
 	Network    string // default "pgha-<cluster>"
-	Host       string // Docker engine; "" = DOCKER_HOST or the local socket
-	Bind       string // address published ports bind to; default "127.0.0.1"
-	Prefix     string // resource name prefix; default "pgha-<cluster>-"
+	// Host is the Docker engine: "unix:///var/run/docker.sock" or
+	// "tcp://HOST:PORT" (an engine on another host, as DOCKER_HOST
+	// writes it); "" = DOCKER_HOST or the local socket.
+	Host string
+	// CAFile, CertFile and KeyFile are mutual TLS with a tcp:// engine
+	// (absolute paths): the CA that signed the engine's certificate and
+	// pgha's client certificate, which an engine run with --tlsverify
+	// requires. They are Docker's ca.pem, cert.pem and key.pem (what
+	// DOCKER_CERT_PATH holds). All three or none.
+	CAFile, CertFile, KeyFile string
+	// InsecureTCP accepts a tcp:// engine without TLS: whoever reaches
+	// its port is root on its host, so a file must say so to use one.
+	InsecureTCP bool
+	// Bind is the address on the engine's host that node ports (and a
+	// managed catalog's) are published on. Default "127.0.0.1" for a
+	// local engine, the engine's IP for a tcp:// engine. pgha connects to
+	// the nodes there (PublishedHost).
+	Bind   string
+	Prefix string // resource name prefix; default "pgha-<cluster>-"
+}
+
+// TCPHost is the host name or IP of a tcp:// engine (without brackets),
+// "" when the engine is a local socket or DOCKER_HOST's.
+func (d Docker) TCPHost() string {
+	rest, ok := strings.CutPrefix(d.Host, "tcp://")
+	if !ok {
+		return ""
+	}
+	u, err := url.Parse("tcp://" + rest)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// PublishedHost is where pgha reaches a published port: Bind, or, when
+// Bind is every address of the engine's host (0.0.0.0, ::), the tcp://
+// engine's host name, else loopback. With a remote engine the ports are on
+// that host, never on 127.0.0.1 of the host pgha runs on.
+func (d Docker) PublishedHost() string {
+	switch d.Bind {
+	case "", "0.0.0.0", "::":
+		if h := d.TCPHost(); h != "" {
+			return h
+		}
+		return "127.0.0.1"
+	}
+	return d.Bind
 }
 
 // IsDocker reports whether nodes run as containers.
@@ -124,11 +175,41 @@ type Node struct {
 	DeclRange hcl.Range `json:"-"`
 }
 
-// Replication is the streaming replication user.
+// Replication is the streaming replication user, and whether commits
+// wait for standbys.
 type Replication struct {
 	User     string // default "replicator"
 	Password Secret // required
+	// Synchronous is nil when replication is asynchronous (the default).
+	Synchronous *Synchronous
 }
+
+// Synchronous is replication { synchronous { ... } }: a commit on the
+// primary returns only once Standbys standbys have flushed it, and a
+// failover promotes only a standby that was synchronous (the catalog
+// records which were), so that no acknowledged commit is lost.
+type Synchronous struct {
+	// Standbys is how many standbys confirm each commit; default 1.
+	Standbys int
+	// Mode is "quorum" (default): any Standbys of the listed standbys
+	// confirm (synchronous_standby_names = 'ANY n (...)'); or "priority":
+	// the first Standbys connected in declaration order do ('FIRST n
+	// (...)'), the others stand in when one of those is gone.
+	Mode string
+	// Strict: with fewer healthy standbys than Standbys, writes wait
+	// (rather than go on unprotected). Not strict (the default), the
+	// watcher relaxes the primary to asynchronous, records that, and
+	// restores synchronous replication once enough standbys stream again.
+	Strict bool
+
+	DeclRange hcl.Range `json:"-"`
+}
+
+// SyncQuorum and SyncPriority are Synchronous.Mode's values.
+const (
+	SyncQuorum   = "quorum"
+	SyncPriority = "priority"
+)
 
 // Failover is the failover policy that `pgha watch` acts on (plan.Permit
 // reads it); `pgha failover` and `pgha apply` use MaximumLag whatever
@@ -149,6 +230,45 @@ type Failover struct {
 	// standby at once, faster, losing at most MaximumLag.
 	PrimaryCrash string
 }
+
+// Agent declares that every node's host runs `pgha agent -node NAME`,
+// which holds the node's member lease in the authority (the catalog) and
+// stops the node's primary itself when its host can no longer reach the
+// authority: an isolated primary stops acknowledging writes within
+// SelfFence, whoever else can or cannot reach it.
+//
+// The arithmetic, with ttl = SelfFence (LeaseTTL): the agent renews its
+// lease every ttl/3 and declares it Lost ttl - ttl/10 after it *sent*
+// the last renewal the store acknowledged; it then stops its primary at
+// once (an immediate stop: no checkpoint, the backends are gone in
+// milliseconds). The store expires the lease ttl after it *received*
+// that renewal, which is later. So, counted from a cut at T (the last
+// good renewal was sent before T):
+//
+//	agent fences      ≤ T + ttl - ttl/10   (+ the immediate stop)
+//	lease expires     > fence time + ttl/10
+//	watcher promotes  only after the lease is gone, when its runtime
+//	                  cannot reach the node to fence it itself
+//
+// The immediate stop must fit in the ttl/10 margin (a few hundred ms for
+// the default; 50 ms measured locally), and the clocks need not agree:
+// each side counts its own interval. A watcher whose runtime reaches the
+// node fences it as before and need not wait.
+type Agent struct {
+	// SelfFence is the bound: an agent that cannot renew its member
+	// lease stops its primary within it. Default 5s; at least 1s, so
+	// that a renewal every third of it rides out a slow store.
+	SelfFence time.Duration
+
+	DeclRange hcl.Range `json:"-"`
+}
+
+// LeaseTTL is the member lease's ttl in the store: SelfFence (see Agent).
+func (a *Agent) LeaseTTL() time.Duration { return a.SelfFence }
+
+// FenceMargin is how long before the store may expire the lease the agent
+// gives up on it: the time its immediate stop has.
+func (a *Agent) FenceMargin() time.Duration { return a.SelfFence / 10 }
 
 // Watch is what `pgha watch` may do by itself besides failover; what it
 // may not do is planned, logged "held by policy" and left for `pgha apply`.
@@ -215,6 +335,33 @@ func (a *API) Host() string {
 	}
 	return h
 }
+
+// Authority is an etcd cluster holding pgha's authority (issue 14): the
+// cluster lock, the watchers' leader lease, the node agents' member
+// leases and the cluster record with its synchronous set. A consensus
+// store keeps them through the loss of any one of its members, which one
+// Redis cannot. Backups and history stay in the catalog (see
+// providers/etcd).
+type Authority struct {
+	Kind      string   // "etcd"
+	Endpoints []string // client URLs, http:// or https://
+	Username  string
+	Password  Secret
+	// CAFile, CertFile and KeyFile are the etcd cluster's CA and pgha's
+	// client certificate (absolute paths): an etcd pgha does not run has a
+	// CA of its own, not pgha's. CAFile "" with https endpoints: the
+	// system's roots.
+	CAFile, CertFile, KeyFile string
+	// TTL is the lease of the lock, the leader and the members (default
+	// 9 s, at least 2 s: etcd's shortest lease with its default timings).
+	TTL time.Duration
+
+	DeclRange hcl.Range `json:"-"`
+}
+
+// HasAuthority: the file declares somewhere to keep the lock, the leader
+// lease and the record (a catalog or an authority).
+func (c *Cluster) HasAuthority() bool { return c.Catalog != nil || c.Authority != nil }
 
 // Catalog is the Redis catalog: backup metadata, cluster record, apply lock.
 type Catalog struct {

@@ -28,14 +28,10 @@ func (c *Cluster) PeerEndpoint(n *Node) (string, int) {
 }
 
 // AdminEndpoint is how pgha reaches n: directly on the local runtime,
-// through the published port on Docker.
+// through the published port on Docker, on the engine's host.
 func (c *Cluster) AdminEndpoint(n *Node) (string, int) {
 	if c.IsDocker() {
-		host := c.Runtime.Docker.Bind
-		if host == "0.0.0.0" || host == "" {
-			host = "127.0.0.1"
-		}
-		return host, n.Port
+		return c.Runtime.Docker.PublishedHost(), n.Port
 	}
 	return n.Host, n.Port
 }

@@ -77,3 +77,35 @@ func TestNames(t *testing.T) {
 		t.Errorf("docker libpq TLS %q, want %q", got, want)
 	}
 }
+
+// TestPublishedHost: where pgha dials a published port. With a tcp://
+// engine the ports are on the engine's host, so "every address" (0.0.0.0)
+// means the engine's name, never this host's loopback.
+func TestPublishedHost(t *testing.T) {
+	cases := []struct {
+		host, bind, want string
+	}{
+		{"", "", "127.0.0.1"},
+		{"", "0.0.0.0", "127.0.0.1"},
+		{"unix:///var/run/docker.sock", "::", "127.0.0.1"},
+		{"", "192.0.2.7", "192.0.2.7"},
+		{"tcp://10.0.0.5:2376", "10.0.0.5", "10.0.0.5"},
+		{"tcp://10.0.0.5:2376", "0.0.0.0", "10.0.0.5"},
+		{"tcp://docker1.example.net:2376", "0.0.0.0", "docker1.example.net"},
+		{"tcp://[fd00::5]:2376", "::", "fd00::5"},
+		{"tcp://docker1.example.net:2376", "10.0.0.9", "10.0.0.9"},
+	}
+	for _, tc := range cases {
+		d := Docker{Host: tc.host, Bind: tc.bind}
+		if got := d.PublishedHost(); got != tc.want {
+			t.Errorf("host %q bind %q: PublishedHost = %q, want %q", tc.host, tc.bind, got, tc.want)
+		}
+		c := &Cluster{Runtime: Runtime{Kind: "docker", Docker: d}}
+		if h, p := c.AdminEndpoint(&Node{Name: "db1", Port: 5441}); h != tc.want || p != 5441 {
+			t.Errorf("host %q bind %q: AdminEndpoint = %s:%d, want %s:5441", tc.host, tc.bind, h, p, tc.want)
+		}
+	}
+	if h := (Docker{Host: "unix:///x"}).TCPHost(); h != "" {
+		t.Errorf("TCPHost of a socket = %q, want empty", h)
+	}
+}

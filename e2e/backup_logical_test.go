@@ -73,7 +73,7 @@ func logicalScenario(t *testing.T, rt string) {
 	// the file: the dump gets a statement that errors, and the catalog the
 	// checksum of the damaged file, so that only psql can notice.
 	path := filepath.Join(c.dir, "backups", filepath.FromSlash(b.Path))
-	rc, err := backup.Open(filepath.Join(c.dir, "backups"), b)
+	rc, err := backup.Open(backup.Dir(filepath.Join(c.dir, "backups")), b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ func TestLocalBackup(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Open(repo, b); !errors.Is(err, backup.ErrChecksum) || !strings.Contains(err.Error(), path) {
+	if _, err := backup.Open(backup.Dir(repo), b); !errors.Is(err, backup.ErrChecksum) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("corruption not detected: %v", err)
 	}
 	for _, id := range []string{b.ID, incr.ID} {

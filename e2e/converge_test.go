@@ -144,7 +144,7 @@ func chainAcrossSwitchover(t *testing.T, rt string) {
 	}
 	// The incremental holds the WAL of both timelines and the history
 	// file that leads recovery from one to the other.
-	rc, err := backup.Open(filepath.Join(c.dir, "backups"), incr)
+	rc, err := backup.Open(backup.Dir(filepath.Join(c.dir, "backups")), incr)
 	if err != nil {
 		t.Fatal(err)
 	}

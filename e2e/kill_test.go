@@ -46,8 +46,13 @@ var killPoints = []killPoint{
 // the same host converges (plan -detailed-exitcode 0, the declared node
 // primary) within 10 s of the kill; no acknowledged write is lost; and a
 // poll every 50 ms never sees two writable primaries.
+//
+// It does not run in parallel with the other scenarios: the 10 s bound
+// times pgha's recovery, and in make test at e9e7e45, beside
+// TestDockerPointInTimeRestore, the rejoin's fast stop of the old
+// primary (its shutdown checkpoint) and fork check took 16.2 s of I/O
+// contention (kill point 9 converged in 19.3 s).
 func TestLocalSwitchoverKill(t *testing.T) {
-	t.Parallel()
 	c := newCluster(t, "local", 3)
 	ctx := context.Background()
 	c.mustPgha("apply", "-auto-approve")
@@ -230,7 +235,11 @@ func startPrimaryPoll(ctx context.Context, c *cluster) *primaryPoll {
 					qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 					defer cancel()
 					if conns[i] == nil {
-						cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s", c.port(name), dsn))
+						cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres %s", c.port(name), dsn))
+						if err != nil {
+							// The test ended and removed its certificates while this round ran.
+							return
+						}
 						cfg.Password = superPW
 						conn, err := pgx.ConnectConfig(qctx, cfg)
 						if err != nil {

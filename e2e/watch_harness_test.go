@@ -291,8 +291,20 @@ func (r logRec) field(k string) string {
 // the cluster's own teardown destroys what the watcher would heal).
 func (c *cluster) startWatch(name string, extra ...string) *watchProc {
 	c.t.Helper()
-	args := append([]string{"watch", "-log-format", "json"}, extra...)
-	cmd := c.command(context.Background(), args...)
+	return c.startProc(name, append([]string{"watch", "-log-format", "json"}, extra...)...)
+}
+
+// startProc runs `pgha ARGS...` in the background as startWatch does
+// (any command logging JSON on stderr: watch, archive).
+func (c *cluster) startProc(name string, args ...string) *watchProc {
+	c.t.Helper()
+	return c.startCmd(name, c.command(context.Background(), args...))
+}
+
+// startCmd runs cmd, a pgha command logging JSON on stderr, as startProc
+// does (wrapped: `ip netns exec NS pgha agent ...`).
+func (c *cluster) startCmd(name string, cmd *exec.Cmd) *watchProc {
+	c.t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -660,6 +672,32 @@ func (c *cluster) declare(node string) {
 func (c *cluster) streamsFrom(ctx context.Context, t *testing.T, node, upstream string, d time.Duration) {
 	t.Helper()
 	eventually(t, d, func() error { return c.streaming(ctx, node, upstream) })
+}
+
+// streamingPrimary is the one node that takes writes, every other node
+// streaming from it: the cluster side of the scenarios' "settled" (each
+// adds what its store should record).
+func (c *cluster) streamingPrimary(ctx context.Context) (string, error) {
+	p := ""
+	for _, n := range c.names {
+		if c.writable(ctx, n) {
+			if p != "" {
+				return "", fmt.Errorf("%s and %s both writable", p, n)
+			}
+			p = n
+		}
+	}
+	if p == "" {
+		return "", fmt.Errorf("no writable primary")
+	}
+	for _, n := range c.names {
+		if n != p {
+			if err := c.streaming(ctx, n, p); err != nil {
+				return "", err
+			}
+		}
+	}
+	return p, nil
 }
 
 // streaming says why node's WAL receiver does not stream from upstream

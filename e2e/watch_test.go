@@ -29,8 +29,16 @@ func TestLocalWatch(t *testing.T) {
 	watchScenario(t, "local")
 }
 
+// TestDockerWatch and TestDockerWatchLoad do not run in parallel with
+// the other scenarios: what they time is pgha's detection and failover,
+// and beside another test's containers on two cores Docker observations
+// timed out ("db2: does not answer" when the failover was planned, a
+// SIGKILLed apply converged after 28.6 s, db1 unreachable under pgbench:
+// make test at df9bb0d, with e2e already run after the other packages).
+// TestDockerHAProxy and TestDockerSync, made non-parallel for the same
+// reason, passed in that run. Go runs the non-parallel tests first, one
+// at a time; e2e takes about five minutes longer.
 func TestDockerWatch(t *testing.T) {
-	t.Parallel()
 	watchScenario(t, "docker")
 }
 
@@ -40,7 +48,6 @@ func TestLocalWatchLoad(t *testing.T) {
 }
 
 func TestDockerWatchLoad(t *testing.T) {
-	t.Parallel()
 	watchLoad(t, "docker")
 }
 
@@ -119,24 +126,9 @@ func watchScenario(t *testing.T, rt string) {
 		c := c.with(t)
 		var p string
 		eventually(t, 90*time.Second, func() error {
-			p = ""
-			for _, n := range c.names {
-				if c.writable(ctx, n) {
-					if p != "" {
-						return fmt.Errorf("%s and %s both writable", p, n)
-					}
-					p = n
-				}
-			}
-			if p == "" {
-				return fmt.Errorf("no writable primary")
-			}
-			for _, n := range c.names {
-				if n != p {
-					if err := c.streaming(ctx, n, p); err != nil {
-						return err
-					}
-				}
+			var err error
+			if p, err = c.streamingPrimary(ctx); err != nil {
+				return err
 			}
 			if r := c.pgha("plan", "-detailed-exitcode"); r.code != 0 {
 				return fmt.Errorf("not converged:\n%s", r.stdout)

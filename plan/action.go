@@ -9,6 +9,8 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/pgha/pgha/state"
 )
 
 // Change is what an action does to its target, shown with Terraform's symbols.
@@ -66,6 +68,7 @@ const (
 	BackupTake     Kind = "backup.take"     // take the backup the schedule says is due
 	BackupExpire   Kind = "backup.expire"   // delete a chain retention lets go, keep its manifests as tombstones
 	BackupRecord   Kind = "backup.record"   // copy a backup's manifest into the catalog that missed it
+	BackupDrill    Kind = "backup.drill"    // restore the newest chain and the WAL archive into a scratch instance, amcheck it
 
 	CertificateIssue   Kind = "certificate.issue"   // create the cluster CA, or issue (renew) a certificate in the store
 	CertificateInstall Kind = "certificate.install" // copy a node's certificate, key and the CA to it, reload
@@ -74,7 +77,7 @@ const (
 // Kinds lists every action kind, in documentation order.
 var Kinds = []Kind{CatalogStart, CatalogRestart, NodeCreate, PrimaryInit, NodeStart, NodeStop, NodeRestart, NodeReplace, NodeDestroy, DataRemove, NodeRemove,
 	RoleEnsure, SlotCreate, SlotDrop, StandbyClone, StandbyFollow, StandbyRejoin, Switchover, Failover, NodeFence, SettingsUpdate, CatalogRecord, CatalogDestroy, BackupTake, BackupExpire, BackupRecord,
-	CertificateIssue, CertificateInstall}
+	BackupDrill, CertificateIssue, CertificateInstall}
 
 // Action is one step of a plan. It is data: apply looks at Kind and the
 // attributes, nothing else.
@@ -139,6 +142,10 @@ type Params struct {
 	BackupType string `json:"backup_type,omitempty"`
 	// Backups (backup.expire): the IDs of the chain's backups to delete.
 	Backups []string `json:"backups,omitempty"`
+	// WALBefore (backup.expire): the continuous archive's segments that
+	// end at or before this LSN go too; the executor deletes no segment a
+	// full still kept in the repository needs, whatever the plan said.
+	WALBefore string `json:"wal_before,omitempty"`
 	// DataDir and Port (node.remove): where the undeclared node runs.
 	// DeleteData: delete its data (-delete-removed) instead of setting it
 	// aside; Aside: the directory beside DataDir it is moved to (local).
@@ -168,6 +175,16 @@ type Params struct {
 	// way any more). Otherwise the intent is kept, since the switchover
 	// it names may still have to be finished.
 	ClearIntent bool `json:"clear_intent,omitempty"`
+	// SyncNames (settings.update[synchronous_standby_names]): the value
+	// the primary's synchronous_standby_names is set to ("" relaxes it).
+	SyncNames *string `json:"sync_names,omitempty"`
+	// Sync, SyncClear and SyncWait (catalog.record[synchronous]): the
+	// synchronous set to record (SyncClear: none, the field goes), only
+	// once the primary's commits wait for Count of its standbys when
+	// SyncWait. Generation and Primary fence it like any record.
+	Sync      *state.SyncRecord `json:"sync,omitempty"`
+	SyncClear bool              `json:"sync_clear,omitempty"`
+	SyncWait  bool              `json:"sync_wait,omitempty"`
 }
 
 // IsZero tells encoding/json's omitzero to leave out params that would be
@@ -223,6 +240,9 @@ type Plan struct {
 	Facts       map[string]string `json:"facts"`
 	Actions     []Action          `json:"actions"`
 	Diagnostics []Diagnostic      `json:"diagnostics"`
+	// Archive is the continuous WAL archive's position and lag; nil
+	// without an archive.
+	Archive *ArchiveView `json:"archive,omitempty"`
 }
 
 // Summary counts actions the way Terraform does: a replace is one add and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
@@ -25,14 +26,19 @@ func (b *builder) backups() {
 		return
 	}
 	if b.s.BackupsError != "" {
+		hint := "check its permissions and the disk"
+		if bk.IsS3() {
+			hint = "check the s3 block's endpoint and keys, and that the bucket exists"
+		}
 		b.diag(Warning, "", "the backup repository cannot be read: "+b.s.BackupsError,
-			fmt.Sprintf("pgha plans no backup until %s reads back; check its permissions and the disk.", bk.Repository))
+			fmt.Sprintf("pgha plans no backup until %s reads back; %s.", bk.Repository, hint))
 		return
 	}
 	b.catalogBackups()
 	now := b.s.ObservedAt
 	primary := b.node(b.target)
 	running := b.primaryUp == "" && primary.Role() == state.RolePrimary
+	b.walArchive(primary, running)
 	if !running && b.primaryUp == "" {
 		return // no primary to back up; the plan's diagnostics say why
 	}
@@ -79,7 +85,9 @@ func (b *builder) backups() {
 		a.DependsOn = deps(b.primaryUp, b.slotIDs[config.BackupSlot])
 		take = b.add(a)
 	}
-	for _, ch := range policy.Expired(b.s.Backups, policy.Retention{Days: bk.Retention.Days, Fulls: bk.Retention.Fulls}, now) {
+	expired := policy.Expired(b.s.Backups, policy.Retention{Days: bk.Retention.Days, Fulls: bk.Retention.Fulls}, now)
+	walBefore, walNote := b.archiveExpiry(expired)
+	for i, ch := range expired {
 		a := newAction(BackupExpire, Delete, "", ch.Full.ID, ch.Reason)
 		var ids []string
 		var stored int64
@@ -89,9 +97,56 @@ func (b *builder) backups() {
 		}
 		a.Before = map[string]string{"backups": strings.Join(ids, ","), "count": strconv.Itoa(len(ids)), "stored": bytesize.Format(stored)}
 		a.Params = Params{Backups: ids}
+		if i == len(expired)-1 && walBefore != "" {
+			// The newest chain expiring takes the archive's WAL before the
+			// oldest chain kept with it: the older chains' WAL is before too.
+			a.Before["wal"], a.Before["wal_before"] = walNote, walBefore
+			a.Params.WALBefore = walBefore
+		}
 		a.DependsOn = deps(take) // the newer backup first: a failed one must not cost an older chain
 		b.add(a)
 	}
+	b.drills(now, take)
+}
+
+// drills plans the restore drill the schedule says is due, and warns of
+// a failed last drill, or of none where the schedule asks for them. The
+// catalog's records carry the drills (the manifests hold no verifies).
+func (b *builder) drills(now time.Time, take string) {
+	spec := b.c.Backup.Schedule.Drill
+	if spec == "" || b.c.Backup.Method == "logical" || !b.s.Catalog.Reachable {
+		return
+	}
+	last := policy.LastDrill(b.s.Catalog.Backups)
+	if last != nil {
+		if passed, _ := last.Verified(); !passed {
+			b.diag(Warning, "", fmt.Sprintf("the last restore drill failed (%s, backup %s): %s", last.VerifiedAt.UTC().Format("2006-01-02 15:04Z"), last.ID,
+				strings.TrimPrefix(last.Verify, "failed: ")),
+				"A drill restores the newest chain and the WAL archive into a scratch instance and runs amcheck: until one passes, no restore is known to work. `pgha backup drill` runs one now; `pgha backup list` shows the result.")
+		}
+	}
+	var lastAt time.Time
+	if last != nil {
+		lastAt = last.VerifiedAt
+	}
+	since, due, err := policy.DrillDue(spec, lastAt, now)
+	if err != nil {
+		b.diag(Warning, "", err.Error(), "Fix the drill schedule in cluster.hcl.")
+		return
+	}
+	if !due {
+		return
+	}
+	if last == nil && policy.Head(b.s.Backups) != nil {
+		b.diag(Warning, "", "no restore drill has run", fmt.Sprintf("The schedule asks for one (%q): `pgha watch` or apply runs it, `pgha backup drill` now.", spec))
+	}
+	if policy.Head(b.s.Backups) == nil && take == "" {
+		return // nothing to drill yet
+	}
+	a := newAction(BackupDrill, Create, "", "newest", policy.DrillReason(since, last))
+	a.After = map[string]string{"schedule": spec, "due_since": since.Format("Mon 2006-01-02 15:04 MST")}
+	a.DependsOn = deps(take) // the newest backup is the one to drill
+	b.add(a)
 }
 
 // chainBreak says why the newest chain cannot continue on primary p (""

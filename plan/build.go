@@ -22,6 +22,10 @@ import (
 // diagnostics, never actions.
 func Build(c *config.Cluster, s *state.Cluster) *Plan { return BuildWith(c, s, Options{}) }
 
+// RuntimeUnobserved is the summary of the critical finding of a plan
+// made while the runtime could not be observed; apply fails on it.
+const RuntimeUnobserved = "the runtime cannot be observed"
+
 // Options steer Build.
 type Options struct {
 	// NoSwitchover keeps the current primary when it is not the declared
@@ -37,6 +41,13 @@ type Options struct {
 // BuildWith is Build with options.
 func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 	b := &builder{c: c, s: s, p: newPlan(c, s, "apply"), target: c.Primary, deleteRemoved: o.DeleteRemoved}
+	if s.RuntimeError != "" {
+		// Containers and volumes that could not be listed are unknown,
+		// not missing: planning node.create for them would recreate
+		// what may be running, or fail half-way on the same error.
+		b.diag(Critical, "", RuntimeUnobserved, s.RuntimeError+"\nNothing is planned until it answers: whether the nodes' containers and data exist is unknown.")
+		return b.p
+	}
 	if s.Network != nil && !s.Network.Exists && anyContainer(s) {
 		b.diag(Warning, "", fmt.Sprintf("docker network %s is missing", s.Network.Name),
 			"apply recreates it, and recreates the containers that were attached to it; their data stays on their volumes.")
@@ -81,8 +92,28 @@ func BuildWith(c *config.Cluster, s *state.Cluster, o Options) *Plan {
 		b.backups()
 	}
 	b.asides()
+	b.agents()
 	b.record()
+	b.synchronous()
 	return b.p
+}
+
+// agents warns of each declared node whose agent holds no member lease
+// (agent block): its primary would not stop itself when cut off, and a
+// watcher that cannot fence it through its runtime would promote another
+// node as soon as it is lost.
+func (b *builder) agents() {
+	if b.c.Agent == nil || b.s.Catalog.Members == nil {
+		return
+	}
+	for _, cn := range b.c.Nodes {
+		if _, ok := b.s.Catalog.Members[cn.Name]; ok {
+			continue
+		}
+		b.diag(Warning, cn.Name, fmt.Sprintf("no agent holds the member lease of %s", cn.Name),
+			fmt.Sprintf("The cluster declares agents (agent { self_fence = %q }), but none on %s's host reaches the catalog: `pgha agent -node %s` is not running there, or that host is cut off (its primary, if any, stops itself within self_fence).",
+				b.c.Agent.SelfFence, cn.Name, cn.Name))
+	}
 }
 
 func newPlan(c *config.Cluster, s *state.Cluster, op string) *Plan {
@@ -174,6 +205,7 @@ func deps(ids ...string) []string {
 }
 
 func (b *builder) catalog() {
+	b.authority()
 	cat := b.c.Catalog
 	if cat == nil {
 		return
@@ -195,6 +227,26 @@ func (b *builder) catalog() {
 	b.diag(Warning, "", fmt.Sprintf("the Redis catalog at %s is unreachable", cat.Address),
 		fmt.Sprintf("%s. apply takes its lock in the catalog and cannot run until Redis answers; start it or fix catalog \"redis\" in %s.",
 			strings.TrimSuffix(b.s.Catalog.Error, "."), b.c.File))
+}
+
+// authority: an etcd authority without a majority holds up every
+// mutation (the lock is there); one with a member down still serves, one
+// more member down and it does not: both are said.
+func (b *builder) authority() {
+	a, sa := b.c.Authority, b.s.Authority
+	if a == nil || sa == nil {
+		return
+	}
+	eps := strings.Join(a.Endpoints, ", ")
+	switch {
+	case !sa.Reachable:
+		b.diag(Warning, "", fmt.Sprintf("the etcd authority (%d of %d members answering) has no majority", sa.Answering, len(a.Endpoints)),
+			fmt.Sprintf("%s. apply takes its lock there and cannot run, and a watcher acts on nothing, until a majority of %s answers.",
+				strings.TrimSuffix(sa.Error, "."), eps))
+	case sa.Answering < len(a.Endpoints):
+		b.diag(Warning, "", fmt.Sprintf("the etcd authority has %d of %d members answering", sa.Answering, len(a.Endpoints)),
+			fmt.Sprintf("It serves while a majority answers; bring the others back (%s) before another one fails.", eps))
+	}
 }
 
 // catalogAuth: a catalog that takes commands without a password lets
@@ -488,7 +540,7 @@ func (b *builder) switchover() bool {
 		a.Before["generation"] = strconv.FormatInt(rec.Generation, 10)
 		a.After["generation"] = a.Before["generation"]
 	}
-	if b.c.Catalog != nil && !b.resumed {
+	if b.c.HasAuthority() && !b.resumed {
 		a.After["steps"] = fmt.Sprintf("record the switchover's intent in the catalog; %s", a.After["steps"])
 	}
 	if b.resumed {
@@ -722,6 +774,19 @@ func (b *builder) slots() {
 			a.Params = Params{Slot: config.BackupSlot}
 			a.DependsOn = deps(b.primaryUp)
 			b.slotIDs[config.BackupSlot] = b.add(a)
+		}
+	}
+	// The archive slot holds the WAL the continuous archive has not
+	// stored yet; the receiver streams through it.
+	if b.c.Backup != nil && b.c.Backup.Archive != nil {
+		declared[config.ArchiveSlot] = "archive"
+		if n.ServerVersion != 0 && n.Slot(config.ArchiveSlot) == nil {
+			a := newAction(SlotCreate, Create, b.target, b.target+"/"+config.ArchiveSlot,
+				fmt.Sprintf("the continuous WAL archive streams through slot %s on primary %s, which keeps the WAL it has not stored yet", config.ArchiveSlot, b.target))
+			a.After = map[string]string{"slot": config.ArchiveSlot, "type": "physical", "for": "archive"}
+			a.Params = Params{Slot: config.ArchiveSlot}
+			a.DependsOn = deps(b.primaryUp)
+			b.slotIDs[config.ArchiveSlot] = b.add(a)
 		}
 	}
 	for _, cn := range b.c.Nodes {
@@ -1062,10 +1127,10 @@ func (b *builder) settings(cn *config.Node, n *state.Node) {
 // the primary (a change is a new generation), the nodes, and the former
 // primaries still to be rejoined.
 func (b *builder) record() {
-	if b.c.Catalog == nil || b.undecided {
+	if !b.c.HasAuthority() || b.undecided {
 		return
 	}
-	if !b.s.Catalog.Reachable && !b.c.Catalog.Managed {
+	if !recordReachable(b.c, b.s) && (b.c.Authority != nil || !b.c.Catalog.Managed) {
 		return
 	}
 	var names []string
@@ -1112,7 +1177,7 @@ func (b *builder) record() {
 	change := Create
 	var before map[string]string
 	reason := "the catalog holds no record of this cluster"
-	if !b.s.Catalog.Reachable {
+	if !recordReachable(b.c, b.s) {
 		reason = "the catalog is not running; the cluster is recorded (or its record checked) once it is"
 	}
 	event := "record"
@@ -1170,4 +1235,13 @@ func anyContainer(s *state.Cluster) bool {
 		}
 	}
 	return false
+}
+
+// recordReachable: the store that holds the cluster record answered (the
+// etcd authority when declared, else the catalog).
+func recordReachable(c *config.Cluster, s *state.Cluster) bool {
+	if c.Authority != nil {
+		return s.Authority != nil && s.Authority.Reachable
+	}
+	return s.Catalog.Reachable
 }

@@ -118,12 +118,24 @@ func BuildDestroy(c *config.Cluster, s *state.Cluster, o DestroyOptions) (*Plan,
 			}
 			a.DependsOn = all
 			p.Actions = append(p.Actions, a)
-		} else if s.Catalog.Record != nil {
+		} else if s.Catalog.Record != nil && c.Authority == nil {
 			a := newAction(CatalogRecord, Delete, "", "cluster", "remove the cluster's record and history from the catalog")
 			a.Before = map[string]string{"primary": s.Catalog.Record.Primary}
 			a.DependsOn = all
 			p.Actions = append(p.Actions, a)
 		}
+	}
+	// With authority "etcd" the record is etcd's: removed there (the
+	// lock and the leases go with their holders' leases).
+	if c.Authority != nil && s.Authority != nil && s.Authority.Reachable && s.Catalog.Record != nil {
+		var all []string
+		for _, a := range p.Actions {
+			all = append(all, a.ID)
+		}
+		a := newAction(CatalogRecord, Delete, "", "cluster", "remove the cluster's record from the etcd authority")
+		a.Before = map[string]string{"primary": s.Catalog.Record.Primary}
+		a.DependsOn = all
+		p.Actions = append(p.Actions, a)
 	}
 	return p, nil
 }

@@ -37,6 +37,9 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 		}
 		sort.Strings(slots)
 		f[k+"slots"] = strings.Join(slots, ",")
+		if st, ok := n.Settings[SyncSetting]; ok && (c.Replication.Synchronous != nil || st.Value != "") {
+			f[k+"settings."+SyncSetting] = st.Value
+		}
 		for name := range DesiredSettings(c, cn, c.Primary) {
 			if st, ok := n.Settings[name]; ok {
 				f[k+"settings."+name] = st.Value + st.Unit
@@ -53,8 +56,13 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 			f["undeclared."+n.Name+".running"] = strconv.FormatBool(n.Running)
 		}
 	}
-	if c.Catalog != nil {
-		if !c.Catalog.Managed {
+	if c.Authority != nil {
+		// The record is etcd's: whether it answers decides what the
+		// plan could record.
+		f["authority.reachable"] = strconv.FormatBool(recordReachable(c, s))
+	}
+	if c.HasAuthority() {
+		if c.Authority == nil && !c.Catalog.Managed {
 			// A managed catalog is started before the lock is taken, so its
 			// reachability is not something a saved plan can depend on.
 			f["catalog.reachable"] = strconv.FormatBool(s.Catalog.Reachable)
@@ -64,6 +72,11 @@ func Facts(c *config.Cluster, s *state.Cluster) map[string]string {
 			f["catalog.record.generation"] = strconv.FormatInt(r.Generation, 10)
 			if r.Switching() {
 				f["catalog.record.switching_to"] = r.SwitchingTo
+			}
+			if sy := r.Sync; sy != nil {
+				// The synchronous set decides which standby a failover
+				// may promote, and whether a relax or restore is due.
+				f["catalog.record.sync"] = fmt.Sprintf("%s %d %s relaxed=%t", sy.Mode, sy.Count, strings.Join(sy.Standbys, ","), sy.Relaxed)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +102,10 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 			cands[i].Why = fmt.Sprintf("received %s, %s behind %s (%s)", cands[i].Received, bytesize.Format(cands[i].Behind), ref, refFrom)
 		}
 	}
+	syncWhy, err := restrictToSynchronous(c, s, old, cands, o)
+	if err != nil {
+		return nil, err
+	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		if cands[i].Eligible != cands[j].Eligible {
 			return cands[i].Eligible
@@ -145,7 +150,11 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	if rec := s.Catalog.Record; rec != nil {
 		gen, generation = strconv.FormatInt(rec.Generation, 10), rec.Generation
 	}
-	a := newAction(Failover, Update, chosen.Node, chosen.Node, fmt.Sprintf("promote %s: the most advanced standby within maximum_lag (%s)", chosen.Node, chosen.Why))
+	what := "the most advanced standby within maximum_lag"
+	if syncWhy != "" {
+		what = syncWhy
+	}
+	a := newAction(Failover, Update, chosen.Node, chosen.Node, fmt.Sprintf("promote %s: %s (%s)", chosen.Node, what, chosen.Why))
 	a.Before = map[string]string{"primary": old, "generation": gen}
 	a.After = map[string]string{"primary": chosen.Node, "at_risk": bytesize.Format(chosen.Behind) + " (WAL " + old + " may have written that " + chosen.Node + " never received is lost)"}
 	if len(others) > 0 {
@@ -194,6 +203,63 @@ func BuildFailover(c *config.Cluster, s *state.Cluster, o FailoverOptions) (*Pla
 	}
 	recordAfterPromotion(b.p, b.primaryUp)
 	return b.p, nil
+}
+
+// restrictToSynchronous keeps, under replication { synchronous }, only
+// the standbys the catalog records as synchronous with the lost primary
+// eligible, and refuses when it cannot be sure that one of those that
+// answer holds every acknowledged commit: under ANY n (or FIRST n) of k
+// standbys, each acknowledged commit is on n of them, so k-n+1 of them
+// must answer, and the most advanced of those is promoted. It returns
+// what the promotion's reason says of it. -force promotes the most
+// advanced standby whatever the record says, as it does past
+// maximum_lag.
+func restrictToSynchronous(c *config.Cluster, s *state.Cluster, old string, cands []Candidate, o FailoverOptions) (string, error) {
+	if c.Replication.Synchronous == nil {
+		return "", nil
+	}
+	var set *state.SyncRecord
+	if rec := s.Catalog.Record; rec != nil {
+		set = rec.Sync
+	}
+	if !set.Confirmed() {
+		why := fmt.Sprintf("the catalog records no standby confirmed synchronous with %s (none was seen synchronous since it became primary)", old)
+		if set != nil && set.Relaxed {
+			why = fmt.Sprintf("%s was relaxed to asynchronous at %s (%s)", old, stamp(set.Since), set.Reason)
+		}
+		if o.Force {
+			return "-force: the most advanced standby, although " + why, nil
+		}
+		return "", &FailoverError{Reason: "refused: replication is synchronous, but " + why +
+			": no standby is known to hold every acknowledged commit; pass -force to promote the most advanced one anyway", Candidates: cands}
+	}
+	names := syncNamesOf(set.Mode, set.Count, set.Standbys)
+	if o.Force {
+		return fmt.Sprintf("-force: the most advanced standby, whatever the synchronous set of %s (%s)", old, names), nil
+	}
+	var answering []string
+	for i := range cands {
+		cd := &cands[i]
+		switch {
+		case !slices.Contains(set.Standbys, cd.Node):
+			if cd.Eligible {
+				cd.Why = fmt.Sprintf("was not synchronous with %s (recorded set %s)", old, names)
+			}
+			cd.Eligible = false
+		case cd.Eligible:
+			answering = append(answering, cd.Node)
+		}
+	}
+	need := len(set.Standbys) - set.Count + 1
+	if len(answering) < need {
+		got := "none of them answers"
+		if len(answering) > 0 {
+			got = "only " + strings.Join(answering, ", ") + " answer(s)"
+		}
+		return "", &FailoverError{Reason: fmt.Sprintf("refused: the synchronous set of %s was %s, and %s as a standby: an acknowledged commit may be on the others alone, so %d of them must answer to be sure the one promoted holds every acknowledged commit; pass -force to promote anyway",
+			old, names, got, need), Candidates: cands}
+	}
+	return fmt.Sprintf("the most advanced of the synchronous set of %s (%s; %s answer)", old, names, strings.Join(answering, ", ")), nil
 }
 
 // recordAfterPromotion moves a failover's catalog record to right after

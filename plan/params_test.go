@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgha/pgha/internal/bytesize"
+	"github.com/pgha/pgha/state"
 )
 
 // shownParams is what apply read from Before and After before actions
@@ -32,6 +33,10 @@ func shownParams(a Action) Params {
 		p.Method = a.After["method"]
 	case SettingsUpdate:
 		p.Restart = a.After["apply_by"] == "restart"
+		if a.Target == SyncSetting {
+			v := strings.Trim(a.After[SyncSetting], "'")
+			p.SyncNames = &v
+		}
 	case Switchover:
 		p.From, p.Resume = a.Before["primary"], a.Before["running"] == "false"
 		p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
@@ -40,6 +45,7 @@ func shownParams(a Action) Params {
 		p.BackupType = a.After["type"]
 	case BackupExpire:
 		p.Backups = split(a.Before["backups"])
+		p.WALBefore = a.Before["wal_before"]
 	case NodeRemove:
 		p.Port, _ = strconv.Atoi(a.Before["port"])
 		p.DataDir = a.Before["data_dir"]
@@ -49,6 +55,16 @@ func shownParams(a Action) Params {
 		p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
 		p.Force = a.After["force"] == "true"
 	case CatalogRecord:
+		if a.Target == "synchronous" {
+			p.Primary = a.Node
+			p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
+			p.SyncWait = a.After["when"] != ""
+			p.SyncClear = a.After["synchronous_set"] == "(none)"
+			if !p.SyncClear {
+				p.Sync = shownSync(a.After["synchronous_set"], a.After["relaxed"])
+			}
+			break
+		}
 		if a.Change != Delete {
 			p.Primary, p.Nodes, p.Rejoin, p.Event = a.After["primary"], split(a.After["nodes"]), split(a.After["rejoin"]), a.After["event"]
 			p.Generation, _ = strconv.ParseInt(a.Before["generation"], 10, 64)
@@ -57,6 +73,26 @@ func shownParams(a Action) Params {
 		}
 	}
 	return p
+}
+
+// shownSync reads a synchronous set back from its display: "ANY 1 (db2,
+// db3)", "relaxed to asynchronous" (with the reason shown apart) or
+// "(none confirmed)".
+func shownSync(set, relaxed string) *state.SyncRecord {
+	r := &state.SyncRecord{Mode: "quorum"}
+	switch {
+	case relaxed != "":
+		r.Relaxed, r.Reason = true, relaxed
+	case strings.HasPrefix(set, "ANY ") || strings.HasPrefix(set, "FIRST "):
+		if strings.HasPrefix(set, "FIRST ") {
+			r.Mode = "priority"
+		}
+		_, rest, _ := strings.Cut(set, " ")
+		n, list, _ := strings.Cut(rest, " ")
+		r.Count, _ = strconv.Atoi(n)
+		r.Standbys = strings.Split(strings.Trim(list, "()"), ", ")
+	}
+	return r
 }
 
 // TestParamsMatchDisplay: for every action of every plan the tests build

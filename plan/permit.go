@@ -105,6 +105,15 @@ func PermitIn(c *config.Cluster, a Action, s Situation) (bool, string) {
 	if a.DataLoss {
 		return false, "it can lose data: only pgha apply runs it"
 	}
+	if a.Params.SyncNames != nil || (a.Kind == CatalogRecord && a.Target == "synchronous") {
+		// The synchronous set and its relaxing are the file's policy
+		// (replication { synchronous }), which the watcher is there to
+		// keep: a relax held for a person would hold every write.
+		if s.Edited && w.Config != "apply" {
+			return false, `cluster.hcl changed and watch.config = "plan": run pgha apply`
+		}
+		return true, "replication { synchronous } is kept by the watcher"
+	}
 	if healing(a.Kind) {
 		switch {
 		case !w.Heal:
@@ -125,7 +134,7 @@ func PermitIn(c *config.Cluster, a Action, s Situation) (bool, string) {
 func healing(k Kind) bool {
 	switch k {
 	case NodeStart, NodeCreate, NodeReplace, StandbyClone, StandbyFollow, SlotCreate,
-		CatalogStart, CatalogRecord, BackupTake, BackupExpire, BackupRecord,
+		CatalogStart, CatalogRecord, BackupTake, BackupExpire, BackupRecord, BackupDrill,
 		CertificateIssue, CertificateInstall:
 		return true
 	}
@@ -158,7 +167,7 @@ func Filter(c *config.Cluster, p *Plan, s Situation) (*Plan, []Held) {
 	var hs []Held
 	for _, a := range p.Actions {
 		ok, why := PermitIn(c, a, s)
-		if ok && a.Kind == CatalogRecord && !roleHeld {
+		if ok && a.Kind == CatalogRecord && a.Target != "synchronous" && !roleHeld {
 			a = recordWithout(a, held, mustRejoin)
 		} else if ok {
 			for _, d := range a.DependsOn {

@@ -445,3 +445,33 @@ func bk(id, typ, parent string, at time.Time) state.Backup {
 	return state.Backup{ID: id, Cluster: "demo", Type: typ, Parent: parent, Root: root, Started: at, Finished: at.Add(time.Minute),
 		Status: "complete", Timeline: 1, StoredBytes: 10 << 20, DatabaseBytes: 40 << 20, Checksum: "sha256:" + id, StopLSN: "0/3000100"}
 }
+
+// TestDestroyEtcdAuthority: with authority "etcd" and no Redis, destroy
+// removes the record from etcd, and only when etcd answers.
+func TestDestroyEtcdAuthority(t *testing.T) {
+	c := testCluster()
+	s := converged(c)
+	s.Catalog = state.Catalog{}
+	c.Catalog = nil
+	c.Authority = &config.Authority{Kind: "etcd", Endpoints: []string{"http://127.0.0.1:2379"}}
+	s.Catalog.Record = &state.ClusterRecord{Name: c.Name, Primary: "db1", Generation: 4}
+	s.Authority = &state.Authority{Kind: "etcd", Endpoints: c.Authority.Endpoints, Answering: 3, Reachable: true}
+	p, err := BuildDestroy(c, s, DestroyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := p.Actions[len(p.Actions)-1]
+	if last.ID != "catalog.record[cluster]" || last.Change != Delete || !strings.Contains(last.Reason, "etcd") {
+		t.Fatalf("last action %s %s: %s", last.ID, last.Change, last.Reason)
+	}
+	checkDependencies(t, p)
+	s.Authority.Reachable = false
+	if p, err = BuildDestroy(c, s, DestroyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range p.Actions {
+		if a.Kind == CatalogRecord {
+			t.Fatalf("a record removal planned while etcd has no majority: %s", a.ID)
+		}
+	}
+}

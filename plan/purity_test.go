@@ -23,6 +23,7 @@ const module = "github.com/pgha/pgha"
 // config/clusterfile, which reads cluster.hcl, sits outside config).
 var purePackages = []string{
 	module + "/backup/policy",
+	module + "/backup/walarchive",
 	module + "/config",
 	module + "/internal/bytesize",
 	module + "/internal/pgconf",

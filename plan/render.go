@@ -23,6 +23,9 @@ func Text(w io.Writer, p *Plan) {
 		}
 		fmt.Fprintln(w)
 	}
+	if p.Archive != nil {
+		fmt.Fprintf(w, "%s\n\n", p.Archive)
+	}
 	if p.Empty() {
 		fmt.Fprintln(w, p.SummaryLine())
 		return

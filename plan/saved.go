@@ -143,6 +143,15 @@ func (a *Action) missingParam() string {
 			return "backups"
 		}
 	case CatalogRecord:
+		if a.Target == "synchronous" {
+			switch {
+			case p.Primary == "":
+				return "primary"
+			case p.Sync == nil && !p.SyncClear:
+				return "sync"
+			}
+			return ""
+		}
 		if a.Change != Delete && p.Primary == "" {
 			return "primary"
 		}

@@ -107,6 +107,11 @@ func (b *builder) certificates() {
 		}
 		var reason string
 		switch {
+		case issued == "" && obs.TLSFilesError != "":
+			// Unknown is not absent: a read that failed (a Docker exec
+			// timing out under load) says nothing of what is installed.
+			// The next observation decides; nothing is planned on it.
+			continue
 		case issued != "":
 			reason = fmt.Sprintf("%s runs; install its new certificate and reload", name)
 		case obs.TLSCert == "":

@@ -152,6 +152,9 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		}
 		return e.Runtime.DestroyCatalog(ctx, a.Params.KeepVolume)
 	case plan.CatalogRecord:
+		if a.Target == "synchronous" {
+			return e.recordSync(ctx, a)
+		}
 		return e.record(ctx, a)
 	case plan.NodeCreate:
 		return e.Runtime.CreateNode(ctx, n)
@@ -229,7 +232,7 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 	case plan.StandbyRejoin:
 		return e.rejoin(ctx, n, c.Node(primary), a.Params.Method)
 	case plan.SettingsUpdate:
-		if err := e.configure(ctx, n, primary); err != nil {
+		if err := e.configureWith(ctx, n, primary, a.Params.SyncNames); err != nil {
 			return err
 		}
 		if a.Params.Restart {
@@ -258,9 +261,11 @@ func (e *Env) do(ctx context.Context, a plan.Action) error {
 		_, err := e.backup(ctx, a.Params.BackupType, w, func(d report.BackupDone) { fmt.Fprintln(w, d.Summary()) })
 		return err
 	case plan.BackupExpire:
-		return e.expire(ctx, a.Params.Backups)
+		return e.expire(ctx, a.Params.Backups, a.Params.WALBefore)
 	case plan.BackupRecord:
 		return e.recordBackup(ctx, a.Target)
+	case plan.BackupDrill:
+		return e.runDrill(ctx, e.indented())
 	case plan.CertificateIssue:
 		return e.issueAndUse(ctx, a)
 	case plan.CertificateInstall:
@@ -361,10 +366,16 @@ func (e *Env) reconnected(ctx context.Context, n *config.Node, primary string) e
 // configure writes the node's pgha.conf and pg_hba.conf from cluster.hcl,
 // for primary as the cluster's primary.
 func (e *Env) configure(ctx context.Context, n *config.Node, primary string) error {
+	return e.configureWith(ctx, n, primary, nil)
+}
+
+// configureWith is configure with the primary's synchronous_standby_names
+// set to *syncNames when not nil (see settingsFor).
+func (e *Env) configureWith(ctx context.Context, n *config.Node, primary string, syncNames *string) error {
 	if err := e.installTLS(ctx, n); err != nil {
 		return err
 	}
-	if err := e.writeConfig(ctx, n, plan.DesiredSettings(e.Cfg, n, primary)); err != nil {
+	if err := e.writeConfig(ctx, n, e.settingsFor(ctx, n, primary, syncNames)); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return nil
@@ -440,7 +451,7 @@ func (e *Env) configureAndStart(ctx context.Context, cs configStarter, n *config
 		}
 		tls = &NodeTLS{Cert: cert, Key: key, CA: ca}
 	}
-	settings := plan.DesiredSettings(e.Cfg, n, primary)
+	settings := e.settingsFor(ctx, n, primary, nil)
 	if settings["ssl"] != "on" {
 		// As writeConfig: from the start on, n answers in plain text.
 		if err := e.certStore().ForgetServing(n.Name); err != nil {
@@ -489,9 +500,32 @@ func (e *Env) waitStreaming(ctx context.Context, n *config.Node, primary string)
 func (e *Env) fence(ctx context.Context, n *config.Node) error {
 	_ = e.Runtime.Stop(ctx, n, "immediate") // a dead or unreachable server is already stopped
 	if err := e.Runtime.MarkFenced(ctx, n); err != nil {
+		if why := e.fencedByAgent(ctx, n.Name); why != "" {
+			fmt.Fprintf(e.indented(), "%s cannot be reached to mark it (%v); %s\n", n.Name, err, why)
+			return nil
+		}
 		return fmt.Errorf("fence %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// fencedByAgent says why n counts as fenced when its runtime cannot
+// reach it: the cluster declares agents and n's member lease is gone,
+// so its agent stopped its primary before the store let the lease go
+// (config.Agent). "" when that cannot be shown.
+func (e *Env) fencedByAgent(ctx context.Context, node string) string {
+	m := e.Members()
+	if e.Cfg.Agent == nil || m == nil {
+		return ""
+	}
+	held, err := m.Members(ctx)
+	if err != nil {
+		return ""
+	}
+	if _, ok := held[node]; ok {
+		return ""
+	}
+	return "its member lease is gone: its agent stopped it, or its host has been cut off from the authority for longer than self_fence " + e.Cfg.Agent.SelfFence.String()
 }
 
 // switchover hands the primary role from old to target without losing a
@@ -632,6 +666,7 @@ func (e *Env) promoteAt(ctx context.Context, old, target *config.Node, final sta
 		return fmt.Errorf("%w; %s is stopped and marked a standby, so no node takes writes until %s is promoted (it has replayed everything %s wrote); `pgha plan` says what comes next",
 			err, old.Name, target.Name, old.Name)
 	}
+	e.syncPromoted(pctx, target)
 	return nil
 }
 
@@ -715,7 +750,29 @@ func (e *Env) failover(ctx context.Context, a plan.Action, cand *config.Node) er
 	// Promotion replays everything the standby received before it ends
 	// recovery; a paused replay is resumed so that nothing is left behind.
 	_ = e.db().ResumeReplay(ctx, ep)
-	return e.db().Promote(ctx, ep)
+	if err := e.db().Promote(ctx, ep); err != nil {
+		return err
+	}
+	e.syncPromoted(ctx, cand)
+	return nil
+}
+
+// syncPromoted gives a promoted standby, under replication { synchronous
+// }, its primary configuration at once: synchronous_standby_names lists
+// the others, so that its commits wait for them from the start (strict),
+// rather than from the next plan. Best effort: the next plan writes it
+// if this fails.
+func (e *Env) syncPromoted(ctx context.Context, n *config.Node) {
+	if e.Cfg.Replication.Synchronous == nil {
+		return
+	}
+	if err := e.configure(ctx, n, n.Name); err != nil {
+		e.note("configure %s as primary after its promotion: %v (the next plan does)", n.Name, err)
+		return
+	}
+	if err := e.db().Reload(ctx, e.superuser(n)); err != nil {
+		e.note("reload %s after its promotion: %v (the next plan does)", n.Name, err)
+	}
 }
 
 // rejoin turns a former primary (or a diverged node) into a standby of
@@ -904,7 +961,7 @@ func (e *Env) trimSourceWAL(ctx context.Context, n, primary *config.Node, fc for
 	if fc.src == nil || fc.facts == "" {
 		return noop
 	}
-	desired := plan.DesiredSettings(e.Cfg, primary, primary.Name)
+	desired := e.settingsFor(ctx, primary, primary.Name, nil)
 	if _, own := e.Cfg.Postgres.Parameters["wal_keep_size"]; own {
 		return noop
 	}
@@ -1088,8 +1145,9 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 		}
 	}
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: want.Primary, Nodes: slices.Clone(want.Nodes),
-		Generation: gen, UpdatedAt: time.Now().UTC(), Event: want.Event}
+		Generation: gen, UpdatedAt: time.Now().UTC(), Event: want.Event, Sync: syncAfterRoleChange(cur)}
 	if cur != nil && cur.Primary == rec.Primary {
+		rec.Sync = cur.Sync   // the same primary: its synchronous set stands (catalog.record[synchronous] keeps it)
 		rec.Event = cur.Event // the same primary: the event that made it stands
 		if !want.ClearIntent {
 			// A switchover under way (or to be finished) keeps its

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/pitr"
 	"github.com/pgha/pgha/backup/policy"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/bytesize"
@@ -68,7 +69,7 @@ func (e *Env) backup(ctx context.Context, kind string, out io.Writer, done func(
 		return state.Backup{}, fmt.Errorf("no primary answers: pgha backs up a running cluster; `pgha plan` says why it is down")
 	}
 	pn := s.Node(primary.Name)
-	o := backup.Options{Repository: bk.Repository, Cluster: e.Cfg.Name, Node: primary.Name,
+	o := backup.Options{Repository: e.Repo(), Cluster: e.Cfg.Name, Node: primary.Name,
 		Compression: bk.Compression, Level: bk.Level, ServerVersion: pn.ServerVersion, SystemID: pn.SystemID, Now: e.Now}
 	admin := e.superuser(primary)
 	var b state.Backup
@@ -107,7 +108,7 @@ func (e *Env) backup(ctx context.Context, kind string, out io.Writer, done func(
 		o.Progress = progress(out, pn.DatabaseBytes)
 		b, err = backup.Full(ctx, o, streamer{e: e, n: src})
 	case kind == "incremental" || kind == "differential":
-		all, rerr := backup.Repository(bk.Repository, e.Cfg.Name)
+		all, rerr := backup.Repository(o.Repository, e.Cfg.Name)
 		if rerr != nil {
 			return b, rerr
 		}
@@ -301,7 +302,7 @@ func (e *Env) Backups(ctx context.Context) ([]state.Backup, string, error) {
 	if e.Cfg.Backup == nil {
 		return nil, "", fmt.Errorf("cluster.hcl declares no backup block")
 	}
-	list, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+	list, err := backup.Repository(e.Repo(), e.Cfg.Name)
 	return list, "repository", err
 }
 
@@ -358,7 +359,11 @@ func (e *Env) VerifyBackup(ctx context.Context, id string, restore bool, r Repor
 		return err // no such backup: nothing to record
 	}
 	err = e.verifyChain(ctx, id, chain, restore, say)
-	e.recordVerify(ctx, id, restore, err, say)
+	mode := state.VerifyRead
+	if restore {
+		mode = state.VerifyRestore
+	}
+	e.recordVerify(ctx, id, mode, 0, err, say)
 	return err
 }
 
@@ -373,7 +378,7 @@ const verifyReasonMax = 300
 // (Ctrl-C, the context ended) says nothing about the backup and is not
 // recorded; without a catalog there is nowhere to record it, which the
 // output says.
-func (e *Env) recordVerify(ctx context.Context, id string, restore bool, verr error, out io.Writer) {
+func (e *Env) recordVerify(ctx context.Context, id, mode string, took time.Duration, verr error, out io.Writer) {
 	if ctx.Err() != nil || errors.Is(verr, context.Canceled) || errors.Is(verr, context.DeadlineExceeded) {
 		return
 	}
@@ -381,10 +386,7 @@ func (e *Env) recordVerify(ctx context.Context, id string, restore bool, verr er
 		fmt.Fprintln(out, "No catalog is declared: the result is not recorded.")
 		return
 	}
-	result, mode := state.VerifyPassed, state.VerifyRead
-	if restore {
-		mode = state.VerifyRestore
-	}
+	result := state.VerifyPassed
 	if verr != nil {
 		reason, _, _ := strings.Cut(verr.Error(), "\n")
 		if r := []rune(reason); len(r) > verifyReasonMax {
@@ -394,7 +396,7 @@ func (e *Env) recordVerify(ctx context.Context, id string, restore bool, verr er
 	}
 	rctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 	defer cancel()
-	if _, err := e.Catalog.RecordVerify(rctx, id, e.now(), result, mode); err != nil {
+	if _, err := e.Catalog.RecordVerify(rctx, id, e.now(), result, mode, took); err != nil {
 		fmt.Fprintf(out, "Warning: the catalog could not record this verify (%v).\n", err)
 	}
 }
@@ -402,7 +404,7 @@ func (e *Env) recordVerify(ctx context.Context, id string, restore bool, verr er
 // verifyChain is VerifyBackup's check of chain, the backups restoring id
 // needs, full first.
 func (e *Env) verifyChain(ctx context.Context, id string, chain []state.Backup, restore bool, out io.Writer) error {
-	repo := e.Cfg.Backup.Repository
+	repo := e.Repo()
 	for _, b := range chain {
 		rc, err := backup.Open(repo, b)
 		if err != nil {
@@ -438,8 +440,10 @@ func (e *Env) verifyChain(ctx context.Context, id string, chain []state.Backup, 
 	return nil
 }
 
-// Restored is a backup restored and running on a free loopback port.
+// Restored is a backup restored and running on a free loopback port (on
+// a remote Docker engine, a port of the engine's host).
 type Restored struct {
+	Host string
 	Port int
 	Stop func() // stops it and removes every trace
 }
@@ -448,7 +452,8 @@ type Restored struct {
 // instance and start it; check runs pg_verifybackup on what was restored
 // before it starts.
 type scratchRuntime interface {
-	startScratch(ctx context.Context, repo string, chain []state.Backup, check bool, out io.Writer) (port int, stop func(), log func() string, err error)
+	// With wal, the archived WAL goes into pg_wal after the chain.
+	startScratch(ctx context.Context, repo backup.Store, chain []state.Backup, wal *archivedWAL, check bool, out io.Writer) (port int, stop func(), log func() string, err error)
 }
 
 // StartRestored restores chain into a scratch instance and starts it on
@@ -456,17 +461,30 @@ type scratchRuntime interface {
 // moment and the server takes writes, and checking it is the backed-up
 // system. The caller stops it.
 func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check bool, out io.Writer) (*Restored, error) {
+	return e.startRestored(ctx, chain, nil, 120*time.Second, check, out)
+}
+
+// startRestored is StartRestored with the archived WAL wal (nil: none)
+// replayed after the chain, waiting up to wait for recovery to end.
+func (e *Env) startRestored(ctx context.Context, chain []state.Backup, wal *archivedWAL, wait time.Duration, check bool, out io.Writer) (*Restored, error) {
 	sr, ok := e.Runtime.(scratchRuntime)
 	if !ok {
 		return nil, fmt.Errorf("this runtime cannot restore into a scratch instance")
 	}
 	last := chain[len(chain)-1]
-	port, stop, logf, err := sr.startScratch(ctx, e.Cfg.Backup.Repository, chain, check, out)
+	port, stop, logf, err := sr.startScratch(ctx, e.Repo(), chain, wal, check, out)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "restore "+last.ID+":") {
+			return nil, err // it says which backup already
+		}
 		return nil, fmt.Errorf("restore %s: %w", last.ID, err)
 	}
-	ep := postgres.Endpoint{Host: "127.0.0.1", Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
-	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	host := "127.0.0.1"
+	if h, ok := e.Runtime.(interface{ scratchHost() string }); ok {
+		host = h.scratchHost()
+	}
+	ep := postgres.Endpoint{Host: host, Port: port, User: e.Cfg.Postgres.Superuser, Password: e.Cfg.Postgres.Password.Reveal()}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	err = e.db().WaitWritable(wctx, ep)
 	if err == nil {
@@ -481,13 +499,13 @@ func (e *Env) StartRestored(ctx context.Context, chain []state.Backup, check boo
 		stop()
 		return nil, fmt.Errorf("restore %s: %w%s", last.ID, err, withLog([]byte(log)))
 	}
-	return &Restored{Port: port, Stop: stop}, nil
+	return &Restored{Host: host, Port: port, Stop: stop}, nil
 }
 
 // startScratch restores beside the nodes (where the PostgreSQL user can
 // reach it; the repository stays private to pgha) and starts the server
 // with pgha's settings for a loopback-only instance.
-func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []state.Backup, check bool, out io.Writer) (int, func(), func() string, error) {
+func (l *localRuntime) startScratch(ctx context.Context, repo backup.Store, chain []state.Backup, wal *archivedWAL, check bool, out io.Writer) (int, func(), func() string, error) {
 	none := func() string { return "" }
 	dir, err := os.MkdirTemp(l.c.Runtime.DataDir, ".restore-"+chain[len(chain)-1].ID+"-")
 	if err != nil {
@@ -516,7 +534,7 @@ func (l *localRuntime) startScratch(ctx context.Context, repo string, chain []st
 		}
 		return port, stop, logf, nil
 	}
-	recovery, err := restoreLocal(l, repo, chain, data, out)
+	recovery, err := restoreLocal(l, repo, chain, wal, data, out)
 	if err != nil {
 		return fail(err)
 	}
@@ -575,7 +593,7 @@ func withLog(log []byte) string {
 }
 
 // loadDump feeds a pg_dumpall script to psql against the server on port.
-func (l *localRuntime) loadDump(ctx context.Context, repo string, b state.Backup, port int, out io.Writer) error {
+func (l *localRuntime) loadDump(ctx context.Context, repo backup.Store, b state.Backup, port int, out io.Writer) error {
 	pf, done, err := l.superPassfile()
 	if err != nil {
 		return err
@@ -588,14 +606,17 @@ func (l *localRuntime) loadDump(ctx context.Context, repo string, b state.Backup
 	defer rc.Close()
 	script := backup.ForFreshCluster(io.TeeReader(rc, newMeter(out, 0)), l.c.Postgres.Superuser)
 	if err := l.rt.LoadSQL(ctx, local.SQLSource{Host: "127.0.0.1", Port: port, User: l.c.Postgres.Superuser, Passfile: pf}, script); err != nil {
-		return fmt.Errorf("load %s (backup %s): %w", filepath.Join(repo, filepath.FromSlash(b.Path)), b.ID, err)
+		return fmt.Errorf("load %s (backup %s): %w", backup.Where(repo, b.Path), b.ID, err)
 	}
 	return nil
 }
 
 // restoreLocal writes the chain into data on this host, hands it to the
 // PostgreSQL user, and returns the recovery settings it starts with.
-func restoreLocal(l *localRuntime, repo string, chain []state.Backup, data string, out io.Writer) (map[string]string, error) {
+//
+// With wal (a point-in-time restore), the archived WAL goes into pg_wal
+// after the chain and recovery stops at the target.
+func restoreLocal(l *localRuntime, repo backup.Store, chain []state.Backup, wal *archivedWAL, data string, out io.Writer) (map[string]string, error) {
 	var total int64
 	for _, b := range chain {
 		total += b.DatabaseBytes
@@ -605,6 +626,14 @@ func restoreLocal(l *localRuntime, repo string, chain []state.Backup, data strin
 	if err != nil {
 		return nil, err
 	}
+	if wal != nil {
+		start := time.Now()
+		if err := backup.RestoreArchiveWAL(wal.repo, wal.cluster, wal.choice, wal.segSize, wal.histories, data); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "Copied %d archived WAL segments into pg_wal in %s.\n", len(wal.choice.Segments), time.Since(start).Round(time.Millisecond))
+		recovery = wal.choice.Settings
+	}
 	if err := l.rt.Adopt(data); err != nil {
 		return nil, err
 	}
@@ -613,37 +642,53 @@ func restoreLocal(l *localRuntime, repo string, chain []state.Backup, data strin
 
 // Restore writes a backup's chain into dir, a new directory, ready to
 // start as a PostgreSQL data directory owned by the runtime's user. A WAL
-// chain starts in recovery and stops at the backup's restore point. It
-// refuses an existing non-empty directory: a restore never overwrites data.
-// Its lines go to r as Messages (nil: to nobody), and last the Outcome of
-// "restore".
-func (e *Env) Restore(ctx context.Context, id, dir string, r Reporter) (err error) {
+// chain starts in recovery and stops at the backup's restore point. With
+// a target instead of an ID (a point-in-time restore), the newest full
+// that ended before the target is restored with the archived WAL that
+// reaches it, and recovery stops there. It refuses an existing non-empty
+// directory: a restore never overwrites data. Its lines go to r as
+// Messages (nil: to nobody), and last the Outcome of "restore".
+func (e *Env) Restore(ctx context.Context, id string, t pitr.Target, dir string, r Reporter) (err error) {
 	r = reporter(r)
 	say := messages(r)
 	defer func() {
 		say.Flush()
 		r.Report(report.Outcome{Operation: "restore", Err: err})
 	}()
-	return e.restore(ctx, id, dir, say)
+	return e.restore(ctx, id, t, dir, say)
 }
 
-func (e *Env) restore(ctx context.Context, id, dir string, out io.Writer) error {
-	chain, err := e.chain(ctx, id)
-	if err != nil {
-		return err
+// restoreChain is what a restore writes: id's chain, or for a target the
+// full and archived WAL that reach it.
+func (e *Env) restoreChain(ctx context.Context, id string, t pitr.Target, out io.Writer) ([]state.Backup, *archivedWAL, error) {
+	if (id == "") == (t.Kind() == "") {
+		return nil, nil, fmt.Errorf("restore a backup by its ID or to a point in time (-to-time, -to-lsn, -to-restore-point), one of them")
 	}
+	if t.Kind() != "" {
+		return e.pointInTime(ctx, t, out)
+	}
+	chain, err := e.chain(ctx, id)
+	return chain, nil, err
+}
+
+func (e *Env) restore(ctx context.Context, id string, t pitr.Target, dir string, out io.Writer) error {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("restore into %s: the directory is not empty; pgha does not overwrite data", dir)
 	}
 	lr, ok := e.Runtime.(*localRuntime)
 	if !ok {
-		return fmt.Errorf("restore -target-dir writes to this host: it runs on the local runtime; on docker, `pgha backup verify -restore` restores into a scratch container")
+		return fmt.Errorf("restore -target-dir writes to this host: it runs on the local runtime; on docker, `pgha backup verify -restore` restores into a scratch container, and `pgha restore -node` over the primary")
 	}
-	start := time.Now()
-	recovery, err := restoreLocal(lr, e.Cfg.Backup.Repository, chain, dir, out)
+	chain, wal, err := e.restoreChain(ctx, id, t, out)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	recovery, err := restoreLocal(lr, e.Repo(), chain, wal, dir, out)
+	if err != nil {
+		return err
+	}
+	b := chain[len(chain)-1]
 	// Only the recovery settings are added, after everything else
 	// (postgresql.auto.conf is read last); the port and the rest stay the
 	// operator's to set.
@@ -661,12 +706,15 @@ func (e *Env) restore(ctx context.Context, id, dir string, out io.Writer) error 
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("restore %s: %w", id, err)
+			return fmt.Errorf("restore %s: %w", b.ID, err)
 		}
 	}
-	b := chain[len(chain)-1]
-	fmt.Fprintf(out, "Restored %s (a chain of %d) into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
-		id, len(chain), dir, time.Since(start).Round(time.Millisecond), b.Node)
+	what := fmt.Sprintf("%s (a chain of %d)", b.ID, len(chain))
+	if wal != nil {
+		what = fmt.Sprintf("%s and the archived WAL to %s (recovery stops there, on timeline %d, and promotes)", b.ID, t, wal.choice.Timeline)
+	}
+	fmt.Fprintf(out, "Restored %s into %s in %s. Its pgha.conf still carries %s's settings: set port before starting it.\n",
+		what, dir, time.Since(start).Round(time.Millisecond), b.Node)
 	return nil
 }
 
@@ -682,9 +730,12 @@ func (e *Env) chain(ctx context.Context, id string) ([]state.Backup, error) {
 
 // expire lets a chain go, dependents first so that an interruption never
 // leaves a dependent without its full: the catalog learns first, then the
-// stored file goes and the manifest stays as a tombstone.
-func (e *Env) expire(ctx context.Context, ids []string) error {
-	all, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+// stored file goes and the manifest stays as a tombstone. Then the
+// continuous archive's segments that end at or before walBefore ("":
+// none) go, as far as no full still kept needs them.
+func (e *Env) expire(ctx context.Context, ids []string, walBefore string) error {
+	repo := e.Repo()
+	all, err := backup.Repository(repo, e.Cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -704,12 +755,23 @@ func (e *Env) expire(ctx context.Context, ids []string) error {
 				e.note("the catalog does not answer (%v); the next apply records the expiry", err)
 			}
 		}
-		if _, err := backup.Expire(e.Cfg.Backup.Repository, b); err != nil {
+		if _, err := backup.Expire(repo, b); err != nil {
 			return err
 		}
 		e.note("expired %s %s (%s freed)", b.Type, b.ID, bytesize.Format(b.StoredBytes))
 	}
-	return nil
+	if walBefore == "" {
+		return nil
+	}
+	before, err := state.ParseLSN(walBefore)
+	if err != nil {
+		return fmt.Errorf("expire the archive's WAL before %q: %w", walBefore, err)
+	}
+	n, err := backup.ExpireWAL(ctx, e.Repo(), e.Cfg.Name, before)
+	if n > 0 {
+		e.note("expired %d archived WAL segment(s) before %s", n, before)
+	}
+	return err
 }
 
 // recordBackup copies one backup's manifest into the catalog.
@@ -717,7 +779,7 @@ func (e *Env) recordBackup(ctx context.Context, id string) error {
 	if e.Catalog == nil {
 		return fmt.Errorf("cluster.hcl declares no catalog")
 	}
-	all, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+	all, err := backup.Repository(e.Repo(), e.Cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -754,7 +816,7 @@ func (e *Env) recordBackup(ctx context.Context, id string) error {
 // holds no verify results, and a repair of the status must not erase them.
 func keepVerify(b state.Backup, known map[string]state.Backup) state.Backup {
 	if r, ok := known[b.ID]; ok && r.Checksum == b.Checksum {
-		b.VerifiedAt, b.Verify, b.VerifyMode = r.VerifiedAt, r.Verify, r.VerifyMode
+		b.VerifiedAt, b.Verify, b.VerifyMode, b.VerifySeconds = r.VerifiedAt, r.Verify, r.VerifyMode, r.VerifySeconds
 	}
 	return b
 }

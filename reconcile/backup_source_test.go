@@ -150,7 +150,7 @@ func TestBackupSource(t *testing.T) {
 				}
 			}
 			if tc.wantErr == "" {
-				list, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+				list, err := backup.Repository(e.Repo(), e.Cfg.Name)
 				if err != nil || len(list) != len(tc.takes) {
 					t.Errorf("the repository lists %d backups (%v), want %d", len(list), err, len(tc.takes))
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/pgha/pgha/backup"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pki/certstore"
+	"github.com/pgha/pgha/providers/etcd"
 	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
@@ -27,8 +28,12 @@ type Env struct {
 	Cfg     *config.Cluster
 	Runtime Runtime
 	Catalog *redis.Catalog // nil when the file declares no catalog
-	// store holds the lock and the cluster record (the catalog, today).
+	// store holds the lock, the leader lease and the cluster record: the
+	// etcd authority when the file declares one, else the catalog.
 	store Store
+	// etcd is the authority "etcd" (nil without one); backups and the
+	// history stay in Catalog.
+	etcd *etcd.Store
 	// pg is how executors talk to the nodes' PostgreSQL servers (see
 	// pgOps); nil means providers/postgres.
 	pg pgOps
@@ -64,6 +69,13 @@ func Open(cfg *config.Cluster) (*Env, error) {
 		e.Catalog = redis.NewTLS(c.Address, c.Password.Reveal(), c.DB, cfg.Name, catalogTLS(cfg))
 		e.store = redisStore{e.Catalog}
 	}
+	if cfg.Authority != nil {
+		st, err := openEtcd(cfg)
+		if err != nil {
+			return nil, err
+		}
+		e.etcd, e.store = st, etcdStore{st}
+	}
 	return e, nil
 }
 
@@ -85,6 +97,9 @@ func (e *Env) now() time.Time {
 func (e *Env) Close() {
 	if e.Catalog != nil {
 		_ = e.Catalog.Close()
+	}
+	if e.etcd != nil {
+		_ = e.etcd.Close()
 	}
 	e.Runtime.Close()
 }
@@ -173,7 +188,7 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 		timeout := e.nodeTimeout(o)
 		e.Runtime.Observe(ctx, s, func(cn *config.Node, n *state.Node) { e.observePG(ctx, cn, n, timeout) }, o)
 	}()
-	var cat state.Catalog
+	var cat, auth state.Catalog
 	if e.Catalog != nil {
 		wg.Add(1)
 		go func() {
@@ -181,11 +196,21 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 			cat = e.observeCatalog(ctx)
 		}()
 	}
+	if e.etcd != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Authority = e.observeAuthority(ctx, &auth)
+		}()
+	}
 	if e.Cfg.Backup != nil {
-		list, err := backup.Repository(e.Cfg.Backup.Repository, e.Cfg.Name)
+		list, err := backup.Repository(e.Repo(), e.Cfg.Name)
 		s.Backups = list
 		if err != nil {
 			s.BackupsError = err.Error()
+		}
+		if !o.Quick {
+			s.Archive = backup.ObserveArchive(e.Repo(), e.Cfg.Name)
 		}
 	}
 	wg.Wait()
@@ -193,6 +218,11 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 	e.observeTLS(ctx, s)
 	// The runtime reported whether the managed catalog's files exist.
 	cat.DirExists = s.Catalog.DirExists
+	if s.Authority != nil {
+		// The record, the lock and the leader are etcd's.
+		cat.Record, cat.Lock, cat.Leader, cat.Members = auth.Record, auth.Lock, auth.Leader, auth.Members
+		cat.Configured = true
+	}
 	s.Catalog = cat
 	return s
 }
@@ -233,16 +263,26 @@ func (e *Env) observeCatalog(ctx context.Context) state.Catalog {
 	if open, err := e.Catalog.Probe(ctx); err == nil {
 		out.Open = open
 	}
-	ok, rec, lock, err := e.store.Observe(ctx)
-	out.Reachable, out.Record, out.Lock = ok, rec, lock
+	// With an etcd authority, the record and the lock are not Redis's:
+	// its own read only says whether Redis answers.
+	ok, rec, lock, err := e.Catalog.Observe(ctx)
+	out.Reachable = ok
+	if e.etcd == nil {
+		out.Record, out.Lock = rec, lock
+	}
 	if err != nil {
 		out.Error = err.Error()
 	}
 	// Who acts on its own is part of the cluster's state (status, the
 	// API): one more read, only from a catalog that answered.
-	if ok && e.Catalog != nil {
+	if ok && e.etcd == nil {
 		if l, err := e.Catalog.Leader(ctx); err == nil {
 			out.Leader = l
+		}
+	}
+	if m := e.Members(); ok && m != nil && e.Cfg.Agent != nil && e.etcd == nil {
+		if held, err := m.Members(ctx); err == nil {
+			out.Members = held
 		}
 	}
 	if ok && e.Cfg.Backup != nil {

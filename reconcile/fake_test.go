@@ -668,6 +668,10 @@ func (p fakePG) RestorePoint(ctx context.Context, ep postgres.Endpoint, name str
 	return n.lsn, nil
 }
 
+func (p fakePG) StreamWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start state.LSN, sink postgres.WALSink) error {
+	return p.call(ctx, "pg", "StreamWAL", ep.Name, "as", ep.User, "slot", slot)
+}
+
 func (p fakePG) ReceiveWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start, stop state.LSN, sink func(postgres.WALSegment) error) (int, error) {
 	if err := p.call(ctx, "pg", "ReceiveWAL", ep.Name, "as", ep.User, "slot", slot); err != nil {
 		return 0, err

@@ -33,6 +33,7 @@ type pgOps interface {
 	AdvanceSlot(ctx context.Context, ep postgres.Endpoint, slot string, lsn state.LSN) error
 	RestorePoint(ctx context.Context, ep postgres.Endpoint, name string) (state.LSN, error)
 	ReceiveWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start, stop state.LSN, sink func(postgres.WALSegment) error) (int, error)
+	StreamWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start state.LSN, sink postgres.WALSink) error
 	BaseBackup(ctx context.Context, ep postgres.Endpoint, label string, w, manifest io.Writer, parent []byte) (postgres.BaseBackupResult, error)
 }
 
@@ -118,6 +119,10 @@ func (postgresOps) RestorePoint(ctx context.Context, ep postgres.Endpoint, name 
 
 func (postgresOps) ReceiveWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start, stop state.LSN, sink func(postgres.WALSegment) error) (int, error) {
 	return postgres.ReceiveWAL(ctx, ep, slot, timeline, start, stop, sink)
+}
+
+func (postgresOps) StreamWAL(ctx context.Context, ep postgres.Endpoint, slot string, timeline int, start state.LSN, sink postgres.WALSink) error {
+	return postgres.StreamWAL(ctx, ep, slot, timeline, start, sink)
 }
 
 func (postgresOps) BaseBackup(ctx context.Context, ep postgres.Endpoint, label string, w, manifest io.Writer, parent []byte) (postgres.BaseBackupResult, error) {

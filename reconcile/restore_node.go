@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/backup"
+	"github.com/pgha/pgha/backup/pitr"
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/plan"
+	"github.com/pgha/pgha/providers/postgres"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
@@ -25,17 +27,20 @@ import (
 // old timeline; the next plan rejoins them (pg_rewind, else re-clone).
 // Its lines go to r as Messages (nil: to nobody), and last the Outcome of
 // "restore" (ErrCancelled when ask declined).
-func (e *Env) RestoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), r Reporter) (err error) {
+//
+// With a target instead of an ID, the node is restored to that point in
+// time from a full and the WAL archive (see Restore).
+func (e *Env) RestoreNode(ctx context.Context, id string, t pitr.Target, name string, ask func(summary string) (bool, error), r Reporter) (err error) {
 	r = reporter(r)
 	say := messages(r)
 	defer func() {
 		say.Flush()
 		r.Report(report.Outcome{Operation: "restore", Err: err})
 	}()
-	return e.restoreNode(ctx, id, name, ask, say)
+	return e.restoreNode(ctx, id, t, name, ask, say)
 }
 
-func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary string) (bool, error), out io.Writer) error {
+func (e *Env) restoreNode(ctx context.Context, id string, t pitr.Target, name string, ask func(summary string) (bool, error), out io.Writer) error {
 	nr, ok := e.Runtime.(nodeRestorer)
 	if !ok {
 		return fmt.Errorf("this runtime cannot restore over a node")
@@ -51,7 +56,7 @@ func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary
 	if name != e.Cfg.Primary {
 		return fmt.Errorf("restore -node %s: restore over the declared primary (%s); apply then re-clones the standbys from it", name, e.Cfg.Primary)
 	}
-	chain, err := e.chain(ctx, id)
+	chain, wal, err := e.restoreChain(ctx, id, t, out)
 	if err != nil {
 		return err
 	}
@@ -84,12 +89,17 @@ func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary
 	if n.Running {
 		now = fmt.Sprintf("running (%s)", n.Role())
 	}
-	summary := fmt.Sprintf(`Restore %s %s (a chain of %d, taken %s) over %s, which is %s.
+	what, moment := fmt.Sprintf("%s %s (a chain of %d, taken %s)", last.Type, last.ID, len(chain), last.Started.Format("2006-01-02 15:04 MST")), "the backup's moment"
+	if wal != nil {
+		what = fmt.Sprintf("to %s from full %s (taken %s) and %d archived WAL segments", t, last.ID, last.Started.Format("2006-01-02 15:04 MST"), len(wal.choice.Segments))
+		moment = t.String()
+	}
+	summary := fmt.Sprintf(`Restore %s over %s, which is %s.
   %s is stopped and its data directory moved aside to %s: nothing is deleted.
-  The chain is restored in its place and %s starts as the primary at the backup's moment, on a new
-  timeline. Writes made after the backup are not in it. The standbys are ahead of it: the next
+  The chain is restored in its place and %s starts as the primary at %s, on a new
+  timeline. Writes made after it are not in it. The standbys are ahead of it: the next
   `+"`pgha apply`"+` rejoins them (pg_rewind, else a re-clone).`,
-		last.Type, last.ID, len(chain), last.Started.Format("2006-01-02 15:04 MST"), name, now, name, aside, name)
+		what, name, now, name, aside, name, moment)
 	okd, err := ask(summary)
 	if err != nil {
 		return err
@@ -98,12 +108,26 @@ func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary
 		return report.ErrCancelled
 	}
 	start := time.Now()
+	if wal != nil {
+		// The timelines the nodes have been on, which the archive may not
+		// hold yet (a restore over this node a moment ago): the restored
+		// server must promote above all of them.
+		wal.histories = map[int][]byte{}
+		for _, other := range e.Cfg.Nodes {
+			if !s.Node(other.Name).Reachable {
+				continue
+			}
+			if h, err := postgres.TimelineHistories(ctx, e.replicator(other)); err == nil {
+				maps.Copy(wal.histories, h)
+			}
+		}
+	}
 	if n.Running {
 		if err := e.Runtime.Stop(ctx, cn, "fast"); err != nil {
 			return fmt.Errorf("stop %s before the restore: %w", name, err)
 		}
 	}
-	recovery, err := nr.restoreNode(ctx, cn, e.Cfg.Backup.Repository, chain, aside, out)
+	recovery, err := nr.restoreNode(ctx, cn, e.Repo(), chain, wal, aside, out)
 	if err != nil {
 		return fmt.Errorf("%w\n(%s's previous data, if it had any, is in %s)", err, name, aside)
 	}
@@ -134,7 +158,7 @@ func (e *Env) restoreNode(ctx context.Context, id, name string, ask func(summary
 	}
 	if e.Catalog != nil {
 		_ = e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: "restore", Message: fmt.Sprintf("restored %s over %s", last.ID, name),
-			Details: map[string]string{"node": name, "backup": last.ID, "chain": fmt.Sprint(len(chain)), "previous_data": aside}})
+			Details: restoreDetails(name, last.ID, len(chain), aside, t)})
 	}
 	fmt.Fprintf(out, "Restored %s over %s in %s; %s takes writes (its previous data is in %s).\nRun `pgha plan`: it shows how the standbys rejoin.\n",
 		last.ID, name, time.Since(start).Round(time.Millisecond), name, aside)
@@ -149,21 +173,22 @@ type nodeRestorer interface {
 	// restoreNode moves n's data to aside (if it has any), restores the
 	// chain in its place with recovery.signal set, and returns the
 	// recovery settings it starts with.
-	restoreNode(ctx context.Context, n *config.Node, repo string, chain []state.Backup, aside string, out io.Writer) (map[string]string, error)
+	// With wal, the archived WAL goes into pg_wal after the chain.
+	restoreNode(ctx context.Context, n *config.Node, repo backup.Store, chain []state.Backup, wal *archivedWAL, aside string, out io.Writer) (map[string]string, error)
 }
 
 func (l *localRuntime) asideDir(n *config.Node, stamp string) string {
 	return n.DataDir + ".before-restore-" + stamp
 }
 
-func (l *localRuntime) restoreNode(_ context.Context, n *config.Node, repo string, chain []state.Backup, aside string, out io.Writer) (map[string]string, error) {
+func (l *localRuntime) restoreNode(_ context.Context, n *config.Node, repo backup.Store, chain []state.Backup, wal *archivedWAL, aside string, out io.Writer) (map[string]string, error) {
 	if _, err := os.Stat(n.DataDir); err == nil {
 		if err := os.Rename(n.DataDir, aside); err != nil {
 			return nil, fmt.Errorf("move %s aside: %w", n.DataDir, err)
 		}
 		fmt.Fprintf(out, "Moved %s aside to %s.\n", n.DataDir, aside)
 	}
-	recovery, err := restoreLocal(l, repo, chain, n.DataDir, out)
+	recovery, err := restoreLocal(l, repo, chain, wal, n.DataDir, out)
 	if err != nil {
 		return nil, err
 	}
@@ -174,4 +199,14 @@ func (l *localRuntime) restoreNode(_ context.Context, n *config.Node, repo strin
 		return nil, err
 	}
 	return recovery, l.mark(n)
+}
+
+// restoreDetails are the catalog history's details of a restore over a
+// node; a point-in-time restore names its target.
+func restoreDetails(node, id string, chain int, aside string, t pitr.Target) map[string]string {
+	d := map[string]string{"node": node, "backup": id, "chain": fmt.Sprint(chain), "previous_data": aside}
+	if t.Kind() != "" {
+		d["target"] = t.String()
+	}
+	return d
 }

@@ -151,6 +151,12 @@ func (e *Env) run(ctx context.Context, o RunOptions, r Reporter) (*plan.Plan, er
 		r.Report(report.PlanShown{Plan: p})
 	}
 	if p.Empty() {
+		for _, d := range p.Diagnostics {
+			if d.Summary == plan.RuntimeUnobserved {
+				// Not "no changes": nothing could be compared.
+				return p, fmt.Errorf("%s: %s", d.Summary, strings.SplitN(d.Detail, "\n", 2)[0])
+			}
+		}
 		return p, nil
 	}
 	if o.Approve != nil {

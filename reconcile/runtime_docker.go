@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
@@ -20,8 +21,8 @@ type dockerRuntime struct {
 
 func newDockerRuntime(c *config.Cluster) (*dockerRuntime, error) {
 	d := c.Runtime.Docker
-	rt, err := docker.New(docker.Options{Host: d.Host, Cluster: c.Name, Prefix: d.Prefix, Network: d.Network,
-		Image: d.Image, RedisImage: d.RedisImage, Bind: d.Bind})
+	rt, err := docker.New(docker.Options{Host: d.Host, CAFile: d.CAFile, CertFile: d.CertFile, KeyFile: d.KeyFile,
+		Cluster: c.Name, Prefix: d.Prefix, Network: d.Network, Image: d.Image, RedisImage: d.RedisImage, Bind: d.Bind})
 	if err != nil {
 		return nil, err
 	}
@@ -37,9 +38,25 @@ func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*
 	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
 	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick, NoAside: o.NoAside})
 	if err != nil {
+		// PostgreSQL answers at its published port whatever the engine's
+		// API does: ask it all the same, so that an engine that cannot be
+		// listed (a refused certificate, its API port cut off from a
+		// remote engine) leaves the nodes' roles known, and a watcher
+		// does not take running nodes for lost ones.
+		s.RuntimeError = err.Error()
+		var wg sync.WaitGroup
 		for _, n := range s.Nodes {
 			n.RuntimeError = err.Error()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pg(d.c.Node(n.Name), n)
+				if n.Reachable {
+					n.Running, n.Initialized, n.StandbySignal = true, true, n.InRecovery
+				}
+			}()
 		}
+		wg.Wait()
 		return
 	}
 	s.Network.Exists = obs.Network

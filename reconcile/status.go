@@ -2,16 +2,18 @@ package reconcile
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/state"
 )
 
 // BuildStatus summarises an observation for people and scripts.
 func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
-	out := report.Status{Cluster: c.Name, DeclaredPrimary: c.Primary, ObservedAt: s.ObservedAt, Nodes: []report.NodeStatus{}}
+	out := report.Status{Cluster: c.Name, DeclaredPrimary: c.Primary, ObservedAt: s.ObservedAt, Nodes: []report.NodeStatus{}, RuntimeError: s.RuntimeError}
 	var primary *state.Node
 	for _, n := range s.Nodes {
 		if n.Role() == state.RolePrimary {
@@ -23,8 +25,11 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
 		if n == nil {
 			n = &state.Node{Name: cn.Name}
 		}
-		ns := report.NodeStatus{Name: cn.Name, Role: n.Role(), Running: n.Running, Reachable: n.Reachable, Host: cn.Host,
-			Port: cn.Port, DataDir: cn.DataDir, Timeline: n.Timeline, Version: n.ServerVersion}
+		// Where pgha reaches the node: on Docker the published port, on
+		// the engine's host when that is another one.
+		host, port := c.AdminEndpoint(cn)
+		ns := report.NodeStatus{Name: cn.Name, Role: n.Role(), Running: n.Running, Reachable: n.Reachable, Host: host,
+			Port: port, DataDir: cn.DataDir, Timeline: n.Timeline, Version: n.ServerVersion}
 		if !n.Reachable && n.Error != "not running" {
 			ns.Error = n.Error
 		}
@@ -69,8 +74,15 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
 		}
 		out.Nodes = append(out.Nodes, ns)
 	}
-	if c.Catalog != nil {
-		cs := &report.CatalogState{Address: c.Catalog.Address, Reachable: s.Catalog.Reachable, Lock: s.Catalog.Lock, Leader: s.Catalog.Leader, Error: s.Catalog.Error}
+	if c.HasAuthority() {
+		cs := &report.CatalogState{Kind: "redis", Reachable: s.Catalog.Reachable, Lock: s.Catalog.Lock, Leader: s.Catalog.Leader, Error: s.Catalog.Error}
+		if c.Catalog != nil {
+			cs.Address = c.Catalog.Address
+		}
+		if a := s.Authority; a != nil {
+			cs.Kind, cs.Address, cs.Reachable, cs.Error = a.Kind, strings.Join(a.Endpoints, ","), a.Reachable, a.Error
+			cs.Members, cs.Answering = len(a.Endpoints), a.Answering
+		}
 		if r := s.Catalog.Record; r != nil {
 			cs.Primary, cs.Generation = r.Primary, r.Generation
 			if r.Switching() {
@@ -78,6 +90,20 @@ func BuildStatus(c *config.Cluster, s *state.Cluster) report.Status {
 			}
 		}
 		out.Catalog = cs
+	}
+	if c.Agent != nil && s.Catalog.Members != nil {
+		for _, cn := range c.Nodes {
+			as := report.AgentStatus{Node: cn.Name}
+			if l, ok := s.Catalog.Members[cn.Name]; ok {
+				as.Held, as.Holder = true, &l
+			}
+			out.Agents = append(out.Agents, as)
+		}
+	}
+	if primary != nil {
+		if sy := plan.ObserveSync(c, s, primary.Name); sy.Declared || sy.Setting != "" {
+			out.Synchronous = &sy
+		}
 	}
 	return out
 }

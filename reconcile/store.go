@@ -39,6 +39,27 @@ type Store interface {
 	DeleteCluster(ctx context.Context) error
 }
 
+// MemberStore is the part of the authority that node agents use to fence
+// themselves (issue 14): each node's agent, on the node's own host, holds
+// a member lease under its node name. An agent whose lease is Lost (it
+// could not renew it: the authority is away or unreachable from its host)
+// must stop its primary before the store can expire that lease, so that a
+// watcher that sees the member gone may promote another node without two
+// primaries ever acknowledging writes. Stores that can carry member
+// leases (etcd, Redis) implement it; callers type-assert a Store.
+type MemberStore interface {
+	// HoldMember takes node's member lease for the agent described by info,
+	// renewed for as long as ctx lives. ttl is how long the store keeps it
+	// after the last renewal it acknowledged; Lost closes no later than ttl
+	// after the send time of the last acknowledged renewal minus the
+	// agent's fencing margin (the agent acts on Lost). A lease held by
+	// another live agent is a *HeldError matching ErrLeaderHeld.
+	HoldMember(ctx context.Context, node string, info state.Lock, ttl time.Duration) (Lease, error)
+	// Members lists the nodes whose member leases are held now, with each
+	// holder, as the store sees them (an expired lease is absent).
+	Members(ctx context.Context) (map[string]state.Lock, error)
+}
+
 // LockOptions steer Store.Acquire.
 type LockOptions struct {
 	Timeout time.Duration          // keep trying this long; 0 = one try
@@ -143,4 +164,30 @@ func (e *Env) AcquireLeader(ctx context.Context, info state.Lock, ttl time.Durat
 		return nil, fmt.Errorf("become the watchers' leader: %w", err)
 	}
 	return l, nil
+}
+
+// HoldMember takes node's member lease in Redis (see MemberStore); an
+// agent of this host whose process is gone is replaced at once.
+func (r redisStore) HoldMember(ctx context.Context, node string, info state.Lock, ttl time.Duration) (Lease, error) {
+	l, err := r.Catalog.HoldMember(ctx, node, info, ttl, holderGone)
+	if err != nil {
+		var he *redis.MemberHeldError
+		if errors.As(err, &he) {
+			return nil, &HeldError{Holder: he.Holder, kind: ErrLeaderHeld, err: err}
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// Members lists the held member leases (see MemberStore).
+func (r redisStore) Members(ctx context.Context) (map[string]state.Lock, error) {
+	return r.Catalog.Members(ctx)
+}
+
+// Members is the store's MemberStore, nil when the file declares no
+// catalog or the store carries no member leases.
+func (e *Env) Members() MemberStore {
+	m, _ := e.store.(MemberStore)
+	return m
 }

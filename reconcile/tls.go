@@ -70,9 +70,11 @@ func (e *Env) observeTLS(ctx context.Context, s *state.Cluster) {
 			cctx, cancel := context.WithTimeout(ctx, ObserveTimeout)
 			defer cancel()
 			cert, ca, err := e.Runtime.InstalledTLS(cctx, e.Cfg.Node(n.Name))
-			if err == nil {
-				n.TLSCert, n.TLSCA = pki.Fingerprint(cert), pki.Fingerprint(ca)
+			if err != nil {
+				n.TLSFilesError = fmt.Sprintf("read the installed certificate: %v", err)
+				return
 			}
+			n.TLSCert, n.TLSCA = pki.Fingerprint(cert), pki.Fingerprint(ca)
 		}()
 	}
 	wg.Wait()

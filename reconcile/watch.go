@@ -70,6 +70,18 @@ func (h healthDetector) Check(c *config.Cluster, s *state.Cluster, primary strin
 // watchedPrimary is the node whose health decides a failover: the one
 // writable node, else the catalog's primary, else the declared one.
 func watchedPrimary(c *config.Cluster, s *state.Cluster) string {
+	if p := onlyWritable(s); p != "" {
+		return p
+	}
+	if rec := s.Catalog.Record; rec != nil && rec.Primary != "" && c.Node(rec.Primary) != nil {
+		return rec.Primary
+	}
+	return c.Primary
+}
+
+// onlyWritable is the one node s observed accepting writes, or "" when
+// none or several do.
+func onlyWritable(s *state.Cluster) string {
 	var writable []string
 	for _, n := range s.Nodes {
 		if n.Role() == state.RolePrimary {
@@ -79,10 +91,7 @@ func watchedPrimary(c *config.Cluster, s *state.Cluster) string {
 	if len(writable) == 1 {
 		return writable[0]
 	}
-	if rec := s.Catalog.Record; rec != nil && rec.Primary != "" && c.Node(rec.Primary) != nil {
-		return rec.Primary
-	}
-	return c.Primary
+	return ""
 }
 
 // Leader is the one-actor lease among watchers: only its holder acts.
@@ -104,18 +113,14 @@ type leaseLeader struct {
 }
 
 func (l *leaseLeader) Lead(ctx context.Context) (bool, string, error) {
-	if l.lease != nil {
-		select {
-		case <-l.lease.Lost():
-			l.lease = nil
-			l.w.closeLeaseEnv()
-			l.w.Log.Warn("leader lost", "error", "the lease was not renewed in time (catalog away, or taken over)")
-			l.w.leading = false
-		default:
-			return true, "", nil
-		}
+	if l.lease != nil && !l.dropLost() {
+		return true, "", nil
 	}
-	lease, err := l.w.Env.AcquireLeader(ctx, LockInfo("watch"), redis.DefaultLeaderTTL)
+	ttl := l.w.Env.leaderTTL()
+	if ttl <= 0 {
+		ttl = redis.DefaultLeaderTTL
+	}
+	lease, err := l.w.Env.AcquireLeader(ctx, LockInfo("watch"), ttl)
 	var held *HeldError
 	switch {
 	case errors.Is(err, ErrNoCatalog):
@@ -131,6 +136,27 @@ func (l *leaseLeader) Lead(ctx context.Context) (bool, string, error) {
 	}
 	l.lease = lease
 	return true, "", nil
+}
+
+// dropLost forgets a lease that is Lost, saying why ("leader lost"),
+// and reports whether it did. A watcher that cannot reach its authority
+// calls it at each check: it acts on nothing then, and the log says when
+// its lease went, not only at its next try to act.
+func (l *leaseLeader) dropLost() bool {
+	if l.lease == nil {
+		return false
+	}
+	select {
+	case <-l.lease.Lost():
+	default:
+		return false
+	}
+	why := leaseWhy(l.lease)
+	l.lease = nil
+	l.w.closeLeaseEnv()
+	l.w.Log.Warn("leader lost", "error", why)
+	l.w.leading = false
+	return true
 }
 
 func (l *leaseLeader) Release(ctx context.Context) error {
@@ -188,7 +214,11 @@ type Watcher struct {
 	lost       string    // the node declared lost, until healthy again
 	restarting time.Time // first restart in place of lost, zero when none
 	gaveUp     string    // why restart in place was abandoned
-	restartErr string    // the last restart's error
+	// agentWait is why a failover waits for the lost primary's member
+	// lease to go (agentGate), since agentWaitSince; "" when it does not.
+	agentWait      string
+	agentWaitSince time.Time
+	restartErr     string // the last restart's error
 
 	// A healing or edit that failed, retried no sooner than retryAt.
 	failKey    string
@@ -205,6 +235,10 @@ type Watcher struct {
 	recheck bool
 	// lastWritable: the last observation had a writable node.
 	lastWritable bool
+	// lastPrimary: the one writable node of the last observation ("" for
+	// none or several). An edit declaring it primary asks for no
+	// switchover: it is carried out already.
+	lastPrimary string
 	// lastIntended: the last observation's record holds the intent of a
 	// switchover from its writable node to the declared primary.
 	lastIntended bool
@@ -406,7 +440,12 @@ func (w *Watcher) swap(e *Env) {
 	w.Log.Info("config changed", "hash", e.Cfg.Hash, "previous", old.Hash)
 	w.sit.Edited = true
 	if e.Cfg.Primary != old.Primary {
-		w.sit.PrimaryEdited = true
+		// An edit that declares the node already writable (the file
+		// following a failover) is carried out at once: were that node to
+		// crash and be failed over before the watcher next converged, a
+		// switch back to it would be a failback, which only
+		// failover.failback = "automatic" permits, not this edit's doing.
+		w.sit.PrimaryEdited = e.Cfg.Primary != w.lastPrimary
 	}
 	w.keepLease(old, e.Cfg)
 	e.Actor = w.Env.Actor
@@ -443,7 +482,14 @@ func (w *Watcher) keepLease(old, next *config.Cluster) {
 // sameAuthority reports whether two versions of the file name the same
 // store for the lock, the lease and the record.
 func sameAuthority(a, b *config.Cluster) bool {
-	if a.Name != b.Name || (a.Catalog == nil) != (b.Catalog == nil) {
+	if a.Name != b.Name || (a.Authority == nil) != (b.Authority == nil) {
+		return false
+	}
+	if x, y := a.Authority, b.Authority; x != nil {
+		return slices.Equal(x.Endpoints, y.Endpoints) && x.Username == y.Username && x.Password.Reveal() == y.Password.Reveal() &&
+			x.TTL == y.TTL && x.CAFile == y.CAFile && x.CertFile == y.CertFile && x.KeyFile == y.KeyFile
+	}
+	if (a.Catalog == nil) != (b.Catalog == nil) {
 		return false
 	}
 	if a.Catalog == nil {
@@ -479,6 +525,11 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 	}
 
 	primary := watchedPrimary(c, s)
+	w.lastPrimary = onlyWritable(s)
+	if w.lastPrimary != "" && w.lastPrimary == c.Primary {
+		// The edited primary is the writable one: the edit is carried out.
+		w.sit.PrimaryEdited = false
+	}
 	probe := w.probe(ctx, s, primary)
 	v := w.detector().Check(c, s, primary, probe)
 	if w.Observer != nil {
@@ -507,12 +558,30 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 			w.Log.Info("primary healthy", "node", v.Node)
 		}
 		w.lost, w.restarting, w.gaveUp, w.restartErr = "", time.Time{}, "", ""
+		w.agentWait, w.agentWaitSince = "", time.Time{}
 	}
 	w.lastSusp = v.Failures
 
 	// The lock, the record and the generation live in the catalog: a
 	// watcher that cannot reach it acts on nothing, and never promotes.
-	if c.Catalog != nil && !s.Catalog.Reachable {
+	// With authority "etcd" they live there (a majority of its members
+	// must answer), and Redis holds only backups and history.
+	if a := s.Authority; a != nil && !a.Reachable {
+		if !w.catalogOut || (v.Lost && !w.catalogLost) {
+			why := a.Error
+			if why == "" {
+				why = "no answer from " + strings.Join(a.Endpoints, ",")
+			}
+			w.Log.Error("authority unreachable", "error", why, "members_answering", a.Answering, "primary_lost", v.Lost,
+				"decision", "no action: the lock, the leader lease and the record are in etcd, which has no majority here")
+		}
+		w.catalogOut, w.catalogLost = true, v.Lost
+		if l, ok := w.Leader.(*leaseLeader); ok {
+			l.dropLost()
+		}
+		return Outcome{Err: errors.New("authority unreachable")}
+	}
+	if c.Authority == nil && c.Catalog != nil && !s.Catalog.Reachable {
 		// Said when it goes away, and again when the primary is lost
 		// meanwhile: that is when not promoting needs its reason.
 		if !w.catalogOut || (v.Lost && !w.catalogLost) {
@@ -527,7 +596,11 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		return Outcome{Err: errors.New("catalog unreachable")}
 	}
 	if w.catalogOut {
-		w.Log.Info("catalog reachable", "address", c.Catalog.Address)
+		if a := s.Authority; a != nil {
+			w.Log.Info("authority reachable", "endpoints", strings.Join(a.Endpoints, ","), "members_answering", a.Answering)
+		} else {
+			w.Log.Info("catalog reachable", "address", c.Catalog.Address)
+		}
 		w.catalogOut = false
 	}
 
@@ -581,6 +654,29 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 	}) {
 		return w.converge(ctx, s)
 	}
+	noRestart, wait := agentGate(c, s, v.Node)
+	if wait != "" && !w.agentWaitSince.IsZero() && wait == w.agentWait && w.now().Sub(w.agentWaitSince) > c.Agent.LeaseTTL()+c.Failover.CheckInterval &&
+		s.Node(v.Node).RuntimeError == "" {
+		// Fenced by its agent, which holds its lease again: that host
+		// reaches the authority, and the node is stopped and marked a
+		// standby; the runtime fences it once more before the promotion.
+		wait = ""
+	}
+	if wait != "" {
+		if wait != w.agentWait {
+			w.agentWait, w.agentWaitSince = wait, w.now()
+			w.Log.Warn("failover waits", "node", v.Node, "reason", wait)
+		}
+		return Outcome{Held: 1}
+	}
+	if w.agentWait != "" {
+		w.Log.Info("failover waits", "node", v.Node, "outcome", "over", "reason", "the member lease of "+v.Node+" is gone", "waited_ms", w.now().Sub(w.agentWaitSince).Milliseconds())
+		w.agentWait, w.agentWaitSince = "", time.Time{}
+	}
+	if noRestart != "" && w.gaveUp == "" && v.ProcessDead && c.Failover.PrimaryCrash == "restart" {
+		w.gaveUp = "no restart in place: " + noRestart
+		w.Log.Warn("restart in place", "node", v.Node, "outcome", "skipped", "reason", noRestart)
+	}
 	if v.ProcessDead && c.Failover.PrimaryCrash == "restart" && w.gaveUp == "" {
 		if w.restarting.IsZero() {
 			w.restarting = w.now()
@@ -613,6 +709,46 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 	return w.act(ctx, "failover", reason, true, nil)
 }
 
+// agentGate is what the node agents (agent block) change in replacing a
+// lost primary, read from the member leases of the observation:
+//
+//   - noRestart says why the primary is not restarted in place: its
+//     agent stopped and marked it (standby.signal), or holds no lease
+//     (the host may be cut off, where the agent would stop it again);
+//   - wait says why no standby may be promoted yet: the runtime cannot
+//     reach the node to fence it and its agent still holds the lease, so
+//     the agent's host reaches the authority and nothing has stopped the
+//     primary for sure; or its agent fenced it and the lease has not
+//     expired yet. Only an absent lease proves, by the arithmetic of
+//     config.Agent, that the primary stopped taking writes.
+//
+// Without agents, or without the leases read, both are "".
+func agentGate(c *config.Cluster, s *state.Cluster, node string) (noRestart, wait string) {
+	if c.Agent == nil || s.Catalog.Members == nil {
+		return "", ""
+	}
+	n := s.Node(node)
+	if n == nil {
+		return "", ""
+	}
+	holder, held := s.Catalog.Members[node]
+	fenced := !n.Running && n.StandbySignal
+	switch {
+	case fenced:
+		noRestart = "its agent stopped it and marked it a standby (self-fencing)"
+	case !held:
+		noRestart = "its agent holds no member lease: its host may be cut off from the authority, where a restarted primary would be stopped again"
+	}
+	switch {
+	case held && n.RuntimeError != "":
+		wait = fmt.Sprintf("the runtime cannot reach %s to fence it (%s) and its agent (%s) still holds the member lease: %s may still take writes; promoting waits until the lease expires (self_fence %s)",
+			node, n.RuntimeError, holder.String(), node, c.Agent.SelfFence)
+	case held && fenced:
+		wait = fmt.Sprintf("the agent of %s fenced it and its member lease has not expired yet: promoting waits until it does (self_fence %s)", node, c.Agent.SelfFence)
+	}
+	return noRestart, wait
+}
+
 // restartOnly keeps, of an apply plan, the start of the crashed primary
 // (and what it depends on): a restart in place, permitted by
 // primary_crash = "restart" whatever watch.heal says.
@@ -626,6 +762,11 @@ func (w *Watcher) converge(ctx context.Context, s *state.Cluster) Outcome {
 	c := w.Env.Cfg
 	opts := w.buildOptions(s)
 	p := plan.BuildWith(c, s, opts)
+	if s.RuntimeError != "" {
+		// Not converged: nothing could be compared. The next round asks
+		// the runtime again.
+		return Outcome{Err: fmt.Errorf("runtime: %s", s.RuntimeError)}
+	}
 	if p.Empty() {
 		if w.sit.Edited {
 			w.Log.Info("converged", "hash", c.Hash)

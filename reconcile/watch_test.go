@@ -674,3 +674,54 @@ func TestWatchKeepsLeaseOverEdit(t *testing.T) {
 	w2.Stop()
 	w1.Stop()
 }
+
+// An edit that makes the file declare the primary a failover made (the
+// operator's file following the cluster) asks for no switchover: when
+// that primary crashes before the watcher next converges and is failed
+// over, switching back to it is a failback, held under failback =
+// "manual" (TestDockerWatch once switched back, stopping the new primary
+// under its writers, because the edit still counted as pending).
+func TestWatchEditToWritablePrimaryIsNoSwitchover(t *testing.T) {
+	w, c, log := crashedAfterFailover(t, "failover")
+	ctx := context.Background()
+	if err := (fakeRuntime{c}).Start(ctx, w.Env.Cfg.Node("db2")); err != nil {
+		t.Fatal(err)
+	}
+	w.Tick(ctx) // db2 writable, recorded: nothing to do under failback = "manual"
+	if w.lastPrimary != "db2" {
+		t.Fatalf("last observed primary %q, want db2\n%s", w.lastPrimary, log.String())
+	}
+	follow := func(primary string) *Env {
+		cfg := *w.Env.Cfg
+		cfg.Primary, cfg.Hash = primary, cfg.Hash+"-"+primary
+		e := &Env{Cfg: &cfg, Runtime: w.Env.Runtime, pg: w.Env.pg}
+		attachCatalog(e, cfg.Catalog.Address)
+		return e
+	}
+	w.swap(follow("db2"))
+	if w.sit.PrimaryEdited {
+		t.Fatal("an edit declaring the writable primary counts as a primary edit: a later failover would be switched back")
+	}
+	// Declaring a standby is an edit a switchover carries out.
+	w.swap(follow("db3"))
+	if !w.sit.PrimaryEdited {
+		t.Fatal("an edit declaring a standby primary is not taken for a primary edit")
+	}
+	w.swap(follow("db2"))
+	if w.sit.PrimaryEdited {
+		t.Fatal("an edit back to the writable primary left the pending edit to db3")
+	}
+	// db2 crashes before the watcher converged on the edit: failed over,
+	// and not switched back to db2 once it runs again.
+	if err := (fakeRuntime{c}).Stop(ctx, w.Env.Cfg.Node("db2"), "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	c.calls = nil
+	ticks(w, 4)
+	if len(log.records(t, "failover")) != 1 || len(log.records(t, "switchover")) != 0 {
+		t.Fatalf("want one failover and no switchover:\n%s\ncalls:\n%s", log.String(), c.log())
+	}
+	if w.sit.PrimaryEdited {
+		t.Fatal("the edit to db2 is pending after the failover")
+	}
+}

@@ -3,6 +3,7 @@ package report
 import (
 	"time"
 
+	"github.com/pgha/pgha/plan"
 	"github.com/pgha/pgha/state"
 )
 
@@ -14,6 +15,25 @@ type Status struct {
 	ObservedAt      time.Time     `json:"observed_at"`
 	Nodes           []NodeStatus  `json:"nodes"`
 	Catalog         *CatalogState `json:"catalog,omitempty"`
+	// RuntimeError says why the runtime could not be observed (a Docker
+	// engine that does not answer or refuses pgha's certificate): the
+	// nodes' containers are unknown, not stopped.
+	RuntimeError string `json:"runtime_error,omitempty"`
+	// Synchronous is the primary's synchronous replication: declared,
+	// in effect, recorded, and why writes wait if they do; nil when
+	// neither declared nor in effect.
+	Synchronous *plan.SyncStatus `json:"synchronous,omitempty"`
+	// Agents is each node's agent (`pgha agent`) as the catalog's member
+	// leases show it, in declaration order; nil when the file declares
+	// no agents or the leases could not be read.
+	Agents []AgentStatus `json:"agents,omitempty"`
+}
+
+// AgentStatus is one node's agent: whether it holds its member lease.
+type AgentStatus struct {
+	Node   string      `json:"node"`
+	Held   bool        `json:"held"`
+	Holder *state.Lock `json:"holder,omitempty"`
 }
 
 // NodeStatus is one node in Status.
@@ -43,7 +63,14 @@ type NodeStatus struct {
 
 // CatalogState is the catalog part of Status.
 type CatalogState struct {
-	Address    string      `json:"address"`
+	// Kind is where the record, lock and leader are read: "redis" (the
+	// catalog) or "etcd" (authority "etcd"; Address lists its endpoints).
+	Kind    string `json:"kind,omitempty"`
+	Address string `json:"address"`
+	// Members and Answering: an etcd authority's members declared and
+	// answering (0 for Redis).
+	Members    int         `json:"members,omitempty"`
+	Answering  int         `json:"answering,omitempty"`
 	Reachable  bool        `json:"reachable"`
 	Primary    string      `json:"recorded_primary,omitempty"`
 	Generation int64       `json:"generation,omitempty"`

@@ -46,14 +46,27 @@ type Cluster struct {
 	// cluster's name on Docker. Plans remove them; status lists them.
 	Undeclared []*Node `json:"undeclared,omitempty"`
 	Catalog    Catalog `json:"catalog"`
+	// Authority is the etcd cluster holding the lock, the leases and the
+	// record when the file declares authority "etcd" (nil otherwise: the
+	// catalog holds them). Catalog's Record, Lock and Leader are then
+	// etcd's, so that the planner reads them in one place.
+	Authority *Authority `json:"authority,omitempty"`
 	// Network is the Docker network; nil on the local runtime.
 	Network *Network `json:"network,omitempty"`
+	// RuntimeError says why the runtime as a whole could not be observed
+	// (a Docker engine that does not answer, or refuses pgha's
+	// certificate): nothing is known then of any node's container or
+	// volume, which is not the same as their absence.
+	RuntimeError string `json:"runtime_error,omitempty"`
 	// Backups are what the backup repository's manifests say, newest
 	// first: the truth about which backups exist, whatever the catalog
 	// recorded. Nil without a backup block.
 	Backups []Backup `json:"backups,omitempty"`
 	// BackupsError says why the repository could not be read.
 	BackupsError string `json:"backups_error,omitempty"`
+	// Archive is what the repository holds of the continuous WAL
+	// archive; nil without one.
+	Archive *Archive `json:"archive,omitempty"`
 	// TLS is what the certificate store holds; nil when TLS is off.
 	TLS *TLS `json:"tls,omitempty"`
 }
@@ -155,6 +168,10 @@ type Node struct {
 	// Runtime facts: read from the files, whether or not it runs.
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSCA   string `json:"tls_ca,omitempty"`
+	// TLSFilesError says the installed files could not be read (a
+	// Docker exec that timed out under load): TLSCert "" then means
+	// unknown, not absent, and no install is planned on it.
+	TLSFilesError string `json:"tls_files_error,omitempty"`
 	// TLSSession: pgha's observing session was TLS, verified against
 	// the cluster CA and the node's name (a PostgreSQL fact).
 	TLSSession bool              `json:"tls_session,omitempty"`
@@ -284,7 +301,14 @@ type Replica struct {
 	SentLSN         LSN           `json:"sent_lsn"`
 	ReplayLSN       LSN           `json:"replay_lsn"`
 	ReplayLag       time.Duration `json:"replay_lag,omitempty"`
-	SyncState       string        `json:"sync_state"`
+	// SyncState is "async", "potential", "sync" or "quorum"; a standby
+	// whose confirmation a commit waits for is "sync" (priority) or
+	// "quorum" (any). SyncPriority is its place in
+	// synchronous_standby_names (0: not listed).
+	SyncState    string `json:"sync_state"`
+	SyncPriority int    `json:"sync_priority,omitempty"`
+	// FlushLSN is what the standby has written durably.
+	FlushLSN LSN `json:"flush_lsn,omitempty"`
 	// PID is the WAL sender's; a slot's ActivePID names it too.
 	PID int `json:"pid,omitempty"`
 }
@@ -331,9 +355,25 @@ type Catalog struct {
 	// Leader is the watcher holding the leader lease (`pgha watch`), nil
 	// when none runs or it was not read.
 	Leader *Lock `json:"leader,omitempty"`
+	// Members are the node agents' member leases the store holds, by
+	// node (`pgha agent`); nil when the file declares no agents or they
+	// were not read. A node absent from a non-nil map has no agent that
+	// reaches the authority: it is stopped, or its host is cut off.
+	Members map[string]Lock `json:"members,omitempty"`
 	// Backups are the catalog's backup records (read only when the file
 	// declares backups); nil when it holds none or was not read.
 	Backups []Backup `json:"backups,omitempty"`
+}
+
+// Authority is what was observed of an etcd authority.
+type Authority struct {
+	Kind      string   `json:"kind"` // "etcd"
+	Endpoints []string `json:"endpoints"`
+	// Answering is how many members answered a status request; Reachable
+	// that the record could be read (a majority answers).
+	Answering int    `json:"answering"`
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
 }
 
 // ClusterRecord is the cluster as last recorded in the catalog by an apply.
@@ -366,7 +406,41 @@ type ClusterRecord struct {
 	SwitchingFrom string `json:"switching_from,omitempty"`
 	// SwitchingSince is when that intent was written.
 	SwitchingSince time.Time `json:"switching_since,omitzero"`
+	// Sync is the synchronous replication of Primary as last confirmed,
+	// like Patroni's /sync key: a failover promotes only a standby it
+	// names. nil when replication was never synchronous.
+	Sync *SyncRecord `json:"sync,omitempty"`
 }
+
+// SyncRecord is the synchronous set of a primary, recorded before the
+// primary can be lost, since it cannot be asked afterwards.
+//
+// The invariant pgha keeps: every commit the primary acknowledged while
+// this record stood was confirmed by at least Count of Standbys. So any
+// len(Standbys)-Count+1 of them include one that holds every
+// acknowledged commit, and the most advanced of those holds them all.
+// Hence the order of writes: a record that names standbys is written
+// only after the primary's synchronous_standby_names lists exactly them
+// and Count of them were seen synchronous; before the setting changes
+// (or is emptied), the record is emptied first.
+type SyncRecord struct {
+	// Standbys and Count: synchronous_standby_names is "ANY Count (...)"
+	// or "FIRST Count (...)" of Standbys. Empty: no standby is known to
+	// hold every acknowledged commit (not yet confirmed, or relaxed), and
+	// no failover is safe without -force.
+	Standbys []string `json:"standbys,omitempty"`
+	Count    int      `json:"count,omitempty"`
+	Mode     string   `json:"mode,omitempty"`
+	// Relaxed: the watcher made the primary asynchronous because fewer
+	// standbys were healthy than synchronous { standbys } asks (strict =
+	// false); Reason says why, Since when.
+	Relaxed bool      `json:"relaxed,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+}
+
+// Confirmed says whether the record names a synchronous set.
+func (r *SyncRecord) Confirmed() bool { return r != nil && len(r.Standbys) > 0 && r.Count > 0 }
 
 // Switching says whether the record holds a switchover intent.
 func (r *ClusterRecord) Switching() bool { return r != nil && r.SwitchingTo != "" }
@@ -439,6 +513,8 @@ type Backup struct {
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
 	Verify     string    `json:"verify,omitempty"`
 	VerifyMode string    `json:"verify_mode,omitempty"`
+	// VerifySeconds is how long that verify took (drills record it).
+	VerifySeconds float64 `json:"verify_seconds,omitempty"`
 }
 
 // How a backup was verified.
@@ -449,6 +525,10 @@ const (
 	// VerifyRestore: the chain was restored into a scratch instance,
 	// which started, reached the backup's moment and answered a query.
 	VerifyRestore = "restore"
+	// VerifyDrill: a restore drill restored the newest chain into a
+	// scratch instance, replayed the WAL archive to its end, and amcheck
+	// found the database sound.
+	VerifyDrill = "drill"
 )
 
 // VerifyPassed is Verify's value for a verify that found nothing wrong.

@@ -125,6 +125,16 @@ func listed() []state.Backup {
 	return []state.Backup{diff, incr, full}
 }
 
+// windows are the recoverable windows of listed's full: timeline 1 left
+// at a failover, timeline 2 the archive still writes.
+func windows() []state.RecoveryWindow {
+	from := time.Date(2026, 11, 30, 2, 1, 30, 0, time.UTC)
+	return []state.RecoveryWindow{
+		{Timeline: 2, Backup: "20261130T020000Z", FromLSN: "0/3000100", From: from, ToLSN: "2/1A004000", To: from.Add(50 * time.Hour)},
+		{Timeline: 1, Backup: "20261130T020000Z", FromLSN: "0/3000100", From: from, ToLSN: "1/F0000000", To: from.Add(30 * time.Hour)},
+	}
+}
+
 // TestBackupList: `pgha backup list` shows each backup's last verify in
 // its VERIFIED column (result, how, when; a failure's reason cut short),
 // "-" for a backup never verified; -json carries the same record whole
@@ -132,10 +142,13 @@ func listed() []state.Backup {
 // backup never verified (the fields are additive).
 func TestBackupList(t *testing.T) {
 	var buf bytes.Buffer
-	if err := NewHuman(&buf).Backups(listed(), "catalog"); err != nil {
+	if err := NewHuman(&buf).Backups(listed(), "catalog", windows()); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Golden(t, filepath.Join("testdata", "backup_list.txt"), buf.Bytes(), *update)
+	if !strings.Contains(buf.String(), "  timeline 2 from 0/3000100 (2026-11-30 02:01:30Z, end of 20261130T020000Z) to 2/1A004000 (2026-12-02 04:01:30Z)\n") {
+		t.Errorf("the recoverable window is not shown:\n%s", buf.String())
+	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	for i, want := range []string{"VERIFIED", "-", "FAILED read 2026-12-01 03:00Z: verify 20261201T020000Z", "passed restore 2026-11-30 03:00Z"} {
 		if !strings.Contains(lines[i], want) {
@@ -147,15 +160,19 @@ func TestBackupList(t *testing.T) {
 	}
 
 	buf.Reset()
-	if err := NewJSON(&buf, "1.2.3").Backups(listed(), "catalog"); err != nil {
+	if err := NewJSON(&buf, "1.2.3").Backups(listed(), "catalog", windows()); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Golden(t, filepath.Join("testdata", "backup_list.json"), buf.Bytes(), *update)
 	var got struct {
-		Backups []map[string]any `json:"backups"`
+		Backups     []map[string]any       `json:"backups"`
+		Recoverable []state.RecoveryWindow `json:"recoverable"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatal(err)
+	}
+	if len(got.Recoverable) != 2 || got.Recoverable[0].ToLSN != "2/1A004000" || got.Recoverable[1].Timeline != 1 {
+		t.Errorf("-json recoverable: %+v", got.Recoverable)
 	}
 	if d := got.Backups[0]; d["verify"] != nil || d["verified_at"] != nil || d["verify_mode"] != nil {
 		t.Errorf("a backup never verified carries verify fields: %v", d)

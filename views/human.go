@@ -80,14 +80,21 @@ func title(op string) string {
 func (h *Human) Status(st report.Status) error {
 	out := h.w
 	fmt.Fprintf(out, "Cluster %s (declared primary %s)\n", st.Cluster, st.DeclaredPrimary)
+	if st.RuntimeError != "" {
+		fmt.Fprintf(out, "Runtime unreachable: %s\n", st.RuntimeError)
+	}
 	if c := st.Catalog; c != nil {
+		where := "Catalog: redis " + c.Address
+		if c.Kind == "etcd" {
+			where = fmt.Sprintf("Authority: etcd %s (%d of %d members answering)", c.Address, c.Answering, c.Members)
+		}
 		switch {
 		case !c.Reachable:
-			fmt.Fprintf(out, "Catalog: redis %s unreachable: %s\n", c.Address, c.Error)
+			fmt.Fprintf(out, "%s unreachable: %s\n", where, c.Error)
 		case c.Generation > 0:
-			fmt.Fprintf(out, "Catalog: redis %s, recorded primary %s, generation %d\n", c.Address, c.Primary, c.Generation)
+			fmt.Fprintf(out, "%s, recorded primary %s, generation %d\n", where, c.Primary, c.Generation)
 		default:
-			fmt.Fprintf(out, "Catalog: redis %s, no record yet\n", c.Address)
+			fmt.Fprintf(out, "%s, no record yet\n", where)
 		}
 		if c.Switching != "" {
 			fmt.Fprintf(out, "Switchover under way (the catalog's intent): %s\n", c.Switching)
@@ -100,6 +107,23 @@ func (h *Human) Status(st report.Status) error {
 		} else if c.Reachable {
 			fmt.Fprintln(out, "Watch leader: none (no `pgha watch` holds the lease)")
 		}
+	}
+	if sy := st.Synchronous; sy != nil {
+		syncStatus(out, sy)
+	}
+	if len(st.Agents) > 0 {
+		parts := make([]string, len(st.Agents))
+		for i, a := range st.Agents {
+			switch {
+			case a.Held && a.Holder != nil:
+				parts[i] = fmt.Sprintf("%s held (%s pid %d)", a.Node, a.Holder.Host, a.Holder.PID)
+			case a.Held:
+				parts[i] = a.Node + " held"
+			default:
+				parts[i] = a.Node + " none"
+			}
+		}
+		fmt.Fprintf(out, "Agents (member leases): %s\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -145,8 +169,31 @@ func (h *Human) Status(st report.Status) error {
 	return tw.Flush()
 }
 
+// syncStatus prints the synchronous replication lines of the status.
+func syncStatus(out io.Writer, sy *plan.SyncStatus) {
+	setting := "'" + sy.Setting + "'"
+	if sy.Setting == "" {
+		setting = "'' (asynchronous)"
+	}
+	recorded := "none (no failover without -force)"
+	switch {
+	case sy.Relaxed:
+		recorded = "relaxed to asynchronous: " + sy.RelaxedWhy
+	case len(sy.Recorded) > 0:
+		recorded = strings.Join(sy.Recorded, ", ")
+	}
+	syncNow := "none"
+	if len(sy.Synchronous) > 0 {
+		syncNow = strings.Join(sy.Synchronous, ", ")
+	}
+	fmt.Fprintf(out, "Synchronous: %s = %s; synchronous now: %s; recorded set: %s\n", plan.SyncSetting, setting, syncNow, recorded)
+	if sy.WritesBlocked != "" {
+		fmt.Fprintf(out, "Writes blocked: %s\n", sy.WritesBlocked)
+	}
+}
+
 // Backups prints a table of the backups.
-func (h *Human) Backups(list []state.Backup, source string) error {
+func (h *Human) Backups(list []state.Backup, source string, windows []state.RecoveryWindow) error {
 	if source != "catalog" {
 		fmt.Fprintln(h.w, "(the catalog does not answer: read from the repository's manifests)")
 	}
@@ -161,7 +208,16 @@ func (h *Human) Backups(list []state.Backup, source string) error {
 			bytesize.Format(b.DatabaseBytes), bytesize.Format(b.StoredBytes), 100*float64(b.StoredBytes)/float64(max(b.DatabaseBytes, 1)), b.Status,
 			verified(b))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(windows) > 0 {
+		fmt.Fprintln(h.w, "\nPoint-in-time restore (pgha restore -to-time | -to-lsn | -to-restore-point) reaches, per timeline:")
+		for _, w := range windows {
+			fmt.Fprintf(h.w, "  %s\n", w)
+		}
+	}
+	return nil
 }
 
 // verifiedReasonMax bounds a failed verify's reason in the table (the
@@ -176,6 +232,9 @@ func verified(b state.Backup) string {
 		return "-"
 	}
 	when := b.VerifiedAt.UTC().Format("2006-01-02 15:04Z")
+	if b.VerifySeconds > 0 {
+		when += fmt.Sprintf(" in %s", time.Duration(b.VerifySeconds*float64(time.Second)).Round(100*time.Millisecond))
+	}
 	if passed {
 		return fmt.Sprintf("passed %s %s", b.VerifyMode, when)
 	}

@@ -78,9 +78,14 @@ func (j *JSON) PlanSaved(string, string) {}
 // Status prints the status object.
 func (j *JSON) Status(st report.Status) error { return j.indented(st) }
 
-// Backups prints {"source": ..., "backups": [...]}.
-func (j *JSON) Backups(list []state.Backup, source string) error {
-	return j.indented(map[string]any{"source": source, "backups": list})
+// Backups prints {"source": ..., "backups": [...], "recoverable": [...]},
+// recoverable left out without a WAL archive.
+func (j *JSON) Backups(list []state.Backup, source string, windows []state.RecoveryWindow) error {
+	out := map[string]any{"source": source, "backups": list}
+	if len(windows) > 0 {
+		out["recoverable"] = windows
+	}
+	return j.indented(out)
 }
 
 func (j *JSON) indented(v any) error {

@@ -18,6 +18,7 @@ const module = "github.com/pgha/pgha"
 // (see forbidden).
 var allowedDeps = []string{
 	module + "/backup/policy",
+	module + "/backup/walarchive",
 	module + "/config",
 	module + "/internal/bytesize",
 	module + "/internal/pgconf",

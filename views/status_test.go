@@ -49,3 +49,17 @@ func TestStatusLeader(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusAgents: with agents declared, the human status says which
+// nodes' agents hold their member leases.
+func TestStatusAgents(t *testing.T) {
+	var b bytes.Buffer
+	st := report.Status{Cluster: "demo", DeclaredPrimary: "db1", Agents: []report.AgentStatus{
+		{Node: "db1", Held: true, Holder: &state.Lock{Host: "h1", PID: 42}}, {Node: "db2"}}}
+	if err := NewHuman(&b).Status(st); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Agents (member leases): db1 held (h1 pid 42), db2 none\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("want %q in:\n%s", want, b.String())
+	}
+}

@@ -31,9 +31,11 @@ type View interface {
 	PlanSaved(planFile, clusterFile string)
 	// Status renders `pgha status`.
 	Status(st report.Status) error
-	// Backups renders `pgha backup list`: the backups, newest first, and
-	// where the list was read ("catalog" or "repository").
-	Backups(list []state.Backup, source string) error
+	// Backups renders `pgha backup list`: the backups, newest first,
+	// where the list was read ("catalog" or "repository"), and the
+	// windows a point-in-time restore can reach, one per timeline (none
+	// without a WAL archive).
+	Backups(list []state.Backup, source string, windows []state.RecoveryWindow) error
 }
 
 // New returns the JSON view when asJSON, else the human one, writing to

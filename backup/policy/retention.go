@@ -86,3 +86,27 @@ func Expired(all []state.Backup, r Retention, now time.Time) []ExpiredChain {
 	sort.Slice(out, func(i, j int) bool { return out[i].Full.Started.Before(out[j].Full.Started) })
 	return out
 }
+
+// WALKeepFrom is where the WAL archive must keep WAL from: the start of
+// the oldest complete physical full not in gone (the backups expired or
+// being expired). A restore starts from a full and replays the archive
+// from its start on, so the WAL before it is of no use to a chain kept.
+// The full is nil when no such full exists: then no WAL may go.
+func WALKeepFrom(all []state.Backup, gone map[string]bool) (state.LSN, *state.Backup) {
+	var from state.LSN
+	var oldest *state.Backup
+	for i := range all {
+		b := &all[i]
+		if b.Type != "full" || b.Status != "complete" || b.Format == FormatLogical || gone[b.ID] {
+			continue
+		}
+		l, err := state.ParseLSN(b.StartLSN)
+		if err != nil || l == 0 {
+			continue
+		}
+		if oldest == nil || l < from {
+			from, oldest = l, b
+		}
+	}
+	return from, oldest
+}

@@ -127,3 +127,36 @@ func TestReference(t *testing.T) {
 		t.Error("an incremental builds on a logical dump")
 	}
 }
+
+func TestWALKeepFrom(t *testing.T) {
+	all := []state.Backup{
+		{ID: "f3", Type: "full", Status: "complete", StartLSN: "0/9000028"},
+		{ID: "i2", Type: "incremental", Status: "complete", StartLSN: "0/6000000", Root: "f2"},
+		{ID: "f2", Type: "full", Status: "complete", StartLSN: "0/5000028"},
+		{ID: "dump", Type: "full", Status: "complete", Format: FormatLogical, StartLSN: "0/2000000"},
+		{ID: "failed", Type: "full", Status: "failed", StartLSN: "0/3000028"},
+		{ID: "f1", Type: "full", Status: "complete", StartLSN: "0/1000028"},
+	}
+	for _, tc := range []struct {
+		name string
+		gone map[string]bool
+		want string
+	}{
+		{"all kept: the oldest full's start", nil, "f1"},
+		{"f1 expiring: f2's start (logical and failed fulls need no WAL)", map[string]bool{"f1": true}, "f2"},
+		{"f1 and f2 expiring: f3's", map[string]bool{"f1": true, "f2": true, "i2": true}, "f3"},
+		{"every full expiring: none, so no WAL may go", map[string]bool{"f1": true, "f2": true, "f3": true}, ""},
+	} {
+		lsn, full := WALKeepFrom(all, tc.gone)
+		got := ""
+		if full != nil {
+			got = full.ID
+			if want, _ := state.ParseLSN(full.StartLSN); lsn != want {
+				t.Errorf("%s: LSN %s is not %s's start %s", tc.name, lsn, full.ID, full.StartLSN)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: WALKeepFrom = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

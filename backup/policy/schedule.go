@@ -9,9 +9,11 @@ import (
 	"github.com/pgha/pgha/state"
 )
 
-// Schedule is the cron expression per backup type.
+// Schedule is the cron expression per backup type, and for restore
+// drills (DrillDue).
 type Schedule struct {
 	Full, Incremental, Differential string
+	Drill                           string
 }
 
 // Due is a backup the schedule asks for now.

@@ -6,18 +6,22 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/pgha/pgha/backup/pitr"
 	"github.com/pgha/pgha/reconcile"
 	"github.com/pgha/pgha/report"
 	"github.com/pgha/pgha/views"
 )
 
 func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
-	// `pgha backup list|verify` take their flags before or after the word.
+	// `pgha backup list|verify|drill` take their flags before or after the word.
 	for i, a := range args {
-		if (a == "list" || a == "verify") && (i == 0 || args[i-1] != "-f" && args[i-1] != "-type") {
+		if (a == "list" || a == "verify" || a == "drill") && (i == 0 || args[i-1] != "-f" && args[i-1] != "-type") {
 			rest := append(append([]string{}, args[:i]...), args[i+1:]...)
-			if a == "verify" {
+			switch a {
+			case "verify":
 				return cmdBackupVerify(ctx, rest, out, errw)
+			case "drill":
+				return cmdBackupDrill(ctx, rest, out, errw)
 			}
 			return cmdBackupList(ctx, rest, out, errw)
 		}
@@ -59,7 +63,12 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 		if err != nil {
 			return fail(errw, err)
 		}
-		if err := v.Backups(list, from); err != nil {
+		windows, err := env.RecoveryWindows(list)
+		if err != nil {
+			// The list stands without the windows; stderr says why.
+			fmt.Fprintf(errw, "Warning: the WAL archive could not be read, so the recoverable window is not shown: %v\n", err)
+		}
+		if err := v.Backups(list, from, windows); err != nil {
 			return fail(errw, err)
 		}
 		return exitOK
@@ -86,17 +95,45 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 	})
 }
 
+func cmdBackupDrill(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs, file := newFlags("backup drill", errw)
+	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README), the outcome last")
+	if fs.Parse(args) != nil {
+		return exitError
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(errw, "Usage: pgha backup drill [-json] [-f FILE]")
+		return exitError
+	}
+	v := views.New(*asJSON, out, version)
+	return withEnv(*file, errw, func(env *reconcile.Env) int {
+		if err := env.Drill(ctx, v); err != nil {
+			return fail(errw, err)
+		}
+		return exitOK
+	})
+}
+
 func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("restore", errw)
 	dir := fs.String("target-dir", "", "a new directory to restore into (never overwritten)")
 	node := fs.String("node", "", "the declared primary to restore over (its data directory is moved aside), then started")
 	auto := fs.Bool("auto-approve", false, "restore over -node without asking")
 	asJSON := fs.Bool("json", false, "print what happens as a stream of JSON objects, one per line (format in README), the outcome last; with -node it needs -auto-approve")
+	toTime := fs.String("to-time", "", "restore to this moment (RFC 3339; UTC without a zone) from a full and the WAL archive, instead of a backup ID")
+	toLSN := fs.String("to-lsn", "", "restore to this WAL position (such as 0/5000028) from a full and the WAL archive")
+	toName := fs.String("to-restore-point", "", "restore to this named restore point (pg_create_restore_point) from a full and the WAL archive")
 	if fs.Parse(args) != nil {
 		return exitError
 	}
-	if fs.NArg() != 1 || (*dir == "") == (*node == "") {
-		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] [-json] (-target-dir DIR | -node NAME [-auto-approve]) ID")
+	target, err := pitr.ParseTarget(*toTime, *toLSN, *toName)
+	if err != nil {
+		fmt.Fprintln(errw, "Error:", err)
+		return exitError
+	}
+	id := fs.Arg(0)
+	if fs.NArg() > 1 || (fs.NArg() == 1) == (target.Kind() != "") || (*dir == "") == (*node == "") {
+		fmt.Fprintln(errw, "Usage: pgha restore [-f FILE] [-json] (-target-dir DIR | -node NAME [-auto-approve]) (ID | -to-time T | -to-lsn L | -to-restore-point NAME)")
 		return exitError
 	}
 	if *asJSON && *node != "" && !*auto {
@@ -107,7 +144,6 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	v := views.New(*asJSON, out, version)
 	return withEnv(*file, errw, func(env *reconcile.Env) int {
-		var err error
 		if *node != "" {
 			ask := func(summary string) (bool, error) {
 				if *asJSON {
@@ -120,9 +156,9 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 				}
 				return confirm("Do you want to restore over "+*node+"?", out)
 			}
-			err = env.RestoreNode(ctx, fs.Arg(0), *node, ask, v)
+			err = env.RestoreNode(ctx, id, target, *node, ask, v)
 		} else {
-			err = env.Restore(ctx, fs.Arg(0), *dir, v)
+			err = env.Restore(ctx, id, target, *dir, v)
 		}
 		if errors.Is(err, report.ErrCancelled) {
 			fmt.Fprintln(out, "\nRestore cancelled: nothing was touched.")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,6 +44,8 @@ func commands() []command {
 		{"failover", "Promote the best standby after the primary was lost (preview first)", cmdFailover},
 		{"failback", "Rejoin former primaries (pg_rewind) and switch back to the declared primary", cmdFailback},
 		{"watch", "Keep the cluster as declared: fail over, heal, apply edits (per policy)", cmdWatch},
+		{"agent", "Run on a node's host: hold its member lease, stop its primary when cut off (self-fencing)", cmdAgent},
+		{"archive", "Stream the primary's WAL into the backup repository (the watcher does it too)", cmdArchive},
 		{"status", "Show nodes, roles, LSNs and lag", cmdStatus},
 		{"backup", "Take a full backup now; `backup list` lists them, `backup verify` checks one", cmdBackup},
 		{"restore", "Restore a backup chain into a new directory, or over the primary (-node)", cmdRestore},
@@ -101,4 +104,17 @@ func fail(errw io.Writer, err error) int {
 	}
 	fmt.Fprintf(errw, "Error: %v\n", err)
 	return exitError
+}
+
+// logHandler is the handler of a long-running command's log on errw in
+// format (-log-format: text or json); false, said on errw, for another.
+func logHandler(errw io.Writer, format string, o *slog.HandlerOptions) (slog.Handler, bool) {
+	switch format {
+	case "text":
+		return slog.NewTextHandler(errw, o), true
+	case "json":
+		return slog.NewJSONHandler(errw, o), true
+	}
+	fmt.Fprintf(errw, "Error: -log-format is text or json, not %q\n", format)
+	return nil, false
 }

@@ -45,14 +45,8 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "Error: -log-level is info or debug, not %q\n", *level)
 		return exitError
 	}
-	var h slog.Handler
-	switch *format {
-	case "text":
-		h = slog.NewTextHandler(errw, ho)
-	case "json":
-		h = slog.NewJSONHandler(errw, ho)
-	default:
-		fmt.Fprintf(errw, "Error: -log-format is text or json, not %q\n", *format)
+	h, ok := logHandler(errw, *format, ho)
+	if !ok {
 		return exitError
 	}
 	path, err := filepath.Abs(*file)
@@ -98,6 +92,13 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 		}
 		w.Observer = hub.Watcher()
 	}
+	// The continuous WAL archive, when declared, streams beside the loop.
+	ar := &archiveRunner{log: log}
+	if hub != nil {
+		ar.stored = hub.SetArchive // the metrics' pgha_wal_archive_* series
+	}
+	ar.start(ctx, c)
+	defer ar.stop()
 	var wg sync.WaitGroup
 	changed := make(chan string, 1)
 	wg.Add(2)
@@ -136,6 +137,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 						srv.Reload(e.Cfg)
 					}
 					w.Reload(e)
+					ar.start(ctx, e.Cfg)
 				}
 			}
 		}

@@ -98,6 +98,7 @@ func TestGoodFiles(t *testing.T) {
 	// The shipped examples are good files too, read where they live.
 	goldens["../../examples/two-node/cluster.hcl"] = "testdata/good/example_two_node.golden"
 	goldens["../../examples/docker/cluster.hcl"] = "testdata/good/example_docker.golden"
+	goldens["../../examples/docker-remote/cluster.hcl"] = "testdata/good/example_docker_remote.golden"
 	for f, g := range goldens {
 		t.Run(f, func(t *testing.T) {
 			r := Load(f)

@@ -23,7 +23,7 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "primary"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "postgres"}, {Type: "runtime", LabelNames: []string{"kind"}}, {Type: "node", LabelNames: []string{"name"}},
-			{Type: "replication"}, {Type: "failover"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "backup"}, {Type: "tls"},
+			{Type: "replication"}, {Type: "failover"}, {Type: "agent"}, {Type: "catalog", LabelNames: []string{"kind"}}, {Type: "authority", LabelNames: []string{"kind"}}, {Type: "backup"}, {Type: "tls"},
 			{Type: "watch"}, {Type: "api"},
 		},
 	}
@@ -31,15 +31,22 @@ var (
 		{Name: "version"}, {Name: "superuser"}, {Name: "password"}, {Name: "parameters"}}}
 	runtimeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "data_dir"}, {Name: "bin_dir"}, {Name: "run_as"}}}
 	dockerSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "image"}, {Name: "redis_image"}, {Name: "network"}, {Name: "host"}, {Name: "bind"}, {Name: "prefix"}}}
+		{Name: "image"}, {Name: "redis_image"}, {Name: "network"}, {Name: "host"}, {Name: "bind"}, {Name: "prefix"},
+		{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}, {Name: "insecure_tcp"}}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "host"}, {Name: "port", Required: true}, {Name: "slot"}, {Name: "parameters"}, {Name: "prevent_destroy"}, {Name: "priority"}, {Name: "health_port"}}}
-	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}}}
+	replicationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "user"}, {Name: "password"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "synchronous"}}}
+	synchronousSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "standbys"}, {Name: "mode"}, {Name: "strict"}}}
 	failoverSchema    = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "automatic"}, {Name: "check_interval"}, {Name: "failure_threshold"}, {Name: "maximum_lag"}, {Name: "failback"}, {Name: "primary_crash"}}}
-	watchSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "heal"}, {Name: "rejoin"}, {Name: "config"}}}
-	apiSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "listen"}, {Name: "token"}, {Name: "tls"}}}
-	tlsSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "dir"}}}
+	agentSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "self_fence"}}}
+	watchSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "heal"}, {Name: "rejoin"}, {Name: "config"}}}
+	apiSchema       = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "listen"}, {Name: "token"}, {Name: "tls"}}}
+	tlsSchema       = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "dir"}}}
+	authoritySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "endpoints", Required: true}, {Name: "username"}, {Name: "password"}, {Name: "ttl"},
+		{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}}
 	catalogSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address", Required: true}, {Name: "password"}, {Name: "db"}, {Name: "managed"}}}
 )
@@ -76,6 +83,9 @@ type decoder struct {
 	nameRanges     map[*config.Node]hcl.Range
 	primaryDecoded bool
 	clusterBodyBad bool
+	// dockerRange is the runtime "docker" block's, for diagnostics about
+	// the engine that no one attribute gave.
+	dockerRange hcl.Range
 	// apiTLS is api { tls } when written; unset, the API follows the
 	// cluster's tls block, which may come after it.
 	apiTLS *bool
@@ -175,10 +185,14 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 			d.replication(blk, &c.Replication)
 		case "failover":
 			d.failover(blk, &c.Failover)
+		case "agent":
+			c.Agent = d.agent(blk)
 		case "watch":
 			d.watch(blk, &c.Watch)
 		case "catalog":
 			c.Catalog = d.catalog(blk)
+		case "authority":
+			c.Authority = d.authority(blk)
 		case "backup":
 			c.Backup = d.backup(blk)
 		case "tls":
@@ -199,7 +213,7 @@ func (d *decoder) cluster(b *hcl.Block) *config.Cluster {
 		dk.Image = def(dk.Image, "postgres:17")
 		dk.RedisImage = def(dk.RedisImage, "redis:7")
 		dk.Network = def(dk.Network, "pgha-"+c.Name)
-		dk.Bind = def(dk.Bind, "127.0.0.1")
+		dk.Bind = def(dk.Bind, "127.0.0.1") // a tcp:// engine's default was set by dockerEngine
 		dk.Prefix = def(dk.Prefix, "pgha-"+c.Name+"-")
 	}
 	for _, n := range c.Nodes {
@@ -359,28 +373,36 @@ func (d *decoder) runtime(b *hcl.Block, r *config.Runtime) {
 	})
 }
 
-// docker decodes runtime "docker"; empty values take the defaults.
+// docker decodes runtime "docker"; empty values take the defaults. The
+// engine (host, its TLS files, bind) is checked in dockerEngine once the
+// whole block is read.
 func (d *decoder) docker(b *hcl.Block, dk *config.Docker) {
+	d.dockerRange = b.DefRange
 	d.attrs(b.Body, dockerSchema, func(name string, a *hcl.Attribute) {
-		var v string
-		if !d.str(a, &v) {
-			return
-		}
 		switch name {
 		case "image":
-			dk.Image = v
+			d.str(a, &dk.Image)
 		case "redis_image":
-			dk.RedisImage = v
+			d.str(a, &dk.RedisImage)
 		case "network":
-			dk.Network = v
+			d.str(a, &dk.Network)
 		case "host":
-			dk.Host = v
+			d.str(a, &dk.Host)
 		case "bind":
-			dk.Bind = v
+			d.str(a, &dk.Bind)
 		case "prefix":
-			dk.Prefix = v
+			d.str(a, &dk.Prefix)
+		case "ca_file":
+			d.filePath(a, &dk.CAFile)
+		case "cert_file":
+			d.filePath(a, &dk.CertFile)
+		case "key_file":
+			d.filePath(a, &dk.KeyFile)
+		case "insecure_tcp":
+			d.boolean(a, &dk.InsecureTCP)
 		}
 	})
+	d.dockerEngine(dk)
 }
 
 func def(v, d string) string {
@@ -450,6 +472,15 @@ func (d *decoder) node(b *hcl.Block) *config.Node {
 
 func (d *decoder) replication(b *hcl.Block, r *config.Replication) {
 	var pw *hcl.Attribute
+	content, _ := b.Body.Content(replicationSchema) // diagnostics: reported once, by attrs below
+	for i, blk := range content.Blocks {
+		if i > 0 {
+			d.errorAt(blk.DefRange, "Duplicate synchronous block",
+				fmt.Sprintf("Only one synchronous block is allowed; the first is at %s. Merge the two.", pos(content.Blocks[0].DefRange)))
+			continue
+		}
+		r.Synchronous = d.synchronous(blk)
+	}
 	d.attrs(b.Body, replicationSchema, func(name string, a *hcl.Attribute) {
 		switch name {
 		case "user":
@@ -462,6 +493,30 @@ func (d *decoder) replication(b *hcl.Block, r *config.Replication) {
 		}
 	})
 	d.password(b, pw, &r.Password, "the replication user's password", "PGHA_REPLICATION_PASSWORD")
+}
+
+// synchronous decodes replication { synchronous { standbys, mode, strict } }.
+// How many standbys a cluster can have is checked in validate, which sees
+// every node.
+func (d *decoder) synchronous(b *hcl.Block) *config.Synchronous {
+	s := &config.Synchronous{Standbys: 1, Mode: config.SyncQuorum, DeclRange: b.DefRange}
+	d.attrs(b.Body, synchronousSchema, func(name string, a *hcl.Attribute) {
+		switch name {
+		case "standbys":
+			if d.integer(a, &s.Standbys) && s.Standbys < 1 {
+				d.errorAt(a.Expr.Range(), "Invalid standbys",
+					fmt.Sprintf("standbys is how many standbys confirm each commit: 1 or more, not %s. For asynchronous replication leave the synchronous block out.", d.show(&s.Standbys, s.Standbys)))
+				s.Standbys = 1
+			}
+		case "mode":
+			d.oneOf(a, &s.Mode, "Invalid mode",
+				`mode is "quorum" (any of the standbys confirm: ANY n (...)) or "priority" (the first ones in declaration order: FIRST n (...)), not %s.`,
+				config.SyncQuorum, config.SyncPriority)
+		case "strict":
+			d.boolean(a, &s.Strict)
+		}
+	})
+	return s
 }
 
 func (d *decoder) failover(b *hcl.Block, f *config.Failover) {
@@ -514,6 +569,31 @@ func (d *decoder) failover(b *hcl.Block, f *config.Failover) {
 				"restart", "failover")
 		}
 	})
+}
+
+// agent decodes agent { self_fence }: every node's host runs `pgha
+// agent`, which stops an isolated primary within self_fence (see
+// config.Agent for the arithmetic of the lease).
+func (d *decoder) agent(b *hcl.Block) *config.Agent {
+	ag := &config.Agent{SelfFence: 5 * time.Second, DeclRange: b.DefRange}
+	d.attrs(b.Body, agentSchema, func(name string, a *hcl.Attribute) {
+		var s string
+		if name != "self_fence" || !d.str(a, &s) {
+			return
+		}
+		v, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			d.errorAt(a.Expr.Range(), "Invalid duration",
+				fmt.Sprintf("self_fence = %s is not a duration; write for example \"5s\".", d.show(&s, s)))
+		case v < time.Second:
+			d.errorAt(a.Expr.Range(), "self_fence too short",
+				fmt.Sprintf("self_fence = %s: the agent renews its member lease every third of it, and a store that answers a renewal late would fence a healthy primary; write 1s or more (default 5s).", d.show(&s, s)))
+		default:
+			ag.SelfFence = v
+		}
+	})
+	return ag
 }
 
 // watch decodes watch { heal, rejoin, config }: what `pgha watch` may do

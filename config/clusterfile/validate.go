@@ -43,6 +43,9 @@ func (d *decoder) validate(c *config.Cluster) {
 			if n.Slot == config.BackupSlot && c.Backup != nil {
 				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Reserved slot name",
 					fmt.Sprintf("Slot %q holds the WAL of incremental backups (the backup block declares it). Give node %q another slot.", config.BackupSlot, n.Name))
+			} else if n.Slot == config.ArchiveSlot && c.Backup != nil && c.Backup.Archive != nil {
+				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Reserved slot name",
+					fmt.Sprintf("Slot %q holds the WAL the continuous archive has not stored yet (the backup block's archive declares it). Give node %q another slot.", config.ArchiveSlot, n.Name))
 			} else if first := slots[n.Slot]; first != nil {
 				d.errorAt(d.rangeOf(&n.Slot, n.DeclRange), "Duplicate slot name",
 					fmt.Sprintf("Nodes %q and %q both declare slot %s. Each standby needs its own slot.", first.Name, n.Name, d.show(&n.Slot, n.Slot)))
@@ -75,6 +78,13 @@ func (d *decoder) validate(c *config.Cluster) {
 				fmt.Sprintf("On the local runtime the managed Redis listens on loopback only (127.0.0.1, ::1 or localhost), where pgha on this host reaches it; %s would expose the cluster's lock and record. "+
 					"For a catalog other hosts reach, run Redis yourself with a password (managed = false).", d.show(&cat.Address, cat.Address)))
 		}
+		if h, _, err := config.SplitAddress(cat.Address); err == nil && cat.Managed && c.IsDocker() {
+			if engine := c.Runtime.Docker.TCPHost(); engine != "" && loopback(h) && !loopback(engine) {
+				d.errorAt(d.rangeOf(&cat.Address, cat.DeclRange), "Managed catalog on another host's loopback",
+					fmt.Sprintf("The managed Redis runs on the engine's host (%s) and is published at %s there, on its loopback, where pgha on this host cannot reach it. "+
+						"Write an address of that host that pgha reaches: the nodes' (bind, by default the engine's) with a port of its own.", d.show(&c.Runtime.Docker.Host, engine), d.show(&cat.Address, cat.Address)))
+			}
+		}
 		if cat.Managed {
 			if n := names["redis"]; n != nil {
 				d.errorAt(d.nameRanges[n], "Reserved node name",
@@ -83,6 +93,50 @@ func (d *decoder) validate(c *config.Cluster) {
 		}
 	}
 	d.validateHealthPorts(c)
+	d.validateSynchronous(c)
+	d.validateAgent(c)
+}
+
+// validateSynchronous checks that the synchronous block can be met and
+// kept: enough standbys, a catalog to record the synchronous set in, and
+// synchronous_standby_names left to pgha.
+func (d *decoder) validateSynchronous(c *config.Cluster) {
+	sy := c.Replication.Synchronous
+	if sy == nil {
+		return
+	}
+	if standbys := len(c.Nodes) - 1; len(c.Nodes) > 0 && sy.Standbys > standbys {
+		d.errorAt(d.rangeOf(&sy.Standbys, sy.DeclRange), "Too few standbys for synchronous replication",
+			fmt.Sprintf("standbys = %d, but the cluster declares %d node(s), so %d standby(s) at most: every commit would wait for ever. Declare more nodes or lower standbys.",
+				sy.Standbys, len(c.Nodes), standbys))
+	}
+	if !c.HasAuthority() {
+		d.errorAt(sy.DeclRange, "Synchronous replication without a catalog",
+			"pgha records which standbys are synchronous in the cluster record, so that a failover promotes only one of them (the primary is gone by then and cannot be asked). Declare a catalog \"redis\" or an authority \"etcd\" block.")
+	}
+	const ssn = "synchronous_standby_names"
+	where := ""
+	if _, ok := c.Postgres.Parameters[ssn]; ok {
+		where = "postgres { parameters }"
+	}
+	for _, n := range c.Nodes {
+		if _, ok := n.Parameters[ssn]; ok && where == "" {
+			where = fmt.Sprintf("node %q's parameters", n.Name)
+		}
+	}
+	if where != "" {
+		d.errorAt(sy.DeclRange, "synchronous_standby_names set twice",
+			fmt.Sprintf("%s sets %s, which pgha sets on the primary from this synchronous block (and changes on failover, or when it relaxes it). Remove it from the parameters.", where, ssn))
+	}
+}
+
+// validateAgent checks that agents have an authority to hold their
+// member leases in.
+func (d *decoder) validateAgent(c *config.Cluster) {
+	if c.Agent != nil && c.Catalog == nil {
+		d.errorAt(c.Agent.DeclRange, "Agents without a catalog",
+			"pgha agent holds each node's member lease in the catalog and fences its primary when it cannot renew it: without a catalog there is nothing to renew it in. Declare a catalog \"redis\" block, or remove the agent block.")
+	}
 }
 
 // validateHealthPorts checks the ports `pgha watch` listens on: a node's

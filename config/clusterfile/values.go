@@ -71,6 +71,16 @@ func (d *decoder) str(a *hcl.Attribute, dst *string) bool {
 	return ok
 }
 
+// filePath decodes a string attribute naming a file and resolves it
+// against the cluster file's directory (see path).
+func (d *decoder) filePath(a *hcl.Attribute, dst *string) bool {
+	if !d.str(a, dst) {
+		return false
+	}
+	*dst = d.path(*dst)
+	return true
+}
+
 func (d *decoder) integer(a *hcl.Attribute, dst *int) bool {
 	v, ok := d.eval(a, cty.Number, dst)
 	if !ok {

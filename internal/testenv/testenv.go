@@ -1,5 +1,6 @@
 // Package testenv starts the real systems integration tests run against:
-// PostgreSQL servers and redis-server processes on free loopback ports.
+// PostgreSQL servers, redis-server processes and three-member etcd
+// clusters on free loopback ports.
 //
 // A missing binary is a test failure that says how to install it, never a
 // skip: `make setup` installs everything these helpers need.
@@ -23,7 +24,7 @@ import (
 	"time"
 )
 
-const installHint = "run `make setup` (it installs PostgreSQL and redis-server with apt-get)"
+const installHint = "run `make setup` (it installs PostgreSQL, redis-server and etcd-server with apt-get)"
 
 // Ports are handed out below the kernel's ephemeral range (32768-60999
 // by default), where the local end of every outgoing connection is
@@ -183,6 +184,15 @@ func (r *Redis) Stop() {
 		_ = r.cmd.Wait()
 		r.cmd.Process = nil
 	}
+}
+
+// Signal sends sig to the server: SIGSTOP makes it a store that does not
+// answer (its clients time out), SIGCONT brings it back.
+func (r *Redis) Signal(sig syscall.Signal) error {
+	if r.cmd.Process == nil {
+		return fmt.Errorf("redis-server on %s is not running", r.Addr)
+	}
+	return r.cmd.Process.Signal(sig)
 }
 
 // StartRedis starts redis-server on a free port without persistence; it is

@@ -13,12 +13,17 @@ package docker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -39,10 +44,14 @@ const (
 
 // Options say which engine, names and images to use.
 type Options struct {
-	Host    string // "" = DOCKER_HOST or the local socket
-	Cluster string
-	Prefix  string // container and volume name prefix
-	Network string
+	Host string // "" = DOCKER_HOST or the local socket
+	// CAFile, CertFile and KeyFile are mutual TLS with a tcp:// Host: the
+	// CA the engine's certificate must chain to (and nothing else), and
+	// pgha's client certificate. All three or none.
+	CAFile, CertFile, KeyFile string
+	Cluster                   string
+	Prefix                    string // container and volume name prefix
+	Network                   string
 
 	Image      string // the nodes' PostgreSQL image (Runtime only)
 	RedisImage string // the managed catalog's image (Runtime only)
@@ -60,11 +69,32 @@ type Engine struct {
 
 // NewEngine connects to the engine, negotiating the API version: the
 // engine may be older than this client.
+//
+// A Host from the cluster file is used as written, with its TLS files:
+// DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH are not read then,
+// so that the file alone says which engine and which certificates. Without
+// a Host, the environment decides, as for the docker CLI.
 func NewEngine(o Options) (*Engine, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if o.Host != "" {
+	var opts []client.Opt
+	switch {
+	case o.Host == "":
+		opts = append(opts, client.FromEnv)
+	case o.CertFile != "":
+		cfg, err := clientTLS(o)
+		if err != nil {
+			return nil, err
+		}
+		// The transport must carry the TLS config before WithHost
+		// configures it for tcp: the client then speaks https, and its
+		// hijacked connections (exec, attach) dial with the same config.
+		opts = append(opts, client.WithHTTPClient(&http.Client{
+			Transport:     &http.Transport{TLSClientConfig: cfg, MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second},
+			CheckRedirect: client.CheckRedirect}),
+			client.WithHost(o.Host))
+	default:
 		opts = append(opts, client.WithHost(o.Host))
 	}
+	opts = append(opts, client.WithAPIVersionNegotiation())
 	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -72,15 +102,80 @@ func NewEngine(o Options) (*Engine, error) {
 	return &Engine{cli: cli, o: o, binDirs: map[string]string{}}, nil
 }
 
+// clientTLS is mutual TLS with a remote engine: the engine's certificate
+// must chain to ca_file alone (not the system's roots: an engine's CA is
+// its operator's own, as `dockerd --tlsverify` sets up), and pgha shows
+// cert_file. Errors name the attribute, not the path, and never a file's
+// content.
+func clientTLS(o Options) (*tls.Config, error) {
+	ca, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("runtime \"docker\" ca_file: %w", pathless(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, errors.New("runtime \"docker\" ca_file holds no PEM certificate: give the CA that signed the engine's certificate (Docker's ca.pem)")
+	}
+	certPEM, err := os.ReadFile(o.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("runtime \"docker\" cert_file: %w", pathless(err))
+	}
+	keyPEM, err := os.ReadFile(o.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("runtime \"docker\" key_file: %w", pathless(err))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("runtime \"docker\" cert_file and key_file are not a certificate and its key (Docker's cert.pem and key.pem): %w", err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// pathless drops the path from a file error: the attribute named beside
+// it says which file, and a key's path stays out of logs and plans.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// explain turns a failure to reach the engine into what to fix: which
+// engine, and whether it refused pgha's certificate, presented one
+// ca_file does not trust, or does not answer at all. Other errors pass
+// through unchanged.
+func (e *Engine) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	host := e.cli.DaemonHost()
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("the Docker engine at %s presented a certificate that ca_file of runtime \"docker\" does not trust: give the CA that signed the engine's --tlscert (Docker's ca.pem): %w", host, err)
+	case errors.As(err, &hostErr):
+		return fmt.Errorf("the Docker engine at %s presented a certificate for another host: issue its --tlscert for the address in host (its IP or name among the certificate's subject alternative names): %w", host, err)
+	case strings.Contains(msg, "remote error: tls:"):
+		return fmt.Errorf("the Docker engine at %s refused pgha's client certificate: cert_file and key_file of runtime \"docker\" must be a client certificate signed by the CA the engine trusts (its --tlscacert), with extended key usage clientAuth: %w", host, err)
+	case errors.As(err, &recordErr) || strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("the Docker engine at %s does not speak TLS: run it with --tlsverify --tlscacert --tlscert --tlskey, or (on a network where that is acceptable) write insecure_tcp = true without TLS files: %w", host, err)
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("the Docker engine at %s does not answer: start dockerd there, or set runtime \"docker\" { host = ... } (DOCKER_HOST without it): %w", host, err)
+	}
+	return err
+}
+
 // Close releases the client.
 func (e *Engine) Close() error { return e.cli.Close() }
 
 // Ping checks the engine answers; its error says how to get one.
 func (e *Engine) Ping(ctx context.Context) error {
-	if _, err := e.cli.Ping(ctx); err != nil {
-		return fmt.Errorf("the Docker engine does not answer (%w); start dockerd, or set DOCKER_HOST / runtime \"docker\" { host = ... }", err)
-	}
-	return nil
+	_, err := e.cli.Ping(ctx)
+	return e.explain(err)
 }
 
 // Name is the resource name of a node ("redis" for the catalog).
@@ -115,7 +210,7 @@ func (e *Engine) Observe(ctx context.Context) (*Inventory, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelCluster+"="+e.o.Cluster))
 	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, fmt.Errorf("list containers: %w", e.explain(err))
 	}
 	for _, c := range cs {
 		node := c.Labels[LabelNode]

@@ -3,6 +3,9 @@ package docker
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -35,12 +38,36 @@ type Node struct {
 }
 
 // New connects to the engine for the cluster o describes.
+//
+// An engine on another host that only DOCKER_HOST names is refused: the
+// nodes' ports would be published on that host while pgha, reading
+// cluster.hcl, dials them on this one's loopback. The file must declare
+// such an engine (host, its TLS files, bind) so that the address pgha
+// dials is written down.
 func New(o Options) (*Runtime, error) {
 	eng, err := NewEngine(o)
 	if err != nil {
 		return nil, err
 	}
+	if o.Host == "" {
+		if h := eng.cli.DaemonHost(); strings.HasPrefix(h, "tcp://") {
+			if u, err := url.Parse(h); err == nil && !isLoopback(u.Hostname()) {
+				_ = eng.Close()
+				return nil, fmt.Errorf("DOCKER_HOST=%s is an engine on another host, but cluster.hcl does not declare it: pgha would dial the nodes' published ports on this host. "+
+					"Declare it in runtime \"docker\" { host = %q, ca_file, cert_file, key_file }, with bind if the nodes are reached at another of its addresses", h, h)
+			}
+		}
+	}
 	return &Runtime{eng: eng, o: o}, nil
+}
+
+// isLoopback: h names this host's loopback.
+func isLoopback(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close releases the engine's client.

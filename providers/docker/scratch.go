@@ -7,7 +7,8 @@ import (
 )
 
 // Scratch is a throwaway container of the nodes' image, with a volume of
-// its own and PostgreSQL's port published on a loopback port, that a
+// its own and PostgreSQL's port published on a loopback port (on a remote
+// engine: at the nodes' bind address, where pgha can reach it), that a
 // backup is restored into and started in (backup verify -restore). No host
 // directory is mounted, so a remote engine works too. Remove takes the
 // container and its volume away.
@@ -20,10 +21,10 @@ type Scratch struct {
 	Log  string // the server log
 }
 
-// StartScratch creates a scratch container published on 127.0.0.1:port.
+// StartScratch creates a scratch container published on bind:port.
 // A volume, not the container's layered filesystem: restoring writes the
 // database twice over (the parts, then the combined directory).
-func (r *Runtime) StartScratch(ctx context.Context, port int) (*Scratch, error) {
+func (r *Runtime) StartScratch(ctx context.Context, bind string, port int) (*Scratch, error) {
 	root := "/var/lib/postgresql/pgha-restore"
 	s := &Scratch{r: r, Node: fmt.Sprintf("restore-%d", port), Port: port, Root: root, Data: root + "/data", Log: root + "/postgresql.log"}
 	if _, err := r.eng.EnsureNetwork(ctx); err != nil {
@@ -33,7 +34,7 @@ func (r *Runtime) StartScratch(ctx context.Context, port int) (*Scratch, error) 
 		return nil, err
 	}
 	err := r.eng.EnsureContainer(ctx, Spec{Node: s.Node, Role: "scratch", Image: r.o.Image, Config: r.o.Image,
-		Mount: root, Port: Port, Bind: "127.0.0.1", HostPort: port})
+		Mount: root, Port: Port, Bind: bind, HostPort: port})
 	if err == nil {
 		_, err = r.eng.Exec(ctx, s.Node, "root", nil, nil, "sh", "-c", `mkdir -p "$0" && chown `+User+`: "$0"`, root)
 	}

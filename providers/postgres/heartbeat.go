@@ -151,6 +151,11 @@ func (h *Heartbeater) write(ctx context.Context, timeout time.Duration) error {
 	}
 	b := &pgx.Batch{}
 	b.Queue(fmt.Sprintf("SET statement_timeout = %d", timeout.Milliseconds()))
+	// The probe checks the primary's own write path, not its standbys:
+	// under synchronous replication with too few standbys (strict) every
+	// commit waits, and a probe that waited too would make a primary
+	// that works look lost.
+	b.Queue("SET synchronous_commit = local")
 	b.Queue(qHeartbeat, h.ep.name())
 	return h.conn.SendBatch(ctx, b).Close()
 }

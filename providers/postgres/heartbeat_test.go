@@ -74,9 +74,12 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("a good beat keeps its session: %v", err)
 	}
 
-	// A synchronous commit waiting for a standby that never comes: the
-	// server gives up waiting at statement_timeout with a WARNING and the
-	// row committed locally; the beat still fails.
+	// A synchronous_standby_names naming a standby that never comes:
+	// clients' commits wait, but the beat commits locally
+	// (synchronous_commit = local) and succeeds at once. Under
+	// replication { synchronous } with too few standbys that wait is
+	// expected (strict) and said by status and metrics; a beat that
+	// waited too would make a working primary look lost.
 	if err := Exec(ctx, ep, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'"); err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +89,9 @@ func TestHeartbeat(t *testing.T) {
 	waitSetting(ctx, t, ep, "synchronous_standby_names", "nobody")
 	start = time.Now()
 	err = Heartbeat(ctx, ep, timeout)
-	if took = time.Since(start); !errors.Is(err, ErrWriteTimeout) || took > timeout+300*time.Millisecond {
-		t.Fatalf("beat waiting for a synchronous standby: %v after %s", err, took)
+	if took = time.Since(start); err != nil || took > timeout/2 {
+		t.Fatalf("beat with a synchronous standby missing: %v after %s", err, took)
 	}
-	t.Logf("synchronous: %v", err)
 }
 
 // TestHeartbeatReadOnly: a standby, and a primary with

@@ -2,12 +2,12 @@ package postgres
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/state"
 )
 
@@ -72,7 +72,7 @@ const (
   FROM pg_replication_slots ORDER BY slot_name`
 	qReplicas = `SELECT COALESCE(application_name, ''), COALESCE(host(client_addr), ''), COALESCE(state, ''),
   COALESCE(sent_lsn::text, ''), COALESCE(replay_lsn::text, ''), COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8,
-  COALESCE(sync_state, ''), pid FROM pg_stat_replication ORDER BY application_name`
+  COALESCE(sync_state, ''), COALESCE(sync_priority, 0), COALESCE(flush_lsn::text, ''), pid FROM pg_stat_replication ORDER BY application_name`
 	qSettings = `SELECT name, COALESCE(setting, ''), COALESCE(unit, ''), context, vartype, pending_restart, source FROM pg_settings`
 	// qHBA counts pg_hba.conf's TCP lines that accept a connection
 	// without TLS ("host"; "hostssl" and "hostnossl" say what they take).
@@ -139,7 +139,7 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 		&history, &n.DatabaseBytes); err != nil {
 		return err
 	}
-	n.History = ParseHistory(history)
+	n.History = pgdata.ParseHistory(history)
 	n.CurrentLSN, n.ReceiveLSN, n.ReplayLSN = lsn(cur), lsn(recv), lsn(replay)
 	n.ReplayAge = time.Duration(age * float64(time.Second))
 
@@ -183,11 +183,12 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	}
 	for rows.Next() {
 		var r state.Replica
-		var sent, rep string
+		var sent, rep, flush string
 		var lag float64
-		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &rep, &lag, &r.SyncState, &r.PID); err != nil {
+		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &rep, &lag, &r.SyncState, &r.SyncPriority, &flush, &r.PID); err != nil {
 			return err
 		}
+		r.FlushLSN = lsn(flush)
 		r.SentLSN, r.ReplayLSN, r.ReplayLag = lsn(sent), lsn(rep), time.Duration(lag*float64(time.Second))
 		n.Replicas = append(n.Replicas, r)
 	}
@@ -252,27 +253,9 @@ func observe(ctx context.Context, conn *pgx.Conn, n *state.Node, roles map[strin
 	return nil
 }
 
-// ParseHistory reads a timeline history file: one line per ancestor
-// timeline, "<parent tli>\t<switch LSN>\t<reason>".
-func ParseHistory(s string) []state.TimelineSwitch {
-	var out []state.TimelineSwitch
-	for _, line := range strings.Split(s, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		tli, err := strconv.Atoi(f[0])
-		if err != nil {
-			continue
-		}
-		l, err := state.ParseLSN(f[1])
-		if err != nil {
-			continue
-		}
-		out = append(out, state.TimelineSwitch{Parent: tli, SwitchLSN: l})
-	}
-	return out
-}
+// ParseHistory reads a timeline history file (see pgdata.ParseHistory,
+// where backup reads the WAL archive's with it too).
+var ParseHistory = pgdata.ParseHistory
 
 func lsn(s string) state.LSN {
 	if s == "" {

@@ -288,8 +288,13 @@ type Event struct {
 // historyCap bounds the history list; old events fall off.
 const historyCap = 1000
 
-// AppendHistory records an event, keeping the newest historyCap.
+// AppendHistory records an event, keeping the newest historyCap. A nil
+// Catalog (a file whose authority is etcd and that declares no Redis
+// catalog) keeps no history and says nothing.
 func (c *Catalog) AppendHistory(ctx context.Context, e Event) error {
+	if c == nil {
+		return nil
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
@@ -350,7 +355,7 @@ var ErrNoBackup = errors.New("the catalog holds no record of this backup")
 // changing nothing else: an optimistic transaction (WATCH), so that a
 // record another process rewrites meanwhile (an expiry) is read again
 // rather than overwritten with what it said before.
-func (c *Catalog) RecordVerify(ctx context.Context, id string, at time.Time, result, mode string) (state.Backup, error) {
+func (c *Catalog) RecordVerify(ctx context.Context, id string, at time.Time, result, mode string, took time.Duration) (state.Backup, error) {
 	key := c.key("backup:" + id)
 	var b state.Backup
 	txf := func(tx *goredis.Tx) error {
@@ -365,7 +370,7 @@ func (c *Catalog) RecordVerify(ctx context.Context, id string, at time.Time, res
 		if err := json.Unmarshal([]byte(js), &b); err != nil {
 			return fmt.Errorf("decode backup %s: %w", id, err)
 		}
-		b.VerifiedAt, b.Verify, b.VerifyMode = at.UTC(), result, mode
+		b.VerifiedAt, b.Verify, b.VerifyMode, b.VerifySeconds = at.UTC(), result, mode, took.Seconds()
 		out, err := json.Marshal(b)
 		if err != nil {
 			return fmt.Errorf("encode backup %s: %w", id, err)

@@ -14,7 +14,8 @@ cluster "bk" {
     compression = "zstd"
     level       = 3
     schedule {
-      full = "0 3 * * 0"
+      full  = "0 3 * * 0"
+      drill = "0 4 * * *"
     }
     retention {
       days  = 14

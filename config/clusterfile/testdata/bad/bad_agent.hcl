@@ -1,0 +1,16 @@
+cluster "x" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+  agent {
+    self_fence = "300ms"
+    ttl        = "5s"
+  }
+}

@@ -1,0 +1,15 @@
+cluster "bk" {
+  primary = "db1"
+  postgres {
+    password = "p"
+  }
+  node "db1" {
+    port = 5441
+  }
+  replication {
+    password = "r"
+  }
+  backup {
+    repository = "s3://pgha-backups/prod"
+  }
+}
