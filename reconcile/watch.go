@@ -69,12 +69,21 @@ func (h healthDetector) Check(c *config.Cluster, s *state.Cluster, primary strin
 
 // watchedPrimary is the node whose health decides a failover: the one
 // writable node, else the catalog's primary, else the declared one.
-func watchedPrimary(c *config.Cluster, s *state.Cluster) string {
+func watchedPrimary(c *config.Cluster, s *state.Cluster, known string) string {
 	if p := onlyWritable(s); p != "" {
 		return p
 	}
 	if rec := s.Catalog.Record; rec != nil && rec.Primary != "" && c.Node(rec.Primary) != nil {
 		return rec.Primary
+	}
+	// No writable node and no record (the authority or the catalog does
+	// not answer): the primary this watcher last knew, not cluster.hcl's,
+	// which a failover may have left long ago. Checking cluster.hcl's
+	// primary there took a standby for a read-only primary and never saw
+	// the real one die (TestLocalEtcdAuthority in CI: db3 promoted, etcd
+	// majority lost, db3 killed, the watcher watched db1).
+	if known != "" && c.Node(known) != nil {
+		return known
 	}
 	return c.Primary
 }
@@ -239,6 +248,9 @@ type Watcher struct {
 	// none or several). An edit declaring it primary asks for no
 	// switchover: it is carried out already.
 	lastPrimary string
+	// knownPrimary: the primary the last check watched (writable, or the
+	// record's); what it watches while neither answers.
+	knownPrimary string
 	// lastIntended: the last observation's record holds the intent of a
 	// switchover from its writable node to the declared primary.
 	lastIntended bool
@@ -524,7 +536,8 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		return Outcome{Err: ctx.Err()}
 	}
 
-	primary := watchedPrimary(c, s)
+	primary := watchedPrimary(c, s, w.knownPrimary)
+	w.knownPrimary = primary
 	w.lastPrimary = onlyWritable(s)
 	if w.lastPrimary != "" && w.lastPrimary == c.Primary {
 		// The edited primary is the writable one: the edit is carried out.
@@ -572,7 +585,7 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 			if why == "" {
 				why = "no answer from " + strings.Join(a.Endpoints, ",")
 			}
-			w.Log.Error("authority unreachable", "error", why, "members_answering", a.Answering, "primary_lost", v.Lost,
+			w.Log.Error("authority unreachable", "error", why, "members_answering", a.Answering, "primary", primary, "primary_lost", v.Lost,
 				"decision", "no action: the lock, the leader lease and the record are in etcd, which has no majority here")
 		}
 		w.catalogOut, w.catalogLost = true, v.Lost
@@ -589,7 +602,7 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 			if why == "" {
 				why = "no answer from " + c.Catalog.Address
 			}
-			w.Log.Error("catalog unreachable", "error", why, "primary_lost", v.Lost)
+			w.Log.Error("catalog unreachable", "error", why, "primary", primary, "primary_lost", v.Lost)
 		}
 		w.catalogOut, w.catalogLost = true, v.Lost
 		w.startCatalog(ctx)

@@ -270,6 +270,38 @@ func TestWatchCatalogDownNeverPromotes(t *testing.T) {
 	}
 }
 
+// After a failover the catalog goes away and the new primary dies: the
+// watcher watches the primary it last knew (not cluster.hcl's, now a
+// standby), sees it lost, and says why it does not promote.
+func TestWatchCatalogDownWatchesLastKnownPrimary(t *testing.T) {
+	r := testenv.StartRedis(t)
+	w, c, log := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}\nfailover {\n primary_crash = \"failover\"\n}", r.Addr))
+	attachCatalog(w.Env, r.Addr)
+	ticks(w, 2)
+	c.node("db1").running = false
+	ticks(w, 3)
+	p := c.primaryRunning()
+	if p != "db2" && p != "db3" {
+		t.Fatalf("no failover: %q\n%s", p, log.String())
+	}
+	ticks(w, 2)
+	r.Stop()
+	c.node(p).running = false
+	c.calls = nil
+	ticks(w, 5)
+	if c.called("pg.Promote") || c.called("rt.Start") {
+		t.Fatalf("acted without the catalog:\n%s", c.log())
+	}
+	rs := log.records(t, "catalog unreachable")
+	if len(rs) == 0 {
+		t.Fatalf("no catalog unreachable record:\n%s", log.String())
+	}
+	last := rs[len(rs)-1]
+	if last["primary"] != p || last["primary_lost"] != true {
+		t.Fatalf("catalog unreachable records %v: want the lost primary %s\n%s", rs, p, log.String())
+	}
+}
+
 // Two watchers of one cluster: the one holding the leader lease acts,
 // the other says who leads and does nothing; when the leader stops, the
 // other takes over at once (the lease is released, not left to expire).
