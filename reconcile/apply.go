@@ -94,7 +94,9 @@ func (e *Env) remember(ctx context.Context, a plan.Action) {
 	for k, v := range a.After {
 		details[k] = v
 	}
-	_ = e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: string(a.Kind), Message: a.Reason, Details: details})
+	if err := e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: string(a.Kind), Message: a.Reason, Details: details}); err != nil {
+		e.note("the catalog history did not take this action (it is done all the same): %v", err)
+	}
 }
 
 // indented is the writer executors print their own lines to, under the
@@ -1146,6 +1148,9 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	}
 	rec := state.ClusterRecord{Name: e.Cfg.Name, Primary: want.Primary, Nodes: slices.Clone(want.Nodes),
 		Generation: gen, UpdatedAt: time.Now().UTC(), Event: want.Event, Sync: syncAfterRoleChange(cur)}
+	if cur != nil {
+		rec.Revision = cur.Revision // the record this write follows (compare-and-set)
+	}
 	if cur != nil && cur.Primary == rec.Primary {
 		rec.Sync = cur.Sync   // the same primary: its synchronous set stands (catalog.record[synchronous] keeps it)
 		rec.Event = cur.Event // the same primary: the event that made it stands

@@ -106,7 +106,9 @@ func (e *Env) recordSync(ctx context.Context, a plan.Action) error {
 		return fmt.Errorf("record the synchronous set of %s: %w", a.Params.Primary, err)
 	}
 	if e.Catalog != nil {
-		_ = e.Catalog.AppendHistory(ctx, redis.Event{Time: now, Kind: kind, Generation: rec.Generation, Message: a.Reason, Details: a.After})
+		if err := e.Catalog.AppendHistory(ctx, redis.Event{Time: now, Kind: kind, Generation: rec.Generation, Message: a.Reason, Details: a.After}); err != nil {
+			e.note("%s is recorded, but the catalog history did not take it: %v", kind, err)
+		}
 	}
 	return nil
 }

@@ -410,6 +410,15 @@ type ClusterRecord struct {
 	// like Patroni's /sync key: a failover promotes only a standby it
 	// names. nil when replication was never synchronous.
 	Sync *SyncRecord `json:"sync,omitempty"`
+	// Revision counts the writes of the record. A writer hands the store
+	// the record it read and changed, Revision included; the store writes
+	// it only if the stored revision is still that one, and stores it
+	// one higher. The generation fences role changes only: a relax of
+	// the synchronous set, a switchover's intent leave it where it was,
+	// and a writer holding a record read before them would put the old
+	// synchronous set back unseen (a lost update) if the generation were
+	// the only check.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // SyncRecord is the synchronous set of a primary, recorded before the

@@ -198,10 +198,12 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // GenerationMovedError names the generation a writer expected and the
-// one stored (0 with Absent when there is no record).
+// one stored (0 with Absent when there is no record), and the record
+// revisions (state.ClusterRecord.Revision) when only those differ.
 type GenerationMovedError struct {
-	Expected, Stored int64
-	Absent           bool
+	Expected, Stored             int64
+	Absent                       bool
+	ReadRevision, StoredRevision int64
 }
 
 func (e *GenerationMovedError) Error() string {
@@ -211,30 +213,37 @@ func (e *GenerationMovedError) Error() string {
 	if e.Expected == 0 {
 		return fmt.Sprintf("etcd holds a cluster record at generation %d where none was expected: another pgha recorded the cluster meanwhile", e.Stored)
 	}
+	if e.Expected == e.Stored {
+		return fmt.Sprintf("the cluster record (generation %d) was written since it was read (revision %d, now %d): another pgha changed it meanwhile", e.Stored, e.ReadRevision, e.StoredRevision)
+	}
 	return fmt.Sprintf("the cluster record is at generation %d, not %d as expected: another pgha changed the cluster meanwhile", e.Stored, e.Expected)
 }
 
 // PutRecordIf stores the record only if the stored one is still at
-// generation expect (0: none stored). The generation is read, then
-// written in a transaction whose comparison is the revision that read
-// saw: nothing can come between (a write in between moves the revision
-// and the transaction does nothing). When it moved, the stored
-// generation is read again for the error.
+// generation expect (0: none stored) and at revision rec.Revision (the
+// record the writer read; state.ClusterRecord.Revision), with the
+// revision one higher. Both are read, then written in a transaction
+// whose comparison is the etcd mod revision that read saw: nothing can
+// come between (a write in between moves it and the transaction does
+// nothing, and the next round sees that write's record revision).
 func (s *Store) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect int64) error {
+	read := rec.Revision
+	rec.Revision = read + 1
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode cluster record: %w", err)
 	}
 	key := s.key("record")
-	// A revision moved by a write that left the generation where it was
-	// (none does today) is read again; a few rounds at most.
+	moved := func(gen, stored int64, exists bool) error {
+		return &GenerationMovedError{Expected: expect, Stored: gen, Absent: !exists, ReadRevision: read, StoredRevision: stored}
+	}
 	for range 3 {
-		gen, rev, exists, err := s.generation(ctx)
+		gen, stored, rev, exists, err := s.generation(ctx)
 		if err != nil {
 			return fmt.Errorf("store cluster record (if at generation %d): %w", expect, err)
 		}
-		if gen != expect || (!exists && expect != 0) {
-			return &GenerationMovedError{Expected: expect, Stored: gen, Absent: !exists}
+		if gen != expect || (!exists && expect != 0) || stored != read {
+			return moved(gen, stored, exists)
 		}
 		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
 		if !exists {
@@ -250,31 +259,33 @@ func (s *Store) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect
 			return nil
 		}
 	}
-	gen, _, exists, err := s.generation(ctx)
+	gen, stored, _, exists, err := s.generation(ctx)
 	if err != nil {
 		return fmt.Errorf("store cluster record (if at generation %d): %w", expect, err)
 	}
-	return &GenerationMovedError{Expected: expect, Stored: gen, Absent: !exists}
+	return moved(gen, stored, exists)
 }
 
-// generation reads the stored record's generation and revision.
-func (s *Store) generation(ctx context.Context) (gen, rev int64, exists bool, err error) {
+// generation reads the stored record's generation and revision
+// (state.ClusterRecord's) and the etcd mod revision of its key.
+func (s *Store) generation(ctx context.Context) (gen, revision, modRev int64, exists bool, err error) {
 	ctx, cancel := req(ctx)
 	defer cancel()
 	resp, err := s.client.Get(ctx, s.key("record"))
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("read the cluster record in %s: %w", s.where(), err)
+		return 0, 0, 0, false, fmt.Errorf("read the cluster record in %s: %w", s.where(), err)
 	}
 	if len(resp.Kvs) == 0 {
-		return 0, 0, false, nil
+		return 0, 0, 0, false, nil
 	}
 	var r struct {
 		Generation int64 `json:"generation"`
+		Revision   int64 `json:"revision"`
 	}
 	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
-		return 0, 0, true, fmt.Errorf("the stored cluster record is not JSON: %w", err)
+		return 0, 0, 0, true, fmt.Errorf("the stored cluster record is not JSON: %w", err)
 	}
-	return r.Generation, resp.Kvs[0].ModRevision, true, nil
+	return r.Generation, r.Revision, resp.Kvs[0].ModRevision, true, nil
 }
 
 // DeleteCluster removes the record (the lock and leases go with their

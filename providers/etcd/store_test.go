@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,10 +161,25 @@ func TestPutRecordIf(t *testing.T) {
 	if err := s.PutRecordIf(ctx, rec, 0); !errors.As(err, &ge) || ge.Stored != 1 {
 		t.Fatalf("second first write: %v", err)
 	}
-	rec.Generation, rec.Primary = 2, "db2"
+	rec.Generation, rec.Primary, rec.Revision = 2, "db2", 1
 	if err := s.PutRecordIf(ctx, rec, 1); err != nil {
 		t.Fatal(err)
 	}
+	rec.Revision = 2
+	// A write that leaves the generation where it was (a relax of the
+	// synchronous set) moves the revision: a writer holding the record
+	// read before it is refused, not let put the old one back.
+	_, before, _, _ := s.Observe(ctx)
+	relaxed := rec
+	relaxed.Sync = &state.SyncRecord{Mode: "quorum", Relaxed: true}
+	if err := s.PutRecordIf(ctx, relaxed, 2); err != nil {
+		t.Fatalf("relax at the revision read: %v", err)
+	}
+	if err := s.PutRecordIf(ctx, *before, 2); !errors.As(err, &ge) || ge.ReadRevision != 2 || ge.StoredRevision != 3 ||
+		!strings.Contains(err.Error(), "written since it was read") {
+		t.Fatalf("a write from the record read before the relax: %v, want refused (revision 2, now 3)", err)
+	}
+	rec.Revision = 3
 	// A writer that saw generation 1 is refused: the fencing check.
 	stale := rec
 	stale.Generation, stale.Primary = 2, "db1"
@@ -177,7 +193,7 @@ func TestPutRecordIf(t *testing.T) {
 	other := open(t, e, "c1")
 	errs := make(chan error, 2)
 	for i, st := range []*Store{s, other} {
-		r := rec
+		r := rec // at revision 3, as both read it
 		r.Generation = 3
 		r.Primary = []string{"db1", "db2"}[i]
 		go func() { errs <- st.PutRecordIf(ctx, r, 2) }()

@@ -184,8 +184,10 @@ func (c *Catalog) Observe(ctx context.Context) (reachable bool, rec *state.Clust
 	return true, rec, lock, nil
 }
 
-// PutRecord stores the cluster record.
+// PutRecord stores the cluster record unconditionally, as a write after
+// rec (its revision one higher): what another writer does, in tests.
 func (c *Catalog) PutRecord(ctx context.Context, rec state.ClusterRecord) error {
+	rec.Revision++
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode cluster record: %w", err)
@@ -197,15 +199,20 @@ func (c *Catalog) PutRecord(ctx context.Context, rec state.ClusterRecord) error 
 }
 
 // ErrGenerationMoved says that the cluster record was not written because
-// its generation is no longer the one the writer expected. PutRecordIf
+// it is no longer the one the writer read: its generation moved (a role
+// change) or another write came between (its revision moved). PutRecordIf
 // returns a *GenerationMovedError that matches it.
 var ErrGenerationMoved = errors.New("the cluster record's generation moved")
 
 // GenerationMovedError names the generation a writer expected and the one
-// stored (0 with Absent when there is no record).
+// stored (0 with Absent when there is no record), and the revisions when
+// only those differ.
 type GenerationMovedError struct {
 	Expected, Stored int64
 	Absent           bool
+	// ReadRevision is the revision of the record the writer read and
+	// StoredRevision the one stored.
+	ReadRevision, StoredRevision int64
 }
 
 func (e *GenerationMovedError) Error() string {
@@ -215,6 +222,9 @@ func (e *GenerationMovedError) Error() string {
 	if e.Expected == 0 {
 		return fmt.Sprintf("the catalog holds a cluster record at generation %d where none was expected: another pgha recorded the cluster meanwhile", e.Stored)
 	}
+	if e.Expected == e.Stored {
+		return fmt.Sprintf("the cluster record (generation %d) was written since it was read (revision %d, now %d): another pgha changed it meanwhile", e.Stored, e.ReadRevision, e.StoredRevision)
+	}
 	return fmt.Sprintf("the cluster record is at generation %d, not %d as expected: another pgha changed the cluster meanwhile", e.Stored, e.Expected)
 }
 
@@ -222,13 +232,14 @@ func (e *GenerationMovedError) Error() string {
 func (e *GenerationMovedError) Is(target error) bool { return target == ErrGenerationMoved }
 
 // putRecordIfScript sets KEYS[1] to ARGV[1] only when the stored record's
-// generation is ARGV[2] (0: no record stored). It answers {1} when it
-// wrote, {0, stored generation, exists} when it did not. Reading and
-// writing in one script is what makes the generation a fencing token:
-// nothing can write between the comparison and the SET.
+// generation is ARGV[2] (0: no record stored) and its revision ARGV[3].
+// It answers {1} when it wrote, {0, stored generation, exists, stored
+// revision} when it did not. Reading and writing in one script is what
+// makes the generation a fencing token: nothing can write between the
+// comparison and the SET.
 var putRecordIfScript = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-local gen, exists = 0, 0
+local gen, exists, rev = 0, 0, 0
 if v then
   exists = 1
   local ok, rec = pcall(cjson.decode, v)
@@ -236,36 +247,41 @@ if v then
     return redis.error_reply('the stored cluster record is not JSON')
   end
   gen = tonumber(rec['generation']) or 0
+  rev = tonumber(rec['revision']) or 0
 end
-if gen ~= tonumber(ARGV[2]) or (exists == 0 and tonumber(ARGV[2]) ~= 0) then
-  return {0, gen, exists}
+if gen ~= tonumber(ARGV[2]) or (exists == 0 and tonumber(ARGV[2]) ~= 0) or rev ~= tonumber(ARGV[3]) then
+  return {0, gen, exists, rev}
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return {1}`)
 
 // PutRecordIf stores the cluster record only if the stored record's
 // generation is still expect (0: there is no record, or one at generation
-// 0, which pgha never writes), atomically;
+// 0, which pgha never writes) and its revision still rec.Revision (the
+// record the writer read), atomically, with the revision one higher;
 // otherwise nothing is written and the error is a *GenerationMovedError.
-// Every role change is written through it, so that a pgha acting on what
-// it saw before another one changed the cluster (a watcher whose lease
-// ran out mid-apply, a stale plan) cannot overwrite the newer record.
+// Every write of the record goes through it, so that a pgha acting on
+// what it saw before another one changed the record (a watcher whose
+// lease ran out mid-apply, a stale plan, a relax of the synchronous set
+// between a read and a write) cannot overwrite the newer record.
 func (c *Catalog) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect int64) error {
+	read := rec.Revision
+	rec.Revision = read + 1
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode cluster record: %w", err)
 	}
-	res, err := putRecordIfScript.Run(ctx, c.client, []string{c.key("record")}, b, expect).Int64Slice()
+	res, err := putRecordIfScript.Run(ctx, c.client, []string{c.key("record")}, b, expect, read).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("store cluster record (if at generation %d) in redis %s: %w", expect, c.addr(), err)
 	}
 	if len(res) > 0 && res[0] == 1 {
 		return nil
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return fmt.Errorf("store cluster record: unexpected answer %v", res)
 	}
-	return &GenerationMovedError{Expected: expect, Stored: res[1], Absent: res[2] == 0}
+	return &GenerationMovedError{Expected: expect, Stored: res[1], Absent: res[2] == 0, ReadRevision: read, StoredRevision: res[3]}
 }
 
 // DeleteCluster removes the record and history (the lock is released by its holder).

@@ -343,6 +343,7 @@ func TestRecordIntentRoundTrip(t *testing.T) {
 	if err := c.PutRecordIf(ctx, base, 0); err != nil {
 		t.Fatal(err)
 	}
+	base.Revision = 1 // as read back
 	since := time.Date(2026, 12, 1, 6, 0, 0, 123000000, time.UTC)
 	with := base
 	with.SwitchingFrom, with.SwitchingTo, with.SwitchingSince = "db1", "db2", since
@@ -357,7 +358,12 @@ func TestRecordIntentRoundTrip(t *testing.T) {
 	if err := c.PutRecordIf(ctx, base, 3); !errors.As(err, &ge) || ge.Stored != 4 {
 		t.Fatalf("clearing the intent at a stale generation: %v", err)
 	}
-	if err := c.PutRecordIf(ctx, base, 4); err != nil {
+	if err := c.PutRecordIf(ctx, base, 4); !errors.As(err, &ge) || ge.StoredRevision != 2 {
+		t.Fatalf("clearing the intent from the record read before it was written: %v", err)
+	}
+	cleared := *rec
+	cleared.SwitchingFrom, cleared.SwitchingTo, cleared.SwitchingSince = "", "", time.Time{}
+	if err := c.PutRecordIf(ctx, cleared, 4); err != nil {
 		t.Fatal(err)
 	}
 	if _, rec, _, _ = c.Observe(ctx); rec.Switching() || !rec.SwitchingSince.IsZero() {

@@ -300,10 +300,10 @@ func TestPutRecordIf(t *testing.T) {
 	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db9", Generation: 1}, 0); !errors.As(err, &ge) || ge.Stored != 1 || ge.Expected != 0 || ge.Absent {
 		t.Fatalf("expecting no record over generation 1: %v", err)
 	}
-	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db2", Generation: 2}, 1); err != nil {
+	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db2", Generation: 2, Revision: 1}, 1); err != nil {
 		t.Fatalf("generation 1 → 2: %v", err)
 	}
-	err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db3", Generation: 2}, 1)
+	err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db3", Generation: 2, Revision: 1}, 1)
 	if !errors.Is(err, ErrGenerationMoved) || !errors.As(err, &ge) || ge.Expected != 1 || ge.Stored != 2 {
 		t.Fatalf("stale write: %v", err)
 	}
@@ -319,11 +319,50 @@ func TestPutRecordIf(t *testing.T) {
 	if err := c.client.Set(ctx, c.key("record"), "{broken", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db2", Generation: 3}, 2); err == nil || !strings.Contains(err.Error(), "not JSON") {
+	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db2", Generation: 3, Revision: 2}, 2); err == nil || !strings.Contains(err.Error(), "not JSON") {
 		t.Fatalf("over a broken record: %v", err)
 	}
 	if s, _ := c.client.Get(ctx, c.key("record")).Result(); s != "{broken" {
 		t.Fatalf("the broken record was overwritten: %q", s)
+	}
+}
+
+// TestPutRecordIfLostUpdate: two writers read the same record; one
+// changes it without moving the generation (a relax of the synchronous
+// set), and the other, holding the record read before, is refused
+// instead of putting the old synchronous set back unseen.
+func TestPutRecordIfLostUpdate(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := New(r.Addr, "", 0, "lost")
+	defer c.Close()
+	ctx := context.Background()
+	full := &state.SyncRecord{Standbys: []string{"db2", "db3"}, Count: 1, Mode: "quorum"}
+	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "lost", Primary: "db1", Generation: 3, Sync: full}, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, a, _, _ := c.Observe(ctx)
+	_, b, _, _ := c.Observe(ctx)
+	if a == nil || b == nil || a.Revision != 1 {
+		t.Fatalf("first record read back: %+v", a)
+	}
+	relaxed := *a
+	relaxed.Sync = &state.SyncRecord{Mode: "quorum", Relaxed: true}
+	if err := c.PutRecordIf(ctx, relaxed, 3); err != nil {
+		t.Fatalf("relax at the generation and revision read: %v", err)
+	}
+	stale := *b
+	stale.SwitchingFrom, stale.SwitchingTo = "db1", "db2"
+	err := c.PutRecordIf(ctx, stale, 3)
+	var ge *GenerationMovedError
+	if !errors.Is(err, ErrGenerationMoved) || !errors.As(err, &ge) || ge.ReadRevision != 1 || ge.StoredRevision != 2 {
+		t.Fatalf("a write from the record read before the relax: %v, want refused (revision 1, now 2)", err)
+	}
+	if !strings.Contains(err.Error(), "written since it was read (revision 1, now 2)") {
+		t.Errorf("error %q does not say the record was written since it was read", err)
+	}
+	_, got, _, _ := c.Observe(ctx)
+	if got == nil || got.Sync == nil || !got.Sync.Relaxed || got.Switching() || got.Revision != 2 {
+		t.Fatalf("after the refused write the record is %+v, want the relaxed one at revision 2", got)
 	}
 }
 
@@ -348,7 +387,7 @@ func TestPutRecordIfRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			errs[i] = c.PutRecordIf(ctx, state.ClusterRecord{Name: "race", Primary: fmt.Sprintf("db%d", i+1), Generation: 8}, 7)
+			errs[i] = c.PutRecordIf(ctx, state.ClusterRecord{Name: "race", Primary: fmt.Sprintf("db%d", i+1), Generation: 8, Revision: 1}, 7)
 		}()
 	}
 	close(start)
