@@ -173,7 +173,9 @@ func watchScenario(t *testing.T, rt string) {
 		// Decided, the failover (fence, promote, re-point) takes seconds, not
 		// the minute a fence waiting on a stopped server took.
 		done := wp.waitLog(t, m, "apply", map[string]string{"operation": "failover"}, 120*time.Second)
-		if done.field("outcome") != "done" || done.Time.Sub(fo.Time) > 10*time.Second {
+		// 30 s, not a tighter bound: that regression took a minute, and on
+		// two loaded cores a good failover has taken 12 s.
+		if done.field("outcome") != "done" || done.Time.Sub(fo.Time) > 30*time.Second {
 			t.Errorf("the failover decided at %s ended %s later: %s", fo.Time.Format("15:04:05.000"), done.Time.Sub(fo.Time).Round(time.Millisecond), done.Line)
 		}
 		for _, n := range c.names {
@@ -531,11 +533,11 @@ func watchScenario(t *testing.T, rt string) {
 			}
 			return nil
 		})
+		// How long is a figure, not an assertion (the 60 s above is the
+		// liveness bound): the lock's TTL (9 s) at most, a check interval,
+		// then the switchover's own time, which under load took 14 s
+		// (converged 20 s after the kill, beside other tests' containers).
 		took := time.Since(killed)
-		// The lock's TTL (9 s) plus a check interval, and the switchover's own time.
-		if took > 9*time.Second+watchInterval+5*time.Second {
-			t.Errorf("the watcher converged %s after the kill", took.Round(time.Millisecond))
-		}
 		settled(t)
 		if lost := newLost(t, target); len(lost) > 0 {
 			t.Errorf("%d acknowledged writes lost: %v", len(lost), lost)
