@@ -95,7 +95,7 @@ func (e *Env) remember(ctx context.Context, a plan.Action) {
 		details[k] = v
 	}
 	if err := e.Catalog.AppendHistory(ctx, redis.Event{Time: time.Now().UTC(), Kind: string(a.Kind), Message: a.Reason, Details: details}); err != nil {
-		e.note("the catalog history did not take this action (it is done all the same): %v", err)
+		e.warn("the catalog history did not take this action (it is done all the same): %v", err)
 	}
 }
 
@@ -112,6 +112,14 @@ func (e *Env) indented() io.Writer {
 func (e *Env) note(format string, args ...any) {
 	if e.events != nil {
 		e.events.Report(report.Note{Action: e.action, Text: fmt.Sprintf(format, args...)})
+	}
+}
+
+// warn is a note of something that went wrong beside an action that
+// completed all the same; the watcher logs it (report.Note.Warn).
+func (e *Env) warn(format string, args ...any) {
+	if e.events != nil {
+		e.events.Report(report.Note{Action: e.action, Text: fmt.Sprintf(format, args...), Warn: true})
 	}
 }
 
@@ -1196,6 +1204,12 @@ func (e *Env) record(ctx context.Context, a plan.Action) error {
 	if kind == "" {
 		kind = "record"
 	}
-	return e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: kind, Generation: gen,
-		Message: fmt.Sprintf("primary %s, nodes %s: %s", rec.Primary, strings.Join(want.Nodes, ","), a.Reason), Details: a.After})
+	// The record is written: a history the catalog does not take is said,
+	// not made the action's failure (which would stop the apply after
+	// the record it exists for).
+	if err := e.Catalog.AppendHistory(ctx, redis.Event{Time: rec.UpdatedAt, Kind: kind, Generation: gen,
+		Message: fmt.Sprintf("primary %s, nodes %s: %s", rec.Primary, strings.Join(want.Nodes, ","), a.Reason), Details: a.After}); err != nil {
+		e.warn("%s is recorded, but the catalog history did not take it: %v", kind, err)
+	}
+	return nil
 }

@@ -107,7 +107,7 @@ func (e *Env) recordSync(ctx context.Context, a plan.Action) error {
 	}
 	if e.Catalog != nil {
 		if err := e.Catalog.AppendHistory(ctx, redis.Event{Time: now, Kind: kind, Generation: rec.Generation, Message: a.Reason, Details: a.After}); err != nil {
-			e.note("%s is recorded, but the catalog history did not take it: %v", kind, err)
+			e.warn("%s is recorded, but the catalog history did not take it: %v", kind, err)
 		}
 	}
 	return nil

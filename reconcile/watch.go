@@ -932,7 +932,8 @@ func (w *Watcher) act(ctx context.Context, op, why string, quick bool, filter fu
 		w.logPlanned(op, why, p)
 		return p
 	}
-	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick, NoAside: quick}}, LockTimeout: 0, Filter: wrapped, Events: w.timings()}
+	o := RunOptions{PlanOptions: PlanOptions{Operation: op, Observe: ObserveOptions{Quick: quick, NoAside: quick}}, LockTimeout: 0, Filter: wrapped,
+		Events: both(w.timings(), warnLog{w.Log})}
 	if r, ok := w.Observer.(Reporter); ok {
 		// The observer follows the operation's steps too: the API
 		// observes again as soon as a failover recorded its new primary,
@@ -992,6 +993,17 @@ func (w *Watcher) timings() Reporter {
 		return nil
 	}
 	return &stepLog{log: w.Log, start: time.Now()}
+}
+
+// warnLog logs the notes of an operation marked Warn (report.Note): what
+// went wrong beside an action that completed, which the decision log
+// would otherwise not show.
+type warnLog struct{ log *slog.Logger }
+
+func (l warnLog) Report(ev report.Event) {
+	if n, ok := ev.(report.Note); ok && n.Warn {
+		l.log.Warn("note", "action", n.Action, "text", n.Text)
+	}
 }
 
 // both is a Reporter telling a and b (either may be nil).

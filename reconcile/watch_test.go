@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	goredis "github.com/redis/go-redis/v9"
 	"io"
 	"log/slog"
 	"strings"
@@ -299,6 +300,38 @@ func TestWatchCatalogDownWatchesLastKnownPrimary(t *testing.T) {
 	last := rs[len(rs)-1]
 	if last["primary"] != p || last["primary_lost"] != true {
 		t.Fatalf("catalog unreachable records %v: want the lost primary %s\n%s", rs, p, log.String())
+	}
+}
+
+// A failover whose history entry the catalog refuses (the history key
+// is not a list) is done all the same, and the decision log says what
+// the history lacks: the watcher drops executors' notes, not these.
+func TestWatchLogsHistoryNotTaken(t *testing.T) {
+	r := testenv.StartRedis(t)
+	w, c, log := watcherOn(t, fmt.Sprintf("catalog \"redis\" {\n address = %q\n}\nfailover {\n primary_crash = \"failover\"\n}", r.Addr))
+	attachCatalog(w.Env, r.Addr)
+	ticks(w, 2)
+	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	key := "pgha:{" + w.Env.Cfg.Name + "}:history"
+	if err := rdb.Del(context.Background(), key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(context.Background(), key, "not a list", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.node("db1").running = false
+	ticks(w, 3)
+	if p := c.primaryRunning(); p != "db2" && p != "db3" {
+		t.Fatalf("no failover: %q\n%s", p, log.String())
+	}
+	if apply := log.records(t, "apply"); len(apply) == 0 || apply[len(apply)-1]["outcome"] != "done" {
+		t.Fatalf("the failover did not complete: %v\n%s", apply, log.String())
+	}
+	notes := log.records(t, "note")
+	if len(notes) < 2 || !strings.Contains(fmt.Sprint(notes[0]["text"]), "the catalog history did not take") ||
+		!strings.Contains(fmt.Sprint(notes[0]["text"]), "WRONGTYPE") {
+		t.Fatalf("no note of the history entry the catalog refused: %v\n%s", notes, log.String())
 	}
 }
 

@@ -56,6 +56,10 @@ type ActionDone struct {
 type Note struct {
 	Action string // the running action's ID
 	Text   string
+	// Warn marks what went wrong beside an action that completed all the
+	// same (a history entry the catalog did not take): the watcher logs
+	// these, where it drops the other notes.
+	Warn bool
 }
 
 // Outcome ends every operation: Err is nil when it completed (an empty
