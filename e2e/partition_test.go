@@ -161,15 +161,14 @@ func TestLocalAgentCutOff(t *testing.T) {
 			refused++
 		}
 	}
-	if !fo.Time.After(gone.Add(-60 * time.Millisecond)) {
-		t.Errorf("the watcher promoted %s at %s, before db1's member lease was gone (seen gone at %s)", to,
-			fo.Time.Format("15:04:05.000"), gone.Format("15:04:05.000"))
-	}
+	// The local runtime still reaches db1's files and processes: the
+	// watcher promotes once it sees db1 stopped and marked by its agent,
+	// lease or no lease (agentGate), never while its postmaster runs.
 	if !fo.Time.After(pmGone) {
 		t.Errorf("the watcher promoted %s at %s, while db1's postmaster still ran (gone at %s)", to,
 			fo.Time.Format("15:04:05.000"), pmGone.Format("15:04:05.000"))
 	}
-	waited := "no wait (the lease was gone when the watcher found db1 lost)"
+	waited := "no wait for the lease (the runtime saw db1 fenced)"
 	if waits := ww.records(m, "failover waits", map[string]string{"node": "db1"}); len(waits) > 0 {
 		waited = "waited for the lease from " + waits[0].Time.Sub(t0).Round(time.Millisecond).String()
 	}

@@ -74,7 +74,7 @@ func TestAgentGate(t *testing.T) {
 		{"crash, agent holds, runtime answers", true, held, state.Node{Name: "db1"}, "", ""},
 		{"runtime unreachable, agent holds", true, held, state.Node{Name: "db1", RuntimeError: "engine unreachable"}, "", "cannot reach db1 to fence it"},
 		{"runtime unreachable, lease gone", true, without, state.Node{Name: "db1", RuntimeError: "engine unreachable"}, "holds no member lease", ""},
-		{"fenced by agent, lease not yet expired", true, held, state.Node{Name: "db1", StandbySignal: true}, "stopped it and marked it", "has not expired yet"},
+		{"fenced by agent, lease not yet expired: the runtime saw it fenced", true, held, state.Node{Name: "db1", StandbySignal: true}, "stopped it and marked it", ""},
 		{"fenced by agent, lease gone", true, without, state.Node{Name: "db1", StandbySignal: true}, "stopped it and marked it", ""},
 		{"lease gone, process dead", true, without, state.Node{Name: "db1"}, "holds no member lease", ""},
 	}

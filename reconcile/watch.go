@@ -668,13 +668,6 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 		return w.converge(ctx, s)
 	}
 	noRestart, wait := agentGate(c, s, v.Node)
-	if wait != "" && !w.agentWaitSince.IsZero() && wait == w.agentWait && w.now().Sub(w.agentWaitSince) > c.Agent.LeaseTTL()+c.Failover.CheckInterval &&
-		s.Node(v.Node).RuntimeError == "" {
-		// Fenced by its agent, which holds its lease again: that host
-		// reaches the authority, and the node is stopped and marked a
-		// standby; the runtime fences it once more before the promotion.
-		wait = ""
-	}
 	if wait != "" {
 		if wait != w.agentWait {
 			w.agentWait, w.agentWaitSince = wait, w.now()
@@ -683,7 +676,7 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 		return Outcome{Held: 1}
 	}
 	if w.agentWait != "" {
-		w.Log.Info("failover waits", "node", v.Node, "outcome", "over", "reason", "the member lease of "+v.Node+" is gone", "waited_ms", w.now().Sub(w.agentWaitSince).Milliseconds())
+		w.Log.Info("failover waits", "node", v.Node, "outcome", "over", "reason", "the member lease of "+v.Node+" is gone, or the runtime reaches it again", "waited_ms", w.now().Sub(w.agentWaitSince).Milliseconds())
 		w.agentWait, w.agentWaitSince = "", time.Time{}
 	}
 	if noRestart != "" && w.gaveUp == "" && v.ProcessDead && c.Failover.PrimaryCrash == "restart" {
@@ -731,9 +724,18 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 //   - wait says why no standby may be promoted yet: the runtime cannot
 //     reach the node to fence it and its agent still holds the lease, so
 //     the agent's host reaches the authority and nothing has stopped the
-//     primary for sure; or its agent fenced it and the lease has not
-//     expired yet. Only an absent lease proves, by the arithmetic of
-//     config.Agent, that the primary stopped taking writes.
+//     primary for sure. Where the runtime cannot reach the node, only an
+//     absent lease proves, by the arithmetic of config.Agent, that the
+//     primary stopped taking writes.
+//
+// A node the runtime observes stopped and marked a standby (its agent
+// fenced it) is not waited for, lease or no lease: the runtime's own
+// observation is the proof, and the failover fences it once more
+// (node.fence) before it promotes. Waiting for that lease cost the
+// fault campaign its slowest recoveries: when etcd regains its majority
+// its new leader grants every lease a full ttl again, and the agent,
+// alive, renews it, so the watcher waited a lease ttl and a check for
+// nothing (etcd majority lost: median 28 s to converge, bench -chaos).
 //
 // Without agents, or without the leases read, both are "".
 func agentGate(c *config.Cluster, s *state.Cluster, node string) (noRestart, wait string) {
@@ -752,12 +754,9 @@ func agentGate(c *config.Cluster, s *state.Cluster, node string) (noRestart, wai
 	case !held:
 		noRestart = "its agent holds no member lease: its host may be cut off from the authority, where a restarted primary would be stopped again"
 	}
-	switch {
-	case held && n.RuntimeError != "":
+	if held && n.RuntimeError != "" {
 		wait = fmt.Sprintf("the runtime cannot reach %s to fence it (%s) and its agent (%s) still holds the member lease: %s may still take writes; promoting waits until the lease expires (self_fence %s)",
 			node, n.RuntimeError, holder.String(), node, c.Agent.SelfFence)
-	case held && fenced:
-		wait = fmt.Sprintf("the agent of %s fenced it and its member lease has not expired yet: promoting waits until it does (self_fence %s)", node, c.Agent.SelfFence)
 	}
 	return noRestart, wait
 }
