@@ -502,7 +502,18 @@ func (ch *chaosRun) run(f fault) *faultResult {
 		r.convergeOn = err.Error()
 	} else {
 		r.converged, r.took = true, took
-		if p, err := findPrimary(ch.ctx, c); err == nil {
+		// Converged means one writable primary a moment ago; a connection
+		// refused now (a loaded machine) is asked again, not left as a
+		// blank primary and an unchecked fault (the campaign's final check
+		// covers every write all the same).
+		p, err := findPrimary(ch.ctx, c)
+		for i := 0; err != nil && i < 5 && ch.ctx.Err() == nil; i++ {
+			sleepCtx(ch.ctx, time.Second)
+			p, err = findPrimary(ch.ctx, c)
+		}
+		if err != nil {
+			r.primary = "unknown (" + err.Error() + "; losses checked at the end)"
+		} else {
 			r.primary = c.node(p)
 			ch.w.mu.Lock()
 			ids := make([]int64, len(ch.w.acks))
