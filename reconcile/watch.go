@@ -228,6 +228,9 @@ type Watcher struct {
 	agentWait      string
 	agentWaitSince time.Time
 	restartErr     string // the last restart's error
+	// lostRechecked: the node lost with its process seen alive that was
+	// observed once more before a failover (primary_crash = "restart").
+	lostRechecked string
 
 	// A healing or edit that failed, retried no sooner than retryAt.
 	failKey    string
@@ -570,7 +573,7 @@ func (w *Watcher) Tick(ctx context.Context) Outcome {
 		if w.lost != "" {
 			w.Log.Info("primary healthy", "node", v.Node)
 		}
-		w.lost, w.restarting, w.gaveUp, w.restartErr = "", time.Time{}, "", ""
+		w.lost, w.restarting, w.gaveUp, w.restartErr, w.lostRechecked = "", time.Time{}, "", "", ""
 		w.agentWait, w.agentWaitSince = "", time.Time{}
 	}
 	w.lastSusp = v.Failures
@@ -666,6 +669,18 @@ func (w *Watcher) onLost(ctx context.Context, s *state.Cluster, v Verdict) Outco
 		return a.Kind == plan.Switchover && a.Params.Resume
 	}) {
 		return w.converge(ctx, s)
+	}
+	if !v.ProcessDead && c.Failover.PrimaryCrash == "restart" && w.lostRechecked != v.Node {
+		// Lost by failures in a row while the runtime, asked at the start
+		// of this check, saw the server process alive: a crash between the
+		// two looks the same, and primary_crash = "restart" wants a crash
+		// restarted in place, not failed over. The runtime is asked once
+		// more, recheckAfter from now, before this verdict fails over (a
+		// loaded machine's timeouts had made the failures, then a kill -9
+		// came: TestLocalWatch failed over where it should have restarted).
+		w.lostRechecked, w.recheck = v.Node, true
+		w.Log.Info("lost recheck", "node", v.Node, "reason", "the runtime saw its process alive at this check: asked again before failing over")
+		return Outcome{}
 	}
 	noRestart, wait := agentGate(c, s, v.Node)
 	if wait != "" {

@@ -185,6 +185,53 @@ func TestWatchRestartsCrashedPrimary(t *testing.T) {
 	}
 }
 
+// hungThenDetector calls db1 lost by failures in a row while its process
+// runs (the runtime saw it alive), and lost with its process dead once it
+// no longer runs: a hung primary that may crash between two checks.
+type hungThenDetector struct{}
+
+func (hungThenDetector) Check(c *config.Cluster, s *state.Cluster, primary string, probe error) Verdict {
+	if s.Node("db1").Running {
+		return Verdict{Node: "db1", Lost: true, Reason: "db1 is unreachable, 3 checks in a row", Failures: 3, Threshold: 3}
+	}
+	return Verdict{Node: "db1", Lost: true, Reason: "db1's server process is gone", Failures: 1, Threshold: 3, ProcessDead: true}
+}
+
+// With primary_crash = "restart", a primary lost by failures in a row
+// while its process was seen alive is asked about once more before a
+// failover: crashed meanwhile, it is restarted in place; still hung, it is
+// failed over at the next check.
+func TestWatchRechecksLostPrimaryBeforeFailover(t *testing.T) {
+	w, c, log := watcherOn(t, "")
+	w.Detector = hungThenDetector{}
+	if out := w.Tick(context.Background()); out.Err != nil || c.called("pg.Promote") || c.primaryRunning() != "db1" {
+		t.Fatalf("failed over at the first lost verdict with the process seen alive: %+v\n%s", out, log.String())
+	}
+	if r := log.records(t, "lost recheck"); len(r) != 1 || !w.recheck {
+		t.Fatalf("no recheck asked: %v (recheck %v)\n%s", r, w.recheck, log.String())
+	}
+	c.node("db1").running = false // it crashes between the two checks
+	ticks(w, 2)
+	if c.called("pg.Promote") || c.primaryRunning() != "db1" || len(log.records(t, "restart in place")) != 1 {
+		t.Fatalf("a crash seen at the recheck was not restarted in place: primary %q\n%s", c.primaryRunning(), log.String())
+	}
+
+	w, c, log = watcherOn(t, "")
+	w.Detector = hungThenDetector{}
+	ticks(w, 2) // still hung at the recheck: a failover is tried (which
+	// the fake's db1, answering, refuses: it does not model a hang)
+	tried := false
+	for _, r := range log.records(t, "apply") {
+		tried = tried || r["operation"] == "failover"
+	}
+	if !tried {
+		t.Fatalf("no failover tried after the recheck of a primary still seen alive:\n%s", log.String())
+	}
+	if len(log.records(t, "lost recheck")) != 1 {
+		t.Fatalf("want one recheck:\n%s", log.String())
+	}
+}
+
 // A primary whose restart keeps failing is restarted at each check until
 // the restart window ends, then failed over, and the reason says so.
 func TestWatchFailsOverWhenRestartFails(t *testing.T) {
