@@ -190,3 +190,39 @@ func TestLocalEtcdAuthority(t *testing.T) {
 		t.Fatalf("etcd after destroy: record %+v, %v", rec, err)
 	}
 }
+
+// TestLocalEtcdDestroyManagedCatalog: with the authority in etcd and a
+// managed Redis beside it (backups, history), pgha destroy removes the
+// Redis catalog and then the record from etcd, under the lock it holds
+// in etcd: destroying Redis releases nothing it needs (it exited 1 at the
+// end of every bench -chaos -authority etcd: "the cluster lock was lost").
+func TestLocalEtcdDestroyManagedCatalog(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	c := newCluster(t, "local", 1)
+	b, err := os.ReadFile(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := `"` + strings.Join(e.Endpoints(), `", "`) + `"`
+	src := strings.Replace(string(b), "  catalog \"redis\" {", fmt.Sprintf("  authority \"etcd\" {\n    endpoints = [%s]\n  }\n  catalog \"redis\" {", eps), 1)
+	c.write(src)
+	c.mustPgha("apply", "-auto-approve")
+	store, err := etcd.New(etcd.Config{Endpoints: e.Endpoints()}, c.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, rec, _, err := store.Observe(ctx); err != nil || rec == nil {
+		t.Fatalf("etcd after apply: record %+v, %v", rec, err)
+	}
+	r := c.pgha("destroy", "-auto-approve")
+	if r.code != 0 || !strings.Contains(r.stdout, "catalog.destroy[redis]") {
+		t.Fatalf("destroy with a managed catalog and the authority in etcd:\n%s", r)
+	}
+	if _, rec, _, err := store.Observe(ctx); err != nil || rec != nil {
+		t.Fatalf("etcd after destroy: record %+v, %v", rec, err)
+	}
+}
