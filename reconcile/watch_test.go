@@ -837,3 +837,42 @@ func TestWatchEditToWritablePrimaryIsNoSwitchover(t *testing.T) {
 		t.Fatal("the edit to db2 is pending after the failover")
 	}
 }
+
+// slowOncePG times out the first observation of one node, as a loaded
+// server answering late does, and answers the next.
+type slowOncePG struct {
+	convergedPG
+	node  string
+	calls *int
+}
+
+func (p slowOncePG) Observe(ctx context.Context, ep postgres.Endpoint, sn *state.Node, roles map[string]string) {
+	if ep.Name == p.node {
+		*p.calls++
+		if *p.calls == 1 {
+			sn.Reachable, sn.Error = false, "query "+ep.Name+": timeout: context deadline exceeded"
+			return
+		}
+	}
+	p.convergedPG.Observe(ctx, ep, sn, roles)
+}
+
+// A one-shot observation (plan, apply, status) asks a node that timed out
+// once more, so that a loaded server is not a critical finding; the
+// watcher's quick check does not wait twice.
+func TestObserveAsksTimedOutNodeAgain(t *testing.T) {
+	w, _, _ := watcherOn(t, "")
+	base := w.Env.pg.(convergedPG)
+	for _, quick := range []bool{false, true} {
+		calls := 0
+		w.Env.pg = slowOncePG{convergedPG: base, node: "db1", calls: &calls}
+		s := w.Env.ObserveWith(context.Background(), ObserveOptions{Quick: quick})
+		n := s.Node("db1")
+		switch {
+		case !quick && (!n.Reachable || calls != 2):
+			t.Errorf("one-shot: db1 reachable %v after %d observations (%s), want reachable after 2", n.Reachable, calls, n.Error)
+		case quick && (n.Reachable || calls != 1):
+			t.Errorf("quick: db1 reachable %v after %d observations, want the one timeout", n.Reachable, calls)
+		}
+	}
+}
