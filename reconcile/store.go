@@ -90,7 +90,7 @@ var (
 	// ErrGenerationMoved: the cluster record is no longer at the
 	// generation a writer expected (another pgha changed the cluster),
 	// so nothing was written.
-	ErrGenerationMoved = errors.New("the cluster record's generation moved")
+	ErrGenerationMoved = state.ErrRecordMoved
 )
 
 // HeldError says that the cluster lock or the leader lease is held, and
@@ -143,8 +143,13 @@ func (r redisStore) AcquireLeader(ctx context.Context, info state.Lock, ttl time
 }
 
 func (r redisStore) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect int64) error {
-	err := r.Catalog.PutRecordIf(ctx, rec, expect)
-	var ge *redis.GenerationMovedError
+	return recordMoved(r.Catalog.PutRecordIf(ctx, rec, expect))
+}
+
+// recordMoved gives a store's *state.RecordMovedError the Store's type,
+// which plan-level checks (an intent, a fence) return too.
+func recordMoved(err error) error {
+	var ge *state.RecordMovedError
 	if errors.As(err, &ge) {
 		return &GenerationMovedError{Expected: ge.Expected, Stored: ge.Stored, err: err}
 	}

@@ -94,12 +94,7 @@ func leaseOrHeld(l *etcd.Lease, err error) (Lease, error) {
 }
 
 func (s etcdStore) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect int64) error {
-	err := s.Store.PutRecordIf(ctx, rec, expect)
-	var ge *etcd.GenerationMovedError
-	if errors.As(err, &ge) {
-		return &GenerationMovedError{Expected: ge.Expected, Stored: ge.Stored, err: err}
-	}
-	return err
+	return recordMoved(s.Store.PutRecordIf(ctx, rec, expect))
 }
 
 // observeAuthority reads the etcd authority: the record, the lock and the

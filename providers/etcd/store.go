@@ -197,28 +197,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// GenerationMovedError names the generation a writer expected and the
-// one stored (0 with Absent when there is no record), and the record
-// revisions (state.ClusterRecord.Revision) when only those differ.
-type GenerationMovedError struct {
-	Expected, Stored             int64
-	Absent                       bool
-	ReadRevision, StoredRevision int64
-}
-
-func (e *GenerationMovedError) Error() string {
-	if e.Absent {
-		return fmt.Sprintf("etcd holds no cluster record, generation %d was expected: it was deleted meanwhile", e.Expected)
-	}
-	if e.Expected == 0 {
-		return fmt.Sprintf("etcd holds a cluster record at generation %d where none was expected: another pgha recorded the cluster meanwhile", e.Stored)
-	}
-	if e.Expected == e.Stored {
-		return fmt.Sprintf("the cluster record (generation %d) was written since it was read (revision %d, now %d): another pgha changed it meanwhile", e.Stored, e.ReadRevision, e.StoredRevision)
-	}
-	return fmt.Sprintf("the cluster record is at generation %d, not %d as expected: another pgha changed the cluster meanwhile", e.Stored, e.Expected)
-}
-
 // PutRecordIf stores the record only if the stored one is still at
 // generation expect (0: none stored) and at revision rec.Revision (the
 // record the writer read; state.ClusterRecord.Revision), with the
@@ -235,7 +213,7 @@ func (s *Store) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expect
 	}
 	key := s.key("record")
 	moved := func(gen, stored int64, exists bool) error {
-		return &GenerationMovedError{Expected: expect, Stored: gen, Absent: !exists, ReadRevision: read, StoredRevision: stored}
+		return &state.RecordMovedError{Store: "etcd", Expected: expect, Stored: gen, Absent: !exists, ReadRevision: read, StoredRevision: stored}
 	}
 	for range 3 {
 		gen, stored, rev, exists, err := s.generation(ctx)

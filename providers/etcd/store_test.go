@@ -157,7 +157,7 @@ func TestPutRecordIf(t *testing.T) {
 	if err := s.PutRecordIf(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
-	var ge *GenerationMovedError
+	var ge *state.RecordMovedError
 	if err := s.PutRecordIf(ctx, rec, 0); !errors.As(err, &ge) || ge.Stored != 1 {
 		t.Fatalf("second first write: %v", err)
 	}

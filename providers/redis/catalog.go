@@ -198,39 +198,6 @@ func (c *Catalog) PutRecord(ctx context.Context, rec state.ClusterRecord) error 
 	return nil
 }
 
-// ErrGenerationMoved says that the cluster record was not written because
-// it is no longer the one the writer read: its generation moved (a role
-// change) or another write came between (its revision moved). PutRecordIf
-// returns a *GenerationMovedError that matches it.
-var ErrGenerationMoved = errors.New("the cluster record's generation moved")
-
-// GenerationMovedError names the generation a writer expected and the one
-// stored (0 with Absent when there is no record), and the revisions when
-// only those differ.
-type GenerationMovedError struct {
-	Expected, Stored int64
-	Absent           bool
-	// ReadRevision is the revision of the record the writer read and
-	// StoredRevision the one stored.
-	ReadRevision, StoredRevision int64
-}
-
-func (e *GenerationMovedError) Error() string {
-	if e.Absent {
-		return fmt.Sprintf("the catalog holds no cluster record, generation %d was expected: it was deleted meanwhile", e.Expected)
-	}
-	if e.Expected == 0 {
-		return fmt.Sprintf("the catalog holds a cluster record at generation %d where none was expected: another pgha recorded the cluster meanwhile", e.Stored)
-	}
-	if e.Expected == e.Stored {
-		return fmt.Sprintf("the cluster record (generation %d) was written since it was read (revision %d, now %d): another pgha changed it meanwhile", e.Stored, e.ReadRevision, e.StoredRevision)
-	}
-	return fmt.Sprintf("the cluster record is at generation %d, not %d as expected: another pgha changed the cluster meanwhile", e.Stored, e.Expected)
-}
-
-// Is makes errors.Is(err, ErrGenerationMoved) true.
-func (e *GenerationMovedError) Is(target error) bool { return target == ErrGenerationMoved }
-
 // putRecordIfScript sets KEYS[1] to ARGV[1] only when the stored record's
 // generation is ARGV[2] (0: no record stored) and its revision ARGV[3].
 // It answers {1} when it wrote, {0, stored generation, exists, stored
@@ -259,7 +226,7 @@ return {1}`)
 // generation is still expect (0: there is no record, or one at generation
 // 0, which pgha never writes) and its revision still rec.Revision (the
 // record the writer read), atomically, with the revision one higher;
-// otherwise nothing is written and the error is a *GenerationMovedError.
+// otherwise nothing is written and the error is a *state.RecordMovedError.
 // Every write of the record goes through it, so that a pgha acting on
 // what it saw before another one changed the record (a watcher whose
 // lease ran out mid-apply, a stale plan, a relax of the synchronous set
@@ -281,7 +248,7 @@ func (c *Catalog) PutRecordIf(ctx context.Context, rec state.ClusterRecord, expe
 	if len(res) != 4 {
 		return fmt.Errorf("store cluster record: unexpected answer %v", res)
 	}
-	return &GenerationMovedError{Expected: expect, Stored: res[1], Absent: res[2] == 0, ReadRevision: read, StoredRevision: res[3]}
+	return &state.RecordMovedError{Store: "the catalog", Expected: expect, Stored: res[1], Absent: res[2] == 0, ReadRevision: read, StoredRevision: res[3]}
 }
 
 // DeleteCluster removes the record and history (the lock is released by its holder).

@@ -354,7 +354,7 @@ func TestRecordIntentRoundTrip(t *testing.T) {
 	if err != nil || rec == nil || rec.SwitchingFrom != "db1" || rec.SwitchingTo != "db2" || !rec.SwitchingSince.Equal(since) || rec.Generation != 4 {
 		t.Fatalf("intent round trip: %+v %v", rec, err)
 	}
-	var ge *GenerationMovedError
+	var ge *state.RecordMovedError
 	if err := c.PutRecordIf(ctx, base, 3); !errors.As(err, &ge) || ge.Stored != 4 {
 		t.Fatalf("clearing the intent at a stale generation: %v", err)
 	}

@@ -287,7 +287,7 @@ func TestPutRecordIf(t *testing.T) {
 	c := New(r.Addr, "", 0, "fence")
 	defer c.Close()
 	ctx := context.Background()
-	var ge *GenerationMovedError
+	var ge *state.RecordMovedError
 	if err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db1", Generation: 1}, 3); !errors.As(err, &ge) || !ge.Absent || ge.Expected != 3 {
 		t.Fatalf("expecting generation 3 of no record: %v", err)
 	}
@@ -304,7 +304,7 @@ func TestPutRecordIf(t *testing.T) {
 		t.Fatalf("generation 1 → 2: %v", err)
 	}
 	err := c.PutRecordIf(ctx, state.ClusterRecord{Name: "fence", Primary: "db3", Generation: 2, Revision: 1}, 1)
-	if !errors.Is(err, ErrGenerationMoved) || !errors.As(err, &ge) || ge.Expected != 1 || ge.Stored != 2 {
+	if !errors.Is(err, state.ErrRecordMoved) || !errors.As(err, &ge) || ge.Expected != 1 || ge.Stored != 2 {
 		t.Fatalf("stale write: %v", err)
 	}
 	for _, want := range []string{"generation 2", "not 1"} {
@@ -353,8 +353,8 @@ func TestPutRecordIfLostUpdate(t *testing.T) {
 	stale := *b
 	stale.SwitchingFrom, stale.SwitchingTo = "db1", "db2"
 	err := c.PutRecordIf(ctx, stale, 3)
-	var ge *GenerationMovedError
-	if !errors.Is(err, ErrGenerationMoved) || !errors.As(err, &ge) || ge.ReadRevision != 1 || ge.StoredRevision != 2 {
+	var ge *state.RecordMovedError
+	if !errors.Is(err, state.ErrRecordMoved) || !errors.As(err, &ge) || ge.ReadRevision != 1 || ge.StoredRevision != 2 {
 		t.Fatalf("a write from the record read before the relax: %v, want refused (revision 1, now 2)", err)
 	}
 	if !strings.Contains(err.Error(), "written since it was read (revision 1, now 2)") {
@@ -399,7 +399,7 @@ func TestPutRecordIfRace(t *testing.T) {
 			t.Fatalf("two writers won: %d and %d", winner, i)
 		case err == nil:
 			winner = i
-		case !errors.Is(err, ErrGenerationMoved):
+		case !errors.Is(err, state.ErrRecordMoved):
 			t.Fatalf("writer %d: %v", i, err)
 		}
 	}
