@@ -385,6 +385,17 @@ func (w *watchProc) tail(n int) string {
 	return strings.Join(l, "\n")
 }
 
+// from returns the lines the watcher printed from position m (a mark) on.
+func (w *watchProc) from(m int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for _, r := range w.recs[min(m, len(w.recs)):] {
+		b.WriteString(r.Line + "\n")
+	}
+	return b.String()
+}
+
 // mark is a position in the log: later waits and counts look after it.
 func (w *watchProc) mark() int {
 	w.mu.Lock()
