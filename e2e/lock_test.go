@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,6 +34,11 @@ func TestLocalLockLost(t *testing.T) {
 		for sc.Scan() {
 			out.WriteString(sc.Text() + "\n")
 			if !fired && strings.Contains(sc.Text(), "node.start[db1]: done") {
+				// Frozen while its lock is broken: otherwise, on a fast
+				// machine, the rest of the apply (two clones) could end
+				// before force-unlock does, and there would be nothing
+				// left for the lost lock to stop.
+				_ = cmd.Process.Signal(syscall.SIGSTOP)
 				fired = true
 				close(seen)
 			}
@@ -50,6 +56,9 @@ func TestLocalLockLost(t *testing.T) {
 	}
 	broken := time.Now()
 	c.mustPgha("force-unlock", lock.ID)
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("resume the apply: %v", err)
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
