@@ -50,6 +50,10 @@ type Env struct {
 	// time on). nil: nothing is said.
 	Trace func(step string)
 
+	// installed keeps what each node had installed of TLS when last
+	// read, for the watcher's quick observations (see observeTLS).
+	installed *installedTLS
+
 	// held is the lock of the running apply or destroy; catalog.destroy
 	// releases it first, since the lock lives in what it removes.
 	held Lease
@@ -65,7 +69,7 @@ func Open(cfg *config.Cluster) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg, Runtime: rt, pg: postgresOps{}}
+	e := &Env{Cfg: cfg, Runtime: rt, pg: postgresOps{}, installed: &installedTLS{}}
 	if c := cfg.Catalog; c != nil {
 		e.Catalog = redis.NewTLS(c.Address, c.Password.Reveal(), c.DB, cfg.Name, catalogTLS(cfg))
 		e.store = redisStore{e.Catalog}
@@ -228,7 +232,7 @@ func (e *Env) ObserveWith(ctx context.Context, o ObserveOptions) *state.Cluster 
 	}
 	wg.Wait()
 	e.recordServing(s)
-	e.observeTLS(ctx, s)
+	e.observeTLS(ctx, s, o.Quick)
 	// The runtime reported whether the managed catalog's files exist.
 	cat.DirExists = s.Catalog.DirExists
 	if s.Authority != nil {

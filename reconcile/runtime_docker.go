@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/pgha/pgha/config"
 	"github.com/pgha/pgha/internal/pgconf"
@@ -17,6 +18,29 @@ import (
 type dockerRuntime struct {
 	c  *config.Cluster
 	rt *docker.Runtime
+
+	// asides is the nodes' set-aside directories as last listed, for
+	// quick observations (see Observe).
+	asideMu sync.Mutex
+	asides  map[string][]state.AsideDir
+	asideAt time.Time
+}
+
+// asideReuse is how long a quick observation may reuse the set-aside
+// directories listed before instead of listing them again: an exec per
+// running node, 0.2-1.2 s each under load here (TestDockerHAProxy, debug
+// timings), half of a quick observation, which aged the health checks'
+// observation past their bound. Directories are set aside and removed by
+// pgha's actions (Execute forgets the list) or by hand, seen within this
+// bound; full observations always list them.
+const asideReuse = 30 * time.Second
+
+// forgetObserved drops what quick observations reuse: an apply may have
+// changed it.
+func (d *dockerRuntime) forgetObserved() {
+	d.asideMu.Lock()
+	d.asides = nil
+	d.asideMu.Unlock()
 }
 
 func newDockerRuntime(c *config.Cluster) (*dockerRuntime, error) {
@@ -36,7 +60,32 @@ func dockerNode(n *config.Node) docker.Node { return docker.Node{Name: n.Name, P
 
 func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions) {
 	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
-	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick, NoAside: o.NoAside})
+	d.asideMu.Lock()
+	cached, reuse := d.asides, o.Quick && !o.NoAside && d.asides != nil && time.Since(d.asideAt) < asideReuse
+	d.asideMu.Unlock()
+	listed := time.Now()
+	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick, NoAside: o.NoAside || reuse})
+	switch {
+	case err != nil || o.NoAside:
+	case reuse:
+		for _, n := range s.Nodes {
+			if n.Reachable {
+				n.Aside = cached[n.Name]
+			}
+		}
+	default:
+		// Listed for every node that answered (the others' were not,
+		// and are not kept).
+		m := map[string][]state.AsideDir{}
+		for _, n := range s.Nodes {
+			if n.Reachable {
+				m[n.Name] = n.Aside
+			}
+		}
+		d.asideMu.Lock()
+		d.asides, d.asideAt = m, listed
+		d.asideMu.Unlock()
+	}
 	if err != nil {
 		// PostgreSQL answers at its published port whatever the engine's
 		// API does: ask it all the same, so that an engine that cannot be

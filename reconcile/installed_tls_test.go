@@ -1,0 +1,44 @@
+package reconcile
+
+import (
+	"testing"
+	"time"
+)
+
+// TestInstalledTLSReuse: a quick observation may reuse a node's read for
+// installedTLSReuse, not longer; an apply (forget) drops every read; an
+// Env made without Open keeps nothing.
+func TestInstalledTLSReuse(t *testing.T) {
+	t0 := time.Now()
+	c := &installedTLS{}
+	if _, ok := c.get("db1", t0); ok {
+		t.Fatal("a read before any was made")
+	}
+	c.put("db1", installedRead{cert: "c1", ca: "a1", at: t0})
+	cases := []struct {
+		node string
+		at   time.Time
+		ok   bool
+	}{
+		{"db1", t0, true},
+		{"db1", t0.Add(installedTLSReuse - time.Millisecond), true},
+		{"db1", t0.Add(installedTLSReuse), false},
+		{"db2", t0, false},
+	}
+	for _, tc := range cases {
+		r, ok := c.get(tc.node, tc.at)
+		if ok != tc.ok || (ok && (r.cert != "c1" || r.ca != "a1")) {
+			t.Errorf("get(%s, +%s) = %+v, %t; want reuse %t", tc.node, tc.at.Sub(t0), r, ok, tc.ok)
+		}
+	}
+	c.forget()
+	if _, ok := c.get("db1", t0); ok {
+		t.Error("a read reused after forget (an apply)")
+	}
+	var none *installedTLS
+	none.put("db1", installedRead{at: t0})
+	none.forget()
+	if _, ok := none.get("db1", t0); ok {
+		t.Error("a nil cache reused a read")
+	}
+}
