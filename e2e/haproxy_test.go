@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -193,6 +194,9 @@ func haproxyScenario(t *testing.T, rt string) {
 	}
 	if hs.rounds < 20 { // it polls every 20 ms; a slow machine makes its figures later, never earlier
 		t.Errorf("the health poll made only %d rounds", hs.rounds)
+	}
+	if t.Failed() {
+		t.Logf("/primary answers that changed (time since the kill):\n%s", hs.changes(t0))
 	}
 
 	t.Logf("kill -9 db1 → failover to %s logged %s; /primary of db1 503 after %s; /primary of %s 200 after %s; HAProxy: %s",
@@ -497,8 +501,9 @@ type healthPoll struct {
 }
 
 type healthAnswer struct {
-	at   time.Time
-	code int // 0: no answer
+	at     time.Time
+	code   int    // 0: no answer
+	reason string // the answer's reason (a 503's why), or the request's error
 }
 
 func startHealthPoll(a *api, nodes []string) *healthPoll {
@@ -513,12 +518,19 @@ func startHealthPoll(a *api, nodes []string) *healthPoll {
 			case <-time.After(20 * time.Millisecond):
 			}
 			for _, n := range nodes {
-				code := 0
+				code, reason := 0, ""
 				if resp, err := client.Get(a.healthURL(n, "/primary")); err == nil {
 					code = resp.StatusCode
+					var h struct {
+						Reason string `json:"reason"`
+					}
+					_ = json.NewDecoder(resp.Body).Decode(&h)
+					reason = h.Reason
 					resp.Body.Close()
+				} else {
+					reason = err.Error()
 				}
-				p.answers[n] = append(p.answers[n], healthAnswer{time.Now(), code})
+				p.answers[n] = append(p.answers[n], healthAnswer{time.Now(), code, reason})
 			}
 			p.rounds++
 		}
@@ -530,6 +542,22 @@ func (p *healthPoll) finish() *healthPoll {
 	close(p.stop)
 	<-p.done
 	return p
+}
+
+// changes lists, per node, each answer that differs from the one before
+// (code and reason), with its time since t0: what a failure needs to say.
+func (p *healthPoll) changes(t0 time.Time) string {
+	var b strings.Builder
+	for n, as := range p.answers {
+		last := healthAnswer{code: -1}
+		for _, x := range as {
+			if x.code != last.code || x.reason != last.reason {
+				fmt.Fprintf(&b, "  %s %+.3fs %d %s\n", n, x.at.Sub(t0).Seconds(), x.code, x.reason)
+				last = x
+			}
+		}
+	}
+	return b.String()
 }
 
 // first is the time of node's first answer code after since.
