@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -550,8 +551,11 @@ func (p *healthPoll) changes(t0 time.Time) string {
 	var b strings.Builder
 	for n, as := range p.answers {
 		last := healthAnswer{code: -1}
+		digits := regexp.MustCompile(`[0-9.]+`)
 		for _, x := range as {
-			if x.code != last.code || x.reason != last.reason {
+			// A reason that differs only in its figures (an age) is the
+			// same reason.
+			if x.code != last.code || digits.ReplaceAllString(x.reason, "#") != digits.ReplaceAllString(last.reason, "#") {
 				fmt.Fprintf(&b, "  %s %+.3fs %d %s\n", n, x.at.Sub(t0).Seconds(), x.code, x.reason)
 				last = x
 			}
