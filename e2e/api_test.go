@@ -159,9 +159,21 @@ type opResult struct {
 }
 
 // post runs an operation through the API with the token.
+// post runs an operation through the API as a client should: a 409
+// because the cluster lock is held (the watcher healing what the last
+// operation left, a few seconds at most) is asked again, for up to 30 s;
+// anything else but a 200 fails t.
 func post(t *testing.T, a *api, path, body string) opResult {
 	t.Helper()
-	code, b := a.do(t, "POST", a.url(path), body, true)
+	var code int
+	var b []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		code, b = a.do(t, "POST", a.url(path), body, true)
+		if code != http.StatusConflict || !strings.Contains(string(b), "the cluster lock is held") || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("POST %s: 409, the cluster lock is held; asked again", path)
+	}
 	var r opResult
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("POST %s: %d %s", path, code, b)
