@@ -1,8 +1,12 @@
 package reconcile
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/plan"
 )
 
 // TestInstalledTLSReuse: a quick observation may reuse a node's read for
@@ -40,5 +44,34 @@ func TestInstalledTLSReuse(t *testing.T) {
 	none.forget()
 	if _, ok := none.get("db1", t0); ok {
 		t.Error("a nil cache reused a read")
+	}
+}
+
+// forgetting is a Runtime that records that Execute told it to forget
+// what quick observations reuse (the Docker runtime's set-aside lists).
+type forgetting struct {
+	Runtime
+	forgot bool
+}
+
+func (f *forgetting) forgetObserved() { f.forgot = true }
+
+// TestExecuteForgetsReusedReads: an apply, even one that stops before
+// its first action, drops the reads quick observations reuse, its Env's
+// installed TLS and its runtime's, so that the next observation reads
+// what the actions may have changed.
+func TestExecuteForgetsReusedReads(t *testing.T) {
+	rt := &forgetting{}
+	e := &Env{Cfg: &config.Cluster{Name: "forget"}, Runtime: rt, installed: &installedTLS{}}
+	now := time.Now()
+	e.installed.put("db1", installedRead{cert: "c1", ca: "a1", at: now})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = e.Execute(ctx, &plan.Plan{Actions: []plan.Action{{ID: "node.start[db1]", Kind: plan.NodeStart, Node: "db1"}}}, nil)
+	if _, ok := e.installed.get("db1", now); ok {
+		t.Error("the installed TLS read survived the apply")
+	}
+	if !rt.forgot {
+		t.Error("the runtime was not told to forget its reused reads")
 	}
 }
