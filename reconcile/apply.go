@@ -813,6 +813,7 @@ func (e *Env) rejoin(ctx context.Context, n, primary *config.Node, method string
 	if err := e.Runtime.Stop(ctx, n, "fast"); err != nil {
 		return err
 	}
+	step("stop " + n.Name)
 	streaming := false
 	var fc forkCheck
 	if method != "reclone" {

@@ -1073,6 +1073,11 @@ func (s *stepLog) Report(ev report.Event) {
 			outcome = firstLine(ev.Err.Error())
 		}
 		s.log.Debug("step", "what", ev.Action.ID, "took_ms", ev.Elapsed.Milliseconds(), "at_ms", at, "outcome", outcome)
+	case report.Note:
+		// An executor's notes carry the time of its own steps (a
+		// rejoin's fork check, pg_rewind, start): where a slow action
+		// spent its time.
+		s.log.Debug("note", "action", ev.Action, "text", ev.Text, "at_ms", at)
 	case report.Outcome:
 		s.log.Debug("step", "what", "end", "at_ms", at)
 	}

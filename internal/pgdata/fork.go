@@ -10,19 +10,40 @@ import (
 
 // ForkScript gathers, for a stopped data directory ($1), what
 // FollowsWithoutRewind decides on: pg_controldata's fields, the history
-// files in its pg_wal, and for each (timeline, LSN) pair after $1 whether
-// pg_waldump finds a valid WAL record at or after that LSN on that
-// timeline. It runs as the data directory's owner with PostgreSQL's
-// binaries first in PATH, on the host or in the node's container alike,
-// so that both runtimes answer the same in one process start.
+// files in its pg_wal, and, for the (timeline, LSN) pair after $1 whose
+// timeline is that of the latest checkpoint, whether pg_waldump finds a
+// valid WAL record at or after that LSN on that timeline. It runs as the
+// data directory's owner with PostgreSQL's binaries first in PATH, on the
+// host or in the node's container alike, so that both runtimes answer the
+// same in one process start.
+//
+// Only that one pair decides (see FollowsWithoutRewind), and pg_waldump
+// is not asked about the others: for a segment file that is not there it
+// tries ten times, half a second apart, before it says so. Asked about
+// every ancestor of a source with a long history, where a rewound node
+// keeps none of the old timelines' segments, that was 5 s per timeline:
+// a rejoin's fork check took 72-107 s after some 40 failovers (bench
+// -chaos, faults #100 and #103 at seed 20261202). The segment file at
+// the LSN is looked for first for the same reason; its name is the
+// timeline, the LSN's high word and its low word over the segment size.
 const ForkScript = `D=$1; shift
-LC_ALL=C pg_controldata -D "$D" || exit 3
+C=$(LC_ALL=C pg_controldata -D "$D") || exit 3
+printf '%s\n' "$C"
 printf 'pgha-history-files:'
 for f in "$D"/pg_wal/*.history; do [ -e "$f" ] && printf ' %s' "${f##*/}"; done
 echo
+T=$(printf '%s\n' "$C" | sed -n "s/^Latest checkpoint's TimeLineID: *//p")
+Z=$(printf '%s\n' "$C" | sed -n 's/^Bytes per WAL segment: *//p')
 while [ $# -ge 2 ]; do
-  o=$(LC_ALL=C pg_waldump -p "$D/pg_wal" -t "$1" -s "$2" -n 1 2>&1); r=$?
-  printf 'pgha-waldump %s %s rc=%s: %s\n' "$1" "$2" "$r" "$(printf '%s\n' "$o" | head -n 1)"
+  if [ "$1" = "$T" ] && [ -n "$Z" ]; then
+    f=$(printf '%08X%08X%08X' "$1" "$((0x${2%/*}))" "$((0x${2#*/} / Z))")
+    if [ -e "$D/pg_wal/$f" ]; then
+      o=$(LC_ALL=C pg_waldump -p "$D/pg_wal" -t "$1" -s "$2" -n 1 2>&1); r=$?
+    else
+      o="no WAL segment $f in pg_wal"; r=2
+    fi
+    printf 'pgha-waldump %s %s rc=%s: %s\n' "$1" "$2" "$r" "$(printf '%s\n' "$o" | head -n 1)"
+  fi
   shift 2
 done`
 
