@@ -32,10 +32,7 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
 	defer func() { e.events, e.action = nil, "" }()
 	// What the actions install (certificates, a clone's files) is read
 	// again by the next observation, quick or not.
-	defer e.installed.forget()
-	if f, ok := e.Runtime.(interface{ forgetObserved() }); ok {
-		defer f.forgetObserved()
-	}
+	defer e.forgetReused()
 	done := map[string]bool{}
 	var doneIDs []string
 	for i, a := range p.Actions {

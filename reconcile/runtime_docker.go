@@ -20,28 +20,11 @@ type dockerRuntime struct {
 	rt *docker.Runtime
 
 	// asides is the nodes' set-aside directories as last listed, for
-	// quick observations (see Observe).
-	asideMu sync.Mutex
-	asides  map[string][]state.AsideDir
-	asideAt time.Time
+	// quick observations (see Observe): one read, under the key "".
+	asides reused[map[string][]state.AsideDir]
 }
 
-// asideReuse is how long a quick observation may reuse the set-aside
-// directories listed before instead of listing them again: an exec per
-// running node, 0.2-1.2 s each under load here (TestDockerHAProxy, debug
-// timings), half of a quick observation, which aged the health checks'
-// observation past their bound. Directories are set aside and removed by
-// pgha's actions (Execute forgets the list) or by hand, seen within this
-// bound; full observations always list them.
-const asideReuse = 30 * time.Second
-
-// forgetObserved drops what quick observations reuse: an apply may have
-// changed it.
-func (d *dockerRuntime) forgetObserved() {
-	d.asideMu.Lock()
-	d.asides = nil
-	d.asideMu.Unlock()
-}
+func (d *dockerRuntime) forgetReused() { d.asides.forget() }
 
 func newDockerRuntime(c *config.Cluster) (*dockerRuntime, error) {
 	d := c.Runtime.Docker
@@ -60,9 +43,8 @@ func dockerNode(n *config.Node) docker.Node { return docker.Node{Name: n.Name, P
 
 func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*config.Node, *state.Node), o ObserveOptions) {
 	s.Network = &state.Network{Name: d.c.Runtime.Docker.Network}
-	d.asideMu.Lock()
-	cached, reuse := d.asides, o.Quick && !o.NoAside && d.asides != nil && time.Since(d.asideAt) < asideReuse
-	d.asideMu.Unlock()
+	cached, fresh := d.asides.get("", time.Now())
+	reuse := o.Quick && !o.NoAside && fresh
 	listed := time.Now()
 	obs, err := d.rt.ObserveNodes(ctx, s.Nodes, func(n *state.Node) { pg(d.c.Node(n.Name), n) }, docker.ObserveOptions{Quick: o.Quick, NoAside: o.NoAside || reuse})
 	switch {
@@ -82,9 +64,7 @@ func (d *dockerRuntime) Observe(ctx context.Context, s *state.Cluster, pg func(*
 				m[n.Name] = n.Aside
 			}
 		}
-		d.asideMu.Lock()
-		d.asides, d.asideAt = m, listed
-		d.asideMu.Unlock()
+		d.asides.put("", m, listed)
 	}
 	if err != nil {
 		// PostgreSQL answers at its published port whatever the engine's

@@ -23,65 +23,16 @@ import (
 
 func (e *Env) certStore() certstore.Store { return certstore.Store{Dir: e.Cfg.TLS.Dir} }
 
-// installedTLSReuse is how long a quick observation may reuse what a
-// node had installed of TLS instead of reading it again. On Docker each
-// read is a call into the container: 0.4-1.3 s of every quick observation
-// of three nodes (TestDockerHAProxy, debug timings), which, added to the
-// rest, aged the health checks' observation past their two intervals and
-// took every node out of HAProxy. A node's files change through pgha's
-// own actions (Execute forgets them all) or by hand, which the watcher
-// then sees within this bound; full observations (plan, apply) always
-// read.
-const installedTLSReuse = 30 * time.Second
+// installedTLS is a fingerprint pair (certificate, CA) each node had
+// installed when last read.
+type installedTLS = reused[installedFingerprints]
 
-// installedTLS is what each node had installed when last read. A nil
-// *installedTLS keeps nothing (an Env made without Open).
-type installedTLS struct {
-	mu    sync.Mutex
-	reads map[string]installedRead
-}
-
-type installedRead struct {
-	cert, ca string
-	at       time.Time
-}
-
-func (c *installedTLS) get(node string, now time.Time) (installedRead, bool) {
-	if c == nil {
-		return installedRead{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.reads[node]
-	return r, ok && now.Sub(r.at) < installedTLSReuse
-}
-
-func (c *installedTLS) put(node string, r installedRead) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reads == nil {
-		c.reads = map[string]installedRead{}
-	}
-	c.reads[node] = r
-}
-
-// forget drops every read: an apply may change what nodes have installed.
-func (c *installedTLS) forget() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.reads = nil
-}
+type installedFingerprints struct{ cert, ca string }
 
 // observeTLS reads the certificate store and what each node has
 // installed. The store is local files; a node's files are read through
 // its runtime, whether or not its server answers. A quick observation
-// reuses a node's read younger than installedTLSReuse.
+// reuses a node's read younger than quickReuse.
 func (e *Env) observeTLS(ctx context.Context, s *state.Cluster, quick bool) {
 	if !e.Cfg.TLS.Enabled {
 		return
@@ -136,7 +87,7 @@ func (e *Env) observeTLS(ctx context.Context, s *state.Cluster, quick bool) {
 				return
 			}
 			n.TLSCert, n.TLSCA = pki.Fingerprint(cert), pki.Fingerprint(ca)
-			e.installed.put(n.Name, installedRead{cert: n.TLSCert, ca: n.TLSCA, at: at})
+			e.installed.put(n.Name, installedFingerprints{cert: n.TLSCert, ca: n.TLSCA}, at)
 		}()
 	}
 	wg.Wait()

@@ -9,24 +9,24 @@ import (
 	"github.com/pgha/pgha/plan"
 )
 
-// TestInstalledTLSReuse: a quick observation may reuse a node's read for
-// installedTLSReuse, not longer; an apply (forget) drops every read; an
-// Env made without Open keeps nothing.
-func TestInstalledTLSReuse(t *testing.T) {
+// TestQuickReuse: a quick observation may reuse a read for quickReuse,
+// not longer; an apply (forget) drops every read; an Env made without
+// Open keeps nothing.
+func TestQuickReuse(t *testing.T) {
 	t0 := time.Now()
 	c := &installedTLS{}
 	if _, ok := c.get("db1", t0); ok {
 		t.Fatal("a read before any was made")
 	}
-	c.put("db1", installedRead{cert: "c1", ca: "a1", at: t0})
+	c.put("db1", installedFingerprints{cert: "c1", ca: "a1"}, t0)
 	cases := []struct {
 		node string
 		at   time.Time
 		ok   bool
 	}{
 		{"db1", t0, true},
-		{"db1", t0.Add(installedTLSReuse - time.Millisecond), true},
-		{"db1", t0.Add(installedTLSReuse), false},
+		{"db1", t0.Add(quickReuse - time.Millisecond), true},
+		{"db1", t0.Add(quickReuse), false},
 		{"db2", t0, false},
 	}
 	for _, tc := range cases {
@@ -40,7 +40,7 @@ func TestInstalledTLSReuse(t *testing.T) {
 		t.Error("a read reused after forget (an apply)")
 	}
 	var none *installedTLS
-	none.put("db1", installedRead{at: t0})
+	none.put("db1", installedFingerprints{}, t0)
 	none.forget()
 	if _, ok := none.get("db1", t0); ok {
 		t.Error("a nil cache reused a read")
@@ -54,7 +54,7 @@ type forgetting struct {
 	forgot bool
 }
 
-func (f *forgetting) forgetObserved() { f.forgot = true }
+func (f *forgetting) forgetReused() { f.forgot = true }
 
 // TestExecuteForgetsReusedReads: an apply, even one that stops before
 // its first action, drops the reads quick observations reuse, its Env's
@@ -64,7 +64,7 @@ func TestExecuteForgetsReusedReads(t *testing.T) {
 	rt := &forgetting{}
 	e := &Env{Cfg: &config.Cluster{Name: "forget"}, Runtime: rt, installed: &installedTLS{}}
 	now := time.Now()
-	e.installed.put("db1", installedRead{cert: "c1", ca: "a1", at: now})
+	e.installed.put("db1", installedFingerprints{cert: "c1", ca: "a1"}, now)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = e.Execute(ctx, &plan.Plan{Actions: []plan.Action{{ID: "node.start[db1]", Kind: plan.NodeStart, Node: "db1"}}}, nil)
