@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/config"
+	"github.com/pgha/pgha/internal/pgdata"
 	"github.com/pgha/pgha/providers/redis"
 	"github.com/pgha/pgha/state"
 )
@@ -29,6 +30,14 @@ type FenceInput struct {
 	// (pg_control's state "in production"), or, when pg_control could not
 	// be read, it runs without standby.signal.
 	Running, Primary bool
+	// StartingStandby: the postmaster runs but is still starting
+	// (postmaster.pid's status line says so or is not written yet:
+	// pgdata.Starting) and standby.signal is there, so it
+	// accepts no connection now and comes up in recovery. pg_control
+	// still says "in production" meanwhile when it crashed as a primary:
+	// the watcher's restart of a former primary as a standby looks like
+	// a primary for the seconds its fsync of the data directory takes.
+	StartingStandby bool
 	// LeaseLost: the agent holds no member lease (lost, or never taken:
 	// the authority did not answer), so it cannot show that this host
 	// reaches the authority.
@@ -54,11 +63,14 @@ type FenceDecision struct {
 // node once the store lets the lease go) or when the authority's record
 // names another primary at a generation newer than the last one that
 // named this node (the cluster failed over without it). A standby takes
-// no writes and a stopped server none either: neither is touched.
+// no writes and a stopped server none either: neither is touched, and
+// nor is a server starting as a standby.
 func DecideFence(in FenceInput) FenceDecision {
 	switch {
 	case !in.Running:
 		return FenceDecision{Reasons: []string{in.Node + " is not running"}}
+	case in.StartingStandby:
+		return FenceDecision{Reasons: []string{in.Node + " is starting as a standby (standby.signal; postmaster.pid says starting): it accepts no connection and comes up in recovery"}}
 	case !in.Primary:
 		return FenceDecision{Reasons: []string{in.Node + " is a standby: it takes no writes"}}
 	}
@@ -233,9 +245,9 @@ func (a *Agent) holdWith(ctx, hctx context.Context, info state.Lock, ttl time.Du
 // record; it fences when DecideFence says so.
 func (a *Agent) check(ctx context.Context) {
 	cn := a.Env.Cfg.Node(a.Node)
-	running, primary := a.observeSelf(ctx, cn)
-	in := FenceInput{Node: a.Node, Running: running, Primary: primary, LeaseLost: a.lease == nil, OwnGeneration: a.ownGen}
-	if a.lease != nil && running && primary {
+	running, primary, starting := a.observeSelf(ctx, cn)
+	in := FenceInput{Node: a.Node, Running: running, Primary: primary, StartingStandby: starting, LeaseLost: a.lease == nil, OwnGeneration: a.ownGen}
+	if a.lease != nil && running && primary && !starting {
 		// The read gives way to a lost lease: the fence must not wait
 		// for a store that does not answer.
 		rctx, cancel := context.WithTimeout(ctx, a.Env.Cfg.Agent.LeaseTTL()/3)
@@ -256,7 +268,7 @@ func (a *Agent) check(ctx context.Context) {
 			in.Record = rec
 		}
 	}
-	if !running || !primary {
+	if !running || !primary || starting {
 		a.primarySeen = false
 	}
 	d := DecideFence(in)
@@ -326,21 +338,23 @@ func (a *Agent) fence(ctx context.Context, n *config.Node) error {
 	return nil
 }
 
-// observeSelf asks the runtime whether the node's server runs and
-// pg_control whether it is a primary: no connection to the server, so
-// that no network cut and no busy server stands in the way.
-func (a *Agent) observeSelf(ctx context.Context, cn *config.Node) (running, primary bool) {
+// observeSelf asks the runtime whether the node's server runs (and is
+// still starting, with standby.signal) and pg_control whether it is a
+// primary: no connection to the server, so that no network cut and no
+// busy server stands in the way.
+func (a *Agent) observeSelf(ctx context.Context, cn *config.Node) (running, primary, startingStandby bool) {
 	s := &state.Cluster{Name: a.Env.Cfg.Name, Nodes: []*state.Node{{Name: cn.Name, Host: cn.Host, Port: cn.Port, DataDir: cn.DataDir}}}
 	a.Env.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {}, ObserveOptions{Quick: true, NoAside: true})
 	n := s.Node(cn.Name)
 	if n == nil || !n.Running {
-		return false, false
+		return false, false, false
 	}
+	startingStandby = n.StandbySignal && pgdata.Starting(n.PMStatus)
 	cd, err := a.Env.Runtime.ControlData(ctx, cn)
 	if err != nil || cd["Database cluster state"] == "" {
-		return true, !n.StandbySignal
+		return true, !n.StandbySignal, startingStandby
 	}
-	return true, cd["Database cluster state"] == "in production"
+	return true, cd["Database cluster state"] == "in production", startingStandby
 }
 
 // flush writes the fences not yet recorded into the catalog history.

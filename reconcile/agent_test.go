@@ -39,6 +39,8 @@ func TestDecideFence(t *testing.T) {
 		{"standby, lease lost", FenceInput{Running: true, Primary: false, LeaseLost: true}, false, "is a standby"},
 		{"standby, newer generation elsewhere", FenceInput{Running: true, Record: rec("db2", 9)}, false, "is a standby"},
 		{"stopped primary, lease lost", FenceInput{Running: false, Primary: true, LeaseLost: true}, false, "is not running"},
+		{"crashed primary starting as a standby, lease lost", FenceInput{Running: true, Primary: true, StartingStandby: true, LeaseLost: true}, false, "starting as a standby"},
+		{"crashed primary starting as a standby, record lists it to rejoin", FenceInput{Running: true, Primary: true, StartingStandby: true, Record: &state.ClusterRecord{Primary: "db2", Generation: 4, Rejoin: []string{"db1"}}, OwnGeneration: 4}, false, "comes up in recovery"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

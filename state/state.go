@@ -130,7 +130,12 @@ type Node struct {
 	StandbySignal bool   `json:"standby_signal"` // standby.signal present
 	Running       bool   `json:"running"`        // postmaster alive
 	PID           int    `json:"pid,omitempty"`
-	RuntimeError  string `json:"runtime_error,omitempty"`
+	// PMStatus is postmaster.pid's status line while Running
+	// ("starting", "ready", "standby", "stopping": pgdata.PMStarting and
+	// the others); "" when not read. A starting server takes no
+	// connection, whatever pg_control says.
+	PMStatus     string `json:"pm_status,omitempty"`
+	RuntimeError string `json:"runtime_error,omitempty"`
 	// Container is set on the docker runtime when the node's container exists.
 	Container *Container `json:"container,omitempty"`
 	// Aside lists data directories pgha moved aside instead of deleting

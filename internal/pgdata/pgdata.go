@@ -114,11 +114,33 @@ func ParseControlData(out string) map[string]string {
 }
 
 // Postmaster is what postmaster.pid says of a running (or crashed)
-// server: its first line is the postmaster's pid, its fourth the port.
+// server: its first line is the postmaster's pid, its fourth the port,
+// its eighth the server's status (PMStarting and the others).
 type Postmaster struct {
-	PID  int // 0 when the first line is no pid (a server writing the file this instant)
-	Port int // 0 when the file has no port line yet
+	PID    int    // 0 when the first line is no pid (a server writing the file this instant)
+	Port   int    // 0 when the file has no port line yet
+	Status string // "" when the file has no status line yet
 }
+
+// The status line of postmaster.pid (PostgreSQL's pidfile.h), which
+// pg_ctl -w reads too. A server whose status is PMStarting accepts no
+// connection: its startup process has not finished crash recovery (for a
+// crashed primary, the fsync of the whole data directory comes first,
+// seconds on a busy host) or, as a standby, has not reached a consistent
+// state. pg_control still says "in production" then if the server
+// crashed as a primary.
+const (
+	PMStarting = "starting"
+	PMStopping = "stopping"
+	PMReady    = "ready"   // accepts connections: a primary, or a hot standby
+	PMStandby  = "standby" // a consistent standby with hot_standby = off
+)
+
+// Starting reports whether a running postmaster whose postmaster.pid
+// says status has yet to accept a connection: the status line says so,
+// or is not written yet (the postmaster writes it after it has opened
+// its sockets, as pg_ctl -w knows).
+func Starting(status string) bool { return status == "" || status == PMStarting }
 
 // ParsePostmaster reads postmaster.pid's content. An error says the
 // first line is something other than a pid; an empty file is no error
@@ -131,6 +153,9 @@ func ParsePostmaster(content string) (Postmaster, error) {
 	lines := strings.Split(content, "\n")
 	if len(lines) >= 4 {
 		p.Port, _ = strconv.Atoi(strings.TrimSpace(lines[3]))
+	}
+	if len(lines) >= 8 {
+		p.Status = strings.TrimSpace(lines[7])
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
 	if err != nil || pid <= 0 {

@@ -54,6 +54,8 @@ func TestParsePostmaster(t *testing.T) {
 		{"", Postmaster{}, false},
 		{"4242\n/var/lib/pgha/data\n1700000000\n5433\n/var/run/postgresql\n", Postmaster{PID: 4242, Port: 5433}, false},
 		{"4242\n/data\n", Postmaster{PID: 4242}, false},
+		{"4242\n/data\n1700000000\n5433\n/tmp\n*\n  1234567   98304\nstarting\n", Postmaster{PID: 4242, Port: 5433, Status: PMStarting}, false},
+		{"4242\n/data\n1700000000\n5433\n/tmp\n*\n  1234567   98304\nready   \n", Postmaster{PID: 4242, Port: 5433, Status: PMReady}, false},
 		{"garbage\n/data\n1\n5432\n", Postmaster{Port: 5432}, true},
 		{"-1\n", Postmaster{}, true},
 	} {
@@ -68,5 +70,15 @@ func TestParseControlData(t *testing.T) {
 	m := ParseControlData("pg_control version number:            1300\nLatest checkpoint location:           0/3000028\nDatabase cluster state:               shut down in recovery\nno colon here\n")
 	if m["Latest checkpoint location"] != "0/3000028" || m["Database cluster state"] != "shut down in recovery" || len(m) != 3 {
 		t.Errorf("ParseControlData: %v", m)
+	}
+}
+
+// TestStarting: a postmaster accepts no connection while its status line
+// says starting or is not written yet; every other status is past that.
+func TestStarting(t *testing.T) {
+	for status, want := range map[string]bool{"": true, PMStarting: true, PMReady: false, PMStandby: false, PMStopping: false} {
+		if got := Starting(status); got != want {
+			t.Errorf("Starting(%q) = %v, want %v", status, got, want)
+		}
 	}
 }

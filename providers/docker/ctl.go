@@ -17,7 +17,7 @@ const ctlTimeout = "60"
 // could not be asked (missing or stopped).
 func (r *Runtime) Running(ctx context.Context, n Node) (bool, error) {
 	out, err := r.eng.Exec(ctx, n.Name, User, nil, nil, "sh", "-c", statusScript)
-	return strings.Contains(out, "running"), err
+	return parseStatus(out).running, err
 }
 
 // Start starts the node's server with pg_ctl and waits until it accepts

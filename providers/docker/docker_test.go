@@ -143,7 +143,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if name != "db1" || checksums != "on" {
 		t.Errorf("cluster_name %q (pgha.conf not read?), data_checksums %q (pg_rewind needs them)", name, checksums)
 	}
-	if got := observe(t, rt, n.Name); !got.DirExists || !got.Initialized || !got.Running || got.StandbySignal || got.RuntimeError != "" {
+	if got := observe(t, rt, n.Name); !got.DirExists || !got.Initialized || !got.Running || got.StandbySignal || got.RuntimeError != "" || got.PMStatus != pgdata.PMReady {
 		t.Errorf("Observe of a running primary: %+v", got)
 	}
 	if err := rt.Stop(ctx, n, "fast"); err != nil {
@@ -166,7 +166,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := rt.SetStandby(ctx, n, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := observe(t, rt, n.Name); !got.Initialized || got.Running || !got.StandbySignal || got.Error != "not running" {
+	if got := observe(t, rt, n.Name); !got.Initialized || got.Running || !got.StandbySignal || got.Error != "not running" || got.PMStatus != "" {
 		t.Errorf("Observe of a stopped standby: %+v", got)
 	}
 	// The container gone, its volume is looked into with a probe: a kept

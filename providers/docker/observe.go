@@ -13,11 +13,40 @@ import (
 // redisNode is the managed catalog's container and volume name.
 const redisNode = "redis"
 
+// statusScript prints one word a line for each fact it finds
+// (initialized, standby, running, then "pm_status" and postmaster.pid's
+// status line), then asideScript's lines: parseStatus reads them.
 var statusScript = `D=` + PGData + `
 [ -f $D/PG_VERSION ] && echo initialized
 [ -f $D/standby.signal ] && echo standby
-[ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running
+[ -f $D/postmaster.pid ] && kill -0 $(head -1 $D/postmaster.pid) 2>/dev/null && echo running && echo "pm_status $(sed -n 8p $D/postmaster.pid)"
 ` + asideScript
+
+// status is what statusScript printed.
+type status struct {
+	initialized, standby, running bool
+	pmStatus                      string // postmaster.pid's status line; "" when not running
+}
+
+// parseStatus reads statusScript's output line by line: a word counts
+// only as a whole line, so that a status line "standby" or a set-aside
+// path is never taken for standby.signal.
+func parseStatus(out string) status {
+	var s status
+	for _, line := range strings.Split(out, "\n") {
+		switch line = strings.TrimSpace(line); {
+		case line == "initialized":
+			s.initialized = true
+		case line == "standby":
+			s.standby = true
+		case line == "running":
+			s.running = true
+		case strings.HasPrefix(line, "pm_status"):
+			s.pmStatus = strings.TrimSpace(strings.TrimPrefix(line, "pm_status"))
+		}
+	}
+	return s
+}
 
 // Observation is what ObserveNodes saw beyond the declared nodes.
 type Observation struct {
@@ -123,12 +152,14 @@ func (r *Runtime) observeNode(ctx context.Context, n *state.Node, pg func(*state
 	if !o.NoAside {
 		n.Aside = parseAside(out, r.o.Cluster)
 	}
-	n.Initialized = strings.Contains(out, "initialized")
-	n.StandbySignal = strings.Contains(out, "standby")
+	st := parseStatus(out)
+	n.Initialized, n.StandbySignal = st.initialized, st.standby
 	// In a probe container a stale postmaster.pid may name one of its own
 	// processes: only the node's container can say PostgreSQL runs.
-	n.Running = n.Container != nil && n.Container.Running && strings.Contains(out, "running")
-	if !n.Running {
+	n.Running = n.Container != nil && n.Container.Running && st.running
+	if n.Running {
+		n.PMStatus = st.pmStatus
+	} else {
 		n.Error = "not running"
 	}
 }

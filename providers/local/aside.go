@@ -27,8 +27,8 @@ func (r *Runtime) MoveAside(dir, stamp string) (string, error) {
 	if empty, err := isEmpty(dir); errors.Is(err, os.ErrNotExist) || (err == nil && empty) {
 		return "", r.CreateDataDir(dir)
 	}
-	if pid, running, _ := r.postmaster(dir); running {
-		return "", fmt.Errorf("move %s aside: PostgreSQL (pid %d) is running in it; stop it first", dir, pid)
+	if pm, running, _ := r.postmaster(dir); running {
+		return "", fmt.Errorf("move %s aside: PostgreSQL (pid %d) is running in it; stop it first", dir, pm.PID)
 	}
 	aside := AsidePath(dir, stamp)
 	if _, err := os.Lstat(aside); err == nil {

@@ -66,10 +66,11 @@ func (r *Runtime) Stop(ctx context.Context, dir, mode string) error {
 	default:
 		return fmt.Errorf("stop %s: unknown shutdown mode %q (smart, fast or immediate)", dir, mode)
 	}
-	pid, running, _ := r.postmaster(dir)
+	pm, running, _ := r.postmaster(dir)
 	if !running {
 		return nil
 	}
+	pid := pm.PID
 	if mode == "immediate" {
 		return r.stopImmediate(ctx, dir, pid)
 	}

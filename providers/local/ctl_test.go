@@ -85,7 +85,8 @@ func TestStopImmediatePaused(t *testing.T) {
 		if err := r.Start(ctx, dir, logFile); err != nil {
 			t.Fatalf("Start (after a stop of a paused server: %v): %v", !paused, err)
 		}
-		pid, running, _ := r.postmaster(dir)
+		pm, running, _ := r.postmaster(dir)
+		pid := pm.PID
 		if !running {
 			t.Fatal("no postmaster after Start")
 		}

@@ -64,8 +64,8 @@ func (r *Runtime) RemoveDataDir(dir, cluster string) error {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if pid, running, _ := r.postmaster(dir); running {
-		return fmt.Errorf("remove data directory %s: PostgreSQL (pid %d) is running in it; stop it first", dir, pid)
+	if pm, running, _ := r.postmaster(dir); running {
+		return fmt.Errorf("remove data directory %s: PostgreSQL (pid %d) is running in it; stop it first", dir, pm.PID)
 	}
 	if err := CheckOwned(dir, cluster); err != nil {
 		return fmt.Errorf("remove data directory: %w", err)

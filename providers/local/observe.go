@@ -18,7 +18,7 @@ import (
 // acting on the directory go to RuntimeError; a stale postmaster.pid after
 // a crash is no surprise (pg_ctl start copes) and only means not running.
 func (r *Runtime) Observe(n *state.Node) {
-	n.DirExists, n.Initialized, n.StandbySignal, n.Running, n.PID, n.RuntimeError = false, false, false, false, 0, ""
+	n.DirExists, n.Initialized, n.StandbySignal, n.Running, n.PID, n.PMStatus, n.RuntimeError = false, false, false, false, 0, "", ""
 	dir, err := absPath("data directory", n.DataDir)
 	if err != nil {
 		n.RuntimeError = err.Error()
@@ -48,12 +48,12 @@ func (r *Runtime) Observe(n *state.Node) {
 	if err != nil {
 		note(err.Error())
 	}
-	pid, running, problem := r.postmaster(dir)
+	pm, running, problem := r.postmaster(dir)
 	if problem != "" {
 		note(problem)
 	}
 	if running {
-		n.Running, n.PID = true, pid
+		n.Running, n.PID, n.PMStatus = true, pm.PID, pm.Status
 	}
 	if !n.Initialized && !running {
 		if empty, err := isEmpty(dir); err != nil {
@@ -75,34 +75,35 @@ func (r *Runtime) Observe(n *state.Node) {
 // there): after a reboot or crash the pid may belong to anything, even to
 // another cluster's postmaster. problem is set when the stale file will stop
 // PostgreSQL from starting.
-func (r *Runtime) postmaster(dir string) (pid int, running bool, problem string) {
+func (r *Runtime) postmaster(dir string) (pm pgdata.Postmaster, running bool, problem string) {
 	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, false, ""
+		return pm, false, ""
 	}
 	if err != nil {
-		return 0, false, fmt.Sprintf("read postmaster.pid: %v", err)
+		return pm, false, fmt.Sprintf("read postmaster.pid: %v", err)
 	}
-	pm, err := pgdata.ParsePostmaster(string(b))
+	pm, err = pgdata.ParsePostmaster(string(b))
 	if err != nil {
-		return 0, false, fmt.Sprintf("%s: %v", filepath.Join(dir, "postmaster.pid"), err)
+		return pm, false, fmt.Sprintf("%s: %v", filepath.Join(dir, "postmaster.pid"), err)
 	}
-	if pid = pm.PID; pid == 0 {
-		return 0, false, "" // a postmaster is writing it this instant, or died doing so
+	pid := pm.PID
+	if pid == 0 {
+		return pm, false, "" // a postmaster is writing it this instant, or died doing so
 	}
 	if !alive(pid) {
-		return 0, false, ""
+		return pm, false, ""
 	}
 	if isPostgres(pid) && sameDir(pid, dir) {
-		return pid, true, ""
+		return pm, true, ""
 	}
 	// PostgreSQL ignores a stale pid file only when the pid is dead or
 	// belongs to another OS user; a live process of its own user blocks it.
 	if owner, ok := processOwner(pid); ok && owner == r.uid {
-		return 0, false, fmt.Sprintf("stale %s names pid %d, a live process that is not this node's server; "+
+		return pm, false, fmt.Sprintf("stale %s names pid %d, a live process that is not this node's server; "+
 			"PostgreSQL will refuse to start until the file is removed", filepath.Join(dir, "postmaster.pid"), pid)
 	}
-	return 0, false, ""
+	return pm, false, ""
 }
 
 // isPostgres reports whether pid's command line is a PostgreSQL server's:
