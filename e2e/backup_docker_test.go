@@ -86,8 +86,9 @@ func TestDockerBackup(t *testing.T) {
 			t.Errorf("restore of %s %s (chain of %d) holds %+v, its moment had %+v", b.Type, b.ID, len(ch), got, moments[b.ID])
 		}
 	}
-	// Nothing of the scratch containers is left.
-	if left := docker(t, "ps", "-a", "--filter", "label=io.pgha.role=scratch", "--format", "{{.Names}}"); strings.TrimSpace(left) != "" {
+	// Nothing of this cluster's scratch containers is left (other tests
+	// running in parallel restore into scratch containers of their own).
+	if left := docker(t, "ps", "-a", "--filter", "label=io.pgha.role=scratch", "--filter", "label=io.pgha.cluster="+c.name, "--format", "{{.Names}}"); strings.TrimSpace(left) != "" {
 		t.Errorf("scratch containers left: %s", left)
 	}
 }
