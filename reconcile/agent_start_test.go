@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,7 +123,8 @@ func TestAgentLeavesAStartingStandbyAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a := &Agent{Env: e, Node: "db1", Log: slog.New(slog.NewTextHandler(logWriter{t}, nil))}
+	var log watchLog
+	a := &Agent{Env: e, Node: "db1", Log: log.logger()}
 	started := make(chan error, 1)
 	go func() { started <- rt.Start(ctx, n) }()
 	var checks, whileStarting int
@@ -145,8 +145,8 @@ loop:
 	if startErr != nil {
 		t.Fatalf("the start as a standby failed (the agent stopped it?): %v", startErr)
 	}
-	if len(a.pending) > 0 {
-		t.Fatalf("the agent fenced a server starting as a standby: %s", a.pending[0].Message)
+	if f := log.records(t, "fence"); len(f) > 0 {
+		t.Fatalf("the agent fenced a server starting as a standby: %v", f[0])
 	}
 	if whileStarting < 3 {
 		t.Fatalf("the server was seen starting at %d of %d checks: the test did not show the window it is about", whileStarting, checks)
@@ -167,12 +167,4 @@ func observeOne(ctx context.Context, e *Env, n *config.Node) *state.Node {
 	s := &state.Cluster{Name: e.Cfg.Name, Nodes: []*state.Node{{Name: n.Name, Port: n.Port, DataDir: n.DataDir}}}
 	e.Runtime.Observe(ctx, s, func(*config.Node, *state.Node) {}, ObserveOptions{Quick: true, NoAside: true})
 	return s.Nodes[0]
-}
-
-// logWriter sends a logger's lines to the test's log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

@@ -31,6 +31,9 @@ func (l *watchLog) logger() *slog.Logger {
 func (l *watchLog) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
+	if strings.TrimSpace(l.String()) == "" {
+		return nil // nothing logged
+	}
 	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var r map[string]any
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
