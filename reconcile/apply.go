@@ -61,7 +61,10 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
 		e.action = ""
 		if err != nil {
 			if cause := context.Cause(ctx); ctx.Err() != nil && cause != ctx.Err() {
-				err = fmt.Errorf("%w (%v)", err, cause) // say why the context ended
+				// Say why the context ended, and keep it in the chain: an
+				// action cut short by a lost lock fails with context.Canceled,
+				// which alone reads as a Ctrl-C.
+				err = fmt.Errorf("%w (%w)", err, cause)
 			}
 			r.Report(report.ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took, Err: err})
 			return e.stopped(p, i, doneIDs, err)

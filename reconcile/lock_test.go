@@ -151,3 +151,34 @@ func TestExecuteStopsWhenLockLost(t *testing.T) {
 		t.Fatalf("an action ran: %+v", events)
 	}
 }
+
+// TestExecuteLockLostDuringAction: a lock lost while an action runs
+// fails that action with context.Canceled from below; the error still
+// carries ErrLockLost, so that pgha says the lock was lost and not
+// "interrupted" (a CI run of TestLocalLockLost printed the latter).
+func TestExecuteLockLostDuringAction(t *testing.T) {
+	e, c := fakeEnv(t, "db1", "", nil)
+	c.nodes["db2"].running = false
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	c.onCall = func(call string) {
+		if strings.HasPrefix(call, "rt.Start db2") {
+			cancel(ErrLockLost)
+		}
+	}
+	p := &plan.Plan{Actions: []plan.Action{
+		{ID: "node.start[db2]", Kind: plan.NodeStart, Node: "db2", Primary: "db1"},
+		{ID: "catalog.record[cluster]", Kind: plan.CatalogRecord},
+	}}
+	err := e.Execute(ctx, p, nil)
+	var ae *report.ApplyError
+	if !errors.As(err, &ae) || ae.Failed != "node.start[db2]" || len(ae.NotAttempted) != 1 {
+		t.Fatalf("Execute whose lock was lost during node.start: %v", err)
+	}
+	if !errors.Is(err, ErrLockLost) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("the error does not carry both the cancel and its cause: %v", err)
+	}
+	if !strings.Contains(err.Error(), "the cluster lock was lost") {
+		t.Fatalf("the error does not say the lock was lost: %v", err)
+	}
+}

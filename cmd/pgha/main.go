@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pgha/pgha/reconcile"
 )
 
 // version is set by the Makefile with -ldflags.
@@ -97,8 +99,10 @@ func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
 }
 
 // fail prints an error the way every command does and returns exitError.
+// A cancel is a Ctrl-C only when nothing else ended the context: an apply
+// stopped by a lost lock says so, with what it did not attempt.
 func fail(errw io.Writer, err error) int {
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) && !errors.Is(err, reconcile.ErrLockLost) {
 		fmt.Fprintln(errw, "Error: interrupted")
 		return exitError
 	}

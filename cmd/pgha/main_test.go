@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgha/pgha/reconcile"
+	"github.com/pgha/pgha/report"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -136,5 +141,34 @@ func TestWatchLogLevel(t *testing.T) {
 	code, _, errs = runCLI(t, "watch", "-once", "-log-level", "debug", "-f", f)
 	if code != exitError || strings.Contains(errs, "-log-level") || !strings.Contains(errs, "missing.hcl") {
 		t.Fatalf("watch -log-level debug with a missing file: %d\n%s", code, errs)
+	}
+}
+
+// TestFailSaysWhyCancelled: a bare cancel is a Ctrl-C; a cancel caused
+// by a lost lock prints the whole error, with what was not attempted.
+func TestFailSaysWhyCancelled(t *testing.T) {
+	lost := &report.ApplyError{Failed: "node.start[db2]", NotAttempted: []string{"catalog.record[cluster]"},
+		Err: fmt.Errorf("start db2: %w (%w)", context.Canceled, reconcile.ErrLockLost)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"ctrl-c", fmt.Errorf("start db2: %w", context.Canceled), "Error: interrupted\n"},
+		{"lock lost", lost, "the cluster lock was lost"},
+		{"other", errors.New("boom"), "Error: boom\n"},
+	} {
+		var b strings.Builder
+		if code := fail(&b, tc.err); code != exitError {
+			t.Errorf("%s: exit %d", tc.name, code)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%s: printed %q, want %q in it", tc.name, b.String(), tc.want)
+		}
+	}
+	var b strings.Builder
+	fail(&b, lost)
+	if !strings.Contains(b.String(), "not attempted:") {
+		t.Errorf("lock lost: %q does not say what was not attempted", b.String())
 	}
 }
