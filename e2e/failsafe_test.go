@@ -348,7 +348,7 @@ func interruptDuringRewind(t *testing.T, c *cluster, node string, sigint, writin
 			_ = cmd.Process.Kill()
 			t.Fatalf("no pg_rewind of %s within 90 s:\n%s", node, out.String())
 		}
-		if pid = rewindPID(c.dataDir(node)); pid != 0 {
+		if pid = rewindPID(c, node); pid != 0 {
 			kids := children(pid)
 			sawRecovery = sawRecovery || kids != ""
 			if hasSocket(pid) && kids == "" {
@@ -441,8 +441,13 @@ func hasSocket(pid int) bool {
 	return false
 }
 
-// rewindPID finds the pg_rewind process whose target is dir.
-func rewindPID(dir string) int {
+// rewindPID finds the pg_rewind process whose target is node's data
+// directory. In Docker every node's directory has the same path, so a
+// candidate must also run in node's container (its PID namespace): a
+// parallel test's pg_rewind in another container was once frozen in
+// place of this one's.
+func rewindPID(c *cluster, node string) int {
+	dir := c.dataDir(node)
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -454,11 +459,27 @@ func rewindPID(dir string) int {
 			continue
 		}
 		argv := strings.Split(string(b), "\x00")
-		if len(argv) > 2 && filepath.Base(argv[0]) == "pg_rewind" && strings.Contains(string(b), "\x00"+dir+"\x00") {
+		if len(argv) > 2 && filepath.Base(argv[0]) == "pg_rewind" && strings.Contains(string(b), "\x00"+dir+"\x00") && c.inContainer(pid, node) {
 			return pid
 		}
 	}
 	return 0
+}
+
+// inContainer: pid runs in node's container (always true for local
+// processes). The container's main process gives the PID namespace,
+// which processes started by docker exec join.
+func (c *cluster) inContainer(pid int, node string) bool {
+	if c.rt != "docker" {
+		return true
+	}
+	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", c.container(node)).Output()
+	if err != nil {
+		return false
+	}
+	want, err1 := os.Readlink("/proc/" + strings.TrimSpace(string(out)) + "/ns/pid")
+	got, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	return err1 == nil && err2 == nil && got == want
 }
 
 type dirFact struct {
@@ -681,7 +702,7 @@ func TestDockerFailsafeCtrlC(t *testing.T) {
 		t.Fatalf("failback interrupted during pg_rewind:\n%s", r)
 	}
 	eventually(t, 5*time.Second, func() error {
-		if pid := rewindPID(c.dataDir("db1")); pid != 0 {
+		if pid := rewindPID(c, "db1"); pid != 0 {
 			return fmt.Errorf("pg_rewind (pid %d) still runs in the container after pgha ended", pid)
 		}
 		return nil
