@@ -182,3 +182,37 @@ func TestExecuteLockLostDuringAction(t *testing.T) {
 		t.Fatalf("the error does not say the lock was lost: %v", err)
 	}
 }
+
+// signalCause is what os/signal.NotifyContext gives as the cause of a
+// Ctrl-C: an error that is a context.Canceled.
+type signalCause struct{}
+
+func (signalCause) Error() string        { return "interrupt signal received" }
+func (signalCause) Is(target error) bool { return target == context.Canceled }
+
+// TestExecuteCtrlCKeepsTheActionsWords: an action interrupted by Ctrl-C
+// that says what it left behind (pg_rewind's "its data directory stays
+// where it was") does not become a context.Canceled through the cause,
+// which pgha would print as a bare "interrupted" (a fresh run of
+// TestLocalFailsafe did, once the lost-lock cause was wrapped).
+func TestExecuteCtrlCKeepsTheActionsWords(t *testing.T) {
+	e, c := fakeEnv(t, "db1", "", nil)
+	c.nodes["db2"].running = false
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	said := errors.New("start of db2 interrupted: its data directory stays where it was")
+	c.onCall = func(call string) {
+		if strings.HasPrefix(call, "rt.Start db2") {
+			cancel(signalCause{})
+		}
+	}
+	c.fail["Start db2"] = said
+	p := &plan.Plan{Actions: []plan.Action{{ID: "node.start[db2]", Kind: plan.NodeStart, Node: "db2", Primary: "db1"}}}
+	err := e.Execute(ctx, p, nil)
+	if !errors.Is(err, said) || errors.Is(err, context.Canceled) || errors.Is(err, ErrLockLost) {
+		t.Fatalf("Execute interrupted by Ctrl-C: %v (is Canceled: %v)", err, errors.Is(err, context.Canceled))
+	}
+	if !strings.Contains(err.Error(), "interrupt signal received") {
+		t.Fatalf("the error does not say why the context ended: %v", err)
+	}
+}
