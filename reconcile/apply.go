@@ -62,17 +62,16 @@ func (e *Env) Execute(ctx context.Context, p *plan.Plan, r Reporter) error {
 		e.action = ""
 		if err != nil {
 			if cause := context.Cause(ctx); ctx.Err() != nil && cause != ctx.Err() {
-				// Say why the context ended. A lost lock also goes into the
-				// chain: the action cut short by it fails with
-				// context.Canceled, which alone reads as a Ctrl-C. A Ctrl-C's
-				// cause (os/signal's, which is a context.Canceled) does not:
-				// an action that said what it left behind ("pg_rewind of db1
-				// interrupted: its data directory stays …") is printed whole,
-				// not as "interrupted".
-				if errors.Is(cause, ErrLockLost) {
-					err = fmt.Errorf("%w (%w)", err, cause)
-				} else {
+				// Say why the context ended. A cause of its own (a lost
+				// lock) joins the chain, as it does for an action not
+				// started. A cause that is itself a cancel (os/signal's
+				// Ctrl-C) stays text: an action that said what it left
+				// behind ("pg_rewind of db1 interrupted: its data directory
+				// stays …") is not turned into a bare cancel.
+				if errors.Is(cause, context.Canceled) {
 					err = fmt.Errorf("%w (%v)", err, cause)
+				} else {
+					err = fmt.Errorf("%w (%w)", err, cause)
 				}
 			}
 			r.Report(report.ActionDone{Index: i + 1, Total: len(p.Actions), Action: a, Elapsed: took, Err: err})

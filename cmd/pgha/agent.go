@@ -33,7 +33,7 @@ func cmdAgent(ctx context.Context, args []string, _, errw io.Writer) int {
 	}
 	path, err := filepath.Abs(*file)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	c := load(path, errw)
 	if c == nil {
@@ -41,13 +41,13 @@ func cmdAgent(ctx context.Context, args []string, _, errw io.Writer) int {
 	}
 	env, err := reconcile.Open(c)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	defer env.Close()
 	env.Actor = "pgha agent " + *node
 	a := &reconcile.Agent{Env: env, Node: *node, Log: slog.New(h)}
 	if err := a.Run(ctx); err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	return exitOK
 }

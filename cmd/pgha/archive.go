@@ -33,7 +33,7 @@ func cmdArchive(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	env, err := reconcile.Open(c)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	defer env.Close()
 	var stored func(state.ArchiveStatus)
@@ -41,7 +41,7 @@ func cmdArchive(ctx context.Context, args []string, out, errw io.Writer) int {
 		stored = func(s state.ArchiveStatus) { logStored(log, s) }
 	}
 	if err := env.Archive(ctx, log, stored); err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	return exitOK
 }

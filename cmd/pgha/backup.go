@@ -42,11 +42,11 @@ func cmdBackup(ctx context.Context, args []string, out, errw io.Writer) int {
 	if err != nil {
 		// The stream still ends with its outcome; stderr says why.
 		v.Report(report.Outcome{Operation: "backup", Err: err})
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	defer env.Close()
 	if _, err := env.Backup(ctx, *kind, v); err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	return exitOK
 }
@@ -58,10 +58,10 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		list, from, err := env.Backups(ctx)
 		if err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		windows, err := env.RecoveryWindows(list)
 		if err != nil {
@@ -69,7 +69,7 @@ func cmdBackupList(ctx context.Context, args []string, out, errw io.Writer) int 
 			fmt.Fprintf(errw, "Warning: the WAL archive could not be read, so the recoverable window is not shown: %v\n", err)
 		}
 		if err := v.Backups(list, from, windows); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		return exitOK
 	})
@@ -87,9 +87,9 @@ func cmdBackupVerify(ctx context.Context, args []string, out, errw io.Writer) in
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		if err := env.VerifyBackup(ctx, fs.Arg(0), *restore, v); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		return exitOK
 	})
@@ -106,9 +106,9 @@ func cmdBackupDrill(ctx context.Context, args []string, out, errw io.Writer) int
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		if err := env.Drill(ctx, v); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		return exitOK
 	})
@@ -143,7 +143,7 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		if *node != "" {
 			ask := func(summary string) (bool, error) {
 				if *asJSON {
@@ -165,7 +165,7 @@ func cmdRestore(ctx context.Context, args []string, out, errw io.Writer) int {
 			return exitError
 		}
 		if err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		return exitOK
 	})

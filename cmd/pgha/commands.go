@@ -44,14 +44,14 @@ func load(path string, errw io.Writer) *config.Cluster {
 
 // withEnv loads the cluster file, opens its providers for f and closes
 // them afterwards; f's result is the exit code.
-func withEnv(path string, errw io.Writer, f func(env *reconcile.Env) int) int {
+func withEnv(ctx context.Context, path string, errw io.Writer, f func(env *reconcile.Env) int) int {
 	c := load(path, errw)
 	if c == nil {
 		return exitError
 	}
 	env, err := reconcile.Open(c)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	defer env.Close()
 	return f(env)
@@ -70,7 +70,7 @@ func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
 	return exitOK
 }
 
-func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
+func cmdFmt(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs, file := newFlags("fmt", errw)
 	check := fs.Bool("check", false, "do not write; exit 3 when a file is not formatted")
 	diff := fs.Bool("diff", false, "print the changes as a unified diff")
@@ -85,7 +85,7 @@ func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
-			return fail(errw, fmt.Errorf("fmt: %w", err))
+			return fail(ctx, errw, fmt.Errorf("fmt: %w", err))
 		}
 		formatted := clusterfile.Format(src)
 		if bytes.Equal(src, formatted) {
@@ -100,7 +100,7 @@ func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
 			continue
 		}
 		if err := os.WriteFile(f, formatted, 0o644); err != nil {
-			return fail(errw, fmt.Errorf("fmt: %w", err))
+			return fail(ctx, errw, fmt.Errorf("fmt: %w", err))
 		}
 	}
 	return code
@@ -132,21 +132,21 @@ func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		o := reconcile.PlanOptions{Build: plan.Options{DeleteRemoved: *delRemoved}}
 		if *destroy {
 			o = reconcile.PlanOptions{Operation: "destroy", Destroy: plan.DestroyOptions{DeleteVolumes: *delVolumes}}
 		}
 		p, err := env.Plan(ctx, o)
 		if err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		if err := v.Plan(p); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		if *outFile != "" {
 			if err := plan.WriteFile(*outFile, p); err != nil {
-				return fail(errw, err)
+				return fail(ctx, errw, err)
 			}
 			v.PlanSaved(*outFile, *file)
 		}
@@ -213,7 +213,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 	// ends with its outcome, and stderr says why, as for every command.
 	stop := func(err error) int {
 		v.Report(report.Outcome{Operation: op, Err: err})
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	o := reconcile.RunOptions{PlanOptions: reconcile.PlanOptions{Operation: op}, LockTimeout: *lockTimeout, Events: v}
 	if delVolumes != nil {
@@ -253,7 +253,7 @@ func runApply(ctx context.Context, op string, args []string, out, errw io.Writer
 		fmt.Fprintf(errw, "\n%s cancelled.\n", strings.ToUpper(op[:1])+op[1:])
 		return exitError
 	case err != nil:
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	return exitOK
 }
@@ -297,11 +297,11 @@ func cmdForceUnlock(ctx context.Context, args []string, out, errw io.Writer) int
 		fmt.Fprintln(errw, "Usage: pgha force-unlock [-f FILE] LOCK_ID (the ID is in the error of the blocked command)")
 		return exitError
 	}
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := env.ForceUnlock(ctx, fs.Arg(0)); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		fmt.Fprintf(out, "The cluster lock %s was removed.\n", fs.Arg(0))
 		return exitOK

@@ -12,8 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/pgha/pgha/reconcile"
 )
 
 // version is set by the Makefile with -ldflags.
@@ -99,10 +97,12 @@ func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
 }
 
 // fail prints an error the way every command does and returns exitError.
-// A cancel is a Ctrl-C only when nothing else ended the context: an apply
-// stopped by a lost lock says so, with what it did not attempt.
-func fail(errw io.Writer, err error) int {
-	if errors.Is(err, context.Canceled) && !errors.Is(err, reconcile.ErrLockLost) {
+// "interrupted" stands for an error that is only a cancel of ctx, the
+// command's own context, which ends on Ctrl-C or SIGTERM. A cancel from
+// inside — an apply whose lock was lost cancels its actions — is printed
+// whole: it says why, and what was not attempted.
+func fail(ctx context.Context, errw io.Writer, err error) int {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		fmt.Fprintln(errw, "Error: interrupted")
 		return exitError
 	}

@@ -14,7 +14,7 @@ import (
 // who cannot run pgha where the plan was made: the text plan, the JSON
 // contract, or Markdown for a pull-request comment. It reads only the
 // plan file (checked as apply checks it), never the cluster.
-func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
+func cmdShow(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("pgha show", flag.ContinueOnError)
 	fs.SetOutput(errw)
 	asJSON := fs.Bool("json", false, "print the plan as JSON (the format documented in README)")
@@ -32,14 +32,14 @@ func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
 	}
 	p, err := plan.ReadFile(fs.Arg(0))
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	var v views.PlanView = views.New(*asJSON, out, version)
 	if *asMarkdown {
 		v = views.NewMarkdown(out)
 	}
 	if err := v.Plan(p); err != nil {
-		return fail(errw, fmt.Errorf("show: %w", err))
+		return fail(ctx, errw, fmt.Errorf("show: %w", err))
 	}
 	return exitOK
 }

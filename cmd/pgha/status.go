@@ -15,9 +15,9 @@ func cmdStatus(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitError
 	}
 	v := views.New(*asJSON, out, version)
-	return withEnv(*file, errw, func(env *reconcile.Env) int {
+	return withEnv(ctx, *file, errw, func(env *reconcile.Env) int {
 		if err := v.Status(reconcile.BuildStatus(env.Cfg, env.Observe(ctx))); err != nil {
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		return exitOK
 	})

@@ -51,7 +51,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	path, err := filepath.Abs(*file)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	c := load(path, errw)
 	if c == nil {
@@ -67,7 +67,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 	log := slog.New(h)
 	env, err := open(c)
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	w := &reconcile.Watcher{Env: env, Log: log, WriteProbe: true}
 	if *once {
@@ -88,7 +88,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 		srv = api.New(c, hub, log, version)
 		if served, err = srv.Serve(ctx); err != nil {
 			env.Close()
-			return fail(errw, err)
+			return fail(ctx, errw, err)
 		}
 		w.Observer = hub.Watcher()
 	}
@@ -149,7 +149,7 @@ func cmdWatch(ctx context.Context, args []string, out, errw io.Writer) int {
 		<-served
 	}
 	if err != nil {
-		return fail(errw, err)
+		return fail(ctx, errw, err)
 	}
 	return exitOK
 }
