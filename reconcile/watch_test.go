@@ -31,10 +31,7 @@ func (l *watchLog) logger() *slog.Logger {
 func (l *watchLog) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	if strings.TrimSpace(l.String()) == "" {
-		return nil // nothing logged
-	}
-	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
+	for line := range strings.Lines(l.String()) { // none in an empty log
 		var r map[string]any
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("not a JSON record: %q", line)
